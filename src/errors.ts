@@ -1,0 +1,30 @@
+// Exit statuses of the CLI and the hook, and the error that carries them to the top.
+// Documented in `kmodload --help` and the README; keep the three in step.
+
+export const EXIT = {
+  ok: 0,
+  /** The kernel refused a module (load or unload failed). Also modprobe's status for
+   *  --show-depends of an unknown name, which mirrors modprobe exactly. */
+  failed: 1,
+  /** Bad command line. */
+  usage: 2,
+  /** The request was refused before anything was done: invalid or unknown name,
+   *  blacklisted, forbidden by an install rule, module in use, builtin. Nothing changed. */
+  refused: 3,
+  /** The module tree, configuration or container bundle could not be read. */
+  environment: 4,
+} as const;
+
+export type ExitStatus = (typeof EXIT)[keyof typeof EXIT];
+
+/** An expected failure: its message is one line for a person, no stack trace shown. */
+export class KmodloadError extends Error {
+  constructor(
+    message: string,
+    readonly exitStatus: ExitStatus,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'KmodloadError';
+  }
+}

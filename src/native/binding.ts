@@ -1,0 +1,42 @@
+// The shape of the compiled addon (native/src). Everything that blocks returns a Promise
+// and runs on libuv's thread pool; failures are Node-style errors (see SystemError).
+
+/** An error as `fs` makes them: `code` ('EEXIST'), `errno` (positive), `syscall`, `path`. */
+export interface SystemError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+  path?: string;
+}
+
+/** One value stored under a key of a kmod binary index. Lower priority sorts first. */
+export interface IndexValue {
+  value: string;
+  priority: number;
+}
+
+/** A mapped modules.*.bin file. Lookups are synchronous: the file is already in memory. */
+export interface NativeIndex {
+  /** Exact lookup: the values stored under exactly `key`, in kmod's order (by priority). */
+  exact(key: string): IndexValue[];
+  /** Wildcard lookup: every stored pattern that fnmatch()es `key`, values in kmod's order. */
+  wildcard(key: string): IndexValue[];
+  /** Every key with its values, in trie order (tests and the text comparison use it). */
+  entries(): Array<{ key: string; values: IndexValue[] }>;
+  /** Unmaps the file. Further calls throw. */
+  close(): void;
+}
+
+export type CompressionFormat = 'gzip' | 'xz' | 'zstd';
+
+export interface NativeBinding {
+  finitModule(path: string, params: string, flags: number): Promise<void>;
+  initModule(image: Uint8Array, params: string): Promise<void>;
+  deleteModule(name: string, flags: number): Promise<void>;
+  /** Opens and maps a kmod index file; rejects (code EBADMSG / ENOENT ...) on a bad file. */
+  openIndex(path: string): Promise<NativeIndex>;
+  /** Decompresses a whole module image in user space. */
+  decompress(data: Uint8Array, format: CompressionFormat): Promise<Buffer>;
+  /** libc fnmatch(pattern, string, 0), the matcher kmod uses for aliases. */
+  fnmatch(pattern: string, string: string): boolean;
+}

@@ -1,0 +1,58 @@
+// What the planner decides and the loader performs: a pure description, made from the
+// module tree and configuration alone (no kernel state), in kmod modprobe's exact order.
+
+/** One module to bring in, as one line of `modprobe --show-depends` would show it. */
+export interface ProbeStep {
+  /** Normalised module name (`-` -> `_`). */
+  name: string;
+  /** insmod: load `path`; install: a modprobe.d install rule stands in; builtin: nothing to do. */
+  kind: 'insmod' | 'install' | 'builtin';
+  /** Absolute path of the module file (insmod). */
+  path?: string;
+  /** Parameters, merged: modprobe.d options, kernel command line, then the caller's. */
+  options: string;
+  /** The install rule's command (install). */
+  command?: string;
+  /** The probed module or one of its hard dependencies. Softdeps are not required:
+   *  modprobe ignores their failures. */
+  required: boolean;
+  /** This step is the module the probe is for. */
+  target: boolean;
+}
+
+/** One kmod_module_probe_insert_module(): a module found for a request, with its steps. */
+export interface Probe {
+  module: string;
+  steps: ProbeStep[];
+  /** Set when modprobe would skip this match silently (blacklisted alias match). */
+  skipped?: 'blacklisted';
+}
+
+export type PlanErrorReason =
+  | 'invalid-name' // not a module name kmod accepts
+  | 'not-found' // no module, alias or builtin by that name
+  | 'forbidden' // an install rule that forbids it (install NAME /bin/false)
+  | 'install-command' // an install rule that needs a shell, not allowed by the caller
+  | 'blacklisted'; // every match blacklisted (-b / useBlacklist)
+
+export interface PlanError {
+  reason: PlanErrorReason;
+  /** One line for a person: "module ip_vs_wrx not found in /lib/modules/6.1.0-13-amd64". */
+  message: string;
+}
+
+/** Everything one requested name resolves to. */
+export interface RequestPlan {
+  /** The name as the caller gave it. */
+  request: string;
+  /** One probe per lookup match, in kmod's order. Empty when `error` is set. */
+  probes: Probe[];
+  error?: PlanError;
+}
+
+export interface Plan {
+  /** The module directory used: <root>/lib/modules/<version>. */
+  moduleDir: string;
+  kernelVersion: string;
+  requests: RequestPlan[];
+}
