@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite drives for real: kmod (modprobe, the oracle, and
+# depmod), qemu and busybox (real kernels), runc (a real runtime), the compressors (fixtures),
+# clang and its runtimes (sanitizer build, fuzzing), clang-format (lint).
+set -euo pipefail
+pkgs=(kmod qemu-system-x86 busybox-static cpio runc zstd xz-utils gzip clang libclang-rt-14-dev clang-format)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages: ${missing[*]} (run as root, or apt-get install them)" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
