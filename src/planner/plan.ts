@@ -13,12 +13,21 @@ export interface ProbeStep {
   options: string;
   /** The install rule's command (install). */
   command?: string;
+  /** What an install rule amounts to without a shell: `noop` (/bin/true: nothing to load,
+   *  nothing to run), `forbid` (/bin/false: the rule forbids the module; a required step
+   *  makes the request fail), `shell` (any other command: needs /bin/sh). Set on `install`. */
+  installAction?: InstallAction;
+  /** An `insmod` step without `path`: the module is named (by an alias) but is not in
+   *  modules.dep. modprobe prints nothing for it and fails to insert it with ENOENT. */
+  missing?: boolean;
   /** The probed module or one of its hard dependencies. Softdeps are not required:
    *  modprobe ignores their failures. */
   required: boolean;
   /** This step is the module the probe is for. */
   target: boolean;
 }
+
+export type InstallAction = 'noop' | 'forbid' | 'shell';
 
 /** One kmod_module_probe_insert_module(): a module found for a request, with its steps. */
 export interface Probe {
@@ -45,8 +54,11 @@ export interface PlanError {
 export interface RequestPlan {
   /** The name as the caller gave it. */
   request: string;
-  /** One probe per lookup match, in kmod's order. Empty when `error` is set. */
+  /** One probe per lookup match, in kmod's order. Empty when the name could not be looked
+   *  up (invalid-name, not-found). For a refusal (forbidden, install-command, blacklisted,
+   *  a required module without a file) the probes stay, as `--show-depends` prints them. */
   probes: Probe[];
+  /** Set when the request cannot be carried out as planned: load nothing for it. */
   error?: PlanError;
 }
 

@@ -1,0 +1,141 @@
+#!/usr/bin/env node
+// `npm run bench`: how fast kmodload resolves a request, as ratios against baselines measured
+// in the same run on the same tree. Not a test: it prints figures, it asserts nothing.
+//
+//   in-process resolution (a Node service with the database open) vs spawning
+//   `modprobe -a --show-depends` for the same names; cold resolution (open + plan, what one
+//   hook process pays) vs the same spawn; .bin index lookups vs the text-file fallback.
+'use strict';
+
+const { execFileSync, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { openModuleDatabase, planRequests, formatShowDepends } = require('../dist/planner');
+
+const SEED = ['ip_vs', 'ip_vs_wrr'];
+
+function fixture() {
+  const out = execFileSync('bash', [path.join(__dirname, '..', 'scripts', 'fetch-kernels.sh')], {
+    encoding: 'utf8',
+  });
+  const [, root, version] = out.split('\n').find((l) => l.startsWith('6.1 ')).split(' ');
+  return { root, version };
+}
+
+// Deterministic "random" sample: a small LCG over the module list.
+function sample(names, count, seed = 42) {
+  const picked = [];
+  let x = seed;
+  for (let i = 0; i < count; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    picked.push(names[x % names.length]);
+  }
+  return picked;
+}
+
+async function timeIt(iterations, fn) {
+  await fn(); // warm-up
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < iterations; i++) await fn();
+  return Number(process.hrtime.bigint() - start) / 1e6 / iterations;
+}
+
+function modprobe(root, version, names) {
+  const r = spawnSync('modprobe', ['-d', root, '-S', version, '-a', '--show-depends', ...names], {
+    encoding: 'utf8',
+  });
+  return r.stdout;
+}
+
+function textOnlyTree(root, version) {
+  // Same tree without the .bin indexes: the text fallback has to answer.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-bench-'));
+  const src = path.join(root, 'lib/modules', version);
+  const dst = path.join(dir, 'lib/modules', version);
+  fs.mkdirSync(dst, { recursive: true });
+  for (const f of fs.readdirSync(src)) {
+    if (f === 'kernel') fs.symlinkSync(path.join(src, f), path.join(dst, f));
+    else if (f.startsWith('modules.') && !f.endsWith('.bin')) fs.copyFileSync(path.join(src, f), path.join(dst, f));
+  }
+  return dir;
+}
+
+function row(label, ours, baseline, baselineLabel) {
+  const ratio = baseline / ours;
+  console.log(
+    `${label.padEnd(44)} ${ours.toFixed(3).padStart(9)} ms   ${baselineLabel.padEnd(26)} ${baseline
+      .toFixed(3)
+      .padStart(9)} ms   x${ratio.toFixed(1)}`,
+  );
+}
+
+async function main() {
+  const { root, version } = fixture();
+  const opts = { root, kernelVersion: version };
+  const depLines = fs.readFileSync(path.join(root, 'lib/modules', version, 'modules.dep'), 'utf8');
+  const all = depLines
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => path.basename(l.slice(0, l.indexOf(':'))).replace(/\.ko(\..*)?$/, ''));
+  const random = sample(all, 200);
+
+  // Sanity: the thing measured gives modprobe's answer.
+  const db = await openModuleDatabase(opts);
+  if (formatShowDepends(planRequests(db, SEED)) !== modprobe(root, version, SEED)) {
+    throw new Error('kmodload and modprobe disagree on the seed set; fix that before timing it');
+  }
+
+  console.log(`kernel tree: ${root} (${version}), ${all.length} modules; node ${process.version}`);
+  console.log(`${'measure'.padEnd(44)} ${'kmodload'.padStart(12)}   ${'baseline'.padEnd(26)} ${'time'.padStart(12)}   speed-up`);
+
+  const seedSpawn = await timeIt(50, () => modprobe(root, version, SEED));
+  row('seed set, in-process (db open)', await timeIt(2000, () => planRequests(db, SEED)), seedSpawn, 'spawn modprobe -a');
+  row(
+    'seed set, cold (open db + plan + close)',
+    await timeIt(100, async () => {
+      const d = await openModuleDatabase(opts);
+      planRequests(d, SEED);
+      d.close();
+    }),
+    seedSpawn,
+    'spawn modprobe -a',
+  );
+
+  const randomSpawnEach = await timeIt(3, () => random.forEach((n) => modprobe(root, version, [n])));
+  row('200 random names, in-process, one by one', await timeIt(50, () => random.forEach((n) => planRequests(db, [n]))), randomSpawnEach, '200 x spawn modprobe');
+  const randomSpawnOnce = await timeIt(10, () => modprobe(root, version, random));
+  row('200 random names, in-process, one request', await timeIt(50, () => planRequests(db, random)), randomSpawnOnce, '1 x spawn modprobe -a');
+  db.close();
+
+  const textRoot = textOnlyTree(root, version);
+  try {
+    const textDb = await openModuleDatabase({ root: textRoot, kernelVersion: version });
+    planRequests(textDb, random); // loads the text files once
+    const binDb = await openModuleDatabase(opts);
+    row('200 random names, .bin indexes', await timeIt(50, () => planRequests(binDb, random)), await timeIt(50, () => planRequests(textDb, random)), 'text files (warm)');
+    row(
+      'seed set cold, .bin indexes',
+      await timeIt(50, async () => {
+        const d = await openModuleDatabase(opts);
+        planRequests(d, SEED);
+        d.close();
+      }),
+      await timeIt(5, async () => {
+        const d = await openModuleDatabase({ root: textRoot, kernelVersion: version });
+        planRequests(d, SEED);
+        d.close();
+      }),
+      'text files (cold)',
+    );
+    binDb.close();
+    textDb.close();
+  } finally {
+    fs.rmSync(textRoot, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(`bench: ${err.message}`);
+  process.exit(1);
+});

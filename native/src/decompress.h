@@ -1,0 +1,33 @@
+// User-space decompression of module images. The codec libraries are dlopen()ed on first
+// use so the addon builds without their -dev packages and loads without them installed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace kmodload {
+
+enum class Compression { kGzip, kXz, kZstd };
+
+// err: ENOTSUP (library missing), EBADMSG (corrupt or truncated data), EFBIG (output over
+// the cap), ENOMEM.
+class DecompressError : public std::runtime_error {
+ public:
+  DecompressError(int err, const std::string& what) : std::runtime_error(what), err_(err) {}
+  int err() const { return err_; }
+
+ private:
+  int err_;
+};
+
+// Modules are a few MiB; anything near this is a decompression bomb.
+constexpr size_t kMaxDecompressedSize = size_t{1} << 30;
+
+// Decompresses every member/stream/frame of data. Thread-safe.
+std::vector<uint8_t> Decompress(const uint8_t* data, size_t size, Compression format,
+                                size_t max_output = kMaxDecompressedSize);
+
+}  // namespace kmodload

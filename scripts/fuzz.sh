@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Fuzzes the index reader (native/src/index_reader.cc) with libFuzzer + ASan + UBSan.
+#   scripts/fuzz.sh [SECONDS]     run for SECONDS (default 30); non-zero exit on a crash
+# The corpus starts from the real modules.*.bin of the fixture trees and from a small tree
+# made with depmod (small inputs mutate faster); it is kept in .cache/fuzz between runs and
+# crashing inputs land in .cache/fuzz/crashes/.
+set -euo pipefail
+
+seconds=${1:-30}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+work="$repo/.cache/fuzz"
+build="$work/build"
+seeds="$work/seeds"
+corpus="$work/corpus"
+mkdir -p "$seeds" "$corpus" "$work/crashes"
+
+command -v clang++ >/dev/null || { echo "fuzz: clang++ is needed (apt-get install clang)" >&2; exit 1; }
+
+cmake -S "$repo/native" -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DKMODLOAD_FUZZ=ON >/dev/null
+cmake --build "$build" >/dev/null
+
+# Seeds: every index of every fixture tree, plus the indexes of a tree of a dozen modules.
+while read -r flavour root version; do
+  dir="$root/lib/modules/$version"
+  for bin in "$dir"/modules.*.bin; do
+    cp "$bin" "$seeds/$flavour-$(basename "$bin")"
+  done
+  if [ "$flavour" = 6.1 ] && [ ! -f "$seeds/small-modules.alias.bin" ]; then
+    small=$(mktemp -d)
+    mkdir -p "$small/lib/modules/$version"
+    (cd "$dir" && find kernel/lib kernel/crypto -name '*.ko' | head -n 24 |
+      cpio -pdm --quiet "$small/lib/modules/$version")
+    depmod -b "$small" "$version"
+    for bin in "$small/lib/modules/$version"/modules.*.bin; do
+      cp "$bin" "$seeds/small-$(basename "$bin")"
+    done
+    rm -rf "$small"
+  fi
+done < <("$repo/scripts/fetch-kernels.sh")
+
+echo "fuzz: running index_fuzz for ${seconds}s (corpus $corpus)"
+"$build/index_fuzz" -max_total_time="$seconds" -timeout=60 -rss_limit_mb=4096 \
+  -print_final_stats=1 -artifact_prefix="$work/crashes/" "$corpus" "$seeds"

@@ -1,0 +1,312 @@
+#!/usr/bin/env bash
+# Builds the initramfs that the end-to-end suite boots under qemu, for one kernel tree.
+#
+#   scripts/qemu/build-initramfs.sh [--no-project] ROOT VERSION OUTDIR
+#
+# ROOT/VERSION come from scripts/fetch-kernels.sh. OUTDIR receives:
+#   initrd.img   three concatenated cpio (newc) archives, which the kernel unpacks in turn:
+#                base (busybox, node, kmod, runc and their libraries; cached),
+#                tree (the module subset with every modules.* index; cached per kernel),
+#                project (kmodload as a user installs it, the scenario scripts; always fresh)
+#   tree/        the full module tree after recompression and depmod, for host-side oracles
+#   modules.txt  the module files copied into the guest
+# --no-project leaves kmodload out (to check the harness itself with modprobe only).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+project=$(cd "$here/../.." && pwd)
+with_project=1
+if [ "${1:-}" = "--no-project" ]; then
+  with_project=0
+  shift
+fi
+[ $# -eq 3 ] || { echo "usage: $0 [--no-project] ROOT VERSION OUTDIR" >&2; exit 2; }
+root=$1 version=$2 out=$3
+moddir="$root/lib/modules/$version"
+[ -f "$moddir/modules.dep" ] || { echo "build-initramfs: no module tree at $moddir" >&2; exit 1; }
+
+cache="${KMODLOAD_CACHE:-/var/cache/kmodload}/qemu"
+mkdir -p "$cache" "$out"
+
+# A fresh CI machine may lack the tools; they all come from Debian packages.
+missing=()
+for tool in busybox:busybox-static node:nodejs modprobe:kmod depmod:kmod cpio:cpio runc:runc \
+  zstd:zstd xz:xz-utils gzip:gzip; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+
+node_bin=$(command -v node)
+node_bin=$(readlink -f "$node_bin")
+busybox_bin=$(readlink -f "$(command -v busybox)")
+kmod_bin=$(readlink -f "$(command -v modprobe)")
+runc_bin=$(readlink -f "$(command -v runc)")
+
+# Debian is merged-/usr: /lib, /bin, /sbin and /lib64 are links into /usr. The guest copies
+# that layout, so each file lands at its canonical /usr path.
+canonical() {
+  case "$1" in
+    /usr/*) echo "$1" ;;
+    /lib64/*|/lib/*|/bin/*|/sbin/*) echo "/usr$1" ;;
+    *) echo "$1" ;;
+  esac
+}
+
+# Copies a file (dereferenced) to its canonical place under the staging dir $1.
+put() {
+  local stage=$1 src=$2 dest
+  dest="$stage$(canonical "${3:-$src}")"
+  mkdir -p "$(dirname "$dest")"
+  cp -L "$src" "$dest"
+}
+
+# Copies an executable (to DEST, default its own path) and every shared library ldd lists
+# for it, the dynamic loader included.
+put_with_libs() {
+  local stage=$1 file=$2 dest=${3:-$2} lib
+  put "$stage" "$file" "$dest"
+  while read -r lib; do
+    [ -n "$lib" ] && put "$stage" "$lib"
+  done < <(ldd "$file" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
+}
+
+make_cpio() {
+  (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) > "$2"
+}
+
+# ---------- base layer: userland, cached on the identity of its inputs ----------
+base_key=$(
+  {
+    stat -c '%n %s %Y' "$node_bin" "$busybox_bin" "$kmod_bin" "$runc_bin"
+    sha256sum "$0" | cut -d' ' -f1
+  } | sha256sum | cut -c1-16
+)
+base="$cache/base-$base_key.cpio"
+if [ ! -f "$base" ]; then
+  stage=$(mktemp -d "$cache/base-stage.XXXXXX")
+  trap 'rm -rf "$stage"' EXIT
+  mkdir -p "$stage"/usr/{bin,sbin,lib,lib64} "$stage"/{dev,proc,sys,tmp,run,etc,root,mnt}
+  ln -s usr/bin "$stage/bin"
+  ln -s usr/sbin "$stage/sbin"
+  ln -s usr/lib "$stage/lib"
+  ln -s usr/lib64 "$stage/lib64"
+
+  cp "$busybox_bin" "$stage/usr/bin/busybox"
+  # Every applet except the module tools: those must be kmod's, the oracle.
+  for applet in $("$busybox_bin" --list); do
+    case "$applet" in
+      busybox|insmod|rmmod|lsmod|modprobe|depmod|modinfo) continue ;;
+    esac
+    [ -e "$stage/usr/bin/$applet" ] || ln -s busybox "$stage/usr/bin/$applet"
+  done
+
+  put_with_libs "$stage" "$node_bin" /usr/bin/node
+  put_with_libs "$stage" "$kmod_bin"
+  for tool in modprobe insmod rmmod lsmod depmod modinfo; do
+    ln -sf ../bin/kmod "$stage/usr/sbin/$tool"
+  done
+  put_with_libs "$stage" "$runc_bin"
+  [ -e "$stage/usr/sbin/runc" ] || ln -s "$(canonical "$runc_bin")" "$stage/usr/sbin/runc"
+
+  # The addon opens these at run time to decompress modules in user space.
+  for soname in libz.so.1 liblzma.so.5 libzstd.so.1; do
+    lib=$(ldconfig -p | awk -v n="$soname" '$1 == n && /x86-64/ && !found {print $NF; found = 1}')
+    [ -n "$lib" ] || { echo "build-initramfs: $soname not found (apt-get install zlib1g liblzma5 libzstd1)" >&2; exit 1; }
+    put "$stage" "$lib"
+  done
+
+  # The distribution's own modprobe.d files, as on a real Debian host.
+  for conf in /usr/lib/modprobe.d/*.conf; do
+    [ -f "$conf" ] && put "$stage" "$conf"
+  done
+
+  # A tiny container: a static busybox is its whole root filesystem.
+  mkdir -p "$stage/opt/e2e/rootfs/bin"
+  cp "$busybox_bin" "$stage/opt/e2e/rootfs/bin/busybox"
+  for applet in sh cat echo wc; do ln -s busybox "$stage/opt/e2e/rootfs/bin/$applet"; done
+
+  # The dynamic loader's cache, so node, runc and the addon's dlopen find the libraries.
+  cp /etc/ld.so.conf "$stage/etc/"
+  [ -d /etc/ld.so.conf.d ] && cp -r /etc/ld.so.conf.d "$stage/etc/"
+  ldconfig -r "$stage"
+
+  echo 'root:x:0:0:root:/root:/bin/sh' > "$stage/etc/passwd"
+  echo 'root:x:0:' > "$stage/etc/group"
+  make_cpio "$stage" "$base.tmp"
+  mv "$base.tmp" "$base"
+  rm -rf "$stage"
+  trap - EXIT
+fi
+
+# ---------- tree layer: the module subset, recompressed where scenarios need it ----------
+# Module names whose files are replaced, per format (scenario 3). Separate modules, so each
+# format is proven on its own.
+case "$version" in
+  # 6.1 ships plain .ko and cannot decompress: every format goes through user space.
+  6.1.*) recompress="tcp_bic:xz-crc32 tcp_htcp:xz-crc64 tcp_highspeed:zst tcp_hybla:gz-content" ;;
+  # 6.12 ships .ko.xz (CRC32) and decompresses xz itself; the rest falls back to user space.
+  *) recompress="tcp_htcp:xz-crc64 tcp_highspeed:zst tcp_hybla:gz-content" ;;
+esac
+
+tree_key=$(
+  {
+    echo "$version $recompress"
+    stat -c '%n %s %Y' "$moddir/modules.dep"
+    sha256sum "$0" "$here/guest/modules.txt" | cut -d' ' -f1
+  } | sha256sum | cut -c1-16
+)
+tree_cpio="$cache/tree-$version-$tree_key.cpio"
+work="$cache/tree-$version-$tree_key"
+if [ ! -f "$tree_cpio" ] || [ ! -f "$work/.ready" ]; then
+  rm -rf "$work" && mkdir -p "$work/lib/modules"
+  # Hard links keep the copy cheap; every file that changes is replaced, never written through.
+  cp -al "$moddir" "$work/lib/modules/$version"
+  wmod="$work/lib/modules/$version"
+  # Prints the path (relative to the tree) of module $1 in modules.dep.
+  module_path() {
+    awk -v n="$1" -F: '{ f = $1; sub(/.*\//, "", f); sub(/\.ko(\.[a-z]+)?$/, "", f);
+      gsub(/-/, "_", f); if (f == n && !found) { print $1; found = 1 } }' "$wmod/modules.dep"
+  }
+  # Writes the uncompressed module $2 (relative path) to file $1.
+  decompress_to() {
+    case "$2" in
+      *.ko) cp "$wmod/$2" "$1" ;;
+      *.ko.xz) xz -dc "$wmod/$2" > "$1" ;;
+      *.ko.zst) zstd -qdc "$wmod/$2" > "$1" ;;
+    esac
+  }
+  plain=$(mktemp)
+  for item in $recompress; do
+    name=${item%%:*} format=${item#*:}
+    rel=$(module_path "$name")
+    [ -n "$rel" ] || { echo "build-initramfs: $name not in $version" >&2; exit 1; }
+    decompress_to "$plain" "$rel"
+    stem=${rel%.ko*}.ko
+    case "$format" in
+      xz-crc32) rm -f "$wmod/$rel"; xz -z -c --check=crc32 "$plain" > "$wmod/$stem.xz" ;;
+      xz-crc64) rm -f "$wmod/$rel"; xz -z -c "$plain" > "$wmod/$stem.xz" ;;
+      zst) rm -f "$wmod/$rel"; zstd -q -19 -c "$plain" > "$wmod/$stem.zst" ;;
+    esac
+  done
+  # Regenerate the indexes from the changed tree (the copies are links: remove, never rewrite).
+  for f in modules.dep modules.dep.bin modules.alias modules.alias.bin modules.softdep \
+    modules.symbols modules.symbols.bin modules.builtin.bin modules.builtin.alias.bin \
+    modules.devname modules.weakdep; do
+    rm -f "$wmod/$f"
+  done
+  depmod -b "$work" "$version"
+  # Debian's kmod is built without zlib: depmod does not index a .ko.gz file. A gzip module
+  # therefore keeps its indexed name and only its content changes, which a loader that goes
+  # by magic bytes (as the kernel and kmodload do) must still load.
+  for item in $recompress; do
+    name=${item%%:*} format=${item#*:}
+    [ "$format" = gz-content ] || continue
+    rel=$(module_path "$name")
+    decompress_to "$plain" "$rel"
+    rm -f "$wmod/$rel"
+    gzip -9 -n -c "$plain" > "$wmod/$rel"
+  done
+  rm -f "$plain"
+
+  # The closure of every name the scenarios use, as kmod's modprobe computes it (softdeps
+  # and every alias match included). Config-free on purpose: the guest's blacklist and
+  # install rules must not hide modules from the image.
+  empty_conf=$(mktemp -d)
+  names=$(grep -v '^\s*#' "$here/guest/modules.txt" | tr -s ' \n' ' ')
+  paths=$(modprobe -C "$empty_conf" -d "$work" -S "$version" -a --show-depends $names \
+    | awk '$1 == "insmod" {print $2}' | sort -u)
+  rmdir "$empty_conf"
+  [ -n "$paths" ] || { echo "build-initramfs: empty module closure" >&2; exit 1; }
+
+  stage=$(mktemp -d "$cache/tree-stage.XXXXXX")
+  trap 'rm -rf "$stage"' EXIT
+  smod="$stage/usr/lib/modules/$version"
+  mkdir -p "$smod"
+  cp "$wmod"/modules.* "$smod/"
+  : > "$work/modules.txt"
+  for path in $paths; do
+    rel=${path#"$wmod/"}
+    mkdir -p "$smod/$(dirname "$rel")"
+    cp "$path" "$smod/$rel"
+    echo "$rel" >> "$work/modules.txt"
+  done
+  make_cpio "$stage" "$tree_cpio.tmp"
+  mv "$tree_cpio.tmp" "$tree_cpio"
+  rm -rf "$stage"
+  trap - EXIT
+  touch "$work/.ready"
+fi
+
+# ---------- project layer: kmodload as installed by `npm install -g`, plus the scenarios ----------
+stage=$(mktemp -d "${TMPDIR:-/tmp}/kmodload-project.XXXXXX")
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/opt/e2e" "$stage/etc/modprobe.d"
+cp "$here"/guest/*.sh "$stage/opt/e2e/"
+cp "$here/guest/init" "$stage/init"
+chmod 755 "$stage/init" "$stage"/opt/e2e/*.sh
+cp "$here/guest/modprobe.conf" "$stage/etc/modprobe.d/kmodload-e2e.conf"
+
+# The container bundle: the runtime spec defaults, a command that proves the container ran,
+# and KERNEL_MODULES as the seed asks. The hook entry is filled in inside the guest, from the
+# configuration kmodload itself prints for this installation.
+spec=$(mktemp -d)
+(cd "$spec" && runc spec)
+node -e '
+  const fs = require("fs");
+  const [specPath, outPath] = process.argv.slice(1);
+  const c = JSON.parse(fs.readFileSync(specPath, "utf8"));
+  c.process.terminal = false;
+  c.process.args = ["/bin/sh", "-c", "echo container-ran"];
+  c.process.env.push("KERNEL_MODULES=ip_vs,ip_vs_wrr");
+  c.root = { path: "/opt/e2e/rootfs", readonly: true };
+  fs.writeFileSync(outPath, JSON.stringify(c, null, 2));
+' "$spec/config.json" "$stage/opt/e2e/config.template.json"
+rm -rf "$spec"
+
+if [ "$with_project" = 1 ]; then
+  [ -f "$project/build/Release/kmodload.node" ] \
+    || { echo "build-initramfs: build/Release/kmodload.node missing (run npm run build)" >&2; exit 1; }
+  pkg="$stage/usr/lib/node_modules/kmodload"
+  mkdir -p "$pkg/build/Release"
+  # Compile the sources into the package, so the guest never runs a stale dist/.
+  (cd "$project" && npx --no-install tsc -p tsconfig.build.json --outDir "$pkg/dist") >&2 \
+    || [ -f "$pkg/dist/cli/main.js" ] \
+    || { echo "build-initramfs: TypeScript build failed" >&2; exit 1; }
+  [ -f "$pkg/dist/cli/main.js" ] || { echo "build-initramfs: dist/cli/main.js not built" >&2; exit 1; }
+  find "$pkg/dist" -name '*.map' -delete
+  cp "$project/package.json" "$pkg/"
+  cp -r "$project/bin" "$pkg/bin"
+  cp "$project/build/Release/kmodload.node" "$pkg/build/Release/"
+  # An installed package has no node_modules here: the runtime must need only Node's own
+  # modules and the addon. Fail loudly if the compiled code asks for anything else.
+  node -e '
+    const fs = require("fs"), path = require("path"), builtin = new Set(require("module").builtinModules);
+    const bad = [];
+    const walk = (d) => { for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (p.endsWith(".js")) for (const m of fs.readFileSync(p, "utf8").matchAll(/require\("([^"]+)"\)/g)) {
+        const id = m[1];
+        if (!id.startsWith(".") && !builtin.has(id.replace(/^node:/, ""))) bad.push(`${p}: ${id}`);
+      } } };
+    walk(process.argv[1]);
+    if (bad.length) { console.error("build-initramfs: runtime requires packages:\n" + bad.join("\n")); process.exit(1); }
+  ' "$pkg"
+  # The addon and its libraries.
+  while read -r lib; do
+    [ -n "$lib" ] && [ ! -e "$stage$(canonical "$lib")" ] && put "$stage" "$lib"
+  done < <(ldd "$pkg/build/Release/kmodload.node" | awk '/=> \// {print $3}')
+  mkdir -p "$stage/usr/bin"
+  ln -s ../lib/node_modules/kmodload/bin/kmodload.js "$stage/usr/bin/kmodload"
+  chmod 755 "$pkg/bin/kmodload.js"
+fi
+make_cpio "$stage" "$out/project.cpio"
+
+cat "$base" "$tree_cpio" "$out/project.cpio" > "$out/initrd.img.tmp"
+mv "$out/initrd.img.tmp" "$out/initrd.img"
+rm -f "$out/project.cpio"
+ln -sfn "$work" "$out/tree"
+cp "$work/modules.txt" "$out/modules.txt"
+echo "$out/initrd.img"

@@ -1,0 +1,172 @@
+// The programmatic API: resolve names to a plan, load it, unload, ask a module's state.
+// The planner and the addon are imported on first use, so requiring the package is cheap.
+
+import { EXIT, KmodloadError } from './errors';
+import type { Kernel } from './kernel/kernel';
+import { LinuxKernel } from './kernel/linux';
+import { executePlan } from './loader/load';
+import type { LoadResult, UnloadResult } from './loader/types';
+import type { UnloadTarget } from './loader/unload';
+import { executeUnload } from './loader/unload';
+import type { Plan } from './planner/plan';
+import type { ModuleDatabase, PlanOptions, ResolverOptions } from './planner/index';
+
+/** Where the module tree and configuration come from, how to plan, and how to load. */
+export type LoadOptions = ResolverOptions &
+  PlanOptions & {
+    /** Plan and report; no syscall, no command. /sys is still read to report live modules. */
+    dryRun?: boolean;
+    /** Run modprobe.d install rules other than /bin/true through /bin/sh. Off by default:
+     *  such a rule otherwise refuses the request. */
+    allowInstallCommands?: boolean;
+    /** The kernel to talk to. Default: a LinuxKernel (the addon and /sys). */
+    kernel?: Kernel;
+  };
+
+export type UnloadOptions = ResolverOptions & {
+  /** Decide and report; no delete_module, no command. */
+  dryRun?: boolean;
+  /** delete_module with O_TRUNC (forced unload, if the kernel allows it). */
+  force?: boolean;
+  /** Run modprobe.d remove rules other than /bin/true through /bin/sh. Off by default. */
+  allowRemoveCommands?: boolean;
+  kernel?: Kernel;
+};
+
+export type ModuleStateOptions = ResolverOptions & { kernel?: Kernel };
+
+/** Where a module stands: compiled in, in the kernel (by initstate), or not there. */
+export type ModuleState = 'builtin' | 'live' | 'coming' | 'going' | 'absent';
+
+function oneLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.split('\n')[0] ?? '';
+}
+
+async function withDatabase<T>(
+  options: ResolverOptions,
+  use: (db: ModuleDatabase, planner: typeof import('./planner/index')) => Promise<T> | T,
+): Promise<T> {
+  const planner = await import('./planner/index.js');
+  let db: ModuleDatabase;
+  try {
+    db = await planner.openModuleDatabase(resolverOptions(options));
+  } catch (error) {
+    if (error instanceof KmodloadError) throw error;
+    throw new KmodloadError(`cannot open the module tree: ${oneLine(error)}`, EXIT.environment, {
+      cause: error,
+    });
+  }
+  try {
+    return await use(db, planner);
+  } finally {
+    db.close();
+  }
+}
+
+/** Only the resolver's own fields, so that a caller's extra fields never leak into it. */
+function resolverOptions(options: ResolverOptions): ResolverOptions {
+  const picked: ResolverOptions = {};
+  if (options.root !== undefined) picked.root = options.root;
+  if (options.kernelVersion !== undefined) picked.kernelVersion = options.kernelVersion;
+  if (options.configDirs !== undefined) picked.configDirs = options.configDirs;
+  if (options.kernelCommandLine !== undefined) picked.kernelCommandLine = options.kernelCommandLine;
+  return picked;
+}
+
+function planOptions(options: LoadOptions): PlanOptions {
+  const picked: PlanOptions & { allowInstallCommands?: boolean } = {};
+  if (options.useBlacklist !== undefined) picked.useBlacklist = options.useBlacklist;
+  if (options.extraOptions !== undefined) picked.extraOptions = options.extraOptions;
+  if (options.allowInstallCommands !== undefined) {
+    picked.allowInstallCommands = options.allowInstallCommands;
+  }
+  return picked;
+}
+
+/**
+ * Resolves `names` (module names or aliases, as `modprobe -a` takes them) to the plan kmod's
+ * modprobe would follow: softdeps, dependencies and every alias match, in order. Touches no
+ * kernel state. A name that cannot be planned has `error` set in its RequestPlan.
+ *
+ * @throws KmodloadError (EXIT.environment) when the module tree or configuration is unreadable.
+ */
+export async function resolve(names: string[], options: LoadOptions = {}): Promise<Plan> {
+  return withDatabase(options, (db, planner) =>
+    planner.planRequests(db, names, planOptions(options)),
+  );
+}
+
+/**
+ * Loads `names` and everything they need, as `modprobe -a` would.
+ *
+ * @returns a result per module; `ok: false` when the kernel refused a required module.
+ * @throws KmodloadError (EXIT.refused) when any name cannot be planned (unknown, invalid,
+ *   blacklisted under `useBlacklist`, forbidden or not-allowed install rule): nothing is loaded.
+ * @throws KmodloadError (EXIT.environment) when the module tree or the addon is unusable.
+ */
+export async function load(names: string[], options: LoadOptions = {}): Promise<LoadResult> {
+  const plan = await resolve(names, options);
+  return executePlan(plan, {
+    kernel: options.kernel ?? new LinuxKernel(),
+    dryRun: options.dryRun ?? false,
+    allowInstallCommands: options.allowInstallCommands ?? false,
+  });
+}
+
+/** The modules each requested name stands for, for removal. */
+function unloadTargets(plan: Plan): UnloadTarget[] {
+  return plan.requests.map((request) => {
+    if (request.error) {
+      const reason = request.error.reason;
+      // Install rules do not matter for removal: the name still names the module.
+      if (reason === 'forbidden' || reason === 'install-command') {
+        return { request: request.request, modules: [request.request.replace(/-/g, '_')] };
+      }
+      throw new KmodloadError(
+        `cannot unload ${request.request}: ${request.error.message}`,
+        EXIT.refused,
+      );
+    }
+    return { request: request.request, modules: request.probes.map((probe) => probe.module) };
+  });
+}
+
+/**
+ * Removes `names` as `modprobe -r -a` would: the module, then its dependencies left unused,
+ * then its soft dependencies. A module that is not loaded is a success (`not-loaded`).
+ *
+ * @throws KmodloadError (EXIT.refused) before removing anything when a name is unknown, a
+ *   module is builtin, in use (its holders named), or protected by a remove rule.
+ */
+export async function unload(names: string[], options: UnloadOptions = {}): Promise<UnloadResult> {
+  return withDatabase(options, async (db, planner) => {
+    const targets = unloadTargets(planner.planRequests(db, names, {}));
+    return executeUnload(targets, db, {
+      kernel: options.kernel ?? new LinuxKernel(),
+      dryRun: options.dryRun ?? false,
+      force: options.force ?? false,
+      allowRemoveCommands: options.allowRemoveCommands ?? false,
+    });
+  });
+}
+
+/**
+ * The state of module `name` (a module name, `-` and `_` alike): `builtin` per the module
+ * tree's modules.builtin, else /sys/module/NAME/initstate (`live`, `coming`, `going`), else
+ * `absent`.
+ */
+export async function moduleState(
+  name: string,
+  options: ModuleStateOptions = {},
+): Promise<ModuleState> {
+  const moduleName = name.replace(/-/g, '_');
+  if (!/^[A-Za-z0-9_]+$/.test(moduleName)) {
+    throw new KmodloadError(`invalid module name '${name}'`, EXIT.refused);
+  }
+  // Builtin first: a builtin with parameters has a /sys/module directory without initstate.
+  const builtin = await withDatabase(options, (db) => db.isBuiltin(moduleName));
+  if (builtin) return 'builtin';
+  const kernel = options.kernel ?? new LinuxKernel();
+  return (await kernel.initState(moduleName)) ?? 'absent';
+}

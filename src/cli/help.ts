@@ -1,0 +1,89 @@
+// The help texts. The exit statuses listed here are src/errors.ts's EXIT plus INTERNAL_ERROR;
+// keep them and the README in step.
+
+/** Exit status of an unexpected failure (a bug): sysexits' EX_SOFTWARE. */
+export const INTERNAL_ERROR = 70;
+
+const EXIT_STATUS = `Exit status:
+  0   success (everything loaded, already live or builtin; or help shown)
+  1   the kernel refused a required module (load or unload failed); with
+      --show-depends: a name was not found (as modprobe)
+  2   bad command line
+  3   request refused before anything was done: invalid or unknown name,
+      blacklisted (-b), forbidden or not-allowed install/remove rule,
+      module builtin or in use (unload)
+  4   the module tree, configuration, addon or bundle could not be read
+  70  internal error (a bug: please report it)`;
+
+const TREE_OPTIONS = `  -d, --dirname=DIR         use DIR as the root of /lib/modules (like modprobe -d)
+  -S, --set-version=VER     kernel version instead of \`uname -r\`
+  -C, --config=DIR          modprobe.d directory instead of the defaults; repeatable`;
+
+export const GLOBAL_HELP = `Usage: kmodload COMMAND [OPTIONS] [NAME...]
+
+Load Linux kernel modules exactly as kmod's modprobe would, without running it.
+
+Commands:
+  load NAME...        load modules and what they need (like modprobe -a)
+  unload NAME...      remove modules and what they left unused (like modprobe -r -a)
+  hook                OCI runtime hook: reads the container state on stdin and
+                      loads the modules the container asks for (KERNEL_MODULES=)
+  hook-config         print ready-to-use hook configurations for this installation
+
+Options:
+  -h, --help          show this help (\`kmodload COMMAND --help\` for a command's)
+      --version       show the version
+
+${EXIT_STATUS}
+`;
+
+export const LOAD_HELP = `Usage: kmodload load [OPTIONS] NAME...
+
+Load each NAME (module name or alias) with its soft dependencies, its
+dependencies and every module an alias matches, in modprobe's order. If any
+NAME cannot be planned (unknown, invalid, blacklisted with -b, forbidden by an
+install rule), nothing is loaded.
+
+Options:
+${TREE_OPTIONS}
+  -b, --use-blacklist       apply blacklist entries to names given directly too
+  -o, --option=NAME=PARAMS  parameters for the requested module NAME, appended
+                            after modprobe.d's, e.g. -o ip_vs=conn_tab_bits=12;
+                            repeatable (values for one NAME are joined by a space)
+  -n, --dry-run             decide and report, load nothing
+  -D, --show-depends        print what modprobe -a --show-depends prints, load nothing
+      --allow-install-commands
+                            run modprobe.d install rules through /bin/sh (refused
+                            otherwise; /bin/true and /bin/false need no shell)
+  -v, --verbose             also print module files and parameters
+  -q, --quiet               print nothing on success
+      --json                print the result as JSON
+  -h, --help                show this help
+
+Output: one line per module: "loaded NAME", "already live NAME", "builtin NAME",
+"skipped NAME" (install /bin/true), "would load NAME" (dry run), "failed NAME"
+(a soft dependency, not fatal). Errors: one line "kmodload: ..." on stderr.
+
+${EXIT_STATUS}
+`;
+
+export const UNLOAD_HELP = `Usage: kmodload unload [OPTIONS] NAME...
+
+Remove each NAME: its post soft dependencies, the module, its dependencies left
+unused, then its pre soft dependencies (modprobe -r order). A module that is not
+loaded is not an error. If any NAME is unknown, builtin, in use or protected by a
+remove rule, nothing is removed.
+
+Options:
+${TREE_OPTIONS}
+  -n, --dry-run             decide and report, remove nothing
+  -f, --force               forced removal (delete_module O_TRUNC); dangerous
+      --allow-remove-commands
+                            run modprobe.d remove rules through /bin/sh
+  -v, --verbose             more output
+  -q, --quiet               print nothing on success
+      --json                print the result as JSON
+  -h, --help                show this help
+
+${EXIT_STATUS}
+`;

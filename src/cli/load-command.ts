@@ -1,0 +1,138 @@
+// `kmodload load [OPTIONS] NAME...`
+
+import type { LoadOptions } from '../api';
+import { load, resolve } from '../api';
+import { EXIT } from '../errors';
+import type { LoadResult, ModuleResult } from '../loader/types';
+import type { OptionSpec } from './args';
+import { allValues, flag, parseArgs, usageError } from './args';
+import { TREE_SPECS, treeOptions, writeJson } from './common';
+import { LOAD_HELP } from './help';
+import type { CliIO } from './io';
+
+const COMMAND = 'load';
+
+const LOAD_SPECS: OptionSpec[] = [
+  ...TREE_SPECS,
+  { long: 'use-blacklist', short: 'b' },
+  { long: 'option', short: 'o', value: true },
+  { long: 'show-depends', short: 'D' },
+  { long: 'allow-install-commands' },
+];
+
+/** `-o NAME=PARAMS`, repeatable: the caller's parameters per requested name. */
+function extraOptions(values: string[], names: string[]): Record<string, string> | undefined {
+  if (values.length === 0) return undefined;
+  const extra: Record<string, string> = {};
+  for (const value of values) {
+    const eq = value.indexOf('=');
+    const name = eq < 0 ? '' : value.slice(0, eq);
+    if (name === '') {
+      throw usageError(`option '-o ${value}' must be NAME=PARAMS`, COMMAND);
+    }
+    if (!names.includes(name)) {
+      throw usageError(`option '-o ${value}' is for ${name}, which is not requested`, COMMAND);
+    }
+    const params = value.slice(eq + 1);
+    const before = extra[name];
+    extra[name] = before === undefined || before === '' ? params : `${before} ${params}`;
+  }
+  return extra;
+}
+
+/** The stdout line for one module. */
+function moduleLine(module: ModuleResult, verbose: boolean): string {
+  const words: string[] = [];
+  switch (module.status) {
+    case 'loaded':
+      words.push('loaded', module.name);
+      break;
+    case 'already-live':
+      words.push('already live', module.name);
+      break;
+    case 'builtin':
+      words.push('builtin', module.name);
+      break;
+    case 'skipped':
+      words.push('skipped', module.name);
+      break;
+    case 'would-load':
+      words.push('would load', module.name);
+      break;
+    case 'failed':
+      words.push('failed', module.name);
+      if (!module.required) words.push('(soft dependency, not fatal):');
+      else words[words.length - 1] += ':';
+      words.push(module.error?.message ?? 'unknown error');
+      return words.join(' ');
+  }
+  if (verbose && module.path !== undefined) words.push(module.path);
+  if (verbose && module.options) words.push(module.options);
+  return words.join(' ');
+}
+
+/** One stderr line per failed request (ENOSYS, which ends the call, is said once). */
+function failureLines(result: LoadResult): string[] {
+  const noSupport = result.modules.find((module) => module.error?.code === 'ENOSYS');
+  if (noSupport?.error) {
+    const requests = result.plan.requests.map((request) => request.request).join(' ');
+    return [`cannot load ${requests}: ${noSupport.error.message}`];
+  }
+  const lines: string[] = [];
+  for (const module of result.modules) {
+    if (module.status !== 'failed' || !module.required) continue;
+    const who =
+      module.request === module.name ? module.name : `${module.request} (needs ${module.name})`;
+    lines.push(`cannot load ${who}: ${module.error?.message ?? 'unknown error'}`);
+  }
+  if (lines.length === 0 && !result.ok) lines.push('cannot load: a required module failed');
+  return lines;
+}
+
+export async function runLoadCommand(argv: string[], io: CliIO): Promise<number> {
+  const parsed = parseArgs(argv, LOAD_SPECS, COMMAND);
+  if (flag(parsed, 'help')) {
+    io.stdout.write(LOAD_HELP);
+    return EXIT.ok;
+  }
+  const names = parsed.operands;
+  if (names.length === 0) throw usageError('missing module name', COMMAND);
+  const showDepends = flag(parsed, 'show-depends');
+  const json = flag(parsed, 'json');
+  if (showDepends && json) throw usageError('--show-depends and --json exclude each other', COMMAND);
+
+  const options: LoadOptions = { ...treeOptions(parsed) };
+  if (flag(parsed, 'use-blacklist')) options.useBlacklist = true;
+  const extra = extraOptions(allValues(parsed, 'option'), names);
+  if (extra) options.extraOptions = extra;
+  if (flag(parsed, 'allow-install-commands')) options.allowInstallCommands = true;
+
+  if (showDepends) {
+    const plan = await resolve(names, options);
+    const { formatShowDepends } = await import('../planner/index.js');
+    io.stdout.write(formatShowDepends(plan));
+    // As modprobe: a name that cannot be found is reported and fails the run; rules that
+    // forbid or replace loading are part of the listing, not failures.
+    let status: number = EXIT.ok;
+    for (const request of plan.requests) {
+      const reason = request.error?.reason;
+      if (reason === 'not-found' || reason === 'invalid-name') {
+        io.stderr.write(`kmodload: ${request.error?.message}\n`);
+        status = EXIT.failed;
+      }
+    }
+    return status;
+  }
+
+  if (flag(parsed, 'dry-run')) options.dryRun = true;
+  const result = await load(names, options);
+  if (json) {
+    writeJson(io.stdout, result);
+  } else if (!flag(parsed, 'quiet')) {
+    const verbose = flag(parsed, 'verbose');
+    for (const module of result.modules) io.stdout.write(`${moduleLine(module, verbose)}\n`);
+  }
+  if (result.ok) return EXIT.ok;
+  for (const line of failureLines(result)) io.stderr.write(`kmodload: ${line}\n`);
+  return EXIT.failed;
+}

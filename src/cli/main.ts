@@ -1,0 +1,105 @@
+// `kmodload COMMAND ...`: dispatch and the one place where errors become one stderr line and
+// an exit status. Commands are imported when chosen, so `kmodload hook` with nothing to load
+// never loads the planner or the addon.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { KmodloadError } from '../errors';
+import { usageError } from './args';
+import { GLOBAL_HELP, INTERNAL_ERROR, LOAD_HELP, UNLOAD_HELP } from './help';
+import type { CliIO } from './io';
+
+export type { CliIO } from './io';
+export { INTERNAL_ERROR } from './help';
+
+type CommandRunner = (argv: string[], io: CliIO) => Promise<number>;
+
+/** The package version, read from package.json next to dist/ (or src/). */
+export function packageVersion(): string {
+  try {
+    const file = path.join(__dirname, '..', '..', 'package.json');
+    const json = JSON.parse(fs.readFileSync(file, 'utf8')) as { version?: unknown };
+    return typeof json.version === 'string' ? json.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** One line, whatever the error carried (newlines would split a runtime's error report). */
+export function singleLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+}
+
+function write(stream: NodeJS.WritableStream, text: string): void {
+  stream.write(text);
+}
+
+async function hookCommands(): Promise<{
+  runHookCommand: CommandRunner;
+  runHookConfigCommand: CommandRunner;
+}> {
+  return import('../hook/command.js');
+}
+
+async function dispatch(argv: string[], io: CliIO): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+      throw usageError('missing command');
+    case '-h':
+    case '--help':
+      write(io.stdout, GLOBAL_HELP);
+      return 0;
+    case 'help': {
+      const topic = rest[0];
+      if (topic === undefined) write(io.stdout, GLOBAL_HELP);
+      else if (topic === 'load') write(io.stdout, LOAD_HELP);
+      else if (topic === 'unload') write(io.stdout, UNLOAD_HELP);
+      else if (topic === 'hook' || topic === 'hook-config') {
+        return (await hookCommands())[topic === 'hook' ? 'runHookCommand' : 'runHookConfigCommand'](
+          ['--help'],
+          io,
+        );
+      } else throw usageError(`unknown command '${topic}'`);
+      return 0;
+    }
+    case '-V':
+    case '--version':
+      write(io.stdout, `kmodload ${packageVersion()}\n`);
+      return 0;
+    case 'load':
+      return (await import('./load-command.js')).runLoadCommand(rest, io);
+    case 'unload':
+      return (await import('./unload-command.js')).runUnloadCommand(rest, io);
+    case 'hook':
+      return (await hookCommands()).runHookCommand(rest, io);
+    case 'hook-config':
+      return (await hookCommands()).runHookConfigCommand(rest, io);
+    default:
+      if (command.startsWith('-')) throw usageError(`unknown option '${command}'`);
+      throw usageError(`unknown command '${command}'`);
+  }
+}
+
+/** Reports a failure as one stderr line; returns its exit status. */
+export function reportError(error: unknown, io: CliIO): number {
+  if (error instanceof KmodloadError) {
+    write(io.stderr, `kmodload: ${singleLine(error.message)}\n`);
+    return error.exitStatus;
+  }
+  const text = error instanceof Error ? error.message : String(error);
+  write(io.stderr, `kmodload: internal error: ${singleLine(text)}\n`);
+  return INTERNAL_ERROR;
+}
+
+/**
+ * Runs the CLI with `argv` (without node and the script) and returns the exit status. Never
+ * throws: every failure is one "kmodload: ..." line on stderr.
+ */
+export async function main(argv: string[], io: CliIO): Promise<number> {
+  try {
+    return await dispatch(argv, io);
+  } catch (error) {
+    return reportError(error, io);
+  }
+}

@@ -1,0 +1,269 @@
+// What the module tree and modprobe.d say about a name, answered in kmod's order. Every answer
+// is computed once and cached: a database is opened per tree and configuration and then asked
+// many questions (a service plans many requests, the hook plans a few).
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+
+import { loadModprobeConfig } from '../config';
+import { aliasNormalize, modnameNormalize, pathToModname } from '../config/normalize';
+import type { ModprobeConfig } from '../config/types';
+import { EXIT, KmodloadError } from '../errors';
+import type { NativeBinding } from '../native/binding';
+import { fnmatch as jsFnmatch, type Matcher } from './fnmatch';
+import { ModuleIndexes, type IndexKind } from './indexes';
+import { moduleDirectory } from './module-dir';
+
+export interface ResolverOptions {
+  /** Root of the module tree, like modprobe -d; default: the running system. */
+  root?: string;
+  /** Kernel version, like modprobe -S; default: os.release(). */
+  kernelVersion?: string;
+  /** Configuration directories or files, like modprobe -C: replaces the default directories. */
+  configDirs?: string[];
+  /** Kernel command line; default: /proc/cmdline. */
+  kernelCommandLine?: string;
+}
+
+/**
+ * One module as a lookup yields it. kmod keeps a module found through an alias apart from the
+ * same module found by name (options may name the alias), so `key` tells them apart.
+ */
+export interface ModuleRef {
+  /** Identity within a plan: name, or name + "\" + alias. */
+  key: string;
+  name: string;
+  /** The alias it was found through (config alias pattern, or the normalised request). */
+  alias?: string;
+  /** Set when the lookup itself found an install rule for this exact name. */
+  installCommand?: string;
+  /** Found in modules.builtin / modules.builtin.modinfo. */
+  builtin?: boolean;
+  /** The file, when the module was reached as a dependency path of another module. */
+  path?: string;
+}
+
+export type LookupResult = { valid: false } | { valid: true; modules: ModuleRef[] };
+
+/** A modules.dep entry: the module's file and its dependencies, in modules.dep order. */
+export interface DepEntry {
+  path: string;
+  /** Dependency files (absolute) and the module names they stand for. */
+  dependencies: Array<{ name: string; path: string }>;
+}
+
+function ref(name: string, alias?: string, extra?: Partial<ModuleRef>): ModuleRef {
+  const key = alias === undefined ? name : `${name}\\${alias}`;
+  return { key, name, ...(alias === undefined ? {} : { alias }), ...extra };
+}
+
+export class ModuleDatabase {
+  private readonly depCache = new Map<string, DepEntry | null>();
+  private readonly lookupCache = new Map<string, LookupResult>();
+  private readonly softdepCache = new Map<string, { pre: ModuleRef[]; post: ModuleRef[] }>();
+  private readonly optionsCache = new Map<string, string | undefined>();
+  private readonly fileExists = new Map<string, boolean>();
+  private closed = false;
+
+  private constructor(
+    readonly moduleDir: string,
+    readonly kernelVersion: string,
+    readonly config: ModprobeConfig,
+    private readonly indexes: ModuleIndexes,
+    readonly fnmatch: Matcher,
+  ) {}
+
+  static async open(
+    opts: ResolverOptions,
+    binding: NativeBinding | undefined,
+  ): Promise<ModuleDatabase> {
+    const moduleDir = moduleDirectory(opts.root, opts.kernelVersion);
+    if (!fs.existsSync(moduleDir)) {
+      throw new KmodloadError(`module directory ${moduleDir} does not exist`, EXIT.environment);
+    }
+    const match: Matcher = binding ? (p, s) => binding.fnmatch(p, s) : jsFnmatch;
+    const config = loadModprobeConfig({
+      moduleDir,
+      ...(opts.configDirs ? { configDirs: opts.configDirs } : {}),
+      ...(opts.kernelCommandLine !== undefined ? { kernelCommandLine: opts.kernelCommandLine } : {}),
+    });
+    const indexes = await ModuleIndexes.open(moduleDir, match, binding);
+    return new ModuleDatabase(
+      moduleDir,
+      opts.kernelVersion ?? os.release(),
+      config,
+      indexes,
+      match,
+    );
+  }
+
+  /** True when the index answers from its `.bin` file rather than the text fallback. */
+  usesBinaryIndex(kind: IndexKind): boolean {
+    return this.indexes.isBinary(kind);
+  }
+
+  /**
+   * kmod_module_new_from_lookup(): the first source with a match wins: config aliases,
+   * modules.dep, symbols, install/remove rules, modules.alias, builtin, builtin aliases.
+   */
+  lookup(request: string): LookupResult {
+    const cached = this.lookupCache.get(request);
+    if (cached) return cached;
+    const result = this.lookupUncached(request);
+    this.lookupCache.set(request, result);
+    return result;
+  }
+
+  private lookupUncached(request: string): LookupResult {
+    const name = aliasNormalize(request);
+    if (name === undefined) return { valid: false };
+    const sources: Array<() => ModuleRef[]> = [
+      () =>
+        this.config.aliases
+          .filter((rule) => this.fnmatch(rule.pattern, name))
+          .map((rule) => ref(rule.module, rule.pattern)),
+      () => (!name.includes(':') && this.depEntry(name) ? [ref(modnameNormalize(name))] : []),
+      () =>
+        name.startsWith('symbol:')
+          ? this.wildcard('symbols', name).map((module) => ref(module, name))
+          : [],
+      () => this.commandLookup(name),
+      () => this.wildcard('alias', name).map((module) => ref(module, name)),
+      () =>
+        this.indexes.get('builtin').exact(name).length > 0
+          ? [ref(modnameNormalize(name), undefined, { builtin: true })]
+          : [],
+      () =>
+        this.wildcard('builtinAlias', name).map((module) => ref(module, name, { builtin: true })),
+    ];
+    for (const source of sources) {
+      const modules = source();
+      if (modules.length > 0) return { valid: true, modules };
+    }
+    return { valid: true, modules: [] };
+  }
+
+  /** A name with an install (else remove) rule of exactly that name stands for a module. */
+  private commandLookup(name: string): ModuleRef[] {
+    const install = this.config.install.find((rule) => rule.module === name);
+    if (install) return [ref(modnameNormalize(name), undefined, { installCommand: install.command })];
+    const remove = this.config.remove.find((rule) => rule.module === name);
+    return remove ? [ref(modnameNormalize(name))] : [];
+  }
+
+  private wildcard(kind: IndexKind, key: string): string[] {
+    return this.indexes
+      .get(kind)
+      .wildcard(key)
+      .map((v) => v.value);
+  }
+
+  /**
+   * The modules.dep entry of a module. Like kmod, a dependency file that does not exist
+   * drops the whole dependency list (kmod logs it; loading then fails on a missing symbol).
+   */
+  depEntry(name: string): DepEntry | undefined {
+    let entry = this.depCache.get(name);
+    if (entry === undefined) {
+      entry = this.readDepEntry(name) ?? null;
+      this.depCache.set(name, entry);
+    }
+    return entry ?? undefined;
+  }
+
+  private readDepEntry(name: string): DepEntry | undefined {
+    const line = this.indexes.get('dep').exact(name)[0]?.value;
+    if (line === undefined) return undefined;
+    const colon = line.indexOf(':');
+    if (colon < 0) return undefined;
+    const base = `${this.moduleDir}/`;
+    const absolute = (p: string): string => (p.startsWith('/') ? p : base + p);
+    const dependencies: DepEntry['dependencies'] = [];
+    for (const word of line.slice(colon + 1).split(/[ \t]+/)) {
+      if (word === '') continue;
+      const path = absolute(word);
+      if (!this.exists(path)) return { path: absolute(line.slice(0, colon)), dependencies: [] };
+      dependencies.push({ name: pathToModname(path), path });
+    }
+    return { path: absolute(line.slice(0, colon)), dependencies };
+  }
+
+  private exists(path: string): boolean {
+    let known = this.fileExists.get(path);
+    if (known === undefined) {
+      known = fs.existsSync(path);
+      this.fileExists.set(path, known);
+    }
+    return known;
+  }
+
+  /** In modules.builtin: compiled into the kernel. */
+  isBuiltin(name: string): boolean {
+    return this.indexes.get('builtin').exact(modnameNormalize(name)).length > 0;
+  }
+
+  /** Hard dependencies of a module by name, in modules.dep order. */
+  dependencies(name: string): string[] {
+    return (this.depEntry(modnameNormalize(name))?.dependencies ?? []).map((d) => d.name);
+  }
+
+  /** The first install rule whose pattern matches the module name. */
+  installCommand(name: string): string | undefined {
+    return this.config.install.find((rule) => this.fnmatch(rule.module, name))?.command;
+  }
+
+  /** The first remove rule whose pattern matches the module name (modprobe -r runs it). */
+  removeCommand(name: string): string | undefined {
+    const module = modnameNormalize(name);
+    return this.config.remove.find((rule) => this.fnmatch(rule.module, module))?.command;
+  }
+
+  /** True when a blacklist entry names this module. */
+  isBlacklisted(name: string): boolean {
+    return this.config.blacklist.includes(name);
+  }
+
+  /**
+   * The softdeps of a module, each name resolved like a request (so an alias gives all its
+   * modules). Only the first softdep rule matching the module counts, as in kmod.
+   */
+  softdepRefs(name: string): { pre: ModuleRef[]; post: ModuleRef[] } {
+    let cached = this.softdepCache.get(name);
+    if (!cached) {
+      const rule = this.config.softdeps.find((r) => this.fnmatch(r.module, name));
+      const resolve = (names: string[]): ModuleRef[] =>
+        names.flatMap((n) => {
+          const found = this.lookup(n);
+          return found.valid ? found.modules : [];
+        });
+      cached = rule ? { pre: resolve(rule.pre), post: resolve(rule.post) } : { pre: [], post: [] };
+      this.softdepCache.set(name, cached);
+    }
+    return cached;
+  }
+
+  /** Resolved softdep module names, for unloading. */
+  softdeps(name: string): { pre: string[]; post: string[] } {
+    const { pre, post } = this.softdepRefs(modnameNormalize(name));
+    return { pre: pre.map((m) => m.name), post: post.map((m) => m.name) };
+  }
+
+  /** modprobe.d (and kernel command line) options for a module found as `name` / `alias`,
+   *  joined with spaces; undefined when there are none. */
+  configOptions(name: string, alias: string | undefined): string | undefined {
+    const key = alias === undefined ? name : `${name}\\${alias}`;
+    if (this.optionsCache.has(key)) return this.optionsCache.get(key);
+    const parts = this.config.options
+      .filter((o) => o.module === name || (alias !== undefined && o.module === alias))
+      .map((o) => o.options)
+      .filter((o) => o.length > 0);
+    const joined = parts.length > 0 ? parts.join(' ') : undefined;
+    this.optionsCache.set(key, joined);
+    return joined;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.indexes.close();
+  }
+}

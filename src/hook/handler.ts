@@ -1,0 +1,281 @@
+// One hook run: state -> stage -> request -> plan -> load, with a result fit for the hook
+// protocol (exit status + one line) and for the log. The loader is only required once a
+// container actually asks for modules: the no-request path must stay cheap, because a
+// hooks.d entry with `when.always` runs the hook for every container on the node.
+
+import { EXIT, KmodloadError, type ExitStatus } from '../errors';
+import type { Plan } from '../planner/plan';
+import { appendLogLine, type HookLogRecord, type HookLogResult, type HookLogStep } from './log';
+import { readHookRequest, type HookRequest, type ReadRequestOptions } from './request';
+import { isLoadStage, inferStage, type HookStage } from './stage';
+import { checkContainerState, parseContainerState, type ContainerState } from './state';
+import { oneLine } from './text';
+
+/** The options the hook gives the loader (a subset of the public LoadOptions). */
+export interface HookLoadOptions {
+  root?: string;
+  kernelVersion?: string;
+  configDirs?: string[];
+  useBlacklist?: boolean;
+  dryRun?: boolean;
+  allowInstallCommands?: boolean;
+}
+
+/** The per-module result of the public `load()` (ModuleResult). */
+export interface HookModuleResult {
+  request: string;
+  name: string;
+  status: string;
+  path?: string;
+  options?: string;
+  required: boolean;
+  error?: { code: string; errno: number; message: string };
+}
+
+/** What the hook needs of the public API (src/index.ts): `resolve` and `load`. */
+export interface HookLoader {
+  resolve(names: string[], options?: HookLoadOptions): Promise<Plan>;
+  load(
+    names: string[],
+    options?: HookLoadOptions,
+  ): Promise<{ ok: boolean; plan: Plan; modules: HookModuleResult[] }>;
+}
+
+export interface HookOptions extends ReadRequestOptions {
+  /** The stage (`--state`); inferred from the state's status when absent. */
+  stage?: HookStage;
+  /** Module tree root, like modprobe -d. */
+  root?: string;
+  /** Kernel version, like modprobe -S. */
+  kernelVersion?: string;
+  /** modprobe.d directories replacing the defaults, like modprobe -C. */
+  configDirs?: string[];
+  /** Plan and report, load nothing. */
+  dryRun?: boolean;
+  /** Append one JSON line for this run to this file. */
+  logFile?: string;
+  /** The public API or a stand-in. Default: the package's own, required on first use. */
+  loader?: HookLoader;
+}
+
+export type HookAction =
+  | 'loaded' // every module loaded (or was already there)
+  | 'would-load' // dry run: the plan was made, nothing loaded
+  | 'nothing-requested' // the container asks for no modules
+  | 'not-a-load-stage' // poststart, poststop, ...: nothing to do
+  | 'refused' // bad input or a request that cannot be planned: nothing loaded
+  | 'failed'; // the kernel refused a module
+
+export interface HookResult {
+  ok: boolean;
+  exitStatus: ExitStatus;
+  action: HookAction;
+  /** The error line, without the "kmodload: " prefix. */
+  message?: string;
+  state?: ContainerState;
+  stage?: HookStage;
+  request?: HookRequest;
+  plan?: Plan;
+  modules: HookModuleResult[];
+  durationMs: number;
+  /** The line `--log` writes (also built when there is no log file). */
+  record: HookLogRecord;
+  /** Set when the log line could not be written; the outcome stands. */
+  logError?: string;
+}
+
+// Lazily: requiring the public API loads the planner and, on first use, the addon.
+function defaultLoader(): HookLoader {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('../index') as HookLoader;
+}
+
+function planSteps(plan: Plan | undefined): HookLogStep[] {
+  const steps: HookLogStep[] = [];
+  for (const request of plan?.requests ?? []) {
+    for (const probe of request.probes) {
+      if (probe.skipped) continue;
+      for (const step of probe.steps) {
+        const logged: HookLogStep = {
+          request: request.request,
+          name: step.name,
+          kind: step.kind,
+          options: step.options,
+          required: step.required,
+        };
+        if (step.path !== undefined) logged.path = step.path;
+        if (step.command !== undefined) logged.command = step.command;
+        steps.push(logged);
+      }
+    }
+  }
+  return steps;
+}
+
+/** The first request the plan cannot satisfy, as a refusal. */
+function planRefusal(plan: Plan): KmodloadError | undefined {
+  for (const request of plan.requests) {
+    if (request.error) {
+      return new KmodloadError(
+        `cannot load ${request.request}: ${request.error.message}`,
+        EXIT.refused,
+      );
+    }
+    // Every match blacklisted: modprobe would load nothing and say nothing. A container that
+    // asked for the module would then start without it, so the hook refuses instead.
+    if (request.probes.length > 0 && request.probes.every((probe) => probe.skipped)) {
+      const names = request.probes.map((probe) => probe.module).join(', ');
+      return new KmodloadError(
+        `cannot load ${request.request}: blacklisted on this host (${names})`,
+        EXIT.refused,
+      );
+    }
+  }
+  return undefined;
+}
+
+function failureMessage(failed: HookModuleResult): string {
+  const detail = failed.error?.message ?? `status ${failed.status}`;
+  const which = failed.name === failed.request ? '' : `${failed.name} (needed by it): `;
+  return `cannot load ${failed.request}: ${which}${detail}`;
+}
+
+function asKmodloadError(error: unknown, modules: string[]): KmodloadError {
+  if (error instanceof KmodloadError) {
+    if (/^cannot (load|read)/.test(error.message) || modules.length === 0) return error;
+    return new KmodloadError(
+      `cannot load ${modules.join(',')}: ${error.message}`,
+      error.exitStatus,
+      {
+        cause: error,
+      },
+    );
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  const what = modules.length > 0 ? `cannot load ${modules.join(',')}` : 'hook failed';
+  return new KmodloadError(`${what}: ${message}`, EXIT.failed, { cause: error });
+}
+
+/**
+ * Runs the hook for one container: `input` is the state JSON a runtime writes to stdin (text
+ * or bytes) or an already-parsed state object. Never throws for a bad state, config or
+ * request: the result carries the exit status and the one-line message.
+ */
+export async function handleHook(
+  input: string | Uint8Array | ContainerState | Record<string, unknown>,
+  options: HookOptions = {},
+): Promise<HookResult> {
+  const started = performance.now();
+  let state: ContainerState | undefined;
+  let stage: HookStage | undefined = options.stage;
+  let request: HookRequest | undefined;
+  let plan: Plan | undefined;
+  let modules: HookModuleResult[] = [];
+  let action: HookAction;
+  let failure: KmodloadError | undefined;
+
+  try {
+    try {
+      state =
+        typeof input === 'string' || input instanceof Uint8Array
+          ? parseContainerState(input)
+          : checkContainerState(input);
+    } catch (error) {
+      // A stage that does nothing never fails a container over its state.
+      if (!(stage && !isLoadStage(stage))) throw error;
+    }
+    if (!stage) stage = inferStage(state as ContainerState);
+    if (!isLoadStage(stage)) {
+      action = 'not-a-load-stage';
+    } else {
+      request = await readHookRequest(state as ContainerState, options);
+      if (request.modules.length === 0) {
+        action = 'nothing-requested';
+      } else {
+        const loader = options.loader ?? defaultLoader();
+        const loadOptions: HookLoadOptions = {
+          // A container may not load what the host blacklisted, even by its exact name
+          // (modprobe -b); install commands never run from a hook (no shell, no PATH).
+          useBlacklist: true,
+          allowInstallCommands: false,
+          dryRun: options.dryRun === true,
+        };
+        if (options.root !== undefined) loadOptions.root = options.root;
+        if (options.kernelVersion !== undefined) loadOptions.kernelVersion = options.kernelVersion;
+        if (options.configDirs !== undefined) loadOptions.configDirs = options.configDirs;
+
+        plan = await loader.resolve(request.modules, loadOptions);
+        const refusal = planRefusal(plan);
+        if (refusal) throw refusal;
+        const result = await loader.load(request.modules, loadOptions);
+        plan = result.plan;
+        modules = result.modules;
+        const failed = result.ok
+          ? undefined
+          : (modules.find((entry) => entry.status === 'failed' && entry.required) ??
+            modules.find((entry) => entry.status === 'failed'));
+        if (!result.ok) {
+          failure = new KmodloadError(
+            failed ? failureMessage(failed) : `cannot load ${request.modules.join(',')}`,
+            EXIT.failed,
+          );
+          action = 'failed';
+        } else {
+          action = options.dryRun ? 'would-load' : 'loaded';
+        }
+      }
+    }
+  } catch (error) {
+    failure = asKmodloadError(error, request?.modules ?? []);
+    action = failure.exitStatus === EXIT.failed ? 'failed' : 'refused';
+  }
+
+  const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+  const exitStatus: ExitStatus = failure ? failure.exitStatus : EXIT.ok;
+  const message = failure ? oneLine(failure.message) : undefined;
+  const record: HookLogRecord = {
+    time: new Date().toISOString(),
+    id: state?.id ?? null,
+    stage: stage ?? null,
+    status: state?.status ?? null,
+    request: request?.modules ?? [],
+    dryRun: options.dryRun === true,
+    plan: planSteps(plan),
+    results: modules.map((entry) => {
+      const logged: HookLogResult = {
+        request: entry.request,
+        name: entry.name,
+        status: entry.status,
+      };
+      if (entry.path !== undefined) logged.path = entry.path;
+      if (entry.error !== undefined) logged.error = entry.error;
+      return logged;
+    }),
+    durationMs,
+    exitStatus,
+  };
+  if (message !== undefined) record.error = message;
+
+  const result: HookResult = {
+    ok: !failure,
+    exitStatus,
+    action,
+    modules,
+    durationMs,
+    record,
+  };
+  if (message !== undefined) result.message = message;
+  if (state) result.state = state;
+  if (stage) result.stage = stage;
+  if (request) result.request = request;
+  if (plan) result.plan = plan;
+
+  if (options.logFile) {
+    try {
+      appendLogLine(options.logFile, record);
+    } catch (error) {
+      result.logError = oneLine(`cannot write log ${options.logFile}: ${(error as Error).message}`);
+    }
+  }
+  return result;
+}

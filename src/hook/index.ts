@@ -1,0 +1,39 @@
+// The programmatic hook API: the same parsing and handling `kmodload hook` uses, for runtimes
+// and agents written in Node. Requiring this module does not load the addon or the planner.
+
+export { handleHook } from './handler';
+export type {
+  HookAction,
+  HookLoadOptions,
+  HookLoader,
+  HookModuleResult,
+  HookOptions,
+  HookResult,
+} from './handler';
+export {
+  KERNEL_MODULES_ANNOTATION,
+  KERNEL_MODULES_ENV,
+  MAX_CONFIG_BYTES,
+  MAX_MODULE_NAME_LENGTH,
+  MAX_REQUEST_LENGTH,
+  parseKernelModules,
+  readHookRequest,
+  requestFromConfig,
+} from './request';
+export type { HookRequest, ReadRequestOptions } from './request';
+export { HOOK_STAGES, LOAD_STAGES, inferStage, isLoadStage, parseStage } from './stage';
+export type { HookStage } from './stage';
+export { MAX_STATE_BYTES, checkContainerState, parseContainerState } from './state';
+export type { ContainerState, ContainerStatus } from './state';
+export {
+  DEFAULT_WRAPPER_PATH,
+  HOOK_CONFIG_FORMATS,
+  formatHookConfig,
+  hookConfig,
+  installWrapper,
+  wrapperScript,
+} from './config';
+export type { HookConfigFormat, HookConfigOptions, WrapperOptions } from './config';
+export type { HookLogRecord, HookLogResult, HookLogStep } from './log';
+export { runHookCommand, runHookConfigCommand } from './command';
+export type { CliIO } from './command';

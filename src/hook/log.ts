@@ -1,0 +1,59 @@
+// `--log FILE`: one JSON line per hook run. Many containers start at once, so many hooks
+// append to the same file concurrently: the file is opened with O_APPEND and each line goes
+// out in ONE write(2), which Linux performs atomically at the end of a regular file (the
+// inode lock covers the offset update and the copy), so lines never interleave.
+
+import fs from 'node:fs';
+
+export interface HookLogStep {
+  request: string;
+  name: string;
+  kind: 'insmod' | 'install' | 'builtin';
+  path?: string;
+  options: string;
+  command?: string;
+  required: boolean;
+}
+
+export interface HookLogResult {
+  request: string;
+  name: string;
+  status: string;
+  path?: string;
+  error?: { code: string; errno: number; message: string };
+}
+
+export interface HookLogRecord {
+  time: string;
+  id: string | null;
+  stage: string | null;
+  /** The container status the runtime reported. */
+  status: string | null;
+  request: string[];
+  dryRun: boolean;
+  /** The modules in the order they would be (or were) loaded, request by request. */
+  plan: HookLogStep[];
+  /** What happened to each module; empty when nothing was attempted. */
+  results: HookLogResult[];
+  durationMs: number;
+  exitStatus: number;
+  error?: string;
+}
+
+/** Appends one line. Throws on failure; the caller decides what a lost log line means. */
+export function appendLogLine(file: string, record: HookLogRecord): void {
+  const line = Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
+  const fd = fs.openSync(
+    file,
+    fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT,
+    0o640,
+  );
+  try {
+    const written = fs.writeSync(fd, line, 0, line.length);
+    // A short write to a regular file means the disk is full; finish the line rather than
+    // leave half a record (it can then interleave, which a reader sees as one bad line).
+    if (written < line.length) fs.writeSync(fd, line, written, line.length - written);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

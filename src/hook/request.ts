@@ -1,0 +1,210 @@
+// What a container asks for: the `KERNEL_MODULES=` entry of config.json's process.env (the
+// original iSulad interface) and the `org.kmodload.kernel-modules` annotation (so CRI-O and
+// podman hooks.d files can select the hook with `when.annotations`).
+
+import { promises as fs, constants as fsConstants } from 'node:fs';
+import path from 'node:path';
+import { EXIT, KmodloadError } from '../errors';
+import { checkAnnotations, type ContainerState } from './state';
+import { decodeUtf8, quote } from './text';
+
+export const KERNEL_MODULES_ENV = 'KERNEL_MODULES';
+export const KERNEL_MODULES_ANNOTATION = 'org.kmodload.kernel-modules';
+
+/** The kernel keeps module names in char[MODULE_NAME_LEN], MODULE_NAME_LEN = 64 -
+ *  sizeof(unsigned long) = 56 on 64-bit, NUL included: no module name is longer than 55. */
+export const MAX_MODULE_NAME_LENGTH = 55;
+/** Longest KERNEL_MODULES value (or annotation) accepted: about a thousand long names. */
+export const MAX_REQUEST_LENGTH = 64 * 1024;
+/** Largest config.json read. Real ones are kilobytes; the cap bounds memory, not features. */
+export const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
+
+const MODULE_NAME = /^[A-Za-z0-9_-]+$/;
+// What the original trimmed away is not defined; we trim ASCII blanks around each name.
+const BLANKS = /^[ \t\r\n\f\v]+|[ \t\r\n\f\v]+$/g;
+
+/**
+ * Parses a KERNEL_MODULES value: comma separated, blanks around names trimmed, empty items
+ * skipped, duplicates dropped (first kept). Any invalid name refuses the whole request.
+ * @param source what the value came from, for the message ("KERNEL_MODULES").
+ */
+export function parseKernelModules(value: string, source: string = KERNEL_MODULES_ENV): string[] {
+  if (value.length > MAX_REQUEST_LENGTH) {
+    throw new KmodloadError(
+      `${source} is too long (${value.length} characters, at most ${MAX_REQUEST_LENGTH})`,
+      EXIT.refused,
+    );
+  }
+  const names: string[] = [];
+  for (const item of value.split(',')) {
+    const name = item.replace(BLANKS, '');
+    if (name === '') continue;
+    if (!MODULE_NAME.test(name) || name.length > MAX_MODULE_NAME_LENGTH) {
+      const why =
+        name.length > MAX_MODULE_NAME_LENGTH && MODULE_NAME.test(name)
+          ? `longer than ${MAX_MODULE_NAME_LENGTH} characters`
+          : 'only letters, digits, "_" and "-" are allowed';
+      throw new KmodloadError(
+        `cannot load ${quote(name)}: invalid module name in ${source} (${why})`,
+        EXIT.refused,
+      );
+    }
+    if (!names.includes(name)) names.push(name);
+  }
+  return names;
+}
+
+/** Where a request came from, for the log and the programmatic API. */
+export interface HookRequest {
+  /** The names to load, env first then annotation, without duplicates. */
+  modules: string[];
+  /** The raw KERNEL_MODULES value (first entry), when there is one. */
+  env?: string;
+  /** The raw annotation value, when there is one. */
+  annotation?: string;
+  /** The config.json that was read. */
+  configPath?: string;
+}
+
+function malformedConfig(configPath: string, detail: string): KmodloadError {
+  return new KmodloadError(`malformed container config ${configPath}: ${detail}`, EXIT.environment);
+}
+
+/** The first `KERNEL_MODULES=` entry's value (everything after the first `=`), if any. */
+export function findEnvRequest(env: unknown, configPath = 'config.json'): string | undefined {
+  if (env === undefined || env === null) return undefined;
+  if (!Array.isArray(env)) throw malformedConfig(configPath, 'process.env is not an array');
+  const prefix = `${KERNEL_MODULES_ENV}=`;
+  let found: string | undefined;
+  env.forEach((entry: unknown, index) => {
+    // Every entry is checked, not just those before the match: the runtime refuses such a
+    // config too, so the answer must not depend on where the odd entry sits.
+    if (typeof entry !== 'string') {
+      throw malformedConfig(configPath, `process.env[${index}] is not a string`);
+    }
+    // Entries without '=' define nothing (runc passes them through, execve ignores them).
+    if (found === undefined && entry.startsWith(prefix)) found = entry.slice(prefix.length);
+  });
+  return found;
+}
+
+/**
+ * The request from a parsed config.json and the state's annotations. The state's annotation
+ * wins over config.json's when both are set (the runtime's view is the current one).
+ */
+export function requestFromConfig(
+  config: unknown,
+  stateAnnotations: Record<string, string> = {},
+  configPath = 'config.json',
+): HookRequest {
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+    throw malformedConfig(configPath, 'not a JSON object');
+  }
+  const object = config as Record<string, unknown>;
+  const proc = object['process'];
+  let envValue: string | undefined;
+  // No `process` (allowed by the spec for `create`) means no environment, hence no env request.
+  if (proc !== undefined && proc !== null) {
+    if (typeof proc !== 'object' || Array.isArray(proc)) {
+      throw malformedConfig(configPath, '"process" is not an object');
+    }
+    envValue = findEnvRequest((proc as Record<string, unknown>)['env'], configPath);
+  }
+  const configAnnotations = checkAnnotations(object['annotations'], (detail) =>
+    malformedConfig(configPath, detail),
+  );
+  const annotation =
+    stateAnnotations[KERNEL_MODULES_ANNOTATION] ?? configAnnotations[KERNEL_MODULES_ANNOTATION];
+
+  const request: HookRequest = { modules: [], configPath };
+  if (envValue !== undefined) {
+    request.env = envValue;
+    request.modules.push(...parseKernelModules(envValue, KERNEL_MODULES_ENV));
+  }
+  if (annotation !== undefined) {
+    request.annotation = annotation;
+    for (const name of parseKernelModules(annotation, `annotation ${KERNEL_MODULES_ANNOTATION}`)) {
+      if (!request.modules.includes(name)) request.modules.push(name);
+    }
+  }
+  return request;
+}
+
+/** Reads a file of at most `limit` bytes without trusting its size up front. */
+async function readConfigFile(configPath: string, limit: number): Promise<Buffer> {
+  const handle = await fs.open(configPath, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EFTYPE' });
+    const buffer = Buffer.alloc(Math.min(stat.size, limit) + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    if (length > limit) {
+      throw new KmodloadError(
+        `container config ${configPath} is larger than ${limit} bytes`,
+        EXIT.environment,
+      );
+    }
+    return buffer.subarray(0, length);
+  } finally {
+    await handle.close();
+  }
+}
+
+export interface ReadRequestOptions {
+  /** Reads config.json; tests inject faults here. Default: a bounded read of the file. */
+  readFile?: (configPath: string) => Promise<Uint8Array>;
+  /** Resolves a relative bundle path (runtimes start hooks in the bundle). Default cwd. */
+  cwd?: string;
+}
+
+/**
+ * The container's request: `<bundle>/config.json`'s process.env and the annotation. A state
+ * without a bundle, or a config.json that cannot be read or parsed, is an error even when the
+ * state's annotations name modules: the env could ask for more, and a container must never
+ * start silently without modules it asked for.
+ */
+export async function readHookRequest(
+  state: ContainerState,
+  options: ReadRequestOptions = {},
+): Promise<HookRequest> {
+  if (!state.bundle) {
+    throw new KmodloadError(
+      `container ${quote(state.id)}: the state names no bundle, cannot read its KERNEL_MODULES`,
+      EXIT.environment,
+    );
+  }
+  const configPath = path.resolve(options.cwd ?? process.cwd(), state.bundle, 'config.json');
+  let bytes: Uint8Array;
+  try {
+    bytes = options.readFile
+      ? await options.readFile(configPath)
+      : await readConfigFile(configPath, MAX_CONFIG_BYTES);
+  } catch (error) {
+    if (error instanceof KmodloadError) throw error;
+    // fs messages read "ENOENT: no such file or directory, open '/x'": keep the part before
+    // the path, which we print ourselves.
+    const reason = String((error as Error).message).split(', ')[0];
+    throw new KmodloadError(
+      `cannot read container config ${configPath}: ${reason} (cannot tell which kernel modules it needs)`,
+      EXIT.environment,
+    );
+  }
+  if (bytes.length > MAX_CONFIG_BYTES) {
+    throw new KmodloadError(
+      `container config ${configPath} is larger than ${MAX_CONFIG_BYTES} bytes`,
+      EXIT.environment,
+    );
+  }
+  let config: unknown;
+  try {
+    config = JSON.parse(decodeUtf8(bytes));
+  } catch (error) {
+    throw malformedConfig(configPath, `not JSON (${(error as Error).message})`);
+  }
+  return requestFromConfig(config, state.annotations, configPath);
+}

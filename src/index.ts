@@ -1,0 +1,49 @@
+/**
+ * kmodload: load Linux kernel modules exactly as kmod's `modprobe` would, through a Node-API
+ * addon that makes the syscalls itself.
+ *
+ * @example
+ * ```ts
+ * import { load, KmodloadError } from 'kmodload';
+ *
+ * const result = await load(['ip_vs', 'ip_vs_wrr']);
+ * if (!result.ok) {
+ *   for (const m of result.modules) if (m.error) console.error(m.name, m.error.message);
+ * }
+ * ```
+ *
+ * @packageDocumentation
+ */
+
+export { load, resolve, unload, moduleState } from './api';
+export type { LoadOptions, UnloadOptions, ModuleStateOptions, ModuleState } from './api';
+export type {
+  LoadResult,
+  ModuleResult,
+  ModuleStatus,
+  ModuleError,
+  UnloadResult,
+  UnloadModuleResult,
+  UnloadStatus,
+} from './loader/types';
+export { EXIT, KmodloadError } from './errors';
+export type { ExitStatus } from './errors';
+export type { Kernel, InitState } from './kernel/kernel';
+export {
+  MODULE_INIT_IGNORE_MODVERSIONS,
+  MODULE_INIT_IGNORE_VERMAGIC,
+  MODULE_INIT_COMPRESSED_FILE,
+  O_NONBLOCK,
+  O_TRUNC,
+} from './kernel/kernel';
+export { LinuxKernel } from './kernel/linux';
+export type { LinuxKernelOptions } from './kernel/linux';
+export type {
+  Plan,
+  RequestPlan,
+  Probe,
+  ProbeStep,
+  PlanError,
+  PlanErrorReason,
+} from './planner/plan';
+export type { ResolverOptions, PlanOptions } from './planner/index';

@@ -1,0 +1,115 @@
+// The real kernel: syscalls through the addon, state through /sys. The addon is loaded on the
+// first syscall only, so reading state (dry runs, --show-depends, the hook's empty path) never
+// loads the .node file.
+
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { NativeBinding } from '../native/binding';
+import type { InitState, Kernel } from './kernel';
+
+export interface LinuxKernelOptions {
+  /** Where sysfs is mounted. Default '/sys'; tests point it at a directory they made. */
+  sysfsRoot?: string;
+  /** Supplies the addon. Default: `loadBinding()` from src/native/addon, loaded lazily. */
+  binding?: () => NativeBinding | Promise<NativeBinding>;
+}
+
+/** Loads the addon on demand; cached by loadBinding() itself. */
+async function defaultBinding(): Promise<NativeBinding> {
+  const addon = await import('../native/addon.js');
+  return addon.loadBinding();
+}
+
+function isMissing(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+/** `Kernel` for the running Linux kernel. */
+export class LinuxKernel implements Kernel {
+  readonly sysfsRoot: string;
+  private readonly getBinding: () => NativeBinding | Promise<NativeBinding>;
+
+  constructor(options: LinuxKernelOptions = {}) {
+    this.sysfsRoot = options.sysfsRoot ?? '/sys';
+    this.getBinding = options.binding ?? defaultBinding;
+  }
+
+  async finitModule(modulePath: string, params: string, flags: number): Promise<void> {
+    const binding = await this.getBinding();
+    await binding.finitModule(modulePath, params, flags);
+  }
+
+  async initModule(image: Uint8Array, params: string): Promise<void> {
+    const binding = await this.getBinding();
+    await binding.initModule(image, params);
+  }
+
+  async deleteModule(name: string, flags: number): Promise<void> {
+    const binding = await this.getBinding();
+    await binding.deleteModule(name, flags);
+  }
+
+  async initState(name: string): Promise<InitState> {
+    const dir = this.moduleDir(name);
+    try {
+      const text = (await fs.readFile(path.join(dir, 'initstate'), 'utf8')).trim();
+      if (text === 'live' || text === 'coming' || text === 'going') return text;
+      throw new Error(`unexpected content in ${path.join(dir, 'initstate')}: '${text}'`);
+    } catch (error) {
+      if (!isMissing(error)) throw error;
+    }
+    // A module directory without initstate is a module still being set up (or a builtin with
+    // parameters, which callers rule out first through modules.builtin).
+    try {
+      const stat = await fs.stat(dir);
+      return stat.isDirectory() ? 'coming' : undefined;
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async refcount(name: string): Promise<number | undefined> {
+    try {
+      const text = (await fs.readFile(path.join(this.moduleDir(name), 'refcnt'), 'utf8')).trim();
+      const value = Number.parseInt(text, 10);
+      if (!Number.isFinite(value)) {
+        throw new Error(`unexpected content in /sys/module/${name}/refcnt: '${text}'`);
+      }
+      return value;
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async holders(name: string): Promise<string[]> {
+    try {
+      const entries = await fs.readdir(path.join(this.moduleDir(name), 'holders'));
+      return entries.filter((entry) => !entry.startsWith('.')).sort();
+    } catch (error) {
+      if (isMissing(error)) return [];
+      throw error;
+    }
+  }
+
+  async compression(): Promise<string[]> {
+    try {
+      const text = await fs.readFile(path.join(this.sysfsRoot, 'module', 'compression'), 'utf8');
+      return text.split(/\s+/).filter((word) => word !== '');
+    } catch (error) {
+      if (isMissing(error)) return [];
+      throw error;
+    }
+  }
+
+  private moduleDir(name: string): string {
+    // Names come from the module tree or a validated request; refuse anything that could
+    // walk out of /sys/module.
+    if (name === '' || name.includes('/') || name === '.' || name === '..') {
+      throw new Error(`invalid module name '${name}'`);
+    }
+    return path.join(this.sysfsRoot, 'module', name);
+  }
+}

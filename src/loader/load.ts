@@ -1,0 +1,291 @@
+// Performs a Plan the way kmod's modprobe -a does (kmod_module_probe_insert_module for every
+// match of every name), with three deliberate differences: a request that cannot be fully
+// planned refuses the whole call before any syscall; a module is inserted at most once per call;
+// install commands other than /bin/true run only when the caller allowed them.
+//
+// Failure semantics, as modprobe:
+// - a soft dependency that fails (not `required`) is recorded and the probe goes on;
+// - a required module that fails ends its probe: the rest of that probe is not attempted;
+// - every other match of the same name and every other name is still attempted;
+// - a name fails when its LAST match failed (modprobe keeps the last match's status), and the
+//   call is ok only when no name failed.
+// - ENOSYS (a kernel without module support) ends the whole call at once: every other insert
+//   would fail the same way.
+
+import { promises as fs } from 'node:fs';
+import { EXIT, KmodloadError } from '../errors';
+import type { InitState, Kernel } from '../kernel/kernel';
+import { MODULE_INIT_COMPRESSED_FILE } from '../kernel/kernel';
+import type { CompressionFormat } from '../native/binding';
+import type { Plan, Probe, ProbeStep, RequestPlan } from '../planner/plan';
+import type { CommandRunner } from './commands';
+import { classifyCommand, expandCommand, runShellCommand } from './commands';
+import { detectCompression } from './compression';
+import type { ModuleError } from './errno';
+import { errorCode, fileError, kernelError } from './errno';
+import type { LoadResult, ModuleResult } from './types';
+
+/** Decompresses a whole module image in user space. */
+export type Decompressor = (data: Uint8Array, format: CompressionFormat) => Promise<Uint8Array>;
+
+export interface ExecuteOptions {
+  kernel: Kernel;
+  /** Decide and report, but make no syscall and run no command. /sys is still read. */
+  dryRun?: boolean;
+  /** Run install rules other than /bin/true with /bin/sh. Off by default. */
+  allowInstallCommands?: boolean;
+  /** Runs install commands; default /bin/sh -c. */
+  runCommand?: CommandRunner;
+  /** User-space decompression; default the addon's. */
+  decompress?: Decompressor;
+}
+
+const addonDecompress: Decompressor = async (data, format) => {
+  const { loadBinding } = await import('../native/addon.js');
+  return loadBinding().decompress(data, format);
+};
+
+/** Why a request cannot be performed, or undefined when it can. */
+function refusal(request: RequestPlan, allowInstallCommands: boolean): string | undefined {
+  if (request.error) return request.error.message;
+  for (const probe of request.probes) {
+    if (probe.skipped) continue;
+    for (const step of probe.steps) {
+      if (step.kind !== 'install') continue;
+      const command = step.command ?? '';
+      const kind = classifyCommand(command);
+      if (kind === 'forbidden') {
+        return `module ${step.name} is forbidden by the rule 'install ${step.name} ${command.trim()}'`;
+      }
+      if (kind === 'shell' && !allowInstallCommands) {
+        return (
+          `module ${step.name} has the rule 'install ${step.name} ${command.trim()}', ` +
+          'which needs a shell; refused (allow install commands to run it)'
+        );
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Throws KmodloadError(EXIT.refused) naming the first request that cannot be performed:
+ * unknown or invalid name, blacklisted under -b, or a forbidden or not-allowed install rule.
+ * Called before any syscall, so a refused request changes nothing.
+ */
+export function assertPlanRunnable(plan: Plan, options: { allowInstallCommands?: boolean } = {}): void {
+  for (const request of plan.requests) {
+    const reason = refusal(request, options.allowInstallCommands ?? false);
+    if (reason !== undefined) {
+      throw new KmodloadError(`cannot load ${request.request}: ${reason}`, EXIT.refused);
+    }
+  }
+}
+
+/** Thrown inside the runner when the kernel answered ENOSYS: nothing else can load. */
+class NoModuleSupport extends Error {}
+
+interface StepOutcome {
+  result: ModuleResult;
+  failed: boolean;
+}
+
+class PlanRunner {
+  private readonly done = new Map<string, StepOutcome>();
+  private readonly results: ModuleResult[] = [];
+  private kernelCompression: Promise<string[]> | undefined;
+
+  constructor(
+    private readonly options: ExecuteOptions,
+    private readonly runCommand: CommandRunner,
+    private readonly decompress: Decompressor,
+  ) {}
+
+  async run(plan: Plan): Promise<LoadResult> {
+    let ok = true;
+    try {
+      for (const request of plan.requests) {
+        let requestFailed = false;
+        for (const probe of request.probes) {
+          // A blacklisted alias match is skipped silently, as modprobe does.
+          if (probe.skipped) continue;
+          requestFailed = await this.runProbe(request.request, probe);
+        }
+        if (requestFailed) ok = false;
+      }
+    } catch (error) {
+      if (!(error instanceof NoModuleSupport)) throw error;
+      ok = false;
+    }
+    return { ok, plan, modules: this.results };
+  }
+
+  /** Returns true when the probe failed (a required step failed). */
+  private async runProbe(request: string, probe: Probe): Promise<boolean> {
+    const target = probe.steps.find((step) => step.target);
+    // modprobe first asks whether the module itself is in: then it does nothing at all.
+    if (target && !this.done.has(target.name) && target.kind !== 'builtin') {
+      if ((await this.options.kernel.initState(target.name)) === 'live') {
+        this.record(request, target, { status: 'already-live' });
+        return false;
+      }
+    }
+    for (const step of probe.steps) {
+      const outcome = await this.runStep(request, step);
+      if (outcome.failed && step.required) return true;
+    }
+    return false;
+  }
+
+  private async runStep(request: string, step: ProbeStep): Promise<StepOutcome> {
+    const earlier = this.done.get(step.name);
+    if (earlier) {
+      // Loaded at most once per call. A failed softdep that another probe requires fails
+      // that probe too: mark the entry as required so the report says so.
+      if (step.required) earlier.result.required = true;
+      return earlier;
+    }
+    if (step.kind === 'builtin') return this.record(request, step, { status: 'builtin' });
+
+    const state: InitState = await this.options.kernel.initState(step.name);
+    // Only live counts: a coming module is inserted anyway and the kernel waits for it.
+    if (state === 'live') return this.record(request, step, { status: 'already-live' });
+
+    if (step.kind === 'install') return this.runInstall(request, step);
+    return this.runInsmod(request, step);
+  }
+
+  private async runInstall(request: string, step: ProbeStep): Promise<StepOutcome> {
+    const command = step.command ?? '';
+    const kind = classifyCommand(command);
+    if (kind === 'nothing') return this.record(request, step, { status: 'skipped' });
+    if (kind === 'forbidden' || !this.options.allowInstallCommands) {
+      // assertPlanRunnable refuses these first; this keeps the loader safe on its own.
+      return this.record(request, step, {
+        status: 'failed',
+        error: { code: 'EPERM', errno: 1, message: `install rule '${command.trim()}' refused` },
+      });
+    }
+    if (this.options.dryRun) return this.record(request, step, { status: 'would-load' });
+    const expanded = expandCommand(command, step.options);
+    const outcome = await this.runCommand(expanded, step.name);
+    if (outcome.status === 0) return this.record(request, step, { status: 'loaded' });
+    const detail = outcome.lastErrorLine ? `: ${outcome.lastErrorLine}` : '';
+    return this.record(request, step, {
+      status: 'failed',
+      error: {
+        code: 'EINVAL',
+        errno: 22,
+        message: `install command '${expanded}' exited with status ${outcome.status}${detail}`,
+      },
+    });
+  }
+
+  private async runInsmod(request: string, step: ProbeStep): Promise<StepOutcome> {
+    if (this.options.dryRun) return this.record(request, step, { status: 'would-load' });
+    const path = step.path;
+    if (path === undefined) {
+      return this.record(request, step, {
+        status: 'failed',
+        error: { code: 'ENOENT', errno: 2, message: `no module file known for ${step.name}` },
+      });
+    }
+    const error = await this.insert(path, step.options);
+    if (error === undefined) return this.record(request, step, { status: 'loaded' });
+    // Another loader won the race between our check and our insert: the module is in.
+    if (error.code === 'EEXIST') return this.record(request, step, { status: 'already-live' });
+    const outcome = this.record(request, step, { status: 'failed', error });
+    if (error.code === 'ENOSYS') throw new NoModuleSupport();
+    return outcome;
+  }
+
+  /** Inserts one module file; resolves to the error, or undefined on success. */
+  private async insert(path: string, params: string): Promise<ModuleError | undefined> {
+    const kernel = this.options.kernel;
+    let format: CompressionFormat | undefined;
+    try {
+      format = await detectCompression(path);
+    } catch (error) {
+      return fileError(error, `cannot read module file ${path}`);
+    }
+
+    if (format === undefined || (await this.kernelDecompresses(format))) {
+      const flags = format === undefined ? 0 : MODULE_INIT_COMPRESSED_FILE;
+      try {
+        await kernel.finitModule(path, params, flags);
+        return undefined;
+      } catch (error) {
+        rethrowIfEnvironment(error);
+        // ENOSYS: a kernel without finit_module; kmod then reads the file and uses init_module.
+        if (errorCode(error) !== 'ENOSYS') return kernelError(error);
+      }
+    }
+
+    let image: Uint8Array;
+    try {
+      image = await fs.readFile(path);
+    } catch (error) {
+      return fileError(error, `cannot read module file ${path}`);
+    }
+    if (format !== undefined) {
+      try {
+        image = await this.decompress(image, format);
+      } catch (error) {
+        rethrowIfEnvironment(error);
+        return fileError(error, `cannot decompress ${format} module file ${path}`);
+      }
+    }
+    try {
+      await kernel.initModule(image, params);
+      return undefined;
+    } catch (error) {
+      rethrowIfEnvironment(error);
+      return kernelError(error);
+    }
+  }
+
+  private async kernelDecompresses(format: CompressionFormat): Promise<boolean> {
+    this.kernelCompression ??= this.options.kernel.compression();
+    return (await this.kernelCompression).includes(format);
+  }
+
+  private record(
+    request: string,
+    step: ProbeStep,
+    outcome: Pick<ModuleResult, 'status' | 'error'>,
+  ): StepOutcome {
+    const result: ModuleResult = {
+      request,
+      name: step.name,
+      status: outcome.status,
+      required: step.required,
+    };
+    if (step.path !== undefined) result.path = step.path;
+    result.options = step.options;
+    if (outcome.error) result.error = outcome.error;
+    const recorded = { result, failed: outcome.status === 'failed' };
+    this.done.set(step.name, recorded);
+    this.results.push(result);
+    return recorded;
+  }
+}
+
+/** A KmodloadError from below (e.g. the addon missing) is about the machine, not one module. */
+function rethrowIfEnvironment(error: unknown): void {
+  if (error instanceof KmodloadError) throw error;
+}
+
+/**
+ * Performs `plan` with `options.kernel`. Rejects with KmodloadError(EXIT.refused) before any
+ * syscall when a request cannot be performed; otherwise resolves to a result per module, with
+ * `ok: false` when a required module failed.
+ */
+export async function executePlan(plan: Plan, options: ExecuteOptions): Promise<LoadResult> {
+  assertPlanRunnable(plan, options);
+  const runner = new PlanRunner(
+    options,
+    options.runCommand ?? runShellCommand,
+    options.decompress ?? addonDecompress,
+  );
+  return runner.run(plan);
+}

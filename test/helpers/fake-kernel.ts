@@ -1,0 +1,184 @@
+// A Kernel that records every call and answers from a table: live and coming modules,
+// injected errors per module (EEXIST, ENODEV, EPERM, ENOEXEC, ENOSYS ...), races, the list of
+// in-kernel decompressors, refcounts and holders. Insert and delete change its state like the
+// real kernel would, so a run can be followed by another.
+
+import type { InitState, Kernel } from '../../src/kernel/kernel';
+
+export type FakeCall =
+  | { op: 'finitModule'; name: string; path: string; params: string; flags: number }
+  | { op: 'initModule'; name: string; image: Uint8Array; params: string }
+  | { op: 'deleteModule'; name: string; flags: number };
+
+/** An errno-style error as the addon produces them. */
+export function systemError(code: string, syscall: string, what: string): Error {
+  const errnos: Record<string, number> = {
+    EPERM: 1,
+    ENOENT: 2,
+    ENOEXEC: 8,
+    EAGAIN: 11,
+    EBUSY: 16,
+    EEXIST: 17,
+    ENODEV: 19,
+    EINVAL: 22,
+    ENOSYS: 38,
+    EKEYREJECTED: 129,
+  };
+  const error = new Error(`${syscall} ${what}: ${code}`) as Error & {
+    code: string;
+    errno: number;
+    syscall: string;
+  };
+  error.code = code;
+  error.errno = errnos[code] ?? 0;
+  error.syscall = syscall;
+  return error;
+}
+
+/** The module name stored in a module image's .modinfo ("name=..."). */
+export function moduleNameOfImage(image: Uint8Array): string {
+  const text = Buffer.from(image.buffer, image.byteOffset, image.byteLength).toString('latin1');
+  const match = /\0name=([A-Za-z0-9_-]+)\0/.exec(text);
+  if (!match?.[1]) throw new Error('fake kernel: image has no modinfo name');
+  return match[1];
+}
+
+function nameOfPath(path: string): string {
+  const base = path.slice(path.lastIndexOf('/') + 1);
+  return base.slice(0, base.indexOf('.') < 0 ? undefined : base.indexOf('.')).replace(/-/g, '_');
+}
+
+type Fault = { code: string; syscall?: 'finit_module' | 'init_module' | 'delete_module'; times: number };
+
+export class FakeKernel implements Kernel {
+  readonly calls: FakeCall[] = [];
+  readonly reads: string[] = [];
+  private readonly states = new Map<string, InitState>();
+  private readonly faults = new Map<string, Fault[]>();
+  private readonly refcounts = new Map<string, number>();
+  private readonly holderMap = new Map<string, string[]>();
+  private readonly racers = new Set<string>();
+  compressionList: string[] = [];
+
+  /** Marks modules live (or another state). */
+  setState(name: string, state: InitState): this {
+    this.states.set(name, state);
+    return this;
+  }
+
+  /** The next `times` inserts (or deletes) of `name` fail with `code`. */
+  fail(
+    name: string,
+    code: string,
+    options: { times?: number; syscall?: Fault['syscall'] } = {},
+  ): this {
+    const list = this.faults.get(name) ?? [];
+    const fault: Fault = { code, times: options.times ?? Number.POSITIVE_INFINITY };
+    if (options.syscall) fault.syscall = options.syscall;
+    list.push(fault);
+    this.faults.set(name, list);
+    return this;
+  }
+
+  /** Another loader inserts `name` between our check and our insert: we get EEXIST. */
+  raceOn(name: string): this {
+    this.racers.add(name);
+    return this;
+  }
+
+  setRefcount(name: string, refcount: number): this {
+    this.refcounts.set(name, refcount);
+    return this;
+  }
+
+  setHolders(name: string, holders: string[]): this {
+    this.holderMap.set(name, holders);
+    return this;
+  }
+
+  state(name: string): InitState {
+    return this.states.get(name);
+  }
+
+  /** Names inserted, in order. */
+  inserted(): string[] {
+    return this.calls.filter((c) => c.op !== 'deleteModule').map((c) => c.name);
+  }
+
+  deleted(): string[] {
+    return this.calls.filter((c) => c.op === 'deleteModule').map((c) => c.name);
+  }
+
+  private fault(name: string, syscall: NonNullable<Fault['syscall']>): string | undefined {
+    const list = this.faults.get(name) ?? [];
+    const fault = list.find((f) => f.times > 0 && (f.syscall === undefined || f.syscall === syscall));
+    if (!fault) return undefined;
+    fault.times--;
+    return fault.code;
+  }
+
+  private insert(name: string, syscall: 'finit_module' | 'init_module'): void {
+    if (this.racers.has(name)) {
+      this.racers.delete(name);
+      this.states.set(name, 'live');
+      throw systemError('EEXIST', syscall, name);
+    }
+    const code = this.fault(name, syscall);
+    if (code) throw systemError(code, syscall, name);
+    if (this.states.get(name) === 'live') throw systemError('EEXIST', syscall, name);
+    this.states.set(name, 'live');
+    this.refcounts.set(name, this.refcounts.get(name) ?? 0);
+  }
+
+  async finitModule(path: string, params: string, flags: number): Promise<void> {
+    const name = nameOfPath(path);
+    this.calls.push({ op: 'finitModule', name, path, params, flags });
+    this.insert(name, 'finit_module');
+  }
+
+  async initModule(image: Uint8Array, params: string): Promise<void> {
+    const name = moduleNameOfImage(image);
+    this.calls.push({ op: 'initModule', name, image: new Uint8Array(image), params });
+    this.insert(name, 'init_module');
+  }
+
+  async deleteModule(name: string, flags: number): Promise<void> {
+    this.calls.push({ op: 'deleteModule', name, flags });
+    const code = this.fault(name, 'delete_module');
+    if (code) throw systemError(code, 'delete_module', name);
+    if (this.states.get(name) === undefined) throw systemError('ENOENT', 'delete_module', name);
+    if ((this.refcounts.get(name) ?? 0) > 0) throw systemError('EAGAIN', 'delete_module', name);
+    this.states.delete(name);
+    this.refcounts.delete(name);
+    // What it held lets go, as the kernel drops the references on removal.
+    for (const [held, holders] of this.holderMap) {
+      if (holders.includes(name)) {
+        this.holderMap.set(
+          held,
+          holders.filter((h) => h !== name),
+        );
+        this.refcounts.set(held, Math.max(0, (this.refcounts.get(held) ?? 1) - 1));
+      }
+    }
+  }
+
+  async initState(name: string): Promise<InitState> {
+    this.reads.push(`initstate ${name}`);
+    return this.states.get(name);
+  }
+
+  async refcount(name: string): Promise<number | undefined> {
+    this.reads.push(`refcnt ${name}`);
+    if (this.states.get(name) === undefined) return undefined;
+    return this.refcounts.get(name) ?? 0;
+  }
+
+  async holders(name: string): Promise<string[]> {
+    this.reads.push(`holders ${name}`);
+    return [...(this.holderMap.get(name) ?? [])];
+  }
+
+  async compression(): Promise<string[]> {
+    return [...this.compressionList];
+  }
+}

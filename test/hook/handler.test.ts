@@ -1,0 +1,418 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { EXIT, KmodloadError } from '../../src/errors';
+import { runHookCommand } from '../../src/hook/command';
+import { handleHook, type HookLoader, type HookModuleResult } from '../../src/hook/handler';
+import type { HookLogRecord } from '../../src/hook/log';
+import type { Plan, RequestPlan } from '../../src/planner/plan';
+
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-handler-'));
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+let count = 0;
+function bundle(env: string[], annotations?: Record<string, string>): string {
+  const dir = path.join(scratch, `b${count++}`);
+  fs.mkdirSync(dir);
+  const config: Record<string, unknown> = { process: { args: ['/bin/sh'], env } };
+  if (annotations) config['annotations'] = annotations;
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
+  return dir;
+}
+
+function stateJson(dir: string | undefined, status = 'creating', id = 'c1'): string {
+  return JSON.stringify({ ociVersion: '1.0.2-dev', id, status, pid: 1234, bundle: dir });
+}
+
+const MODULE_DIR = '/t/lib/modules/6.1.0-56-amd64';
+const DEPS: Record<string, string[]> = {
+  ip_vs: ['libcrc32c', 'nf_conntrack', 'ip_vs'],
+  ip_vs_wrr: ['libcrc32c', 'nf_conntrack', 'ip_vs', 'ip_vs_wrr'],
+};
+
+function requestPlan(name: string): RequestPlan {
+  if (name === 'crc32c') {
+    // An alias whose every match the host blacklisted.
+    return {
+      request: name,
+      probes: [
+        { module: 'crc32c_intel', steps: [], skipped: 'blacklisted' },
+        { module: 'crc32c_generic', steps: [], skipped: 'blacklisted' },
+      ],
+    };
+  }
+  const deps = DEPS[name];
+  if (!deps) {
+    return {
+      request: name,
+      probes: [],
+      error: { reason: 'not-found', message: `module ${name} not found in ${MODULE_DIR}` },
+    };
+  }
+  return {
+    request: name,
+    probes: [
+      {
+        module: name,
+        steps: deps.map((dep) => ({
+          name: dep,
+          kind: 'insmod' as const,
+          path: `${MODULE_DIR}/kernel/${dep}.ko`,
+          options: '',
+          required: true,
+          target: dep === name,
+        })),
+      },
+    ],
+  };
+}
+
+/** A stand-in for the public API that records its calls. */
+function fakeLoader(
+  behaviour: { failAt?: string; rejectLoad?: Error } = {},
+): HookLoader & { calls: string[] } {
+  const calls: string[] = [];
+  const plan = (names: string[]): Plan => ({
+    moduleDir: MODULE_DIR,
+    kernelVersion: '6.1.0-56-amd64',
+    requests: names.map(requestPlan),
+  });
+  return {
+    calls,
+    async resolve(names, options) {
+      calls.push(`resolve ${names.join(',')} ${JSON.stringify(options)}`);
+      return plan(names);
+    },
+    async load(names, options) {
+      calls.push(`load ${names.join(',')} ${JSON.stringify(options)}`);
+      if (behaviour.rejectLoad) throw behaviour.rejectLoad;
+      const result = plan(names);
+      const modules: HookModuleResult[] = [];
+      let ok = true;
+      for (const request of result.requests) {
+        for (const step of request.probes[0]?.steps ?? []) {
+          if (!ok) break;
+          const entry: HookModuleResult = {
+            request: request.request,
+            name: step.name,
+            status: options?.dryRun ? 'would-load' : 'loaded',
+            required: true,
+          };
+          if (step.path) entry.path = step.path;
+          if (step.name === behaviour.failAt) {
+            entry.status = 'failed';
+            entry.error = {
+              code: 'ENOSYS',
+              errno: 38,
+              message: `finit_module ${step.path}: Function not implemented`,
+            };
+            ok = false;
+          }
+          modules.push(entry);
+        }
+      }
+      return { ok, plan: result, modules };
+    },
+  };
+}
+
+/** A loader that must never be touched. */
+const untouchable: HookLoader = {
+  resolve: () => {
+    throw new Error('the loader was used');
+  },
+  load: () => {
+    throw new Error('the loader was used');
+  },
+};
+
+describe('handleHook', () => {
+  it('loads the request at prestart and reports each module', async () => {
+    const loader = fakeLoader();
+    const dir = bundle(['KERNEL_MODULES=ip_vs,ip_vs_wrr']);
+    const result = await handleHook(stateJson(dir), { loader });
+    expect(result.ok).toBe(true);
+    expect(result.exitStatus).toBe(EXIT.ok);
+    expect(result.action).toBe('loaded');
+    expect(result.stage).toBe('prestart');
+    expect(result.modules.map((m) => `${m.request}:${m.name}:${m.status}`)).toEqual([
+      'ip_vs:libcrc32c:loaded',
+      'ip_vs:nf_conntrack:loaded',
+      'ip_vs:ip_vs:loaded',
+      'ip_vs_wrr:libcrc32c:loaded',
+      'ip_vs_wrr:nf_conntrack:loaded',
+      'ip_vs_wrr:ip_vs:loaded',
+      'ip_vs_wrr:ip_vs_wrr:loaded',
+    ]);
+    // The host's blacklist applies to the names a container gives, and no install command
+    // ever runs from a hook.
+    const options = JSON.stringify({
+      useBlacklist: true,
+      allowInstallCommands: false,
+      dryRun: false,
+    });
+    expect(loader.calls).toEqual([
+      `resolve ip_vs,ip_vs_wrr ${options}`,
+      `load ip_vs,ip_vs_wrr ${options}`,
+    ]);
+  });
+
+  it('passes -d -S -C and dry-run through', async () => {
+    const loader = fakeLoader();
+    const dir = bundle(['KERNEL_MODULES=ip_vs']);
+    const result = await handleHook(stateJson(dir), {
+      loader,
+      stage: 'createRuntime',
+      root: '/t',
+      kernelVersion: '6.1.0-56-amd64',
+      configDirs: ['/etc/x.d'],
+      dryRun: true,
+    });
+    expect(result.action).toBe('would-load');
+    expect(result.stage).toBe('createRuntime');
+    expect(loader.calls[1]).toBe(
+      'load ip_vs {"useBlacklist":true,"allowInstallCommands":false,"dryRun":true,"root":"/t","kernelVersion":"6.1.0-56-amd64","configDirs":["/etc/x.d"]}',
+    );
+  });
+
+  it('accepts a parsed state object', async () => {
+    const dir = bundle(['KERNEL_MODULES=ip_vs']);
+    const result = await handleHook(
+      { id: 'obj', status: 'creating', bundle: dir },
+      { loader: fakeLoader() },
+    );
+    expect(result.action).toBe('loaded');
+    expect(result.state?.id).toBe('obj');
+  });
+
+  it('no request: returns at once without the loader', async () => {
+    for (const env of [[], ['PATH=/bin'], ['KERNEL_MODULES='], ['KERNEL_MODULES= , ']]) {
+      const result = await handleHook(stateJson(bundle(env)), { loader: untouchable });
+      expect(result).toMatchObject({ ok: true, exitStatus: 0, action: 'nothing-requested' });
+    }
+  });
+
+  it('other stages do nothing, even with a request, a bad config or a bad state', async () => {
+    const dir = bundle(['KERNEL_MODULES=ip_vs;reboot']);
+    for (const [status, stage] of [
+      ['created', 'poststart'],
+      ['running', 'poststart'],
+      ['stopped', 'poststop'],
+    ] as const) {
+      const result = await handleHook(stateJson(dir, status), { loader: untouchable });
+      expect(result).toMatchObject({ ok: true, action: 'not-a-load-stage', stage });
+    }
+    for (const stage of ['createContainer', 'startContainer', 'poststart', 'poststop'] as const) {
+      const result = await handleHook(stateJson(dir), { loader: untouchable, stage });
+      expect(result).toMatchObject({ ok: true, action: 'not-a-load-stage', stage });
+      const garbage = await handleHook('not json', { loader: untouchable, stage });
+      expect(garbage).toMatchObject({ ok: true, action: 'not-a-load-stage', stage });
+    }
+  });
+
+  it('a bad state at a load stage fails with one line', async () => {
+    const result = await handleHook('{"id":', { loader: untouchable, stage: 'prestart' });
+    expect(result.ok).toBe(false);
+    expect(result.exitStatus).toBe(EXIT.environment);
+    expect(result.action).toBe('refused');
+    expect(result.message).toMatch(/^malformed container state on stdin: not JSON/);
+    const noStatus = await handleHook('{"id":"x","bundle":"/b"}', { loader: untouchable });
+    expect(noStatus.exitStatus).toBe(EXIT.usage);
+  });
+
+  it('an invalid name refuses the request before the loader is touched', async () => {
+    for (const request of ['ip_vs;reboot', 'ip_vs,../x', `ip_vs,${'a'.repeat(300)}`]) {
+      const dir = bundle([`KERNEL_MODULES=${request}`]);
+      const result = await handleHook(stateJson(dir), { loader: untouchable });
+      expect(result.exitStatus).toBe(EXIT.refused);
+      expect(result.action).toBe('refused');
+      expect(result.message).toMatch(/^cannot load "[^"]*": invalid module name in KERNEL_MODULES/);
+      expect(result.modules).toEqual([]);
+    }
+  });
+
+  it('a request that cannot be planned loads nothing', async () => {
+    const loader = fakeLoader();
+    const dir = bundle(['KERNEL_MODULES=ip_vs,ip_vs_wrx']);
+    const result = await handleHook(stateJson(dir), { loader });
+    expect(result.exitStatus).toBe(EXIT.refused);
+    expect(result.message).toBe(
+      `cannot load ip_vs_wrx: module ip_vs_wrx not found in ${MODULE_DIR}`,
+    );
+    expect(loader.calls.map((call) => call.split(' ')[0])).toEqual(['resolve']);
+  });
+
+  it('refuses an alias whose every match is blacklisted', async () => {
+    const loader = fakeLoader();
+    const result = await handleHook(stateJson(bundle(['KERNEL_MODULES=crc32c'])), { loader });
+    expect(result.exitStatus).toBe(EXIT.refused);
+    expect(result.message).toBe(
+      'cannot load crc32c: blacklisted on this host (crc32c_intel, crc32c_generic)',
+    );
+    expect(loader.calls).toHaveLength(1);
+  });
+
+  it('a kernel failure names the request and the module that failed', async () => {
+    const loader = fakeLoader({ failAt: 'libcrc32c' });
+    const result = await handleHook(stateJson(bundle(['KERNEL_MODULES=ip_vs'])), { loader });
+    expect(result.exitStatus).toBe(EXIT.failed);
+    expect(result.action).toBe('failed');
+    expect(result.message).toBe(
+      `cannot load ip_vs: libcrc32c (needed by it): finit_module ${MODULE_DIR}/kernel/libcrc32c.ko: Function not implemented`,
+    );
+  });
+
+  it('a rejected load keeps its exit status and gets the request in its message', async () => {
+    const loader = fakeLoader({
+      rejectLoad: new KmodloadError('module tree /x unreadable', EXIT.environment),
+    });
+    const result = await handleHook(stateJson(bundle(['KERNEL_MODULES=ip_vs'])), { loader });
+    expect(result.exitStatus).toBe(EXIT.environment);
+    expect(result.message).toBe('cannot load ip_vs: module tree /x unreadable');
+    const crash = fakeLoader({ rejectLoad: new TypeError('x is undefined\n  at y') });
+    const crashed = await handleHook(stateJson(bundle(['KERNEL_MODULES=ip_vs'])), {
+      loader: crash,
+    });
+    expect(crashed.exitStatus).toBe(EXIT.failed);
+    expect(crashed.message).toBe('cannot load ip_vs: x is undefined\\x0a  at y');
+  });
+
+  it('writes one log line per run', async () => {
+    const log = path.join(scratch, 'one.log');
+    const dir = bundle(['KERNEL_MODULES=ip_vs_wrr']);
+    await handleHook(stateJson(dir, 'creating', 'ctr-a'), {
+      loader: fakeLoader(),
+      dryRun: true,
+      logFile: log,
+    });
+    await handleHook(stateJson(dir, 'stopped', 'ctr-a'), { loader: untouchable, logFile: log });
+    await handleHook(stateJson(bundle(['KERNEL_MODULES=nope']), 'creating', 'ctr-b'), {
+      loader: fakeLoader(),
+      logFile: log,
+    });
+    const lines = fs.readFileSync(log, 'utf8').split('\n');
+    expect(lines.pop()).toBe('');
+    const records = lines.map((line) => JSON.parse(line) as HookLogRecord);
+    expect(records).toHaveLength(3);
+    const [first, second, third] = records as [HookLogRecord, HookLogRecord, HookLogRecord];
+    expect(new Date(first.time).toISOString()).toBe(first.time);
+    expect(first).toMatchObject({
+      id: 'ctr-a',
+      stage: 'prestart',
+      status: 'creating',
+      request: ['ip_vs_wrr'],
+      dryRun: true,
+      exitStatus: 0,
+    });
+    expect(first.error).toBeUndefined();
+    expect(first.plan.map((step) => step.path)).toEqual(
+      DEPS['ip_vs_wrr']?.map((dep) => `${MODULE_DIR}/kernel/${dep}.ko`),
+    );
+    expect(first.results.map((entry) => entry.status)).toEqual(Array(4).fill('would-load'));
+    expect(typeof first.durationMs).toBe('number');
+    expect(second).toMatchObject({ id: 'ctr-a', stage: 'poststop', request: [], plan: [] });
+    expect(third).toMatchObject({
+      id: 'ctr-b',
+      exitStatus: EXIT.refused,
+      error: `cannot load nope: module nope not found in ${MODULE_DIR}`,
+      results: [],
+    });
+  });
+
+  it('a log that cannot be written does not change the outcome', async () => {
+    const result = await handleHook(stateJson(bundle([])), {
+      loader: untouchable,
+      logFile: path.join(scratch, 'no-such-dir', 'x.log'),
+    });
+    expect(result.ok).toBe(true);
+    expect(result.logError).toMatch(/^cannot write log .*x\.log: ENOENT/);
+  });
+});
+
+function io(stdin: string | Buffer) {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const out: string[] = [];
+  const err: string[] = [];
+  stdout.on('data', (chunk: Buffer) => out.push(chunk.toString()));
+  stderr.on('data', (chunk: Buffer) => err.push(chunk.toString()));
+  return {
+    io: { stdin: Readable.from([Buffer.from(stdin)]), stdout, stderr, env: {} },
+    out: () => out.join(''),
+    err: () => err.join(''),
+  };
+}
+
+describe('runHookCommand', () => {
+  it('exit 0 and silence on success', async () => {
+    const streams = io(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
+    const status = await runHookCommand(['--state', 'prestart'], streams.io, {
+      loader: fakeLoader(),
+    });
+    expect(status).toBe(0);
+    expect(streams.err()).toBe('');
+    expect(streams.out()).toBe('');
+  });
+
+  it('ONE stderr line on failure', async () => {
+    const streams = io(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
+    const status = await runHookCommand(['--state=createRuntime'], streams.io, {
+      loader: fakeLoader({ failAt: 'ip_vs' }),
+    });
+    expect(status).toBe(EXIT.failed);
+    expect(streams.err()).toBe(
+      `kmodload: cannot load ip_vs: finit_module ${MODULE_DIR}/kernel/ip_vs.ko: Function not implemented\n`,
+    );
+  });
+
+  it('bad usage: exit 2, one line', async () => {
+    for (const [argv, message] of [
+      [['--state'], 'option --state needs a value'],
+      [['--state', 'later'], 'unknown hook stage "later"'],
+      [['--frobnicate'], 'unknown option "--frobnicate"'],
+      [['-n=1'], 'unknown option "-n=1"'],
+      [['extra'], 'unexpected argument "extra"'],
+    ] as const) {
+      const streams = io('');
+      expect(await runHookCommand([...argv], streams.io, { loader: untouchable })).toBe(EXIT.usage);
+      expect(streams.err()).toMatch(new RegExp(`^kmodload: ${message.replace(/[.*"()]/g, '.')}`));
+      expect(streams.err().split('\n')).toHaveLength(2);
+    }
+  });
+
+  it('--help prints usage and exit statuses', async () => {
+    const streams = io('');
+    expect(await runHookCommand(['-h'], streams.io, { loader: untouchable })).toBe(0);
+    expect(streams.out()).toContain('Usage: kmodload hook');
+    expect(streams.out()).toContain('3 request refused');
+  });
+
+  it('takes -d -S -C -n --log in both spellings', async () => {
+    const loader = fakeLoader();
+    const log = path.join(scratch, 'cmd.log');
+    const streams = io(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
+    const status = await runHookCommand(
+      ['-d', '/t', '-S6.1', '--config=/c1', '-C', '/c2', '-n', '--log', log],
+      streams.io,
+      { loader },
+    );
+    expect(status).toBe(0);
+    expect(loader.calls[0]).toBe(
+      'resolve ip_vs {"useBlacklist":true,"allowInstallCommands":false,"dryRun":true,"root":"/t","kernelVersion":"6.1","configDirs":["/c1","/c2"]}',
+    );
+    expect(fs.readFileSync(log, 'utf8').split('\n')).toHaveLength(2);
+  });
+
+  it('an empty stdin at a load stage is an error, at poststop it is not', async () => {
+    const prestart = io('');
+    expect(await runHookCommand(['--state', 'prestart'], prestart.io)).toBe(EXIT.environment);
+    expect(prestart.err()).toBe(
+      'kmodload: malformed container state on stdin: empty input (a runtime sends the state as JSON)\n',
+    );
+    const poststop = io('');
+    expect(await runHookCommand(['--state', 'poststop'], poststop.io)).toBe(0);
+    expect(poststop.err()).toBe('');
+  });
+});

@@ -1,0 +1,173 @@
+// Wildcard lookups against two oracles: a brute-force fnmatch over modules.alias (which
+// patterns match) and kmod's own modprobe --resolve-alias (in which order).
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { loadBinding } from '../../src/native/addon';
+import type { NativeBinding, NativeIndex } from '../../src/native/binding';
+import { kernelTree, type KernelTree, normalizeAlias } from './fixtures';
+
+interface AliasLine {
+  pattern: string;
+  module: string;
+  literalPrefix: string;
+}
+
+const QUERIES_PER_TREE = 300;
+
+function readAliases(file: string): AliasLine[] {
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('alias '))
+    .map((line) => {
+      const [, key, module] = line.split(' ');
+      const pattern = normalizeAlias(key!);
+      const wild = pattern.search(/[*?[]/);
+      return {
+        pattern,
+        module: module!,
+        literalPrefix: wild < 0 ? pattern : pattern.slice(0, wild),
+      };
+    });
+}
+
+/** A concrete string the pattern matches: '*' -> filler, '?' -> '0', '[...]' -> its first
+ *  member. Undefined for patterns this cannot instantiate (negated classes, escapes). */
+function instantiate(pattern: string, filler: string): string | undefined {
+  let out = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const ch = pattern[i]!;
+    if (ch === '\\') return undefined;
+    if (ch === '*') out += filler;
+    else if (ch === '?') out += '0';
+    else if (ch === '[') {
+      const close = pattern.indexOf(']', i + 2);
+      const first = pattern[i + 1];
+      if (close < 0 || first === undefined || first === '!' || first === '^') return undefined;
+      out += first;
+      i = close;
+    } else out += ch;
+  }
+  return out;
+}
+
+function spread<T>(items: T[], count: number): T[] {
+  if (items.length <= count) return items;
+  const step = items.length / count;
+  return Array.from({ length: count }, (_, i) => items[Math.floor(i * step)]!);
+}
+
+/** kmod's answer: the modules modprobe --resolve-alias prints, in its order. */
+function modprobeResolve(tree: KernelTree, configDir: string, name: string): string[] {
+  const result = spawnSync(
+    'modprobe',
+    ['-C', configDir, '-d', tree.root, '-S', tree.version, '--resolve-alias', name],
+    { encoding: 'utf8' },
+  );
+  if (result.error) throw result.error;
+  return result.stdout.split('\n').filter((l) => l !== '');
+}
+
+for (const flavour of ['6.1', '6.12']) {
+  describe(`wildcard lookups, ${flavour} tree`, () => {
+    let binding: NativeBinding;
+    let tree: KernelTree;
+    let aliasIndex: NativeIndex;
+    let aliases: AliasLine[];
+    let queries: string[];
+    let configDir: string;
+
+    beforeAll(async () => {
+      binding = loadBinding();
+      tree = kernelTree(flavour);
+      aliasIndex = await binding.openIndex(path.join(tree.moduleDir, 'modules.alias.bin'));
+      aliases = readAliases(path.join(tree.moduleDir, 'modules.alias'));
+      // An empty config dir: the host's modprobe.d must not add aliases to the oracle.
+      configDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-conf-'));
+
+      const moduleNames = new Set(
+        fs
+          .readFileSync(path.join(tree.moduleDir, 'modules.dep'), 'utf8')
+          .split('\n')
+          .map((l) => path.basename(l.slice(0, l.indexOf(':'))).replace(/\.ko.*$/, ''))
+          .map((n) => n.replace(/-/g, '_')),
+      );
+      const wildPatterns = [
+        ...new Set(aliases.filter((a) => /[*?[]/.test(a.pattern)).map((a) => a.pattern)),
+      ];
+      const sample = [
+        ...spread(wildPatterns, QUERIES_PER_TREE / 2),
+        ...wildPatterns.filter((p) => p.includes('[')).slice(0, 20),
+        ...wildPatterns.filter((p) => p.startsWith('cpu:')).slice(0, 10),
+      ];
+      const built = new Set<string>();
+      for (const pattern of sample) {
+        for (const filler of ['', '00']) {
+          const query = instantiate(pattern, filler);
+          // A query that is also a module name would be answered from modules.dep by modprobe.
+          if (query !== undefined && !moduleNames.has(query)) built.add(query);
+        }
+      }
+      queries = [...built];
+    });
+
+    afterAll(() => {
+      aliasIndex.close();
+      fs.rmSync(configDir, { recursive: true, force: true });
+    });
+
+    it('matches exactly the patterns a brute-force fnmatch over modules.alias matches', () => {
+      expect(queries.length).toBeGreaterThan(QUERIES_PER_TREE / 2);
+      for (const query of queries) {
+        const expected = aliases
+          .filter((a) => query.startsWith(a.literalPrefix) && binding.fnmatch(a.pattern, query))
+          .map((a) => a.module)
+          .sort();
+        const actual = aliasIndex.wildcard(query);
+        expect(expected.length, query).toBeGreaterThan(0);
+        expect(actual.map((v) => v.value).sort(), query).toEqual(expected);
+      }
+    });
+
+    it('returns the matches in the order kmod resolves them', () => {
+      let multi = 0;
+      for (const query of queries) {
+        const actual = aliasIndex.wildcard(query).map((v) => v.value);
+        if (actual.length > 1) multi++;
+        expect(actual, query).toEqual(modprobeResolve(tree, configDir, query));
+      }
+      // The order check means something only if many queries have several matches.
+      expect(multi).toBeGreaterThan(20);
+    });
+
+    it('answers plain aliases and misses like kmod', () => {
+      for (const name of ['crc32c', 'fs_xfs', 'crypto_crc32c', 'net_pf_10', 'char_major_10_229']) {
+        const actual = aliasIndex.wildcard(name).map((v) => v.value);
+        expect(actual, name).toEqual(modprobeResolve(tree, configDir, name));
+      }
+      expect(aliasIndex.wildcard('no:such:alias')).toEqual([]);
+      expect(aliasIndex.wildcard('')).toEqual([]);
+    });
+
+    it('finds builtin aliases by wildcard as kmod does', async () => {
+      const index = await binding.openIndex(path.join(tree.moduleDir, 'modules.builtin.alias.bin'));
+      try {
+        for (const { key } of index.entries()) {
+          const actual = index.wildcard(key).map((v) => v.value);
+          expect(actual.length, key).toBeGreaterThan(0);
+          // modprobe consults builtin aliases only when nothing else answers.
+          if (aliasIndex.wildcard(key).length === 0 && modprobeResolve(tree, configDir, key).length) {
+            expect(actual, key).toEqual(modprobeResolve(tree, configDir, key));
+          }
+        }
+      } finally {
+        index.close();
+      }
+    });
+  });
+}

@@ -1,0 +1,138 @@
+// The module syscalls reach this machine's kernel, which has no module support: every call
+// must come back as a proper ENOSYS error, not a crash or a silent success.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { beforeAll, describe, expect, it } from 'vitest';
+
+import { loadBinding } from '../../src/native/addon';
+import type { NativeBinding, SystemError } from '../../src/native/binding';
+import { kernelTree } from './fixtures';
+
+const O_NONBLOCK = 0o4000;
+const ENOSYS = 38;
+
+let binding: NativeBinding;
+let modulePath: string;
+
+async function rejection(promise: Promise<unknown>): Promise<SystemError> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as SystemError;
+  }
+  throw new Error('expected a rejection');
+}
+
+beforeAll(() => {
+  binding = loadBinding();
+  const tree = kernelTree('6.1');
+  const dep = fs.readFileSync(path.join(tree.moduleDir, 'modules.dep'), 'utf8');
+  const line = dep.split('\n').find((l) => l.startsWith('kernel/lib/crc') && l.includes('.ko:'));
+  if (!line) throw new Error('no kernel/lib/crc* module in the 6.1 tree');
+  modulePath = path.join(tree.moduleDir, line.slice(0, line.indexOf(':')));
+});
+
+describe('module syscalls on a kernel without module support', () => {
+  it('finitModule rejects with ENOSYS from finit_module', async () => {
+    const error = await rejection(binding.finitModule(modulePath, '', 0));
+    expect(error).toBeInstanceOf(Error);
+    expect(error.code).toBe('ENOSYS');
+    expect(error.errno).toBe(ENOSYS);
+    expect(error.syscall).toBe('finit_module');
+    expect(error.path).toBe(modulePath);
+    expect(error.message).toBe(`ENOSYS: Function not implemented, finit_module '${modulePath}'`);
+  });
+
+  it('finitModule passes parameters and flags through to the kernel', async () => {
+    const error = await rejection(binding.finitModule(modulePath, 'debug=1 x=y', 3));
+    expect(error.code).toBe('ENOSYS');
+  });
+
+  it('finitModule of a missing file fails in open with ENOENT', async () => {
+    const missing = path.join(os.tmpdir(), `kmodload-missing-${process.pid}.ko`);
+    const error = await rejection(binding.finitModule(missing, '', 0));
+    expect(error.code).toBe('ENOENT');
+    expect(error.errno).toBe(2);
+    expect(error.syscall).toBe('open');
+    expect(error.path).toBe(missing);
+    expect(error.message).toBe(`ENOENT: No such file or directory, open '${missing}'`);
+  });
+
+  it('initModule rejects with ENOSYS from init_module', async () => {
+    const image = fs.readFileSync(modulePath);
+    const error = await rejection(binding.initModule(image, 'a=1'));
+    expect(error.code).toBe('ENOSYS');
+    expect(error.errno).toBe(ENOSYS);
+    expect(error.syscall).toBe('init_module');
+    expect(error.message).toContain('ENOSYS: Function not implemented, init_module');
+  });
+
+  it('initModule accepts a plain Uint8Array and survives the caller reusing it', async () => {
+    const image = new Uint8Array(fs.readFileSync(modulePath));
+    const pending = binding.initModule(image, '');
+    image.fill(0);
+    const error = await rejection(pending);
+    expect(error.code).toBe('ENOSYS');
+  });
+
+  it('deleteModule rejects with ENOSYS and names the module', async () => {
+    const error = await rejection(binding.deleteModule('nonexistent', O_NONBLOCK));
+    expect(error.code).toBe('ENOSYS');
+    expect(error.errno).toBe(ENOSYS);
+    expect(error.syscall).toBe('delete_module');
+    expect(error.path).toBe('nonexistent');
+    expect(error.message).toBe("ENOSYS: Function not implemented, delete_module 'nonexistent'");
+  });
+
+  it('many concurrent calls all settle', async () => {
+    const calls = Array.from({ length: 32 }, (_, i) =>
+      rejection(
+        i % 2 === 0
+          ? binding.finitModule(modulePath, '', 0)
+          : binding.deleteModule(`m${i}`, O_NONBLOCK),
+      ),
+    );
+    const errors = await Promise.all(calls);
+    expect(errors.map((e) => e.code)).toEqual(Array(32).fill('ENOSYS'));
+  });
+});
+
+describe('argument checks', () => {
+  it('rejects wrong types with TypeError instead of calling the kernel', async () => {
+    const b = binding as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    for (const [fn, args] of [
+      ['finitModule', [42, '', 0]],
+      ['finitModule', ['/x', '', -1]],
+      ['finitModule', ['/x', '', 1.5]],
+      ['finitModule', ['/x\0y', '', 0]],
+      ['initModule', ['not bytes', '']],
+      ['deleteModule', ['name', 'flags']],
+      ['openIndex', [undefined]],
+      ['decompress', [new Uint8Array(1), 'lz4']],
+    ] as const) {
+      const error = await rejection(b[fn]!(...args));
+      expect(error, `${fn}(${JSON.stringify(args)})`).toBeInstanceOf(TypeError);
+      expect(error.code).toBe('ERR_INVALID_ARG_TYPE');
+    }
+  });
+});
+
+describe('fnmatch', () => {
+  it('is libc fnmatch without flags', () => {
+    expect(binding.fnmatch('pci:v*d*', 'pci:v00008086d00001533')).toBe(true);
+    expect(binding.fnmatch('usb:v13FDp3940d0[0-2]*', 'usb:v13FDp3940d01xx')).toBe(true);
+    expect(binding.fnmatch('usb:v13FDp3940d0[0-2]*', 'usb:v13FDp3940d03xx')).toBe(false);
+    expect(binding.fnmatch('a?c', 'abc')).toBe(true);
+    expect(binding.fnmatch('a?c', 'ac')).toBe(false);
+    // Without FNM_PATHNAME / FNM_PERIOD, '*' crosses '/' and matches a leading '.'.
+    expect(binding.fnmatch('*', 'a/b')).toBe(true);
+    expect(binding.fnmatch('*', '.hidden')).toBe(true);
+    // Without FNM_NOESCAPE, backslash escapes.
+    expect(binding.fnmatch('a\\*', 'a*')).toBe(true);
+    expect(binding.fnmatch('a\\*', 'ab')).toBe(false);
+    expect(binding.fnmatch('a[b', 'a[b')).toBe(true);
+    expect(binding.fnmatch('ABC', 'abc')).toBe(false);
+  });
+});
