@@ -20,7 +20,12 @@ try {
 }
 
 if (cli) {
-  const io = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
+  const io = {
+    stdin: process.stdin,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+  };
   cli.main(process.argv.slice(2), io).then(
     (status) => {
       process.exitCode = status;

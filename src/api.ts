@@ -9,6 +9,7 @@ import type { LoadResult, UnloadResult } from './loader/types';
 import type { UnloadTarget } from './loader/unload';
 import { executeUnload } from './loader/unload';
 import type { Plan } from './planner/plan';
+import type * as Planner from './planner/index';
 import type { ModuleDatabase, PlanOptions, ResolverOptions } from './planner/index';
 
 /** Where the module tree and configuration come from, how to plan, and how to load. */
@@ -45,7 +46,7 @@ function oneLine(error: unknown): string {
 
 async function withDatabase<T>(
   options: ResolverOptions,
-  use: (db: ModuleDatabase, planner: typeof import('./planner/index')) => Promise<T> | T,
+  use: (db: ModuleDatabase, planner: typeof Planner) => Promise<T> | T,
 ): Promise<T> {
   const planner = await import('./planner/index.js');
   let db: ModuleDatabase;
@@ -75,7 +76,7 @@ function resolverOptions(options: ResolverOptions): ResolverOptions {
 }
 
 function planOptions(options: LoadOptions): PlanOptions {
-  const picked: PlanOptions & { allowInstallCommands?: boolean } = {};
+  const picked: PlanOptions = {};
   if (options.useBlacklist !== undefined) picked.useBlacklist = options.useBlacklist;
   if (options.extraOptions !== undefined) picked.extraOptions = options.extraOptions;
   if (options.allowInstallCommands !== undefined) {
@@ -117,12 +118,9 @@ export async function load(names: string[], options: LoadOptions = {}): Promise<
 /** The modules each requested name stands for, for removal. */
 function unloadTargets(plan: Plan): UnloadTarget[] {
   return plan.requests.map((request) => {
-    if (request.error) {
-      const reason = request.error.reason;
-      // Install rules do not matter for removal: the name still names the module.
-      if (reason === 'forbidden' || reason === 'install-command') {
-        return { request: request.request, modules: [request.request.replace(/-/g, '_')] };
-      }
+    // Install rules and blacklists do not matter for removal: only a name that cannot be
+    // looked up at all is refused.
+    if (request.error && request.probes.length === 0) {
       throw new KmodloadError(
         `cannot unload ${request.request}: ${request.error.message}`,
         EXIT.refused,
@@ -141,7 +139,8 @@ function unloadTargets(plan: Plan): UnloadTarget[] {
  */
 export async function unload(names: string[], options: UnloadOptions = {}): Promise<UnloadResult> {
   return withDatabase(options, async (db, planner) => {
-    const targets = unloadTargets(planner.planRequests(db, names, {}));
+    const plan = planner.planRequests(db, names, { allowInstallCommands: true });
+    const targets = unloadTargets(plan);
     return executeUnload(targets, db, {
       kernel: options.kernel ?? new LinuxKernel(),
       dryRun: options.dryRun ?? false,

@@ -13,6 +13,8 @@ export const EXIT = {
   refused: 3,
   /** The module tree, configuration or container bundle could not be read. */
   environment: 4,
+  /** Unexpected failure (a bug). sysexits' EX_SOFTWARE. */
+  internal: 70,
 } as const;
 
 export type ExitStatus = (typeof EXIT)[keyof typeof EXIT];

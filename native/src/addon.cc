@@ -188,6 +188,8 @@ class DecompressWorker : public PromiseWorker {
   DecompressWorker(Napi::Env env, std::vector<uint8_t> input, Compression format)
       : PromiseWorker(env), input_(std::move(input)), format_(format) {}
 
+  ~DecompressWorker() override { free(output_.data); }
+
   void Execute() override {
     try {
       output_ = Decompress(input_.data(), input_.size(), format_);
@@ -200,16 +202,21 @@ class DecompressWorker : public PromiseWorker {
   }
 
   Napi::Value Result(Napi::Env env) override {
-    auto* owned = new std::vector<uint8_t>(std::move(output_));
-    return Napi::Buffer<uint8_t>::NewOrCopy(
-        env, owned->data(), owned->size(),
-        [](Napi::Env, uint8_t*, std::vector<uint8_t>* data) { delete data; }, owned);
+    Decompressed out = output_;
+    output_ = Decompressed{nullptr, 0};
+    if (out.size == 0) {
+      free(out.data);
+      return Napi::Buffer<uint8_t>::New(env, 0);
+    }
+    // NewOrCopy copies (and runs the finalizer at once) where external buffers are not allowed.
+    return Napi::Buffer<uint8_t>::NewOrCopy(env, out.data, out.size,
+                                            [](Napi::Env, uint8_t* data) { free(data); });
   }
 
  private:
   std::vector<uint8_t> input_;
   Compression format_;
-  std::vector<uint8_t> output_;
+  Decompressed output_{nullptr, 0};
 };
 
 // The JS object behind NativeIndex. Lookups are synchronous: the file is mapped.

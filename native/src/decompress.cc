@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 
+#include <cstdlib>
 #include <mutex>
 
 namespace kmodload {
@@ -164,36 +165,51 @@ Library<Zstd> zstd("libzstd.so.1", "zstd", [](void* h, Zstd* api) {
 });
 
 // Growable output with the bomb cap. Each codec asks for free space, writes, commits.
+// realloc() rather than std::vector: no zero-filling, and large blocks grow by mremap.
 class Output {
  public:
   Output(size_t input_size, size_t cap, const char* format) : cap_(cap), format_(format) {
     size_t initial = input_size < cap / 4 ? input_size * 4 : cap;
-    buf_.resize(initial < 65536 ? (cap < 65536 ? cap : 65536) : initial);
+    if (initial < 65536) initial = cap < 65536 ? cap : 65536;
+    Grow(initial);
   }
+  ~Output() { free(buf_); }
 
   // Makes sure some space is free; returns false when the cap is reached.
   bool Reserve() {
-    if (used_ < buf_.size()) return true;
-    if (buf_.size() >= cap_) return false;
-    size_t next = buf_.size() > cap_ / 2 ? cap_ : buf_.size() * 2;
-    buf_.resize(next);
+    if (used_ < capacity_) return true;
+    if (capacity_ >= cap_) return false;
+    Grow(capacity_ > cap_ / 2 ? cap_ : capacity_ * 2);
     return true;
   }
-  uint8_t* free_ptr() { return buf_.data() + used_; }
-  size_t free_size() const { return buf_.size() - used_; }
+  uint8_t* free_ptr() { return buf_ + used_; }
+  size_t free_size() const { return capacity_ - used_; }
   void Commit(size_t n) { used_ += n; }
   [[noreturn]] void TooBig() const {
     throw DecompressError(EFBIG, std::string(format_) + " data expands beyond " +
                                      std::to_string(cap_ >> 20) + " MiB");
   }
-  std::vector<uint8_t> Take() {
-    buf_.resize(used_);
-    buf_.shrink_to_fit();
-    return std::move(buf_);
+  Decompressed Take() {
+    // Shrinking cannot fail in a way that loses data: keep the larger block if it does.
+    if (used_ > 0 && used_ < capacity_) {
+      if (void* shrunk = realloc(buf_, used_)) buf_ = static_cast<uint8_t*>(shrunk);
+    }
+    Decompressed out{buf_, used_};
+    buf_ = nullptr;
+    capacity_ = used_ = 0;
+    return out;
   }
 
  private:
-  std::vector<uint8_t> buf_;
+  void Grow(size_t capacity) {
+    void* grown = realloc(buf_, capacity);
+    if (grown == nullptr) throw DecompressError(ENOMEM, "out of memory");
+    buf_ = static_cast<uint8_t*>(grown);
+    capacity_ = capacity;
+  }
+
+  uint8_t* buf_ = nullptr;
+  size_t capacity_ = 0;
   size_t used_ = 0;
   size_t cap_;
   const char* format_;
@@ -201,7 +217,7 @@ class Output {
 
 [[noreturn]] void Bad(const std::string& what) { throw DecompressError(EBADMSG, what); }
 
-std::vector<uint8_t> Gunzip(const uint8_t* data, size_t size, size_t cap) {
+Decompressed Gunzip(const uint8_t* data, size_t size, size_t cap) {
   const Zlib& z = zlib.Get();
   ZStream s{};
   if (z.inflateInit2_(&s, kZGzipOnly + kZMaxWindowBits, z.zlibVersion(),
@@ -249,7 +265,7 @@ std::vector<uint8_t> Gunzip(const uint8_t* data, size_t size, size_t cap) {
   return out.Take();
 }
 
-std::vector<uint8_t> Unxz(const uint8_t* data, size_t size, size_t cap) {
+Decompressed Unxz(const uint8_t* data, size_t size, size_t cap) {
   const Lzma& l = lzma.Get();
   LzmaStream s{};
   if (l.lzma_stream_decoder(&s, UINT64_MAX, kLzmaConcatenated) != kLzmaOk) {
@@ -294,7 +310,7 @@ std::vector<uint8_t> Unxz(const uint8_t* data, size_t size, size_t cap) {
   return out.Take();
 }
 
-std::vector<uint8_t> Unzstd(const uint8_t* data, size_t size, size_t cap) {
+Decompressed Unzstd(const uint8_t* data, size_t size, size_t cap) {
   const Zstd& z = zstd.Get();
   void* ctx = z.ZSTD_createDCtx();
   if (ctx == nullptr) throw DecompressError(ENOMEM, "cannot initialise libzstd");
@@ -322,8 +338,8 @@ std::vector<uint8_t> Unzstd(const uint8_t* data, size_t size, size_t cap) {
 
 }  // namespace
 
-std::vector<uint8_t> Decompress(const uint8_t* data, size_t size, Compression format,
-                                size_t max_output) {
+Decompressed Decompress(const uint8_t* data, size_t size, Compression format,
+                        size_t max_output) {
   switch (format) {
     case Compression::kGzip:
       if (size == 0) Bad("gzip data is truncated");

@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 namespace kmodload {
 
@@ -26,8 +25,14 @@ class DecompressError : public std::runtime_error {
 // Modules are a few MiB; anything near this is a decompression bomb.
 constexpr size_t kMaxDecompressedSize = size_t{1} << 30;
 
-// Decompresses every member/stream/frame of data. Thread-safe.
-std::vector<uint8_t> Decompress(const uint8_t* data, size_t size, Compression format,
-                                size_t max_output = kMaxDecompressedSize);
+// A malloc()ed output block; release with free().
+struct Decompressed {
+  uint8_t* data;
+  size_t size;
+};
+
+// Decompresses every member/stream/frame of data. Thread-safe. The caller owns the result.
+Decompressed Decompress(const uint8_t* data, size_t size, Compression format,
+                        size_t max_output = kMaxDecompressedSize);
 
 }  // namespace kmodload

@@ -27,6 +27,10 @@ moddir="$root/lib/modules/$version"
 
 cache="${KMODLOAD_CACHE:-/var/cache/kmodload}/qemu"
 mkdir -p "$cache" "$out"
+# Builds for two kernels may run at once (one test file per kernel): the cached layers are
+# made by one of them at a time.
+exec 9> "$cache/.lock"
+flock 9
 
 # A fresh CI machine may lack the tools; they all come from Debian packages.
 missing=()
@@ -135,6 +139,7 @@ if [ ! -f "$base" ]; then
   echo 'root:x:0:0:root:/root:/bin/sh' > "$stage/etc/passwd"
   echo 'root:x:0:' > "$stage/etc/group"
   make_cpio "$stage" "$base.tmp"
+  rm -f "$cache"/base-*.cpio
   mv "$base.tmp" "$base"
   rm -rf "$stage"
   trap - EXIT
@@ -160,7 +165,8 @@ tree_key=$(
 tree_cpio="$cache/tree-$version-$tree_key.cpio"
 work="$cache/tree-$version-$tree_key"
 if [ ! -f "$tree_cpio" ] || [ ! -f "$work/.ready" ]; then
-  rm -rf "$work" && mkdir -p "$work/lib/modules"
+  rm -rf "$cache/tree-$version-"*
+  mkdir -p "$work/lib/modules"
   # Hard links keep the copy cheap; every file that changes is replaced, never written through.
   cp -al "$moddir" "$work/lib/modules/$version"
   wmod="$work/lib/modules/$version"
@@ -238,12 +244,13 @@ if [ ! -f "$tree_cpio" ] || [ ! -f "$work/.ready" ]; then
   trap - EXIT
   touch "$work/.ready"
 fi
+flock -u 9
 
 # ---------- project layer: kmodload as installed by `npm install -g`, plus the scenarios ----------
 stage=$(mktemp -d "${TMPDIR:-/tmp}/kmodload-project.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/opt/e2e" "$stage/etc/modprobe.d"
-cp "$here"/guest/*.sh "$stage/opt/e2e/"
+cp "$here"/guest/*.sh "$here"/guest/*.js "$stage/opt/e2e/"
 cp "$here/guest/init" "$stage/init"
 chmod 755 "$stage/init" "$stage"/opt/e2e/*.sh
 cp "$here/guest/modprobe.conf" "$stage/etc/modprobe.d/kmodload-e2e.conf"

@@ -1,8 +1,5 @@
-// The help texts. The exit statuses listed here are src/errors.ts's EXIT plus INTERNAL_ERROR;
-// keep them and the README in step.
-
-/** Exit status of an unexpected failure (a bug): sysexits' EX_SOFTWARE. */
-export const INTERNAL_ERROR = 70;
+// The help texts. The exit statuses listed here are src/errors.ts's EXIT; keep them and the
+// README in step.
 
 const EXIT_STATUS = `Exit status:
   0   success (everything loaded, already live or builtin; or help shown)

@@ -99,7 +99,8 @@ export async function runLoadCommand(argv: string[], io: CliIO): Promise<number>
   if (names.length === 0) throw usageError('missing module name', COMMAND);
   const showDepends = flag(parsed, 'show-depends');
   const json = flag(parsed, 'json');
-  if (showDepends && json) throw usageError('--show-depends and --json exclude each other', COMMAND);
+  if (showDepends && json)
+    throw usageError('--show-depends and --json exclude each other', COMMAND);
 
   const options: LoadOptions = { ...treeOptions(parsed) };
   if (flag(parsed, 'use-blacklist')) options.useBlacklist = true;
@@ -109,18 +110,16 @@ export async function runLoadCommand(argv: string[], io: CliIO): Promise<number>
 
   if (showDepends) {
     const plan = await resolve(names, options);
-    const { formatShowDepends } = await import('../planner/index.js');
+    const { formatShowDepends, showDependsExitStatus } = await import('../planner/index.js');
     io.stdout.write(formatShowDepends(plan));
-    // As modprobe: a name that cannot be found is reported and fails the run; rules that
+    // As modprobe: a name that cannot be looked up is reported and fails the run; rules that
     // forbid or replace loading are part of the listing, not failures.
-    let status: number = EXIT.ok;
     for (const request of plan.requests) {
-      const reason = request.error?.reason;
-      if (reason === 'not-found' || reason === 'invalid-name') {
-        io.stderr.write(`kmodload: ${request.error?.message}\n`);
-        status = EXIT.failed;
+      if (request.error && request.probes.length === 0) {
+        io.stderr.write(`kmodload: ${request.error.message}\n`);
       }
     }
+    const status = showDependsExitStatus(plan) === 0 ? EXIT.ok : EXIT.failed;
     return status;
   }
 
@@ -130,7 +129,11 @@ export async function runLoadCommand(argv: string[], io: CliIO): Promise<number>
     writeJson(io.stdout, result);
   } else if (!flag(parsed, 'quiet')) {
     const verbose = flag(parsed, 'verbose');
-    for (const module of result.modules) io.stdout.write(`${moduleLine(module, verbose)}\n`);
+    for (const module of result.modules) {
+      // ENOSYS is about the kernel, not this module: the stderr line says it once.
+      if (module.error?.code === 'ENOSYS') continue;
+      io.stdout.write(`${moduleLine(module, verbose)}\n`);
+    }
   }
   if (result.ok) return EXIT.ok;
   for (const line of failureLines(result)) io.stderr.write(`kmodload: ${line}\n`);

@@ -4,13 +4,12 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { KmodloadError } from '../errors';
+import { EXIT, KmodloadError } from '../errors';
 import { usageError } from './args';
-import { GLOBAL_HELP, INTERNAL_ERROR, LOAD_HELP, UNLOAD_HELP } from './help';
+import { GLOBAL_HELP, LOAD_HELP, UNLOAD_HELP } from './help';
 import type { CliIO } from './io';
 
 export type { CliIO } from './io';
-export { INTERNAL_ERROR } from './help';
 
 type CommandRunner = (argv: string[], io: CliIO) => Promise<number>;
 
@@ -89,7 +88,7 @@ export function reportError(error: unknown, io: CliIO): number {
   }
   const text = error instanceof Error ? error.message : String(error);
   write(io.stderr, `kmodload: internal error: ${singleLine(text)}\n`);
-  return INTERNAL_ERROR;
+  return EXIT.internal;
 }
 
 /**

@@ -58,5 +58,7 @@ export function listConfigFiles(configPaths: readonly string[], moduleDir: strin
       add(name, file);
     }
   }
-  return [...byName.values()].sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+  return [...byName.values()].sort((a, b) =>
+    Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)),
+  );
 }

@@ -13,7 +13,8 @@ class LineWords {
 
   next(): string | undefined {
     const { line } = this;
-    while (this.pos < line.length && (line[this.pos] === ' ' || line[this.pos] === '\t')) this.pos++;
+    while (this.pos < line.length && (line[this.pos] === ' ' || line[this.pos] === '\t'))
+      this.pos++;
     if (this.pos >= line.length) return undefined;
     const start = this.pos;
     while (this.pos < line.length && line[this.pos] !== ' ' && line[this.pos] !== '\t') this.pos++;

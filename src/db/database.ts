@@ -61,6 +61,7 @@ export class ModuleDatabase {
   private readonly lookupCache = new Map<string, LookupResult>();
   private readonly softdepCache = new Map<string, { pre: ModuleRef[]; post: ModuleRef[] }>();
   private readonly optionsCache = new Map<string, string | undefined>();
+  private readonly installCache = new Map<string, string | undefined>();
   private readonly fileExists = new Map<string, boolean>();
   private closed = false;
 
@@ -84,7 +85,9 @@ export class ModuleDatabase {
     const config = loadModprobeConfig({
       moduleDir,
       ...(opts.configDirs ? { configDirs: opts.configDirs } : {}),
-      ...(opts.kernelCommandLine !== undefined ? { kernelCommandLine: opts.kernelCommandLine } : {}),
+      ...(opts.kernelCommandLine !== undefined
+        ? { kernelCommandLine: opts.kernelCommandLine }
+        : {}),
     });
     const indexes = await ModuleIndexes.open(moduleDir, match, binding);
     return new ModuleDatabase(
@@ -145,7 +148,8 @@ export class ModuleDatabase {
   /** A name with an install (else remove) rule of exactly that name stands for a module. */
   private commandLookup(name: string): ModuleRef[] {
     const install = this.config.install.find((rule) => rule.module === name);
-    if (install) return [ref(modnameNormalize(name), undefined, { installCommand: install.command })];
+    if (install)
+      return [ref(modnameNormalize(name), undefined, { installCommand: install.command })];
     const remove = this.config.remove.find((rule) => rule.module === name);
     return remove ? [ref(modnameNormalize(name))] : [];
   }
@@ -208,7 +212,11 @@ export class ModuleDatabase {
 
   /** The first install rule whose pattern matches the module name. */
   installCommand(name: string): string | undefined {
-    return this.config.install.find((rule) => this.fnmatch(rule.module, name))?.command;
+    if (!this.installCache.has(name)) {
+      const rule = this.config.install.find((r) => this.fnmatch(r.module, name));
+      this.installCache.set(name, rule?.command);
+    }
+    return this.installCache.get(name);
   }
 
   /** The first remove rule whose pattern matches the module name (modprobe -r runs it). */

@@ -61,7 +61,8 @@ export class ModuleIndexes {
     const failure = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failure) {
       indexes.close();
-      const reason = failure.reason instanceof Error ? failure.reason.message : String(failure.reason);
+      const reason =
+        failure.reason instanceof Error ? failure.reason.message : String(failure.reason);
       throw new KmodloadError(`cannot read module index: ${reason}`, EXIT.environment, {
         cause: failure.reason,
       });

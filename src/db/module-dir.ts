@@ -5,7 +5,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 
-export function moduleDirectory(root: string | undefined, kernelVersion: string | undefined): string {
+export function moduleDirectory(
+  root: string | undefined,
+  kernelVersion: string | undefined,
+): string {
   if (root === undefined && kernelVersion === undefined) return `/lib/modules/${os.release()}`;
   const dir = `${root ?? ''}/lib/modules/${kernelVersion ?? os.release()}`;
   return dir.startsWith('/') ? dir : `${currentDirName()}/${dir}`;

@@ -12,7 +12,10 @@ export function lines(content: string): string[] {
 }
 
 /** modules.dep: key module name, value the whole line, priority the line's position. */
-export function depIndexFromText(content: string, fnmatch: Matcher): {
+export function depIndexFromText(
+  content: string,
+  fnmatch: Matcher,
+): {
   index: TextIndex;
   order: Map<string, number>;
 } {

@@ -136,7 +136,8 @@ function planRefusal(plan: Plan): KmodloadError | undefined {
 
 function failureMessage(failed: HookModuleResult): string {
   const detail = failed.error?.message ?? `status ${failed.status}`;
-  const which = failed.name === failed.request ? '' : `${failed.name} (needed by it): `;
+  // A dependency or softdep that failed is named after the request it was loaded for.
+  const which = failed.name === failed.request ? '' : `loading ${failed.name}: `;
   return `cannot load ${failed.request}: ${which}${detail}`;
 }
 

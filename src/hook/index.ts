@@ -1,5 +1,5 @@
 // The programmatic hook API: the same parsing and handling `kmodload hook` uses, for runtimes
-// and agents written in Node. Requiring this module does not load the addon or the planner.
+// and services written in Node. Requiring this module does not load the addon or the planner.
 
 export { handleHook } from './handler';
 export type {
@@ -23,7 +23,12 @@ export {
 export type { HookRequest, ReadRequestOptions } from './request';
 export { HOOK_STAGES, LOAD_STAGES, inferStage, isLoadStage, parseStage } from './stage';
 export type { HookStage } from './stage';
-export { MAX_STATE_BYTES, checkContainerState, parseContainerState } from './state';
+export {
+  MAX_STATE_BYTES,
+  checkContainerState,
+  parseContainerState,
+  readContainerState,
+} from './state';
 export type { ContainerState, ContainerStatus } from './state';
 export {
   DEFAULT_WRAPPER_PATH,

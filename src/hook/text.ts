@@ -1,4 +1,4 @@
-// Small text helpers shared by the hook: bounded reads and safe quoting of hostile input.
+// Small text utilities of the hook: bounded reads and safe quoting of hostile input.
 
 import { EXIT, KmodloadError } from '../errors';
 

@@ -18,7 +18,7 @@ import type { InitState, Kernel } from '../kernel/kernel';
 import { MODULE_INIT_COMPRESSED_FILE } from '../kernel/kernel';
 import type { CompressionFormat } from '../native/binding';
 import type { Plan, Probe, ProbeStep, RequestPlan } from '../planner/plan';
-import type { CommandRunner } from './commands';
+import type { CommandKind, CommandRunner } from './commands';
 import { classifyCommand, expandCommand, runShellCommand } from './commands';
 import { detectCompression } from './compression';
 import type { ModuleError } from './errno';
@@ -45,6 +45,20 @@ const addonDecompress: Decompressor = async (data, format) => {
   return loadBinding().decompress(data, format);
 };
 
+/** What an install step amounts to: the planner's verdict, else our own reading of the rule. */
+function installKind(step: ProbeStep): CommandKind {
+  switch (step.installAction) {
+    case 'noop':
+      return 'nothing';
+    case 'forbid':
+      return 'forbidden';
+    case 'shell':
+      return 'shell';
+    default:
+      return classifyCommand(step.command ?? '');
+  }
+}
+
 /** Why a request cannot be performed, or undefined when it can. */
 function refusal(request: RequestPlan, allowInstallCommands: boolean): string | undefined {
   if (request.error) return request.error.message;
@@ -52,14 +66,16 @@ function refusal(request: RequestPlan, allowInstallCommands: boolean): string | 
     if (probe.skipped) continue;
     for (const step of probe.steps) {
       if (step.kind !== 'install') continue;
-      const command = step.command ?? '';
-      const kind = classifyCommand(command);
-      if (kind === 'forbidden') {
-        return `module ${step.name} is forbidden by the rule 'install ${step.name} ${command.trim()}'`;
+      const command = (step.command ?? '').trim();
+      const kind = installKind(step);
+      // A forbidden soft dependency is not loaded and not fatal: modprobe would run
+      // /bin/false, see it fail and go on.
+      if (kind === 'forbidden' && step.required) {
+        return `module ${step.name} is forbidden by the rule 'install ${step.name} ${command}'`;
       }
       if (kind === 'shell' && !allowInstallCommands) {
         return (
-          `module ${step.name} has the rule 'install ${step.name} ${command.trim()}', ` +
+          `module ${step.name} has the rule 'install ${step.name} ${command}', ` +
           'which needs a shell; refused (allow install commands to run it)'
         );
       }
@@ -73,7 +89,10 @@ function refusal(request: RequestPlan, allowInstallCommands: boolean): string | 
  * unknown or invalid name, blacklisted under -b, or a forbidden or not-allowed install rule.
  * Called before any syscall, so a refused request changes nothing.
  */
-export function assertPlanRunnable(plan: Plan, options: { allowInstallCommands?: boolean } = {}): void {
+export function assertPlanRunnable(
+  plan: Plan,
+  options: { allowInstallCommands?: boolean } = {},
+): void {
   for (const request of plan.requests) {
     const reason = refusal(request, options.allowInstallCommands ?? false);
     if (reason !== undefined) {
@@ -123,8 +142,13 @@ class PlanRunner {
   /** Returns true when the probe failed (a required step failed). */
   private async runProbe(request: string, probe: Probe): Promise<boolean> {
     const target = probe.steps.find((step) => step.target);
-    // modprobe first asks whether the module itself is in: then it does nothing at all.
-    if (target && !this.done.has(target.name) && target.kind !== 'builtin') {
+    // modprobe first asks whether the module itself is in (builtin or live): then it does
+    // nothing at all, not even its softdeps.
+    if (target && !this.done.has(target.name)) {
+      if (target.kind === 'builtin') {
+        this.record(request, target, { status: 'builtin' });
+        return false;
+      }
       if ((await this.options.kernel.initState(target.name)) === 'live') {
         this.record(request, target, { status: 'already-live' });
         return false;
@@ -157,13 +181,17 @@ class PlanRunner {
 
   private async runInstall(request: string, step: ProbeStep): Promise<StepOutcome> {
     const command = step.command ?? '';
-    const kind = classifyCommand(command);
+    const kind = installKind(step);
     if (kind === 'nothing') return this.record(request, step, { status: 'skipped' });
     if (kind === 'forbidden' || !this.options.allowInstallCommands) {
       // assertPlanRunnable refuses these first; this keeps the loader safe on its own.
       return this.record(request, step, {
         status: 'failed',
-        error: { code: 'EPERM', errno: 1, message: `install rule '${command.trim()}' refused` },
+        error: {
+          code: 'EPERM',
+          errno: 1,
+          message: `refused by the rule 'install ${step.name} ${command.trim()}'`,
+        },
       });
     }
     if (this.options.dryRun) return this.record(request, step, { status: 'would-load' });
@@ -187,7 +215,11 @@ class PlanRunner {
     if (path === undefined) {
       return this.record(request, step, {
         status: 'failed',
-        error: { code: 'ENOENT', errno: 2, message: `no module file known for ${step.name}` },
+        error: {
+          code: 'ENOENT',
+          errno: 2,
+          message: `module ${step.name} has no file in modules.dep`,
+        },
       });
     }
     const error = await this.insert(path, step.options);

@@ -15,12 +15,7 @@ export type { ModuleError } from './errno';
  * - `failed`: the kernel (or the install command) refused it; see `error`.
  */
 export type ModuleStatus =
-  | 'loaded'
-  | 'already-live'
-  | 'builtin'
-  | 'skipped'
-  | 'would-load'
-  | 'failed';
+  'loaded' | 'already-live' | 'builtin' | 'skipped' | 'would-load' | 'failed';
 
 export interface ModuleResult {
   /** The requested name this module was first needed for. */
@@ -54,7 +49,8 @@ export interface LoadResult {
  * - `in-use`: a soft dependency or a dependency still in use, left in place (not an error).
  * - `failed`: the kernel refused; see `error`.
  */
-export type UnloadStatus = 'removed' | 'not-loaded' | 'would-remove' | 'skipped' | 'in-use' | 'failed';
+export type UnloadStatus =
+  'removed' | 'not-loaded' | 'would-remove' | 'skipped' | 'in-use' | 'failed';
 
 export interface UnloadModuleResult {
   request: string;

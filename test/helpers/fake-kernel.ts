@@ -48,7 +48,11 @@ function nameOfPath(path: string): string {
   return base.slice(0, base.indexOf('.') < 0 ? undefined : base.indexOf('.')).replace(/-/g, '_');
 }
 
-type Fault = { code: string; syscall?: 'finit_module' | 'init_module' | 'delete_module'; times: number };
+type Fault = {
+  code: string;
+  syscall?: 'finit_module' | 'init_module' | 'delete_module';
+  times: number;
+};
 
 export class FakeKernel implements Kernel {
   readonly calls: FakeCall[] = [];
@@ -111,7 +115,9 @@ export class FakeKernel implements Kernel {
 
   private fault(name: string, syscall: NonNullable<Fault['syscall']>): string | undefined {
     const list = this.faults.get(name) ?? [];
-    const fault = list.find((f) => f.times > 0 && (f.syscall === undefined || f.syscall === syscall));
+    const fault = list.find(
+      (f) => f.times > 0 && (f.syscall === undefined || f.syscall === syscall),
+    );
     if (!fault) return undefined;
     fault.times--;
     return fault.code;

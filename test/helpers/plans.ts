@@ -17,11 +17,7 @@ export const FILES: Record<string, string> = {
   dummy: 'kernel/drivers/net/dummy.ko',
 };
 
-export function insmod(
-  tree: KernelTree,
-  name: string,
-  fields: Partial<ProbeStep> = {},
-): ProbeStep {
+export function insmod(tree: KernelTree, name: string, fields: Partial<ProbeStep> = {}): ProbeStep {
   const file = FILES[name];
   if (!file) throw new Error(`no fixture file for ${name}`);
   return {
@@ -49,7 +45,10 @@ export function ipVsSteps(tree: KernelTree): ProbeStep[] {
 }
 
 export function ipVsWrrSteps(tree: KernelTree): ProbeStep[] {
-  return [...ipVsSteps(tree).map((s) => ({ ...s, target: false })), insmod(tree, 'ip_vs_wrr', { target: true })];
+  return [
+    ...ipVsSteps(tree).map((s) => ({ ...s, target: false })),
+    insmod(tree, 'ip_vs_wrr', { target: true }),
+  ];
 }
 
 export function probe(module: string, steps: ProbeStep[]): Probe {

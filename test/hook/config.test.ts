@@ -201,6 +201,8 @@ describe('the hook wrapper', () => {
     const printed = await run(['--install-wrapper', path.join(scratch, 'file', 'hook')]);
     expect(printed.status).toBe(EXIT.environment);
     expect(printed.out).toBe('');
-    expect(printed.err).toMatch(/^kmodload: cannot install the hook wrapper .*file\/hook: ENOTDIR/);
+    expect(printed.err).toMatch(
+      /^kmodload: cannot install the hook wrapper .*file\/hook: E[A-Z]+: /,
+    );
   });
 });

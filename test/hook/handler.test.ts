@@ -7,6 +7,7 @@ import { EXIT, KmodloadError } from '../../src/errors';
 import { runHookCommand } from '../../src/hook/command';
 import { handleHook, type HookLoader, type HookModuleResult } from '../../src/hook/handler';
 import type { HookLogRecord } from '../../src/hook/log';
+import type * as publicApi from '../../src/index';
 import type { Plan, RequestPlan } from '../../src/planner/plan';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-handler-'));
@@ -260,7 +261,7 @@ describe('handleHook', () => {
     expect(result.exitStatus).toBe(EXIT.failed);
     expect(result.action).toBe('failed');
     expect(result.message).toBe(
-      `cannot load ip_vs: libcrc32c (needed by it): finit_module ${MODULE_DIR}/kernel/libcrc32c.ko: Function not implemented`,
+      `cannot load ip_vs: loading libcrc32c: finit_module ${MODULE_DIR}/kernel/libcrc32c.ko: Function not implemented`,
     );
   });
 
@@ -416,3 +417,7 @@ describe('runHookCommand', () => {
     expect(poststop.err()).toBe('');
   });
 });
+
+// The public API must fit what the hook asks of it (checked by tsc, not at run time).
+type PublicApi = Pick<typeof publicApi, 'load' | 'resolve'>;
+export const publicApiFitsTheHook = (api: PublicApi): HookLoader => api;

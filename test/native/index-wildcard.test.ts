@@ -146,27 +146,38 @@ for (const flavour of ['6.1', '6.12']) {
     });
 
     it('answers plain aliases and misses like kmod', () => {
-      for (const name of ['crc32c', 'fs_xfs', 'crypto_crc32c', 'net_pf_10', 'char_major_10_229']) {
+      const plain = [...new Set(aliases.map((a) => a.pattern).filter((p) => !/[*?[]/.test(p)))];
+      let compared = 0;
+      for (const name of ['crc32c', 'crypto_crc32c', ...spread(plain, 100)]) {
         const actual = aliasIndex.wildcard(name).map((v) => v.value);
+        // Builtin modules of the same name win in modprobe; those are not this index's answer.
+        if (actual.length === 0) continue;
         expect(actual, name).toEqual(modprobeResolve(tree, configDir, name));
+        compared++;
       }
+      expect(compared).toBeGreaterThan(50);
       expect(aliasIndex.wildcard('no:such:alias')).toEqual([]);
       expect(aliasIndex.wildcard('')).toEqual([]);
     });
 
     it('finds builtin aliases by wildcard as kmod does', async () => {
       const index = await binding.openIndex(path.join(tree.moduleDir, 'modules.builtin.alias.bin'));
+      const builtin = await binding.openIndex(path.join(tree.moduleDir, 'modules.builtin.bin'));
       try {
+        let compared = 0;
         for (const { key } of index.entries()) {
           const actual = index.wildcard(key).map((v) => v.value);
           expect(actual.length, key).toBeGreaterThan(0);
-          // modprobe consults builtin aliases only when nothing else answers.
-          if (aliasIndex.wildcard(key).length === 0 && modprobeResolve(tree, configDir, key).length) {
-            expect(actual, key).toEqual(modprobeResolve(tree, configDir, key));
-          }
+          // modprobe reaches builtin aliases only when the alias index and the builtin
+          // module names have no answer.
+          if (aliasIndex.wildcard(key).length > 0 || builtin.exact(key).length > 0) continue;
+          expect(actual, key).toEqual(modprobeResolve(tree, configDir, key));
+          compared++;
         }
+        expect(compared).toBeGreaterThan(10);
       } finally {
         index.close();
+        builtin.close();
       }
     });
   });

@@ -1,7 +1,190 @@
 # The scenario sets. Each step records what happened (see lib.sh); the host decides whether
-# it is right, so these scripts only drive the guest and never judge.
+# it is right (test/e2e/), so these scripts drive the guest and never judge.
 
 MODDIR=/lib/modules/$(uname -r)
+KMODLOAD=/usr/bin/kmodload
+# The product's default wrapper path, installed by `kmodload hook-config --install-wrapper`.
+HOOK=/usr/local/libexec/kmodload/kmodload-hook
+HOOK_LOG=/run/kmodload-hook.log
+LZMA=/usr/lib/x86_64-linux-gnu/liblzma.so.5
+
+# The hook configurations kmodload prints for this installation, and its wrapper.
+install_hook() {
+  run hook.isulad $KMODLOAD hook-config --format isulad --install-wrapper $HOOK --log $HOOK_LOG
+  cp /tmp/run.out /run/hooks-isulad.json
+  run hook.oci $KMODLOAD hook-config --format oci --wrapper $HOOK --log $HOOK_LOG
+  cp /tmp/run.out /run/hooks-oci.json
+}
+
+# make_bundle DIR isulad|oci KERNEL_MODULES
+make_bundle() {
+  node /opt/e2e/make-bundle.js /opt/e2e/config.template.json "/run/hooks-$2.json" "$2" "$3" "$1"
+}
+
+# 1. The seed's example: runc runs the hook at prestart, the container runs.
+s1() {
+  snapshot s1.before
+  make_bundle /run/s1 isulad ip_vs,ip_vs_wrr
+  run s1.runc runc run --no-pivot --bundle /run/s1 e2e-s1
+  run s1.hooklog cat $HOOK_LOG
+}
+
+# 5. Already live, and builtin: success, nothing changes. Runs after s1.
+s5() {
+  snapshot s5.before
+  run s5.live $KMODLOAD load ip_vs ip_vs_wrr
+  run s5.builtin $KMODLOAD load mq-deadline
+  run s5.builtin.modprobe $MODPROBE mq-deadline
+}
+
+# 7. Unload, against modprobe -r from the same starting point. Runs after s1.
+s7() {
+  snapshot s7.before
+  run s7.in_use $KMODLOAD unload ip_vs
+  run s7.builtin $KMODLOAD unload mq-deadline
+  run s7.unload $KMODLOAD unload ip_vs_wrr ip_vs
+  unload_all s7.clean
+  run s7.modprobe.load $MODPROBE -a ip_vs ip_vs_wrr
+  run s7.modprobe.in_use $MODPROBE -r ip_vs
+  run s7.modprobe.unload $MODPROBE -r ip_vs_wrr ip_vs
+  unload_all s7.modprobe.clean
+}
+
+# 6. Refusals load nothing. modprobe's answers are recorded last, for the failure messages.
+s6() {
+  unload_all s6.before
+  run s6.unknown $KMODLOAD load dummy no_such_module_e2e
+  run s6.blacklisted $KMODLOAD load fs-minix
+  run s6.install_false $KMODLOAD load qnx4
+  run s6.invalid $KMODLOAD load ip_vs 'ip_vs;reboot'
+  run s6.invalid_path $KMODLOAD load ../kernel/net/netfilter/ipvs/ip_vs
+  make_bundle /run/s6 isulad ip_vs_rr,no_such_module_e2e
+  run s6.runc runc run --no-pivot --bundle /run/s6 e2e-s6
+  runc delete -f e2e-s6 > /dev/null 2>&1
+  run s6.unknown.modprobe $MODPROBE -a dummy no_such_module_e2e
+  run s6.blacklisted.modprobe $MODPROBE fs-minix
+  run s6.install_false.modprobe $MODPROBE qnx4
+  unload_all s6.clean
+}
+
+LOOP_PARAMS="/sys/module/loop/parameters/max_loop /sys/module/loop/parameters/max_part /sys/module/loop/parameters/hw_queue_depth"
+
+# 4. Options: modprobe.d (max_part), kernel command line (max_loop), caller (hw_queue_depth).
+s4() {
+  unload_all s4.before
+  run s4.modprobe $MODPROBE loop hw_queue_depth=64
+  run s4.modprobe.params grep . $LOOP_PARAMS
+  unload_all s4.modprobe.clean
+  run s4.cli $KMODLOAD load -o loop=hw_queue_depth=64 loop
+  run s4.cli.params grep . $LOOP_PARAMS
+  unload_all s4.cli.clean
+  run s4.api node -e "
+    require('/usr/lib/node_modules/kmodload')
+      .load(['loop'], { extraOptions: { loop: 'hw_queue_depth=32' } })
+      .then((r) => { console.log(JSON.stringify(r.modules)); process.exit(r.ok ? 0 : 1); },
+            (e) => { console.error(String(e && e.message)); process.exit(3); });"
+  run s4.api.params grep . $LOOP_PARAMS
+  unload_all s4.api.clean
+}
+
+# 3. Compression: one module per format (see build-initramfs.sh), kmodload then modprobe.
+s3() {
+  run s3.files sh -c "for f in \$(find $MODDIR -name 'tcp_bic.*' -o -name 'tcp_htcp.*' \
+    -o -name 'tcp_highspeed.*' -o -name 'tcp_hybla.*'); do
+      echo \"\${f#$MODDIR/} \$(head -c 6 \$f | od -An -tx1)\"; done"
+  for m in tcp_bic tcp_htcp tcp_highspeed tcp_hybla; do
+    unload_all s3.$m.pre
+    run s3.$m $KMODLOAD load $m
+    unload_all s3.$m.clean
+    run s3.$m.modprobe $MODPROBE $m
+    unload_all s3.$m.modprobe.clean
+  done
+  # With liblzma hidden, only the kernel can decompress xz: proves which path was taken.
+  run s3.kernel_xz unshare -m sh -c "mount --bind /dev/null $LZMA && exec $KMODLOAD load tcp_bic"
+  unload_all s3.kernel_xz.clean
+}
+
+# 2. The same modules live after kmodload as after modprobe -a, request by request.
+S2_REQUESTS='ip_vs,ip_vs_wrr fs-xfs crypto-crc32c
+  pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00 symbol:udp_tunnel_sock_release
+  dummy bonding 8021q br_netfilter vxlan nf_tables fs-overlay ip-vs-rr,tcp_bbr sctp
+  veth,tun,veth'
+s2() {
+  i=0
+  for request in $S2_REQUESTS; do
+    names=$(echo "$request" | tr , ' ')
+    unload_all s2.$i.pre
+    run s2.$i.modprobe $MODPROBE -a $names
+    unload_all s2.$i.mid
+    run s2.$i.kmodload $KMODLOAD load $names
+    i=$((i + 1))
+  done
+  unload_all s2.clean
+}
+
+# 8. Sixteen hooks at once, as a runtime starting sixteen containers; half ask for the
+# seed's set, the rest overlap with it.
+S8_OTHERS='ip_vs_rr,ip_vs nf_conntrack,libcrc32c xfs ip_vs_sh crc32c_generic,ip_vs_wrr sctp
+  nf_tables ip_vs_wrr,ip_vs_rr,ip_vs_sh'
+S8_UNION='ip_vs ip_vs_wrr ip_vs_rr nf_conntrack libcrc32c xfs ip_vs_sh crc32c_generic sctp nf_tables'
+s8() {
+  unload_all s8.before
+  i=0
+  for other in $S8_OTHERS; do
+    for request in ip_vs,ip_vs_wrr $other; do
+      i=$((i + 1))
+      mkdir -p /run/s8/$i
+      printf '{"ociVersion":"1.0.2","process":{"args":["true"],"cwd":"/","env":["PATH=/bin","KERNEL_MODULES=%s"]},"root":{"path":"rootfs"}}\n' \
+        "$request" > /run/s8/$i/config.json
+      printf '{"ociVersion":"1.0.2","id":"e2e-s8-%d","status":"creating","pid":1,"bundle":"/run/s8/%d"}\n' \
+        "$i" "$i" > /run/s8/$i/state.json
+    done
+  done
+  t0=$(uptime_ms)
+  for n in $(seq 1 $i); do
+    (
+      env -i $HOOK hook --state prestart < /run/s8/$n/state.json > /run/s8/$n/out 2> /run/s8/$n/err
+      echo $? > /run/s8/$n/rc
+    ) &
+  done
+  wait
+  t1=$(uptime_ms)
+  for n in $(seq 1 $i); do
+    emit s8.hook.$n "$(cat /run/s8/$n/rc)" "hook KERNEL_MODULES=$(sed 's/.*KERNEL_MODULES=\([^"]*\).*/\1/' /run/s8/$n/config.json)" \
+      /run/s8/$n/out /run/s8/$n/err $((t1 - t0))
+  done
+  snapshot s8.after
+  unload_all s8.clean
+  run s8.modprobe $MODPROBE -a $S8_UNION
+  unload_all s8.modprobe.clean
+}
+
+# 9. On a CPU without SSE4.2 crc32c_intel's init fails (ENODEV): do what modprobe does.
+set_qemu64() {
+  install_hook
+  run s9.modprobe $MODPROBE ip_vs
+  unload_all s9.modprobe.clean
+  run s9.kmodload $KMODLOAD load ip_vs
+  unload_all s9.kmodload.clean
+  # The seed's example through the runtime too, with the OCI snippet (createRuntime).
+  make_bundle /run/s9 oci ip_vs,ip_vs_wrr
+  run s9.runc runc run --no-pivot --bundle /run/s9 e2e-s9
+  unload_all s9.runc.clean
+  run s9.modprobe.seed $MODPROBE -a ip_vs ip_vs_wrr
+  unload_all s9.clean
+}
+
+set_main() {
+  install_hook
+  s1
+  s5
+  s7
+  s6
+  s4
+  s3
+  s2
+  s8
+}
 
 # Checks the harness itself: kmod's modprobe loads the seed's set.
 set_smoke() {
@@ -10,8 +193,14 @@ set_smoke() {
 }
 
 set_debug() {
-  run debug.showdeps $MODPROBE -a --show-depends ip_vs ip_vs_wrr
-  run debug.crc $MODPROBE -v crc32c_generic
-  run debug.ls ls -la /lib/modules/ /lib/modules/$(uname -r)/ /lib/modprobe.d /etc/modprobe.d
-  run debug.conf $MODPROBE -c
+  run d.node0 node -e 0
+  run d.node1 node -e 0
+  run d.jitless node --jitless -e 0
+  run d.version $KMODLOAD --version
+  run d.dry $KMODLOAD load -n ip_vs ip_vs_wrr
+  run d.dry2 $KMODLOAD load -n ip_vs ip_vs_wrr
+  run d.dryjl node --jitless /usr/bin/kmodload load -n ip_vs ip_vs_wrr
+  run d.drysp node --single-threaded /usr/bin/kmodload load -n ip_vs ip_vs_wrr
+  run d.dryopt node --max-semi-space-size=16 --no-opt /usr/bin/kmodload load -n ip_vs ip_vs_wrr
+  run d.drysparkplug node --no-sparkplug --no-opt /usr/bin/kmodload load -n ip_vs ip_vs_wrr
 }

@@ -1,0 +1,175 @@
+// A real installation of kmodload in a temporary directory (compiled from this tree, so the
+// tests never run a stale dist/), its hook wrapper, and runc bundles that call it.
+
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const repo = path.resolve(__dirname, '..', '..');
+
+export interface Fixture {
+  root: string;
+  version: string;
+}
+
+/** The 6.1 tree (plain .ko) from scripts/fetch-kernels.sh, which caches it. */
+export function fixtureTree(flavour = '6.1'): Fixture {
+  const output = execFileSync('bash', [path.join(repo, 'scripts', 'fetch-kernels.sh')], {
+    encoding: 'utf8',
+  });
+  for (const line of output.trim().split('\n')) {
+    const [name, root, version] = line.split(' ');
+    if (name === flavour && root && version) return { root, version };
+  }
+  throw new Error(`fetch-kernels.sh printed no ${flavour} tree:\n${output}`);
+}
+
+export interface Installation {
+  dir: string;
+  /** bin/kmodload.js of the installation. */
+  cli: string;
+  /** The wrapper written by `hook-config --install-wrapper`. */
+  wrapper: string;
+}
+
+/**
+ * Compiles src/ into DIR/dist and lays out DIR like an installed package: bin/kmodload.js,
+ * package.json, and the addon's build/ and node_modules/ linked from the checkout. Then
+ * installs the hook wrapper with the installation's own CLI.
+ */
+export function install(dir: string): Installation {
+  fs.mkdirSync(path.join(dir, 'bin'), { recursive: true });
+  // tsc reports type errors of work in progress elsewhere but still emits; what matters
+  // here is that the files exist.
+  spawnSync(
+    process.execPath,
+    [
+      path.join(repo, 'node_modules', 'typescript', 'bin', 'tsc'),
+      '-p',
+      path.join(repo, 'tsconfig.build.json'),
+      '--outDir',
+      path.join(dir, 'dist'),
+      '--sourceMap',
+      'false',
+      '--declaration',
+      'false',
+    ],
+    { cwd: repo, stdio: 'ignore' },
+  );
+  for (const file of ['dist/cli/main.js', 'dist/hook/command.js', 'dist/index.js']) {
+    if (!fs.existsSync(path.join(dir, file))) throw new Error(`build produced no ${file}`);
+  }
+  fs.copyFileSync(path.join(repo, 'bin', 'kmodload.js'), path.join(dir, 'bin', 'kmodload.js'));
+  fs.copyFileSync(path.join(repo, 'package.json'), path.join(dir, 'package.json'));
+  fs.symlinkSync(path.join(repo, 'build'), path.join(dir, 'build'));
+  fs.symlinkSync(path.join(repo, 'node_modules'), path.join(dir, 'node_modules'));
+  const cli = path.join(dir, 'bin', 'kmodload.js');
+  const wrapper = path.join(dir, 'libexec', 'kmodload', 'kmodload-hook');
+  execFileSync(process.execPath, [cli, 'hook-config', '--install-wrapper', wrapper], {
+    stdio: 'ignore',
+  });
+  return { dir, cli, wrapper };
+}
+
+export interface OciHook {
+  path: string;
+  args: string[];
+  env?: string[];
+  timeout?: number;
+}
+
+/** `kmodload hook-config ARGS` of the installation, parsed. */
+export function hookConfig(installation: Installation, args: string[]): unknown {
+  const output = execFileSync(
+    process.execPath,
+    [installation.cli, 'hook-config', '--wrapper', installation.wrapper, ...args],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  return JSON.parse(output);
+}
+
+let bundleCount = 0;
+
+export interface BundleOptions {
+  env: string[];
+  hooks: Record<string, OciHook[]>;
+  annotations?: Record<string, string>;
+  args?: string[];
+}
+
+/** A runc bundle: `runc spec`'s config.json with a static busybox rootfs. */
+export function makeBundle(parent: string, options: BundleOptions): string {
+  const dir = path.join(parent, `bundle-${bundleCount++}`);
+  const bin = path.join(dir, 'rootfs', 'bin');
+  fs.mkdirSync(bin, { recursive: true });
+  fs.copyFileSync('/bin/busybox', path.join(bin, 'busybox'));
+  fs.chmodSync(path.join(bin, 'busybox'), 0o755);
+  fs.symlinkSync('busybox', path.join(bin, 'sh'));
+  execFileSync('runc', ['spec', '--bundle', dir]);
+  const configPath = path.join(dir, 'config.json');
+  const config = JSON.parse(fs.readFileSync(configPath, 'utf8')) as {
+    process: { terminal: boolean; args: string[]; env: string[] };
+    hooks?: unknown;
+    annotations?: Record<string, string>;
+  };
+  config.process.terminal = false;
+  config.process.args = options.args ?? ['/bin/sh', '-c', 'echo started'];
+  config.process.env = options.env;
+  config.hooks = options.hooks;
+  if (options.annotations) config.annotations = options.annotations;
+  fs.writeFileSync(configPath, JSON.stringify(config, null, 2));
+  return dir;
+}
+
+export interface RuncRun {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let idCount = 0;
+/** A container id nobody else uses, even across parallel test files. */
+export function uniqueId(label: string): string {
+  return `kmodload-${label}-${process.pid}-${idCount++}`;
+}
+
+/** `runc run` in the foreground, then `runc delete -f` whatever happened. */
+export async function runcRun(stateRoot: string, bundle: string, id: string): Promise<RuncRun> {
+  try {
+    return await new Promise<RuncRun>((resolve, reject) => {
+      const child = spawn('runc', ['--root', stateRoot, 'run', '--bundle', bundle, id], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      child.on('error', reject);
+      child.on('close', (status) => {
+        clearTimeout(timer);
+        resolve({ status, stdout, stderr });
+      });
+    });
+  } finally {
+    spawnSync('runc', ['--root', stateRoot, 'delete', '-f', id], { stdio: 'ignore' });
+  }
+}
+
+/** The module files `modprobe -a --show-depends` would insmod, in order (the oracle). */
+export function modprobeInsmods(fixture: Fixture, names: string[], configDir?: string): string[] {
+  const args = ['-d', fixture.root, '-S', fixture.version];
+  if (configDir) args.push('-C', configDir);
+  const output = execFileSync('modprobe', [...args, '-a', '--show-depends', ...names], {
+    encoding: 'utf8',
+  });
+  return output
+    .split('\n')
+    .filter((line) => line.startsWith('insmod '))
+    .map((line) => line.slice('insmod '.length).trim());
+}
+
+export function tempDir(label: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `kmodload-${label}-`));
+}

@@ -1,0 +1,283 @@
+// The built CLI as a user runs it: node bin/kmodload.js, a child process, real trees, real
+// modprobe as the oracle, and this machine's kernel (no module support) for real loads.
+// It is compiled into a private directory so that parallel builds of dist/ cannot race it.
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { reportError } from '../../src/cli/main';
+import { EXIT, KmodloadError } from '../../src/errors';
+import type { LoadResult } from '../../src/loader/types';
+import type { KernelTree } from '../helpers/trees';
+import { REPO_ROOT, kernelTree } from '../helpers/trees';
+
+let buildDir: string;
+let tree: KernelTree;
+
+beforeAll(() => {
+  tree = kernelTree('6.1');
+  buildDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-cli-'));
+  execFileSync(
+    process.execPath,
+    [
+      path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+      '-p',
+      path.join(REPO_ROOT, 'tsconfig.build.json'),
+      '--outDir',
+      path.join(buildDir, 'dist'),
+    ],
+    { stdio: ['ignore', 'inherit', 'inherit'] },
+  );
+  fs.mkdirSync(path.join(buildDir, 'bin'));
+  fs.copyFileSync(
+    path.join(REPO_ROOT, 'bin', 'kmodload.js'),
+    path.join(buildDir, 'bin', 'kmodload.js'),
+  );
+  fs.copyFileSync(path.join(REPO_ROOT, 'package.json'), path.join(buildDir, 'package.json'));
+});
+
+afterAll(() => {
+  fs.rmSync(buildDir, { recursive: true, force: true });
+});
+
+function kmodload(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, [path.join(buildDir, 'bin', 'kmodload.js'), ...args], {
+    encoding: 'utf8',
+    env: {
+      ...process.env,
+      KMODLOAD_ADDON: path.join(REPO_ROOT, 'build', 'Release', 'kmodload.node'),
+    },
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+function tree61(): string[] {
+  return ['-d', tree.root, '-S', tree.version];
+}
+
+/** Exactly one line on stderr, prefixed, and no stack trace. */
+function expectOneErrorLine(stderr: string): string {
+  const lines = stderr.split('\n').filter((line) => line !== '');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^kmodload: /);
+  expect(stderr).not.toMatch(/\n\s+at /);
+  return lines[0] as string;
+}
+
+describe('kmodload help and usage', () => {
+  it('--help lists the commands and the exit statuses', () => {
+    const { status, stdout, stderr } = kmodload(['--help']);
+    expect(status).toBe(0);
+    expect(stderr).toBe('');
+    for (const word of ['load NAME...', 'unload NAME...', 'hook', 'hook-config', 'Exit status:']) {
+      expect(stdout).toContain(word);
+    }
+    expect(stdout).toMatch(/^\s+70\s+internal error/m);
+  });
+
+  it('load --help and unload --help describe their options and exit statuses', () => {
+    const load = kmodload(['load', '--help']);
+    expect(load.status).toBe(0);
+    expect(load.stdout).toContain('--show-depends');
+    expect(load.stdout).toContain('-o, --option=NAME=PARAMS');
+    expect(load.stdout).toContain('Exit status:');
+    const unload = kmodload(['unload', '-h']);
+    expect(unload.status).toBe(0);
+    expect(unload.stdout).toContain('-f, --force');
+  });
+
+  it('--version prints the package version', () => {
+    const version = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8'))
+      .version as string;
+    expect(kmodload(['--version']).stdout).toBe(`kmodload ${version}\n`);
+  });
+
+  it.each([
+    [[], 'kmodload: missing command (see kmodload --help)'],
+    [['frobnicate'], "kmodload: unknown command 'frobnicate' (see kmodload --help)"],
+    [['--bogus'], "kmodload: unknown option '--bogus' (see kmodload --help)"],
+    [['load', '--bogus', 'ip_vs'], "kmodload: unknown option '--bogus' (see kmodload load --help)"],
+    [['load', '-x', 'ip_vs'], "kmodload: unknown option '-x' (see kmodload load --help)"],
+    [['load'], 'kmodload: missing module name (see kmodload load --help)'],
+    [
+      ['load', 'ip_vs', '--dirname'],
+      "kmodload: option '--dirname' needs a value (see kmodload load --help)",
+    ],
+    [
+      ['load', '--json=yes', 'ip_vs'],
+      "kmodload: option '--json' takes no value (see kmodload load --help)",
+    ],
+    [
+      ['load', '-o', 'dummy=numdummies=2', 'ip_vs'],
+      "kmodload: option '-o dummy=numdummies=2' is for dummy, which is not requested (see kmodload load --help)",
+    ],
+    [['unload'], 'kmodload: missing module name (see kmodload unload --help)'],
+  ])('usage error %j', (args, message) => {
+    const { status, stdout, stderr } = kmodload(args);
+    expect(status).toBe(EXIT.usage);
+    expect(stdout).toBe('');
+    expect(expectOneErrorLine(stderr)).toBe(message);
+  });
+});
+
+describe('kmodload load --show-depends against modprobe', () => {
+  function modprobe(names: string[]): { status: number | null; stdout: string } {
+    const result = spawnSync(
+      'modprobe',
+      ['-d', tree.root, '-S', tree.version, '-a', '--show-depends', ...names],
+      { encoding: 'utf8' },
+    );
+    return { status: result.status, stdout: result.stdout };
+  }
+
+  it('ip_vs ip_vs_wrr: byte-identical stdout and the same status', () => {
+    const ours = kmodload(['load', ...tree61(), '--show-depends', 'ip_vs', 'ip_vs_wrr']);
+    const theirs = modprobe(['ip_vs', 'ip_vs_wrr']);
+    expect(theirs.stdout).toContain('crc32c-intel.ko');
+    expect(ours.stdout).toBe(theirs.stdout);
+    expect(ours.status).toBe(theirs.status);
+    expect(ours.stderr).toBe('');
+  });
+
+  it('an unknown name: same stdout, status 1, one line naming it', () => {
+    const ours = kmodload(['load', ...tree61(), '-D', 'ip_vs', 'nosuch']);
+    const theirs = modprobe(['ip_vs', 'nosuch']);
+    expect(ours.stdout).toBe(theirs.stdout);
+    expect(ours.status).toBe(1);
+    expect(theirs.status).toBe(1);
+    expect(expectOneErrorLine(ours.stderr)).toBe(
+      `kmodload: module nosuch not found in directory ${tree.moduleDir}`,
+    );
+  });
+});
+
+describe('kmodload load', () => {
+  it('refuses an unknown module with one line, status 3, nothing loaded', () => {
+    const { status, stdout, stderr } = kmodload(['load', ...tree61(), 'ip_vs', 'nosuch']);
+    expect(status).toBe(EXIT.refused);
+    expect(stdout).toBe('');
+    expect(expectOneErrorLine(stderr)).toBe(
+      `kmodload: cannot load nosuch: module nosuch not found in directory ${tree.moduleDir}`,
+    );
+  });
+
+  it('a module tree that does not exist is an environment error', () => {
+    const { status, stderr } = kmodload([
+      'load',
+      '-d',
+      '/nonexistent',
+      '-S',
+      tree.version,
+      'ip_vs',
+    ]);
+    expect(status).toBe(EXIT.environment);
+    expectOneErrorLine(stderr);
+  });
+
+  it('a real load on this machine (no module support) fails with one ENOSYS line, status 1', () => {
+    const { status, stdout, stderr } = kmodload(['load', ...tree61(), 'ip_vs', 'ip_vs_wrr']);
+    expect(status).toBe(EXIT.failed);
+    expect(stdout).toBe('');
+    expect(expectOneErrorLine(stderr)).toBe(
+      'kmodload: cannot load ip_vs ip_vs_wrr: Function not implemented: the running kernel has ' +
+        'no module support (ENOSYS)',
+    );
+  });
+
+  it('--json reports the failure per module', () => {
+    const { status, stdout } = kmodload(['load', ...tree61(), '--json', 'dummy']);
+    expect(status).toBe(EXIT.failed);
+    const result = JSON.parse(stdout) as LoadResult;
+    expect(result.ok).toBe(false);
+    expect(result.modules).toEqual([
+      expect.objectContaining({
+        name: 'dummy',
+        status: 'failed',
+        required: true,
+        error: expect.objectContaining({ code: 'ENOSYS', errno: 38 }),
+      }),
+    ]);
+  });
+
+  it('--dry-run prints what would load, -v with files and options; -q prints nothing', () => {
+    const dry = kmodload(['load', ...tree61(), '-n', 'ip_vs_wrr']);
+    expect(dry.status).toBe(0);
+    expect(dry.stderr).toBe('');
+    expect(dry.stdout.split('\n')).toEqual([
+      'would load crc32c_intel',
+      'would load crc32c_generic',
+      'would load libcrc32c',
+      'would load nf_defrag_ipv4',
+      'would load nf_defrag_ipv6',
+      'would load nf_conntrack',
+      'would load ip_vs',
+      'would load ip_vs_wrr',
+      '',
+    ]);
+    // An empty -C: the host's modprobe.d (Debian sets dummy's numdummies) stays out.
+    const emptyConfig = fs.mkdtempSync(path.join(buildDir, 'modprobe.d-'));
+    const verbose = kmodload([
+      'load',
+      ...tree61(),
+      '-C',
+      emptyConfig,
+      '-nv',
+      '-o',
+      'dummy=numdummies=2',
+      'dummy',
+    ]);
+    expect(verbose.stdout).toBe(
+      `would load dummy ${tree.moduleDir}/kernel/drivers/net/dummy.ko numdummies=2\n`,
+    );
+    const quiet = kmodload(['load', ...tree61(), '--dry-run', '--quiet', 'ip_vs']);
+    expect(quiet).toEqual({ status: 0, stdout: '', stderr: '' });
+  });
+});
+
+describe('kmodload unload', () => {
+  it('a module that is not loaded: nothing to do, status 0', () => {
+    const { status, stdout } = kmodload(['unload', ...tree61(), 'ip_vs']);
+    expect(status).toBe(0);
+    expect(stdout).toBe('not loaded ip_vs\n');
+  });
+
+  it('a builtin module is refused with status 3', () => {
+    const builtin = fs
+      .readFileSync(path.join(tree.moduleDir, 'modules.builtin'), 'utf8')
+      .split('\n')[0] as string;
+    const name = path.basename(builtin, '.ko').replace(/-/g, '_');
+    const { status, stderr } = kmodload(['unload', ...tree61(), name]);
+    expect(status).toBe(EXIT.refused);
+    expect(expectOneErrorLine(stderr)).toBe(
+      `kmodload: cannot unload ${name}: module ${name} is builtin`,
+    );
+  });
+});
+
+describe('kmodload hook dispatch', () => {
+  it('hook --help reaches the hook command', () => {
+    const { status, stdout } = kmodload(['hook', '--help']);
+    expect(status).toBe(0);
+    expect(stdout).toContain('Usage: kmodload hook');
+  });
+});
+
+describe('main() error reporting', () => {
+  it('an unexpected error is one line with status 70; a KmodloadError keeps its status', async () => {
+    const lines: string[] = [];
+    const io = {
+      stdin: process.stdin,
+      stdout: process.stdout,
+      stderr: { write: (text: string) => lines.push(text) } as unknown as NodeJS.WritableStream,
+      env: {},
+    };
+    expect(reportError(new TypeError('boom\n    at somewhere'), io)).toBe(EXIT.internal);
+    expect(reportError(new KmodloadError('in use\nby x', EXIT.refused), io)).toBe(EXIT.refused);
+    expect(lines).toEqual([
+      'kmodload: internal error: boom at somewhere\n',
+      'kmodload: in use by x\n',
+    ]);
+  });
+});

@@ -1,0 +1,163 @@
+// The public API end to end over the real trees and the real planner, with a fake kernel.
+
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT, KmodloadError, load, moduleState, resolve, unload } from '../../src/index';
+import { MODULE_INIT_COMPRESSED_FILE } from '../../src/kernel/kernel';
+import { FakeKernel } from '../helpers/fake-kernel';
+import type { KernelTree } from '../helpers/trees';
+import { kernelTree } from '../helpers/trees';
+
+let old: KernelTree;
+let recent: KernelTree;
+let emptyConfig: string;
+
+beforeAll(() => {
+  old = kernelTree('6.1');
+  recent = kernelTree('6.12');
+  emptyConfig = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-api-'));
+});
+
+afterAll(() => fs.rmSync(emptyConfig, { recursive: true, force: true }));
+
+const on = (tree: KernelTree) => ({
+  root: tree.root,
+  kernelVersion: tree.version,
+  configDirs: [emptyConfig],
+  kernelCommandLine: '',
+});
+
+/** Module files in the order modprobe --show-depends lists them, each once. */
+function modprobeOrder(tree: KernelTree, names: string[]): string[] {
+  const out = spawnSync(
+    'modprobe',
+    ['-C', emptyConfig, '-d', tree.root, '-S', tree.version, '-a', '--show-depends', ...names],
+    { encoding: 'utf8' },
+  ).stdout;
+  const paths = out
+    .split('\n')
+    .filter((line) => line.startsWith('insmod '))
+    .map((line) => line.split(' ')[1] as string);
+  return [...new Set(paths)];
+}
+
+describe('load()', () => {
+  it('inserts what modprobe would, in its order, each module once (6.1, plain .ko)', async () => {
+    const kernel = new FakeKernel();
+    const result = await load(['ip_vs', 'ip_vs_wrr'], { ...on(old), kernel });
+    expect(result.ok).toBe(true);
+    const paths = kernel.calls.map((c) => (c.op === 'finitModule' ? c.path : ''));
+    expect(paths).toEqual(modprobeOrder(old, ['ip_vs', 'ip_vs_wrr']));
+    expect(result.plan.requests.map((r) => r.request)).toEqual(['ip_vs', 'ip_vs_wrr']);
+  });
+
+  it('6.12 .ko.xz: finit_module with COMPRESSED_FILE when the kernel says xz', async () => {
+    const kernel = new FakeKernel();
+    kernel.compressionList = ['xz'];
+    const result = await load(['ip_vs'], { ...on(recent), kernel });
+    expect(result.ok).toBe(true);
+    expect(kernel.calls.length).toBeGreaterThan(1);
+    expect(
+      kernel.calls.every((c) => c.op === 'finitModule' && c.flags === MODULE_INIT_COMPRESSED_FILE),
+    ).toBe(true);
+  });
+
+  it('6.12 .ko.xz on a kernel without in-kernel xz: init_module with the decompressed image', async () => {
+    const kernel = new FakeKernel();
+    const result = await load(['dummy'], { ...on(recent), kernel });
+    expect(result.ok).toBe(true);
+    expect(kernel.calls).toHaveLength(1);
+    const call = kernel.calls[0] as { op: string; image: Uint8Array };
+    expect(call.op).toBe('initModule');
+    // An ELF image: the kernel gets the module, not the xz stream.
+    expect(Buffer.from(call.image.subarray(0, 4)).toString('latin1')).toBe('\x7fELF');
+  });
+
+  it('the caller options go to the requested module only, after the configured ones', async () => {
+    const kernel = new FakeKernel();
+    await load(['ip_vs'], { ...on(old), kernel, extraOptions: { ip_vs: 'conn_tab_bits=12' } });
+    const ipVs = kernel.calls.find((c) => c.name === 'ip_vs') as { params: string };
+    expect(ipVs.params).toBe('conn_tab_bits=12');
+    expect(
+      kernel.calls.filter((c) => c.name !== 'ip_vs').every((c) => 'params' in c && c.params === ''),
+    ).toBe(true);
+  });
+
+  it('rejects, loading nothing, when one name is unknown', async () => {
+    const kernel = new FakeKernel();
+    const error = await load(['ip_vs', 'ip_vs_nosuch'], { ...on(old), kernel }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(KmodloadError);
+    expect((error as KmodloadError).exitStatus).toBe(EXIT.refused);
+    expect((error as KmodloadError).message).toMatch(
+      /^cannot load ip_vs_nosuch: module ip_vs_nosuch not found/,
+    );
+    expect(kernel.calls).toEqual([]);
+  });
+
+  it('rejects with EXIT.environment when the tree is missing', async () => {
+    const error = await load(['ip_vs'], {
+      root: path.join(emptyConfig, 'nothing'),
+      kernelVersion: old.version,
+      kernel: new FakeKernel(),
+    }).catch((e: unknown) => e);
+    expect((error as KmodloadError).exitStatus).toBe(EXIT.environment);
+  });
+
+  it('resolve() plans without touching the kernel', async () => {
+    const plan = await resolve(['ip_vs'], on(old));
+    expect(plan.kernelVersion).toBe(old.version);
+    expect(plan.requests[0]?.probes[0]?.steps.at(-1)).toMatchObject({
+      name: 'ip_vs',
+      target: true,
+    });
+  });
+});
+
+describe('unload() and moduleState()', () => {
+  it('unload removes the module and the dependencies it left unused', async () => {
+    const kernel = new FakeKernel();
+    await load(['ip_vs'], { ...on(old), kernel });
+    kernel.setRefcount('nf_conntrack', 1).setHolders('nf_conntrack', ['ip_vs']);
+    for (const dep of ['nf_defrag_ipv4', 'nf_defrag_ipv6', 'libcrc32c']) {
+      kernel.setRefcount(dep, 1).setHolders(dep, ['nf_conntrack']);
+    }
+    const result = await unload(['ip_vs'], { ...on(old), kernel });
+    expect(result.ok).toBe(true);
+    expect(kernel.deleted()).toEqual([
+      'ip_vs',
+      'nf_conntrack',
+      'nf_defrag_ipv6',
+      'nf_defrag_ipv4',
+      'libcrc32c',
+    ]);
+    // libcrc32c was removed as a dependency, not probed: its crc32c softdeps stay, as modprobe.
+    expect(kernel.state('crc32c_generic')).toBe('live');
+  });
+
+  it('unload refuses an unknown name', async () => {
+    const error = await unload(['nosuch'], { ...on(old), kernel: new FakeKernel() }).catch(
+      (e: unknown) => e,
+    );
+    expect((error as KmodloadError).exitStatus).toBe(EXIT.refused);
+  });
+
+  it('moduleState: builtin from the tree, else initstate, else absent', async () => {
+    const builtin = fs
+      .readFileSync(path.join(old.moduleDir, 'modules.builtin'), 'utf8')
+      .split('\n')[0] as string;
+    const name = path.basename(builtin, '.ko');
+    const kernel = new FakeKernel().setState('ip_vs', 'live').setState('dummy', 'coming');
+    expect(await moduleState(name, { ...on(old), kernel })).toBe('builtin');
+    expect(await moduleState('ip_vs', { ...on(old), kernel })).toBe('live');
+    expect(await moduleState('dummy', { ...on(old), kernel })).toBe('coming');
+    expect(await moduleState('nf_conntrack', { ...on(old), kernel })).toBe('absent');
+    await expect(moduleState('../x', { ...on(old), kernel })).rejects.toThrow(
+      /invalid module name/,
+    );
+  });
+});
