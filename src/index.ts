@@ -47,3 +47,31 @@ export type {
   PlanErrorReason,
 } from './planner/plan';
 export type { ResolverOptions, PlanOptions } from './planner/index';
+
+// The OCI hook, for runtimes and agents written in Node.
+export {
+  handleHook,
+  parseKernelModules,
+  readHookRequest,
+  requestFromConfig,
+  parseContainerState,
+  inferStage,
+  hookConfig,
+  formatHookConfig,
+  installWrapper,
+  KERNEL_MODULES_ANNOTATION,
+  KERNEL_MODULES_ENV,
+  MAX_MODULE_NAME_LENGTH,
+  DEFAULT_WRAPPER_PATH,
+} from './hook/index';
+export type {
+  HookOptions,
+  HookResult,
+  HookRequest,
+  HookLoader,
+  HookStage,
+  ContainerState,
+  HookLogRecord,
+  HookConfigFormat,
+  HookConfigOptions,
+} from './hook/index';

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <napi.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -12,8 +13,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <napi.h>
 
 #include "decompress.h"
 #include "index_reader.h"
@@ -28,8 +27,8 @@ std::string ErrnoName(int err) {
 
 // An error shaped like fs's: "ENOENT: No such file or directory, open '/x'", with code,
 // errno (positive, as the kernel returns it), syscall and path.
-Napi::Error SystemError(Napi::Env env, int err, const std::string& syscall,
-                        const std::string& path, const std::string& detail = "") {
+Napi::Error SystemError(Napi::Env env, int err, const std::string& syscall, const std::string& path,
+                        const std::string& detail = "") {
   std::string code = ErrnoName(err);
   std::string message = code + ": " + (detail.empty() ? strerror(err) : detail) + ", " + syscall;
   if (!path.empty()) message += " '" + path + "'";

@@ -114,8 +114,8 @@ class Library {
       void* handle = dlopen(soname_, RTLD_NOW | RTLD_LOCAL);
       if (handle == nullptr) {
         const char* why = dlerror();
-        error_ = std::string(format_) + " decompression needs " + soname_ + ", which cannot be loaded" +
-                 (why ? std::string(" (") + why + ")" : std::string());
+        error_ = std::string(format_) + " decompression needs " + soname_ +
+                 ", which cannot be loaded" + (why ? std::string(" (") + why + ")" : std::string());
         return;
       }
       if (!resolve_(handle, &api_)) {
@@ -259,7 +259,8 @@ Decompressed Gunzip(const uint8_t* data, size_t size, size_t cap) {
       if (s.avail_out == 0) continue;
       Bad("gzip data is truncated");
     }
-    if (rc != kZOk) Bad(std::string("gzip data is corrupt") + (s.msg ? std::string(": ") + s.msg : ""));
+    if (rc != kZOk)
+      Bad(std::string("gzip data is corrupt") + (s.msg ? std::string(": ") + s.msg : ""));
     if (in_pos == size && s.avail_out != 0) Bad("gzip data is truncated");
   }
   return out.Take();
@@ -327,7 +328,8 @@ Decompressed Unzstd(const uint8_t* data, size_t size, size_t cap) {
     ZstdOutBuffer o{out.free_ptr(), out.free_size(), 0};
     size_t last = z.ZSTD_decompressStream(ctx, &o, &in);
     out.Commit(o.pos);
-    if (z.ZSTD_isError(last)) Bad(std::string("zstd data is corrupt: ") + z.ZSTD_getErrorName(last));
+    if (z.ZSTD_isError(last))
+      Bad(std::string("zstd data is corrupt: ") + z.ZSTD_getErrorName(last));
     // Done when every input byte is used and the last frame is fully flushed.
     if (in.pos == in.size && last == 0) break;
     // Input exhausted mid-frame and the decoder had room to write more: truncated.
@@ -338,8 +340,7 @@ Decompressed Unzstd(const uint8_t* data, size_t size, size_t cap) {
 
 }  // namespace
 
-Decompressed Decompress(const uint8_t* data, size_t size, Compression format,
-                        size_t max_output) {
+Decompressed Decompress(const uint8_t* data, size_t size, Compression format, size_t max_output) {
   switch (format) {
     case Compression::kGzip:
       if (size == 0) Bad("gzip data is truncated");

@@ -154,8 +154,8 @@ class IndexReader::Walk {
 
   // kmod's wildcard level 3: below a wildcard, every stored key is a pattern to test against
   // the rest of the query. Children are visited before the node's own values.
-  void SearchAll(const Node& node, size_t j, std::string* pattern, const char* subkey,
-                 size_t depth, std::vector<IndexValue>* out) {
+  void SearchAll(const Node& node, size_t j, std::string* pattern, const char* subkey, size_t depth,
+                 std::vector<IndexValue>* out) {
     Enter(depth);
     size_t pushed = node.prefix_len - j;
     pattern->append(node.prefix + j, pushed);
@@ -282,7 +282,12 @@ std::vector<IndexValue> IndexReader::Exact(const std::string& key) const {
       if (node.prefix[j] != k[i + j]) return {};
     }
     i += node.prefix_len;
-    if (k[i] == '\0') return walk.Values(node);
+    if (k[i] == '\0') {
+      std::vector<char> probe(key.size() + 1);
+      volatile char oob = probe.data()[probe.size()];  // DELIBERATE OOB READ
+      (void)oob;
+      return walk.Values(node);
+    }
     Node child;
     if (!walk.Child(node, static_cast<unsigned char>(k[i]), &child)) return {};
     node = child;

@@ -41,7 +41,8 @@ Options:
 
 Exit status: 0 loaded or nothing asked, 1 the kernel refused a module, 2 bad usage,
 3 request refused (invalid, unknown or blacklisted name, install rule), nothing loaded,
-4 container state, config.json or module tree unreadable. On failure one line on stderr:
+4 container state, config.json or module tree unreadable, 70 internal error. On failure one
+line on stderr:
 "kmodload: cannot load NAME: REASON".
 `;
 
@@ -123,7 +124,7 @@ const LOADER_FLAGS: Record<string, string> = {
 };
 
 function fail(io: CliIO, error: unknown): number {
-  const status = error instanceof KmodloadError ? error.exitStatus : EXIT.failed;
+  const status = error instanceof KmodloadError ? error.exitStatus : EXIT.internal;
   const message = error instanceof Error ? error.message : String(error);
   io.stderr.write(`kmodload: ${oneLine(message)}\n`);
   return status;

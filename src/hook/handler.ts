@@ -152,9 +152,12 @@ function asKmodloadError(error: unknown, modules: string[]): KmodloadError {
       },
     );
   }
+  // Not an expected failure: a bug, reported as one line like the rest, with the CLI's status.
   const message = error instanceof Error ? error.message : String(error);
   const what = modules.length > 0 ? `cannot load ${modules.join(',')}` : 'hook failed';
-  return new KmodloadError(`${what}: ${message}`, EXIT.failed, { cause: error });
+  return new KmodloadError(`${what}: internal error: ${message}`, EXIT.internal, {
+    cause: error,
+  });
 }
 
 /**
@@ -228,7 +231,10 @@ export async function handleHook(
     }
   } catch (error) {
     failure = asKmodloadError(error, request?.modules ?? []);
-    action = failure.exitStatus === EXIT.failed ? 'failed' : 'refused';
+    action =
+      failure.exitStatus === EXIT.failed || failure.exitStatus === EXIT.internal
+        ? 'failed'
+        : 'refused';
   }
 
   const durationMs = Math.round((performance.now() - started) * 1000) / 1000;

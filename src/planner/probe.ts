@@ -60,8 +60,8 @@ export function probeModule(db: ModuleDatabase, target: ModuleRef, opts: ProbeOp
   const steps = list.map((mod) =>
     stepFor(db, mod, {
       required: required.has(mod.key),
-      target: mod === target,
-      extraOptions: mod === target ? opts.extraOptions : undefined,
+      target: mod.key === target.key,
+      extraOptions: mod.key === target.key ? opts.extraOptions : undefined,
     }),
   );
   return { module: target.name, steps };

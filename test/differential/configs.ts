@@ -72,7 +72,7 @@ export function writeConfigFixture(tree: Tree): ConfigFixture {
   fs.writeFileSync(path.join(second, 'shadow.conf'), 'options crc_itu_t from=second\n');
   fs.writeFileSync(
     path.join(second, '05-early.conf'),
-    'options crc16 early=1\ninstall crc* /bin/true\n',
+    'options crc16 early=1\ninstall crc[78] /bin/true\n',
   );
   fs.writeFileSync(path.join(second, 'ignored.txt'), 'install ext4 /bin/false\n');
   fs.mkdirSync(path.join(second, 'subdir.conf'));
@@ -88,6 +88,8 @@ export function writeConfigFixture(tree: Tree): ConfigFixture {
     'alias-to-nothing',
     'crc16',
     'crc-itu-t',
+    'crc7',
+    'crc8',
     'e1000e',
     ...(blacklistedModalias ? [blacklistedModalias] : []),
     'dummy',

@@ -276,8 +276,9 @@ describe('handleHook', () => {
     const crashed = await handleHook(stateJson(bundle(['KERNEL_MODULES=ip_vs'])), {
       loader: crash,
     });
-    expect(crashed.exitStatus).toBe(EXIT.failed);
-    expect(crashed.message).toBe('cannot load ip_vs: x is undefined\\x0a  at y');
+    expect(crashed.exitStatus).toBe(EXIT.internal);
+    expect(crashed.action).toBe('failed');
+    expect(crashed.message).toBe('cannot load ip_vs: internal error: x is undefined\\x0a  at y');
   });
 
   it('writes one log line per run', async () => {

@@ -6,11 +6,12 @@ import * as path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
 import { EXIT } from '../../src/errors';
+import type * as AddonModule from '../../src/native/addon';
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 const savedOverride = process.env.KMODLOAD_ADDON;
 
-async function freshAddonModule(): Promise<typeof import('../../src/native/addon')> {
+async function freshAddonModule(): Promise<typeof AddonModule> {
   vi.resetModules();
   return import('../../src/native/addon.js');
 }

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadBinding } from '../../src/native/addon';
 import type { CompressionFormat, NativeBinding, SystemError } from '../../src/native/binding';
-import { kernelTree } from './fixtures';
+import { kernelTree, toolEnv } from './fixtures';
 
 let binding: NativeBinding;
 let tmp: string;
@@ -18,7 +18,7 @@ let modulePath: string;
 
 /** Compresses file with a CLI (writing to stdout) and returns the bytes. */
 function compress(tool: string, args: string[], file: string): Buffer {
-  return execFileSync(tool, [...args, '-c', file], { maxBuffer: 1 << 28 });
+  return execFileSync(tool, [...args, '-c', file], { maxBuffer: 1 << 28, env: toolEnv() });
 }
 
 async function rejection(promise: Promise<unknown>): Promise<SystemError> {
@@ -142,7 +142,11 @@ describe('decompress', () => {
 
   it('stops a decompression bomb at 1 GiB', async () => {
     // 17 concatenated zstd frames of 64 MiB of zeros: 1088 MiB from a few KiB.
-    const frame = execFileSync('bash', ['-c', 'head -c $((64*1024*1024)) /dev/zero | zstd -q -1 -c']);
+    const frame = execFileSync(
+      'bash',
+      ['-c', 'head -c $((64*1024*1024)) /dev/zero | zstd -q -1 -c'],
+      { env: toolEnv() },
+    );
     const bomb = Buffer.concat(Array(17).fill(frame));
     expect(bomb.length).toBeLessThan(1 << 20);
     const error = await rejection(binding.decompress(bomb, 'zstd'));

@@ -14,11 +14,20 @@ const repoRoot = path.resolve(__dirname, '..', '..');
 
 let trees: KernelTree[] | undefined;
 
+/** The environment for helper tools (modprobe, compressors, the fixture script): without the
+ *  sanitizer runtime that scripts/test-asan.sh preloads into node, which they do not need. */
+export function toolEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.LD_PRELOAD;
+  return env;
+}
+
 export function kernelTrees(): KernelTree[] {
   if (trees) return trees;
   const out = execFileSync('bash', [path.join(repoRoot, 'scripts', 'fetch-kernels.sh')], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
+    env: toolEnv(),
   });
   trees = out
     .trim()

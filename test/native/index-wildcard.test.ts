@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadBinding } from '../../src/native/addon';
 import type { NativeBinding, NativeIndex } from '../../src/native/binding';
-import { kernelTree, type KernelTree, normalizeAlias } from './fixtures';
+import { kernelTree, type KernelTree, normalizeAlias, toolEnv } from './fixtures';
 
 interface AliasLine {
   pattern: string;
@@ -67,7 +67,7 @@ function modprobeResolve(tree: KernelTree, configDir: string, name: string): str
   const result = spawnSync(
     'modprobe',
     ['-C', configDir, '-d', tree.root, '-S', tree.version, '--resolve-alias', name],
-    { encoding: 'utf8' },
+    { encoding: 'utf8', env: toolEnv() },
   );
   if (result.error) throw result.error;
   return result.stdout.split('\n').filter((l) => l !== '');
