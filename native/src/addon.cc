@@ -21,6 +21,8 @@ namespace kmodload {
 namespace {
 
 std::string ErrnoName(int err) {
+  // Linux's ENOTSUP and EOPNOTSUPP share a number; glibc names it EOPNOTSUPP, Node ENOTSUP.
+  if (err == ENOTSUP) return "ENOTSUP";
   const char* name = strerrorname_np(err);
   return name ? name : "E" + std::to_string(err);
 }

@@ -282,12 +282,7 @@ std::vector<IndexValue> IndexReader::Exact(const std::string& key) const {
       if (node.prefix[j] != k[i + j]) return {};
     }
     i += node.prefix_len;
-    if (k[i] == '\0') {
-      std::vector<char> probe(key.size() + 1);
-      volatile char oob = probe.data()[probe.size()];  // DELIBERATE OOB READ
-      (void)oob;
-      return walk.Values(node);
-    }
+    if (k[i] == '\0') return walk.Values(node);
     Node child;
     if (!walk.Child(node, static_cast<unsigned char>(k[i]), &child)) return {};
     node = child;

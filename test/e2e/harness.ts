@@ -260,7 +260,10 @@ export function moduleNameOfPath(file: string): string {
 }
 
 /** Names in `after` that are not in `before`, and the other way round. */
-export function difference(before: string[], after: string[]): { added: string[]; removed: string[] } {
+export function difference(
+  before: string[],
+  after: string[],
+): { added: string[]; removed: string[] } {
   const b = new Set(before);
   const a = new Set(after);
   return {

@@ -1,13 +1,13 @@
 // User-space decompression against real compressed copies of a fixture module made with the
 // gzip, xz and zstd command-line tools.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { loadBinding } from '../../src/native/addon';
+import { addonPath, loadBinding } from '../../src/native/addon';
 import type { CompressionFormat, NativeBinding, SystemError } from '../../src/native/binding';
 import { kernelTree, toolEnv } from './fixtures';
 
@@ -152,5 +152,34 @@ describe('decompress', () => {
     const error = await rejection(binding.decompress(bomb, 'zstd'));
     expect(error.code).toBe('EFBIG');
     expect(error.message).toBe('EFBIG: zstd data expands beyond 1024 MiB, decompress');
+  });
+
+  it('a missing codec library is ENOTSUP naming the library', () => {
+    // A private mount namespace hides libzstd from one child node process only.
+    const libzstd = fs.realpathSync(
+      execFileSync('bash', ['-c', 'ldconfig -p | awk \'/libzstd\\.so\\.1 /{print $NF; exit}\''], {
+        encoding: 'utf8',
+        env: toolEnv(),
+      }).trim(),
+    );
+    const child = [
+      `const b = require(${JSON.stringify(addonPath())});`,
+      "b.decompress(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0]), 'zstd').then(",
+      "  () => console.log('{}'),",
+      '  (e) => console.log(JSON.stringify({ code: e.code, errno: e.errno, syscall: e.syscall, message: e.message })));',
+    ].join('\n');
+    const result = spawnSync(
+      'unshare',
+      ['-m', 'sh', '-c', 'mount --bind /dev/null "$1" && exec node -e "$2"', 'sh', libzstd, child],
+      { encoding: 'utf8' },
+    );
+    expect(result.status, result.stderr).toBe(0);
+    const error = JSON.parse(result.stdout) as SystemError;
+    expect(error.code).toBe('ENOTSUP');
+    expect(error.errno).toBe(95);
+    expect(error.syscall).toBe('decompress');
+    expect(error.message).toMatch(
+      /^ENOTSUP: zstd decompression needs libzstd\.so\.1, which cannot be loaded \(.*\), decompress$/,
+    );
   });
 });

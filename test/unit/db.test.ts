@@ -5,7 +5,7 @@ import * as path from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { fnmatch, moduleDirectory, TextIndex } from '../../src/db';
+import { fnmatch, ModuleDatabase, moduleDirectory, TextIndex } from '../../src/db';
 import {
   aliasIndexFromText,
   builtinAliasIndexFromModinfo,
@@ -14,7 +14,7 @@ import {
 import { EXIT, KmodloadError } from '../../src/errors';
 import { loadBinding } from '../../src/native/addon';
 import type { NativeBinding, NativeIndex } from '../../src/native/binding';
-import { openModuleDatabase } from '../../src/planner';
+import { formatShowDepends, openModuleDatabase, planRequests } from '../../src/planner';
 import { aliasLines, aliasQueries, builtinAliases, moduleNames } from '../differential/names';
 import { fetchTree, type Tree } from '../differential/oracle';
 import { VERSION, writeTree, type TestTree } from './planner-tree';
@@ -157,6 +157,25 @@ describe('text indexes = binary indexes of a real tree', () => {
         q,
         bin.wildcard(q).map((v) => v.value),
       ]);
+    }
+  });
+});
+
+describe('without the addon', () => {
+  it('plans a real tree exactly as with it (text indexes, JS fnmatch)', async () => {
+    const tree = fetchTree('6.1');
+    const opts = { root: tree.root, kernelVersion: tree.version };
+    const withAddon = await ModuleDatabase.open(opts, loadBinding());
+    const without = await ModuleDatabase.open(opts, undefined);
+    try {
+      expect(without.usesBinaryIndex('alias')).toBe(false);
+      const names = [...moduleNames(tree), ...aliasQueries(tree, 100)];
+      expect(formatShowDepends(planRequests(without, names))).toBe(
+        formatShowDepends(planRequests(withAddon, names)),
+      );
+    } finally {
+      withAddon.close();
+      without.close();
     }
   });
 });

@@ -107,7 +107,7 @@ s3() {
 # 2. The same modules live after kmodload as after modprobe -a, request by request.
 S2_REQUESTS='ip_vs,ip_vs_wrr fs-xfs crypto-crc32c
   pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00 symbol:udp_tunnel_sock_release
-  dummy bonding 8021q br_netfilter vxlan nf_tables fs-overlay ip-vs-rr,tcp_bbr sctp
+  dummy bonding 8021q br_netfilter vxlan nf_tables fs-overlay ip-vs-rr,tcp_bbr tcp_diag
   veth,tun,veth'
 s2() {
   i=0
@@ -124,9 +124,10 @@ s2() {
 
 # 8. Sixteen hooks at once, as a runtime starting sixteen containers; half ask for the
 # seed's set, the rest overlap with it.
-S8_OTHERS='ip_vs_rr,ip_vs nf_conntrack,libcrc32c xfs ip_vs_sh crc32c_generic,ip_vs_wrr sctp
+S8_OTHERS='ip_vs_rr,ip_vs nf_conntrack,libcrc32c xfs ip_vs_sh crc32c_generic,ip_vs_wrr tcp_diag
   nf_tables ip_vs_wrr,ip_vs_rr,ip_vs_sh'
-S8_UNION='ip_vs ip_vs_wrr ip_vs_rr nf_conntrack libcrc32c xfs ip_vs_sh crc32c_generic sctp nf_tables'
+S8_UNION='ip_vs ip_vs_wrr ip_vs_rr nf_conntrack libcrc32c xfs ip_vs_sh crc32c_generic tcp_diag
+  nf_tables'
 s8() {
   unload_all s8.before
   i=0
@@ -190,17 +191,4 @@ set_main() {
 set_smoke() {
   run smoke.modprobe $MODPROBE -a ip_vs ip_vs_wrr
   unload_all smoke.clean
-}
-
-set_debug() {
-  run d.node0 node -e 0
-  run d.node1 node -e 0
-  run d.jitless node --jitless -e 0
-  run d.version $KMODLOAD --version
-  run d.dry $KMODLOAD load -n ip_vs ip_vs_wrr
-  run d.dry2 $KMODLOAD load -n ip_vs ip_vs_wrr
-  run d.dryjl node --jitless /usr/bin/kmodload load -n ip_vs ip_vs_wrr
-  run d.drysp node --single-threaded /usr/bin/kmodload load -n ip_vs ip_vs_wrr
-  run d.dryopt node --max-semi-space-size=16 --no-opt /usr/bin/kmodload load -n ip_vs ip_vs_wrr
-  run d.drysparkplug node --no-sparkplug --no-opt /usr/bin/kmodload load -n ip_vs ip_vs_wrr
 }

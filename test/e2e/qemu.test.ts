@@ -1,0 +1,484 @@
+// End to end on real Debian kernels under qemu: kmodload as installed (compiled JS + addon),
+// its hook run by runc, kmod's modprobe as the oracle in the same guest. Each kernel boots
+// twice: `main` (-cpu max, scenarios 1-8) and `qemu64` (no SSE4.2, scenario 9). All four
+// guests run at once; the guest scripts are scripts/qemu/guest/, the checks are here.
+
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  boot,
+  buildImage,
+  difference,
+  fetchKernels,
+  type GuestImage,
+  type GuestRecord,
+  type GuestRun,
+  type KernelTree,
+} from './harness';
+
+const FLAVOURS = ['6.1', '6.12'] as const;
+type Flavour = (typeof FLAVOURS)[number];
+
+interface KernelRuns {
+  kernel: KernelTree;
+  image: GuestImage;
+  main: GuestRun;
+  qemu64: GuestRun;
+}
+
+const runs = new Map<Flavour, KernelRuns>();
+let setupError: Error | undefined;
+
+/** The seed's request and what it must leave live (a crc32c implementation besides). */
+const SEED_MODULES = [
+  'ip_vs_wrr',
+  'ip_vs',
+  'nf_conntrack',
+  'nf_defrag_ipv4',
+  'nf_defrag_ipv6',
+  'libcrc32c',
+];
+
+/** Module options the main boot's kernel command line carries (scenario 4). */
+const MAIN_APPEND = 'loop.max_loop=9';
+
+beforeAll(async () => {
+  try {
+    const kernels = await fetchKernels();
+    const prepared: Array<{ flavour: Flavour; kernel: KernelTree; image: GuestImage }> = [];
+    for (const flavour of FLAVOURS) {
+      const kernel = kernels.find((k) => k.flavour === flavour);
+      if (!kernel) throw new Error(`scripts/fetch-kernels.sh gave no ${flavour} kernel`);
+      prepared.push({ flavour, kernel, image: await buildImage(kernel) });
+    }
+    // Four guests at once: each spends most of its time in one vCPU, so two cores are shared
+    // well, and the short qemu64 boots finish while the main ones go on.
+    const booted = await Promise.all(
+      prepared.map(async ({ flavour, kernel, image }) => {
+        const [main, qemu64] = await Promise.all([
+          boot({
+            kernel,
+            image,
+            set: 'main',
+            cpu: 'max',
+            append: MAIN_APPEND,
+            timeoutSeconds: 840,
+          }),
+          boot({ kernel, image, set: 'qemu64', cpu: 'qemu64', timeoutSeconds: 480 }),
+        ]);
+        return { flavour, kernel, image, main, qemu64 };
+      }),
+    );
+    for (const { flavour, ...rest } of booted) runs.set(flavour, rest);
+  } catch (error) {
+    setupError = error as Error;
+  }
+}, 1_200_000);
+
+function kernelRuns(flavour: Flavour): KernelRuns {
+  if (setupError) throw setupError;
+  const found = runs.get(flavour);
+  if (!found) throw new Error(`no guest runs for ${flavour}`);
+  return found;
+}
+
+function sorted(names: Iterable<string>): string[] {
+  return [...names].sort();
+}
+
+/** Collects failures of one scenario so that one message tells all of them. */
+class Problems {
+  private readonly items: string[] = [];
+  constructor(private readonly run: GuestRun) {}
+  check(ok: boolean, what: string, ...keys: string[]): void {
+    if (!ok) this.items.push(`- ${what}\n${this.run.describe(...keys)}`);
+  }
+  assertNone(): void {
+    expect(this.items, `${this.run.name}:\n${this.items.join('\n\n')}`).toEqual([]);
+  }
+}
+
+function sameModules(a: GuestRecord, b: GuestRecord): boolean {
+  return sorted(a.mods).join(' ') === sorted(b.mods).join(' ');
+}
+
+function oneKmodloadLine(record: GuestRecord): boolean {
+  const lines = record.err.split('\n').filter((l) => l !== '');
+  return lines.length === 1 && lines[0]!.startsWith('kmodload: ');
+}
+
+/** xz's integrity check of a file in the built tree (CRC32, CRC64, ...). */
+function xzCheck(file: string): string {
+  const robot = execFileSync('xz', ['--robot', '--list', file], { encoding: 'utf8' });
+  const line = robot.split('\n').find((l) => l.startsWith('file\t'));
+  return line?.split('\t')[6] ?? '';
+}
+
+describe.each(FLAVOURS)('Debian %s kernel under qemu', (flavour) => {
+  it('boots, runs every scenario and reports on a clean channel', () => {
+    const { main, qemu64 } = kernelRuns(flavour);
+    for (const run of [main, qemu64]) {
+      expect(run.garbled, `${run.name}: garbled result lines`).toEqual([]);
+      expect(run.completed, run.consoleTail()).toBe(true);
+    }
+    // The image is what the scenarios claim: kmod's modprobe works there, the CPU models differ.
+    expect(main.get('begin').out).toContain('cpu_sse4_2=2');
+    expect(qemu64.get('begin').out).toContain('cpu_sse4_2=0');
+  });
+
+  it('1: runc starts the seed example; the prestart hook loaded ip_vs, ip_vs_wrr and deps', () => {
+    const { main } = kernelRuns(flavour);
+    const p = new Problems(main);
+    const before = main.get('s1.before');
+    const runc = main.get('s1.runc');
+    p.check(before.mods.length === 0, 'the guest must start with no module loaded', 's1.before');
+    p.check(runc.rc === 0 && runc.out.includes('container-ran'), 'the container ran', 's1.runc');
+    const live = new Set(runc.mods);
+    const missing = SEED_MODULES.filter((m) => !live.has(m));
+    p.check(
+      missing.length === 0,
+      `modules missing after the hook: ${missing.join(' ')}`,
+      's1.runc',
+    );
+    p.check(
+      live.has('crc32c_intel') || live.has('crc32c_generic'),
+      'a crc32c implementation (libcrc32c softdep) is live',
+      's1.runc',
+    );
+    // The same set kmod's modprobe -a loads for the seed's request, in this boot (scenario 2).
+    p.check(
+      sameModules(runc, main.get('s2.0.modprobe')),
+      'same set as modprobe -a',
+      's1.runc',
+      's2.0.modprobe',
+    );
+    const logged = main
+      .get('s1.hooklog')
+      .out.split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => JSON.parse(l) as { id?: string; stage?: string });
+    p.check(
+      logged.some((entry) => entry.id === 'e2e-s1' && entry.stage === 'prestart'),
+      'the hook logged its prestart run for the container',
+      's1.hooklog',
+    );
+    p.assertNone();
+  });
+
+  it('2: the same modules are live after kmodload load as after modprobe -a, request by request', () => {
+    const { main } = kernelRuns(flavour);
+    const p = new Problems(main);
+    const pairs = main.matching('s2.').filter((r) => r.key.endsWith('.modprobe'));
+    expect(pairs.length, 'scenario 2 requests reported').toBeGreaterThanOrEqual(13);
+    for (const oracle of pairs) {
+      const base = oracle.key.slice(0, -'.modprobe'.length);
+      const ours = main.get(`${base}.kmodload`);
+      const pre = main.get(`${base}.pre`);
+      const mid = main.get(`${base}.mid`);
+      p.check(
+        pre.mods.length === 0 && mid.mods.length === 0,
+        `${base}: both runs must start from the boot state`,
+        `${base}.pre`,
+        `${base}.mid`,
+      );
+      p.check(oracle.rc === 0, `${base}: modprobe loads the request`, oracle.key);
+      p.check(ours.rc === oracle.rc, `${base}: same exit status as modprobe`, oracle.key, ours.key);
+      const diff = difference(oracle.mods, ours.mods);
+      p.check(
+        diff.added.length === 0 && diff.removed.length === 0,
+        `${base}: only kmodload: [${diff.added.join(' ')}], only modprobe: [${diff.removed.join(' ')}]`,
+        oracle.key,
+        ours.key,
+      );
+    }
+    p.assertNone();
+  });
+
+  it('3: compressed modules load (in-kernel xz where the kernel can, user space otherwise)', () => {
+    const { main, image } = kernelRuns(flavour);
+    const p = new Problems(main);
+    const kernelXz = main.get('begin').out.includes('compression=xz');
+    expect(kernelXz, 'only 6.12 decompresses xz in the kernel').toBe(flavour === '6.12');
+
+    // The tree holds what the scenario claims: one format per module, by magic bytes.
+    const magic: Record<string, string> = {
+      tcp_bic: 'fd 37 7a 58 5a 00',
+      tcp_htcp: 'fd 37 7a 58 5a 00',
+      tcp_highspeed: '28 b5 2f fd',
+      tcp_hybla: '1f 8b',
+    };
+    const files = main.get('s3.files').out;
+    for (const [module, bytes] of Object.entries(magic)) {
+      const line = files.split('\n').find((l) => l.includes(`/${module}.ko`));
+      p.check(line?.includes(bytes) === true, `${module} is stored as ${bytes}...`, 's3.files');
+    }
+    const fileOf = (module: string): string =>
+      path.join(
+        image.tree,
+        'lib/modules',
+        kernelRuns(flavour).kernel.version,
+        image.modules.find((m) => path.basename(m).startsWith(`${module}.ko`)) ?? '',
+      );
+    p.check(xzCheck(fileOf('tcp_htcp')) === 'CRC64', 'tcp_htcp is xz with CRC64', 's3.files');
+    p.check(xzCheck(fileOf('tcp_bic')) === 'CRC32', 'tcp_bic is xz with CRC32', 's3.files');
+
+    for (const module of Object.keys(magic)) {
+      const load = main.get(`s3.${module}`);
+      p.check(
+        load.rc === 0 && load.mods.includes(module),
+        `${module} loads`,
+        `s3.${module}.pre`,
+        `s3.${module}`,
+        `s3.${module}.modprobe`,
+      );
+    }
+    // liblzma hidden from kmodload: only the kernel can decompress tcp_bic now.
+    const hidden = main.get('s3.kernel_xz');
+    if (kernelXz) {
+      p.check(
+        hidden.rc === 0 && hidden.mods.includes('tcp_bic'),
+        'the kernel decompressed xz',
+        's3.kernel_xz',
+      );
+    } else {
+      p.check(
+        hidden.rc !== 0 &&
+          !hidden.mods.includes('tcp_bic') &&
+          oneKmodloadLine(hidden) &&
+          /liblzma/.test(hidden.err),
+        'without liblzma, user-space xz fails with a one-line reason and loads nothing',
+        's3.kernel_xz',
+      );
+    }
+    p.assertNone();
+  });
+
+  it('4: options from modprobe.d, the CLI/API and the kernel command line reach /sys/module', () => {
+    const { main } = kernelRuns(flavour);
+    const p = new Problems(main);
+    const params = (key: string): Record<string, string> =>
+      Object.fromEntries(
+        main
+          .get(key)
+          .out.split('\n')
+          .filter((l) => l.includes(':'))
+          .map((l) => {
+            const [file, value] = l.split(':');
+            return [path.basename(file ?? ''), value ?? ''];
+          }),
+      );
+    const expected = (queue: string) => ({ max_loop: '9', max_part: '7', hw_queue_depth: queue });
+    p.check(
+      JSON.stringify(params('s4.modprobe.params')) === JSON.stringify(expected('64')),
+      'modprobe (oracle) sees all three sources',
+      's4.modprobe',
+      's4.modprobe.params',
+    );
+    p.check(main.get('s4.cli').rc === 0, 'kmodload load -o loop=hw_queue_depth=64 loop', 's4.cli');
+    p.check(
+      JSON.stringify(params('s4.cli.params')) === JSON.stringify(expected('64')),
+      'CLI: modprobe.d, command line and -o options',
+      's4.cli',
+      's4.cli.params',
+    );
+    p.check(main.get('s4.api').rc === 0, 'API load() with extraOptions', 's4.api');
+    p.check(
+      JSON.stringify(params('s4.api.params')) === JSON.stringify(expected('32')),
+      'API: modprobe.d, command line and extraOptions',
+      's4.api',
+      's4.api.params',
+    );
+    p.assertNone();
+  });
+
+  it('5: loading what is already live, or builtin, succeeds and changes nothing', () => {
+    const { main } = kernelRuns(flavour);
+    const p = new Problems(main);
+    const before = main.get('s5.before');
+    p.check(before.mods.includes('ip_vs'), 'the seed set is live before (scenario 1)', 's5.before');
+    for (const key of ['s5.live', 's5.builtin']) {
+      const r = main.get(key);
+      p.check(
+        r.rc === 0 && sameModules(r, before),
+        `${key}: exit 0, /proc/modules unchanged`,
+        's5.before',
+        key,
+      );
+    }
+    p.check(
+      main.get('s5.builtin.modprobe').rc === 0,
+      'modprobe agrees on the builtin',
+      's5.builtin.modprobe',
+    );
+    p.assertNone();
+  });
+
+  it('6: refused requests load nothing, with one clear line', () => {
+    const { main } = kernelRuns(flavour);
+    const p = new Problems(main);
+    const before = main.get('s6.before');
+    for (const key of ['s6.unknown', 's6.install_false', 's6.invalid', 's6.invalid_path']) {
+      const r = main.get(key);
+      p.check(r.rc !== 0, `${key}: refused (non-zero exit)`, key);
+      p.check(oneKmodloadLine(r), `${key}: one "kmodload: ..." line on stderr`, key);
+      p.check(sameModules(r, before), `${key}: /proc/modules unchanged`, 's6.before', key);
+    }
+    // modprobe loads nothing for a blacklisted alias and says nothing; either that, or an
+    // explicit refusal, but never the module.
+    const blacklisted = main.get('s6.blacklisted');
+    p.check(
+      sameModules(blacklisted, before),
+      's6.blacklisted: minix not loaded',
+      's6.before',
+      's6.blacklisted',
+    );
+    p.check(
+      blacklisted.rc === main.get('s6.blacklisted.modprobe').rc || blacklisted.rc === 3,
+      's6.blacklisted: exit status as modprobe, or refused',
+      's6.blacklisted',
+      's6.blacklisted.modprobe',
+    );
+    const runc = main.get('s6.runc');
+    p.check(
+      runc.rc !== 0 &&
+        !runc.out.includes('container-ran') &&
+        /kmodload: cannot load no_such_module_e2e/.test(runc.err),
+      "runc refuses to start the container and shows the hook's reason",
+      's6.runc',
+    );
+    p.check(
+      sameModules(runc, before),
+      's6.runc: nothing loaded (not even ip_vs_rr)',
+      's6.before',
+      's6.runc',
+    );
+    p.assertNone();
+  });
+
+  it('7: unload removes the modules and the dependencies left unused; refuses in-use and builtin', () => {
+    const { main } = kernelRuns(flavour);
+    const p = new Problems(main);
+    const before = main.get('s7.before');
+    const inUse = main.get('s7.in_use');
+    p.check(
+      inUse.rc !== 0 &&
+        oneKmodloadLine(inUse) &&
+        inUse.err.includes('ip_vs_wrr') &&
+        sameModules(inUse, before),
+      'unload ip_vs while ip_vs_wrr holds it: refused, holder named, nothing removed',
+      's7.before',
+      's7.in_use',
+    );
+    const builtin = main.get('s7.builtin');
+    p.check(
+      builtin.rc !== 0 &&
+        oneKmodloadLine(builtin) &&
+        /builtin/.test(builtin.err) &&
+        sameModules(builtin, before),
+      'unload of a builtin: refused, nothing removed',
+      's7.builtin',
+    );
+    const unload = main.get('s7.unload');
+    const left = SEED_MODULES.filter((m) => unload.mods.includes(m));
+    p.check(
+      unload.rc === 0,
+      'kmodload unload ip_vs_wrr ip_vs succeeds',
+      's7.before',
+      's7.unload',
+      's7.modprobe.unload',
+    );
+    p.check(
+      left.length === 0,
+      `still live after unload: ${left.join(' ')}`,
+      's7.before',
+      's7.unload',
+    );
+    const removedOthers = difference(before.mods, unload.mods).removed.filter(
+      (m) => !SEED_MODULES.includes(m) && !m.startsWith('crc32c_'),
+    );
+    p.check(
+      removedOthers.length === 0,
+      `removed unrelated modules: ${removedOthers.join(' ')}`,
+      's7.unload',
+    );
+    p.assertNone();
+  });
+
+  it('8: sixteen hooks at once: all succeed, every module live once', () => {
+    const { main } = kernelRuns(flavour);
+    const p = new Problems(main);
+    const hooks = main.matching('s8.hook.');
+    expect(hooks.length).toBe(16);
+    p.check(
+      hooks.filter((h) => h.cmd.includes('KERNEL_MODULES=ip_vs,ip_vs_wrr')).length === 8,
+      'half of the hooks ask for the seed set',
+      ...hooks.map((h) => h.key),
+    );
+    for (const hook of hooks) {
+      p.check(hook.rc === 0 && hook.err.trim() === '', `${hook.key}: exit 0, no error`, hook.key);
+    }
+    const after = main.get('s8.after');
+    p.check(main.get('s8.before').mods.length === 0, 'starts from the boot state', 's8.before');
+    p.check(new Set(after.mods).size === after.mods.length, 'no module twice', 's8.after');
+    p.check(
+      after.mods.every((m) => !m.includes('(')),
+      'every module Live',
+      's8.after',
+    );
+    p.check(
+      sameModules(after, main.get('s8.modprobe')),
+      'same set as modprobe -a of all requests',
+      's8.after',
+      's8.modprobe',
+    );
+    p.assertNone();
+  });
+
+  it('9: -cpu qemu64: crc32c_intel fails with ENODEV, and kmodload does what modprobe does', () => {
+    const { qemu64 } = kernelRuns(flavour);
+    const p = new Problems(qemu64);
+    const oracle = qemu64.get('s9.modprobe');
+    p.check(
+      oracle.rc === 0 &&
+        oracle.mods.includes('ip_vs') &&
+        oracle.mods.includes('crc32c_generic') &&
+        !oracle.mods.includes('crc32c_intel'),
+      'modprobe: crc32c_generic and ip_vs load, crc32c_intel does not, exit 0',
+      's9.modprobe',
+    );
+    const ours = qemu64.get('s9.kmodload');
+    p.check(
+      ours.rc === oracle.rc,
+      'kmodload: same exit status as modprobe',
+      's9.modprobe',
+      's9.kmodload',
+    );
+    p.check(
+      sameModules(ours, oracle),
+      'kmodload: same modules as modprobe',
+      's9.modprobe',
+      's9.kmodload',
+    );
+    p.check(
+      qemu64.get('s9.modprobe.clean').mods.length === 0 &&
+        qemu64.get('s9.kmodload.clean').mods.length === 0,
+      'each run starts from the boot state',
+      's9.modprobe.clean',
+      's9.kmodload.clean',
+    );
+    const runc = qemu64.get('s9.runc');
+    p.check(
+      runc.rc === 0 && runc.out.includes('container-ran'),
+      'runc + createRuntime hook: the container ran',
+      's9.runc',
+    );
+    p.check(
+      sameModules(runc, qemu64.get('s9.modprobe.seed')),
+      'hook: same modules as modprobe -a',
+      's9.runc',
+      's9.modprobe.seed',
+    );
+    p.assertNone();
+  });
+});
