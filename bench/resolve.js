@@ -19,7 +19,10 @@ function fixture() {
   const out = execFileSync('bash', [path.join(__dirname, '..', 'scripts', 'fetch-kernels.sh')], {
     encoding: 'utf8',
   });
-  const [, root, version] = out.split('\n').find((l) => l.startsWith('6.1 ')).split(' ');
+  const [, root, version] = out
+    .split('\n')
+    .find((l) => l.startsWith('6.1 '))
+    .split(' ');
   return { root, version };
 }
 
@@ -56,7 +59,8 @@ function textOnlyTree(root, version) {
   fs.mkdirSync(dst, { recursive: true });
   for (const f of fs.readdirSync(src)) {
     if (f === 'kernel') fs.symlinkSync(path.join(src, f), path.join(dst, f));
-    else if (f.startsWith('modules.') && !f.endsWith('.bin')) fs.copyFileSync(path.join(src, f), path.join(dst, f));
+    else if (f.startsWith('modules.') && !f.endsWith('.bin'))
+      fs.copyFileSync(path.join(src, f), path.join(dst, f));
   }
   return dir;
 }
@@ -87,10 +91,17 @@ async function main() {
   }
 
   console.log(`kernel tree: ${root} (${version}), ${all.length} modules; node ${process.version}`);
-  console.log(`${'measure'.padEnd(44)} ${'kmodload'.padStart(12)}   ${'baseline'.padEnd(26)} ${'time'.padStart(12)}   speed-up`);
+  console.log(
+    `${'measure'.padEnd(44)} ${'kmodload'.padStart(12)}   ${'baseline'.padEnd(26)} ${'time'.padStart(12)}   speed-up`,
+  );
 
   const seedSpawn = await timeIt(50, () => modprobe(root, version, SEED));
-  row('seed set, in-process (db open)', await timeIt(2000, () => planRequests(db, SEED)), seedSpawn, 'spawn modprobe -a');
+  row(
+    'seed set, in-process (db open)',
+    await timeIt(2000, () => planRequests(db, SEED)),
+    seedSpawn,
+    'spawn modprobe -a',
+  );
   row(
     'seed set, cold (open db + plan + close)',
     await timeIt(100, async () => {
@@ -102,10 +113,22 @@ async function main() {
     'spawn modprobe -a',
   );
 
-  const randomSpawnEach = await timeIt(3, () => random.forEach((n) => modprobe(root, version, [n])));
-  row('200 random names, in-process, one by one', await timeIt(50, () => random.forEach((n) => planRequests(db, [n]))), randomSpawnEach, '200 x spawn modprobe');
+  const randomSpawnEach = await timeIt(3, () =>
+    random.forEach((n) => modprobe(root, version, [n])),
+  );
+  row(
+    '200 random names, in-process, one by one',
+    await timeIt(50, () => random.forEach((n) => planRequests(db, [n]))),
+    randomSpawnEach,
+    '200 x spawn modprobe',
+  );
   const randomSpawnOnce = await timeIt(10, () => modprobe(root, version, random));
-  row('200 random names, in-process, one request', await timeIt(50, () => planRequests(db, random)), randomSpawnOnce, '1 x spawn modprobe -a');
+  row(
+    '200 random names, in-process, one request',
+    await timeIt(50, () => planRequests(db, random)),
+    randomSpawnOnce,
+    '1 x spawn modprobe -a',
+  );
   db.close();
 
   const textRoot = textOnlyTree(root, version);
@@ -113,7 +136,12 @@ async function main() {
     const textDb = await openModuleDatabase({ root: textRoot, kernelVersion: version });
     planRequests(textDb, random); // loads the text files once
     const binDb = await openModuleDatabase(opts);
-    row('200 random names, .bin indexes', await timeIt(50, () => planRequests(binDb, random)), await timeIt(50, () => planRequests(textDb, random)), 'text files (warm)');
+    row(
+      '200 random names, .bin indexes',
+      await timeIt(50, () => planRequests(binDb, random)),
+      await timeIt(50, () => planRequests(textDb, random)),
+      'text files (warm)',
+    );
     row(
       'seed set cold, .bin indexes',
       await timeIt(50, async () => {
