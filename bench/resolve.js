@@ -113,6 +113,16 @@ async function main() {
     'spawn modprobe -a',
   );
 
+  // What a hook process pays: node's own start-up included, against modprobe's.
+  const cli = path.join(__dirname, '..', 'bin', 'kmodload.js');
+  const cliArgs = ['load', '-d', root, '-S', version, '--show-depends', ...SEED];
+  row(
+    'seed set, whole CLI process (node start-up)',
+    await timeIt(20, () => spawnSync(process.execPath, [cli, ...cliArgs])),
+    seedSpawn,
+    'spawn modprobe -a',
+  );
+
   const randomSpawnEach = await timeIt(3, () =>
     random.forEach((n) => modprobe(root, version, [n])),
   );
