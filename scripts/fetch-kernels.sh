@@ -13,6 +13,19 @@ need() { command -v "$1" >/dev/null 2>&1 || { echo "fetch-kernels: missing $1 (a
 need depmod kmod
 need dpkg-deb dpkg
 need apt-cache apt
+need flock util-linux
+
+# Test workers run this at the same time on a fresh machine: one prepares, the others wait
+# and then find the trees ready. The lock goes when the script exits.
+exec 9>"$cache/.lock"
+flock 9
+
+# Work in progress lives in temporary directories next to its destination and is moved into
+# place only when complete, so a half-made tree or a partial .deb is never visible, not even
+# after a crash.
+scratch=()
+cleanup() { [ ${#scratch[@]} -eq 0 ] || rm -rf "${scratch[@]}"; }
+trap cleanup EXIT
 
 # The meta packages name the current image package; the version moves, so resolve it.
 resolve() {
@@ -20,7 +33,7 @@ resolve() {
 }
 
 prepare() {
-  local flavour=$1 meta=$2 pkg ver root deb
+  local flavour=$1 meta=$2 pkg ver root deb tmp
   pkg=$(resolve "$meta")
   if [ -z "$pkg" ]; then
     apt-get update -qq >/dev/null
@@ -32,14 +45,24 @@ prepare() {
   if [ ! -f "$root/.ready" ]; then
     deb=$(ls "$cache/debs/${pkg}_"*.deb 2>/dev/null | head -n1 || true)
     if [ -z "$deb" ]; then
-      (cd "$cache/debs" && apt-get download -q "$pkg" >/dev/null 2>&1) \
+      tmp=$(mktemp -d "$cache/debs/.download.XXXXXX")
+      scratch+=("$tmp")
+      (cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>&1) \
         || { echo "fetch-kernels: apt-get download $pkg failed" >&2; exit 1; }
-      deb=$(ls "$cache/debs/${pkg}_"*.deb | head -n1)
+      deb=$(ls "$tmp/${pkg}_"*.deb 2>/dev/null | head -n1 || true)
+      [ -n "$deb" ] || { echo "fetch-kernels: apt-get download $pkg gave no .deb" >&2; exit 1; }
+      mv "$deb" "$cache/debs/"
+      deb="$cache/debs/${deb##*/}"
     fi
-    rm -rf "$root" && mkdir -p "$root"
-    dpkg-deb -x "$deb" "$root"
-    depmod -b "$root" "$ver"
-    touch "$root/.ready"
+    tmp=$(mktemp -d "$cache/trees/.unpack-$ver.XXXXXX")
+    scratch+=("$tmp")
+    chmod 755 "$tmp" # mktemp's 0700 would lock other users out of the tree
+    dpkg-deb -x "$deb" "$tmp"
+    depmod -b "$tmp" "$ver"
+    touch "$tmp/.ready"
+    # A tree without .ready is a leftover of an interrupted older run.
+    rm -rf "$root"
+    mv "$tmp" "$root"
   fi
   echo "$flavour $root $ver"
 }

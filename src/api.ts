@@ -9,6 +9,7 @@ import type { LoadResult, UnloadResult } from './loader/types';
 import type { UnloadTarget } from './loader/unload';
 import { executeUnload } from './loader/unload';
 import type { Plan } from './planner/plan';
+import { errorText } from './text';
 import type * as Planner from './planner/index';
 import type { ModuleDatabase, PlanOptions, ResolverOptions } from './planner/index';
 
@@ -39,25 +40,25 @@ export type ModuleStateOptions = ResolverOptions & { kernel?: Kernel };
 /** Where a module stands: compiled in, in the kernel (by initstate), or not there. */
 export type ModuleState = 'builtin' | 'live' | 'coming' | 'going' | 'absent';
 
-function oneLine(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  return text.split('\n')[0] ?? '';
+async function openDatabase(
+  options: ResolverOptions,
+): Promise<{ db: ModuleDatabase; planner: typeof Planner }> {
+  const planner = await import('./planner/index.js');
+  try {
+    return { db: await planner.openModuleDatabase(resolverOptions(options)), planner };
+  } catch (error) {
+    if (error instanceof KmodloadError) throw error;
+    throw new KmodloadError(`cannot open the module tree: ${errorText(error)}`, EXIT.environment, {
+      cause: error,
+    });
+  }
 }
 
 async function withDatabase<T>(
   options: ResolverOptions,
   use: (db: ModuleDatabase, planner: typeof Planner) => Promise<T> | T,
 ): Promise<T> {
-  const planner = await import('./planner/index.js');
-  let db: ModuleDatabase;
-  try {
-    db = await planner.openModuleDatabase(resolverOptions(options));
-  } catch (error) {
-    if (error instanceof KmodloadError) throw error;
-    throw new KmodloadError(`cannot open the module tree: ${oneLine(error)}`, EXIT.environment, {
-      cause: error,
-    });
-  }
+  const { db, planner } = await openDatabase(options);
   try {
     return await use(db, planner);
   } finally {
@@ -99,7 +100,8 @@ export async function resolve(names: string[], options: LoadOptions = {}): Promi
 }
 
 /**
- * Loads `names` and everything they need, as `modprobe -a` would.
+ * Loads `names` and everything they need, as `modprobe -a` would: `resolve()`, then
+ * `loadPlan()`.
  *
  * @returns a result per module; `ok: false` when the kernel refused a required module.
  * @throws KmodloadError (EXIT.refused) when any name cannot be planned (unknown, invalid,
@@ -107,12 +109,57 @@ export async function resolve(names: string[], options: LoadOptions = {}): Promi
  * @throws KmodloadError (EXIT.environment) when the module tree or the addon is unusable.
  */
 export async function load(names: string[], options: LoadOptions = {}): Promise<LoadResult> {
-  const plan = await resolve(names, options);
+  return loadPlan(await resolve(names, options), options);
+}
+
+/**
+ * Performs a plan from `resolve()` without planning again, e.g. after showing or logging it.
+ * Of `options`, only `dryRun`, `allowInstallCommands` and `kernel` matter here (the plan
+ * already holds the rest).
+ *
+ * @throws KmodloadError (EXIT.refused), before anything is loaded, when a request of the plan
+ *   has an `error`, or has an install rule that needs a shell and `allowInstallCommands` is off.
+ */
+export async function loadPlan(plan: Plan, options: LoadOptions = {}): Promise<LoadResult> {
   return executePlan(plan, {
     kernel: options.kernel ?? new LinuxKernel(),
     dryRun: options.dryRun ?? false,
     allowInstallCommands: options.allowInstallCommands ?? false,
   });
+}
+
+/** A module tree and its configuration, read once, for a service that plans many times. */
+export interface ModuleTree {
+  readonly moduleDir: string;
+  readonly kernelVersion: string;
+  /** As `resolve()`, without reading the tree again. Throws once closed. */
+  resolve(names: string[], options?: LoadOptions): Plan;
+  /** Releases the indexes (mapped files). */
+  close(): void;
+}
+
+/**
+ * Opens the module tree and configuration once (`root`, `kernelVersion`, `configDirs`,
+ * `kernelCommandLine`); `tree.resolve()` then plans against it, and `loadPlan()` performs the
+ * plans. Changes to the tree (depmod) or to modprobe.d are not seen until it is opened again.
+ *
+ * @throws KmodloadError (EXIT.environment) when the module tree or configuration is unreadable.
+ */
+export async function openModuleTree(options: ResolverOptions = {}): Promise<ModuleTree> {
+  const { db, planner } = await openDatabase(options);
+  let open = true;
+  return {
+    moduleDir: db.moduleDir,
+    kernelVersion: db.kernelVersion,
+    resolve(names, planWith = {}) {
+      if (!open) throw new KmodloadError('the module tree is closed', EXIT.internal);
+      return planner.planRequests(db, names, planOptions(planWith));
+    },
+    close() {
+      if (open) db.close();
+      open = false;
+    },
+  };
 }
 
 /** The modules each requested name stands for, for removal. */

@@ -15,8 +15,14 @@
  * @packageDocumentation
  */
 
-export { load, resolve, unload, moduleState } from './api';
-export type { LoadOptions, UnloadOptions, ModuleStateOptions, ModuleState } from './api';
+export { load, loadPlan, resolve, openModuleTree, unload, moduleState } from './api';
+export type {
+  LoadOptions,
+  UnloadOptions,
+  ModuleStateOptions,
+  ModuleState,
+  ModuleTree,
+} from './api';
 export type {
   LoadResult,
   ModuleResult,
@@ -26,6 +32,7 @@ export type {
   UnloadModuleResult,
   UnloadStatus,
 } from './loader/types';
+export { failureSummary } from './loader/summary';
 export { EXIT, KmodloadError } from './errors';
 export type { ExitStatus } from './errors';
 export type { Kernel, InitState } from './kernel/kernel';
@@ -48,7 +55,7 @@ export type {
 } from './planner/plan';
 export type { ResolverOptions, PlanOptions } from './planner/index';
 
-// The OCI hook, for runtimes and agents written in Node.
+// The OCI hook, for runtimes and services written in Node.
 export {
   handleHook,
   parseKernelModules,

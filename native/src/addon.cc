@@ -155,8 +155,12 @@ class FinitModuleWorker : public PromiseWorker {
 
 class InitModuleWorker : public PromiseWorker {
  public:
-  InitModuleWorker(Napi::Env env, std::vector<uint8_t> image, std::string params)
-      : PromiseWorker(env), image_(std::move(image)), params_(std::move(params)) {}
+  // The image has no name of its own: `label` (the module's file or name) is what errors
+  // carry as their path, so a failure says which module it was.
+  InitModuleWorker(Napi::Env env, std::vector<uint8_t> image, std::string params, std::string label)
+      : PromiseWorker(env), image_(std::move(image)), params_(std::move(params)) {
+    path_ = std::move(label);
+  }
 
   void Execute() override {
     long rc = syscall(SYS_init_module, image_.data(), image_.size(), params_.c_str());
@@ -350,7 +354,8 @@ Napi::Value InitModule(const Napi::CallbackInfo& info) {
   return PromiseCall(info, [&]() -> Napi::Value {
     std::vector<uint8_t> image = Bytes(info, 0, "image");
     std::string params = CString(info, 1, "params");
-    return (new InitModuleWorker(info.Env(), std::move(image), params))->Start();
+    std::string label = info[2].IsUndefined() ? "" : CString(info, 2, "label");
+    return (new InitModuleWorker(info.Env(), std::move(image), params, label))->Start();
   });
 }
 

@@ -39,7 +39,9 @@ for tool in busybox:busybox-static node:nodejs modprobe:kmod depmod:kmod cpio:cp
   command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q "${missing[@]}" >/dev/null \
+    || { apt-get update -qq >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
 fi
 
 node_bin=$(command -v node)
@@ -294,7 +296,7 @@ if [ "$with_project" = 1 ]; then
     const walk = (d) => { for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (p.endsWith(".js")) for (const m of fs.readFileSync(p, "utf8").matchAll(/require\("([^"]+)"\)/g)) {
+      else if (p.endsWith(".js")) for (const m of fs.readFileSync(p, "utf8").matchAll(/(?:require|import)\(\s*["\x27]([^"\x27]+)["\x27]\s*\)/g)) {
         const id = m[1];
         if (!id.startsWith(".") && !builtin.has(id.replace(/^node:/, ""))) bad.push(`${p}: ${id}`);
       } } };

@@ -10,8 +10,11 @@ set -euo pipefail
 [ $# -ge 6 ] || { echo "usage: $0 VMLINUZ INITRD CPU APPEND CONSOLE_LOG RESULTS_LOG [TIMEOUT_S]" >&2; exit 2; }
 kernel=$1 initrd=$2 cpu=$3 append=$4 console=$5 results=$6 limit=${7:-360}
 
-command -v qemu-system-x86_64 >/dev/null 2>&1 \
-  || DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-system-x86 >/dev/null
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q qemu-system-x86 >/dev/null \
+    || { apt-get update -qq >/dev/null && apt-get install -y -q qemu-system-x86 >/dev/null; }
+fi
 
 : > "$console"
 : > "$results"

@@ -64,7 +64,10 @@ export function parseArgs(argv: string[], specs: OptionSpec[], command?: string)
       for (let j = 1; j < arg.length; j++) {
         const letter = arg[j] as string;
         const spec = specs.find((candidate) => candidate.short === letter);
-        if (!spec) throw usageError(`unknown option '-${letter}'`, command);
+        if (!spec) {
+          const where = j > 1 ? ` in '${arg}'` : '';
+          throw usageError(`unknown option '-${letter}'${where}`, command);
+        }
         if (!spec.value) {
           add(spec, '');
           continue;

@@ -3,7 +3,9 @@
 import type { LoadOptions } from '../api';
 import { load, resolve } from '../api';
 import { EXIT } from '../errors';
-import type { LoadResult, ModuleResult } from '../loader/types';
+import { failureSummary } from '../loader/summary';
+import type { ModuleResult } from '../loader/types';
+import { oneLine } from '../text';
 import type { OptionSpec } from './args';
 import { allValues, flag, parseArgs, usageError } from './args';
 import { TREE_SPECS, treeOptions, writeJson } from './common';
@@ -71,24 +73,6 @@ function moduleLine(module: ModuleResult, verbose: boolean): string {
   return words.join(' ');
 }
 
-/** One stderr line per failed request (ENOSYS, which ends the call, is said once). */
-function failureLines(result: LoadResult): string[] {
-  const noSupport = result.modules.find((module) => module.error?.code === 'ENOSYS');
-  if (noSupport?.error) {
-    const requests = result.plan.requests.map((request) => request.request).join(' ');
-    return [`cannot load ${requests}: ${noSupport.error.message}`];
-  }
-  const lines: string[] = [];
-  for (const module of result.modules) {
-    if (module.status !== 'failed' || !module.required) continue;
-    const who =
-      module.request === module.name ? module.name : `${module.request} (needs ${module.name})`;
-    lines.push(`cannot load ${who}: ${module.error?.message ?? 'unknown error'}`);
-  }
-  if (lines.length === 0 && !result.ok) lines.push('cannot load: a required module failed');
-  return lines;
-}
-
 export async function runLoadCommand(argv: string[], io: CliIO): Promise<number> {
   const parsed = parseArgs(argv, LOAD_SPECS, COMMAND);
   if (flag(parsed, 'help')) {
@@ -116,7 +100,7 @@ export async function runLoadCommand(argv: string[], io: CliIO): Promise<number>
     // forbid or replace loading are part of the listing, not failures.
     for (const request of plan.requests) {
       if (request.error && request.probes.length === 0) {
-        io.stderr.write(`kmodload: ${request.error.message}\n`);
+        io.stderr.write(`kmodload: ${oneLine(request.error.message)}\n`);
       }
     }
     const status = showDependsExitStatus(plan) === 0 ? EXIT.ok : EXIT.failed;
@@ -135,7 +119,8 @@ export async function runLoadCommand(argv: string[], io: CliIO): Promise<number>
       io.stdout.write(`${moduleLine(module, verbose)}\n`);
     }
   }
-  if (result.ok) return EXIT.ok;
-  for (const line of failureLines(result)) io.stderr.write(`kmodload: ${line}\n`);
+  const failure = failureSummary(result);
+  if (failure === undefined) return EXIT.ok;
+  io.stderr.write(`kmodload: ${oneLine(failure)}\n`);
   return EXIT.failed;
 }

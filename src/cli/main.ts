@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
+import { oneLine } from '../text';
 import { usageError } from './args';
 import { GLOBAL_HELP, LOAD_HELP, UNLOAD_HELP } from './help';
 import type { CliIO } from './io';
@@ -22,11 +23,6 @@ export function packageVersion(): string {
   } catch {
     return 'unknown';
   }
-}
-
-/** One line, whatever the error carried (newlines would split a runtime's error report). */
-export function singleLine(text: string): string {
-  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
 }
 
 function write(stream: NodeJS.WritableStream, text: string): void {
@@ -83,11 +79,11 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
 /** Reports a failure as one stderr line; returns its exit status. */
 export function reportError(error: unknown, io: CliIO): number {
   if (error instanceof KmodloadError) {
-    write(io.stderr, `kmodload: ${singleLine(error.message)}\n`);
+    write(io.stderr, `kmodload: ${oneLine(error.message)}\n`);
     return error.exitStatus;
   }
   const text = error instanceof Error ? error.message : String(error);
-  write(io.stderr, `kmodload: internal error: ${singleLine(text)}\n`);
+  write(io.stderr, `kmodload: internal error: ${oneLine(text)}\n`);
   return EXIT.internal;
 }
 

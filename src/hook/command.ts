@@ -3,8 +3,11 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
+import type { OptionSpec, ParsedArgs } from '../cli/args';
+import { allValues, flag, lastValue, parseArgs, usageError } from '../cli/args';
 import type { CliIO } from '../cli/io';
 import { EXIT, KmodloadError } from '../errors';
+import { errorText } from '../text';
 import {
   DEFAULT_WRAPPER_PATH,
   HOOK_CONFIG_FORMATS,
@@ -17,7 +20,7 @@ import { handleHook, type HookLoader, type HookOptions } from './handler';
 import { KERNEL_MODULES_ANNOTATION, KERNEL_MODULES_ENV, MAX_MODULE_NAME_LENGTH } from './request';
 import { isLoadStage, parseStage, type HookStage } from './stage';
 import { MAX_STATE_BYTES } from './state';
-import { oneLine, readBounded } from './text';
+import { quote, readBounded } from './text';
 
 export const HOOK_USAGE = `Usage: kmodload hook [--state STAGE] [--log FILE] [-d DIR] [-S VERSION] [-C DIR] [-n]
 
@@ -64,69 +67,26 @@ this node and this kmodload by absolute path, since runtimes give hooks no PATH.
   --always                hooks.d: run for every container
 `;
 
-class UsageError extends KmodloadError {
-  constructor(message: string) {
-    super(message, EXIT.usage);
-  }
-}
+const HOOK_SPECS: OptionSpec[] = [
+  { long: 'dirname', short: 'd', value: true },
+  { long: 'set-version', short: 'S', value: true },
+  { long: 'config', short: 'C', value: true },
+  { long: 'log', value: true },
+  { long: 'dry-run', short: 'n' },
+  { long: 'help', short: 'h' },
+];
 
-/** A small getopt: `--long VALUE`, `--long=VALUE`, `-x VALUE`, `-xVALUE`, flags. */
-function parseArgs(
-  argv: string[],
-  valued: Record<string, string>,
-  flags: Record<string, string>,
-): Array<[string, string]> {
-  const parsed: Array<[string, string]> = [];
-  for (let index = 0; index < argv.length; index++) {
-    const arg = argv[index] as string;
-    let key: string | undefined;
-    let inline: string | undefined;
-    if (arg.startsWith('--')) {
-      const equals = arg.indexOf('=');
-      key = equals < 0 ? arg : arg.slice(0, equals);
-      if (equals >= 0) inline = arg.slice(equals + 1);
-    } else if (arg.startsWith('-') && arg.length > 1) {
-      key = arg.slice(0, 2);
-      if (arg.length > 2) inline = arg.slice(2);
-    } else {
-      throw new UsageError(`unexpected argument "${oneLine(arg)}"`);
-    }
-    if (valued[key] !== undefined) {
-      let value = inline;
-      if (value === undefined) {
-        value = argv[++index];
-        if (value === undefined) throw new UsageError(`option ${key} needs a value`);
-      }
-      parsed.push([valued[key] as string, value]);
-    } else if (flags[key] !== undefined && inline === undefined) {
-      parsed.push([flags[key] as string, '']);
-    } else {
-      throw new UsageError(`unknown option "${oneLine(arg)}"`);
-    }
-  }
+/** The CLI's parser; the hooks take options only, no operands. */
+function parseOptions(argv: string[], specs: OptionSpec[], command: string): ParsedArgs {
+  const parsed = parseArgs(argv, specs, command);
+  const extra = parsed.operands[0];
+  if (extra !== undefined) throw usageError(`unexpected argument ${quote(extra)}`, command);
   return parsed;
 }
 
-const LOADER_VALUED: Record<string, string> = {
-  '-d': 'root',
-  '--dirname': 'root',
-  '-S': 'kernelVersion',
-  '--set-version': 'kernelVersion',
-  '-C': 'config',
-  '--config': 'config',
-  '--log': 'log',
-};
-const LOADER_FLAGS: Record<string, string> = {
-  '-n': 'dryRun',
-  '--dry-run': 'dryRun',
-  '-h': 'help',
-  '--help': 'help',
-};
-
 function fail(io: CliIO, error: unknown): number {
   const status = error instanceof KmodloadError ? error.exitStatus : EXIT.internal;
-  const message = error instanceof Error ? error.message : String(error);
-  io.stderr.write(`kmodload: ${oneLine(message)}\n`);
+  io.stderr.write(`kmodload: ${errorText(error)}\n`);
   return status;
 }
 
@@ -140,35 +100,22 @@ export async function runHookCommand(
   const options: HookOptions = {};
   if (deps.loader) options.loader = deps.loader;
   try {
-    for (const [key, value] of parseArgs(
-      argv,
-      { ...LOADER_VALUED, '--state': 'stage' },
-      LOADER_FLAGS,
-    )) {
-      switch (key) {
-        case 'help':
-          io.stdout.write(HOOK_USAGE);
-          return EXIT.ok;
-        case 'stage':
-          options.stage = parseStage(value);
-          break;
-        case 'root':
-          options.root = value;
-          break;
-        case 'kernelVersion':
-          options.kernelVersion = value;
-          break;
-        case 'config':
-          options.configDirs = [...(options.configDirs ?? []), value];
-          break;
-        case 'log':
-          options.logFile = value;
-          break;
-        case 'dryRun':
-          options.dryRun = true;
-          break;
-      }
+    const parsed = parseOptions(argv, [...HOOK_SPECS, { long: 'state', value: true }], 'hook');
+    if (flag(parsed, 'help')) {
+      io.stdout.write(HOOK_USAGE);
+      return EXIT.ok;
     }
+    const stage = lastValue(parsed, 'state');
+    if (stage !== undefined) options.stage = parseStage(stage);
+    const root = lastValue(parsed, 'dirname');
+    if (root !== undefined) options.root = root;
+    const kernelVersion = lastValue(parsed, 'set-version');
+    if (kernelVersion !== undefined) options.kernelVersion = kernelVersion;
+    const configDirs = allValues(parsed, 'config');
+    if (configDirs.length > 0) options.configDirs = configDirs;
+    const logFile = lastValue(parsed, 'log');
+    if (logFile !== undefined) options.logFile = logFile;
+    if (flag(parsed, 'dry-run')) options.dryRun = true;
   } catch (error) {
     return fail(io, error);
   }
@@ -189,8 +136,11 @@ export async function runHookCommand(
   }
 
   const result = await handleHook(input, options);
-  if (result.logError) io.stderr.write(`kmodload: warning: ${result.logError}\n`);
-  if (!result.ok) io.stderr.write(`kmodload: ${result.message ?? 'hook failed'}\n`);
+  // One line, whatever happened: runtimes show a hook's stderr as one message.
+  const lines: string[] = [];
+  if (!result.ok) lines.push(result.message ?? 'hook failed');
+  if (result.logError) lines.push(`warning: ${result.logError}`);
+  if (lines.length > 0) io.stderr.write(`kmodload: ${lines.join('; ')}\n`);
   return result.exitStatus;
 }
 
@@ -202,66 +152,58 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
   const extraArgs: string[] = [];
   const options: HookConfigOptions = {};
   try {
-    const parsed = parseArgs(
+    const parsed = parseOptions(
       argv,
-      {
-        ...LOADER_VALUED,
-        '--format': 'format',
-        '--wrapper': 'wrapper',
-        '--install-wrapper': 'installWrapper',
-        '--timeout': 'timeout',
-      },
-      { ...LOADER_FLAGS, '--always': 'always' },
+      [
+        ...HOOK_SPECS,
+        { long: 'format', value: true },
+        { long: 'wrapper', value: true },
+        { long: 'install-wrapper', value: true },
+        { long: 'timeout', value: true },
+        { long: 'always' },
+      ],
+      'hook-config',
     );
-    for (const [key, value] of parsed) {
-      switch (key) {
-        case 'help':
-          io.stdout.write(HOOK_CONFIG_USAGE);
-          return EXIT.ok;
-        case 'format':
-          if (!HOOK_CONFIG_FORMATS.includes(value as HookConfigFormat)) {
-            throw new UsageError(
-              `unknown format "${oneLine(value)}" (expected ${HOOK_CONFIG_FORMATS.join(', ')})`,
-            );
-          }
-          format = value as HookConfigFormat;
-          break;
-        case 'installWrapper':
-          install = true;
-          wrapperPath = path.resolve(value);
-          break;
-        case 'wrapper':
-          wrapperPath = path.resolve(value);
-          break;
-        case 'timeout': {
-          const seconds = Number(value);
-          if (!/^[0-9]+$/.test(value) || seconds <= 0) {
-            throw new UsageError(`--timeout needs a positive whole number of seconds`);
-          }
-          options.timeout = seconds;
-          break;
-        }
-        case 'always':
-          options.always = true;
-          break;
-        // Hooks run in the bundle directory: relative paths would point into it.
-        case 'root':
-          extraArgs.push('-d', path.resolve(value));
-          break;
-        case 'config':
-          extraArgs.push('-C', path.resolve(value));
-          break;
-        case 'log':
-          extraArgs.push('--log', path.resolve(value));
-          break;
-        case 'kernelVersion':
-          extraArgs.push('-S', value);
-          break;
-        case 'dryRun':
-          extraArgs.push('--dry-run');
-          break;
-      }
+    if (flag(parsed, 'help')) {
+      io.stdout.write(HOOK_CONFIG_USAGE);
+      return EXIT.ok;
     }
+    const formatName = lastValue(parsed, 'format');
+    if (formatName !== undefined) {
+      if (!HOOK_CONFIG_FORMATS.includes(formatName as HookConfigFormat)) {
+        throw usageError(
+          `unknown format ${quote(formatName)} (expected ${HOOK_CONFIG_FORMATS.join(', ')})`,
+          'hook-config',
+        );
+      }
+      format = formatName as HookConfigFormat;
+    }
+    const installAt = lastValue(parsed, 'install-wrapper');
+    const nameOnly = lastValue(parsed, 'wrapper');
+    if (installAt !== undefined && nameOnly !== undefined) {
+      throw usageError('--install-wrapper and --wrapper exclude each other', 'hook-config');
+    }
+    install = installAt !== undefined;
+    const wrapper = installAt ?? nameOnly;
+    if (wrapper !== undefined) wrapperPath = path.resolve(wrapper);
+    const timeout = lastValue(parsed, 'timeout');
+    if (timeout !== undefined) {
+      const seconds = Number(timeout);
+      if (!/^[0-9]+$/.test(timeout) || seconds <= 0) {
+        throw usageError('--timeout needs a positive whole number of seconds', 'hook-config');
+      }
+      options.timeout = seconds;
+    }
+    if (flag(parsed, 'always')) options.always = true;
+    // Hooks run in the bundle directory: relative paths would point into it.
+    const logFile = lastValue(parsed, 'log');
+    if (logFile !== undefined) extraArgs.push('--log', path.resolve(logFile));
+    const root = lastValue(parsed, 'dirname');
+    if (root !== undefined) extraArgs.push('-d', path.resolve(root));
+    const kernelVersion = lastValue(parsed, 'set-version');
+    if (kernelVersion !== undefined) extraArgs.push('-S', kernelVersion);
+    for (const dir of allValues(parsed, 'config')) extraArgs.push('-C', path.resolve(dir));
+    if (flag(parsed, 'dry-run')) extraArgs.push('--dry-run');
     options.wrapperPath = wrapperPath;
     options.extraArgs = extraArgs;
     const text = formatHookConfig(format, options);

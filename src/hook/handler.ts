@@ -3,42 +3,29 @@
 // container actually asks for modules: the no-request path must stay cheap, because a
 // hooks.d entry with `when.always` runs the hook for every container on the node.
 
+import type { LoadOptions } from '../api';
 import { EXIT, KmodloadError, type ExitStatus } from '../errors';
+import type { LoadResult, ModuleResult } from '../loader/types';
 import type { Plan } from '../planner/plan';
+import { oneLine } from '../text';
 import { appendLogLine, type HookLogRecord, type HookLogResult, type HookLogStep } from './log';
 import { readHookRequest, type HookRequest, type ReadRequestOptions } from './request';
 import { isLoadStage, inferStage, type HookStage } from './stage';
 import { checkContainerState, parseContainerState, type ContainerState } from './state';
-import { oneLine } from './text';
 
-/** The options the hook gives the loader (a subset of the public LoadOptions). */
-export interface HookLoadOptions {
-  root?: string;
-  kernelVersion?: string;
-  configDirs?: string[];
-  useBlacklist?: boolean;
-  dryRun?: boolean;
-  allowInstallCommands?: boolean;
-}
+/** The options the hook gives the loader. */
+export type HookLoadOptions = Pick<
+  LoadOptions,
+  'root' | 'kernelVersion' | 'configDirs' | 'useBlacklist' | 'dryRun' | 'allowInstallCommands'
+>;
 
-/** The per-module result of the public `load()` (ModuleResult). */
-export interface HookModuleResult {
-  request: string;
-  name: string;
-  status: string;
-  path?: string;
-  options?: string;
-  required: boolean;
-  error?: { code: string; errno: number; message: string };
-}
+/** The per-module result of the public `load()`. */
+export type HookModuleResult = ModuleResult;
 
-/** What the hook needs of the public API (src/index.ts): `resolve` and `load`. */
+/** What the hook needs of the public API (src/index.ts): plan once, then run that plan. */
 export interface HookLoader {
   resolve(names: string[], options?: HookLoadOptions): Promise<Plan>;
-  load(
-    names: string[],
-    options?: HookLoadOptions,
-  ): Promise<{ ok: boolean; plan: Plan; modules: HookModuleResult[] }>;
+  loadPlan(plan: Plan, options?: HookLoadOptions): Promise<LoadResult>;
 }
 
 export interface HookOptions extends ReadRequestOptions {
@@ -112,35 +99,6 @@ function planSteps(plan: Plan | undefined): HookLogStep[] {
   return steps;
 }
 
-/** The first request the plan cannot satisfy, as a refusal. */
-function planRefusal(plan: Plan): KmodloadError | undefined {
-  for (const request of plan.requests) {
-    if (request.error) {
-      return new KmodloadError(
-        `cannot load ${request.request}: ${request.error.message}`,
-        EXIT.refused,
-      );
-    }
-    // Every match blacklisted: modprobe would load nothing and say nothing. A container that
-    // asked for the module would then start without it, so the hook refuses instead.
-    if (request.probes.length > 0 && request.probes.every((probe) => probe.skipped)) {
-      const names = request.probes.map((probe) => probe.module).join(', ');
-      return new KmodloadError(
-        `cannot load ${request.request}: blacklisted on this host (${names})`,
-        EXIT.refused,
-      );
-    }
-  }
-  return undefined;
-}
-
-function failureMessage(failed: HookModuleResult): string {
-  const detail = failed.error?.message ?? `status ${failed.status}`;
-  // A dependency or softdep that failed is named after the request it was loaded for.
-  const which = failed.name === failed.request ? '' : `loading ${failed.name}: `;
-  return `cannot load ${failed.request}: ${which}${detail}`;
-}
-
 function asKmodloadError(error: unknown, modules: string[]): KmodloadError {
   if (error instanceof KmodloadError) {
     if (/^cannot (load|read)/.test(error.message) || modules.length === 0) return error;
@@ -208,21 +166,15 @@ export async function handleHook(
         if (options.kernelVersion !== undefined) loadOptions.kernelVersion = options.kernelVersion;
         if (options.configDirs !== undefined) loadOptions.configDirs = options.configDirs;
 
+        // Planned once: the plan is logged even when running it is refused.
         plan = await loader.resolve(request.modules, loadOptions);
-        const refusal = planRefusal(plan);
-        if (refusal) throw refusal;
-        const result = await loader.load(request.modules, loadOptions);
-        plan = result.plan;
+        const result = await loader.loadPlan(plan, loadOptions);
         modules = result.modules;
-        const failed = result.ok
-          ? undefined
-          : (modules.find((entry) => entry.status === 'failed' && entry.required) ??
-            modules.find((entry) => entry.status === 'failed'));
-        if (!result.ok) {
-          failure = new KmodloadError(
-            failed ? failureMessage(failed) : `cannot load ${request.modules.join(',')}`,
-            EXIT.failed,
-          );
+        // Required here, not above: the no-request path loads nothing of the loader.
+        const { failureSummary } = await import('../loader/summary.js');
+        const summary = failureSummary(result);
+        if (summary !== undefined) {
+          failure = new KmodloadError(summary, EXIT.failed);
           action = 'failed';
         } else {
           action = options.dryRun ? 'would-load' : 'loaded';

@@ -46,12 +46,3 @@ export function quote(text: string): string {
   if (chars.length > MAX_QUOTED) out += `...(${chars.length} characters)`;
   return `"${out}"`;
 }
-
-/** A message made safe for one line of a runtime's error output: control characters (newlines,
- *  escape sequences) are written as escapes. */
-export function oneLine(message: string): string {
-  // eslint-disable-next-line no-control-regex
-  return message.replace(/[\x00-\x1f\x7f]/g, (ch) => {
-    return `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`;
-  });
-}

@@ -6,7 +6,8 @@ export type InitState = 'live' | 'coming' | 'going' | undefined;
 
 export interface Kernel {
   finitModule(path: string, params: string, flags: number): Promise<void>;
-  initModule(image: Uint8Array, params: string): Promise<void>;
+  /** `label`: the module's path or name, for errors (the image itself carries none). */
+  initModule(image: Uint8Array, params: string, label?: string): Promise<void>;
   deleteModule(name: string, flags: number): Promise<void>;
   /** /sys/module/NAME/initstate; a directory without that file reads as 'coming'. */
   initState(name: string): Promise<InitState>;

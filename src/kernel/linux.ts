@@ -40,9 +40,9 @@ export class LinuxKernel implements Kernel {
     await binding.finitModule(modulePath, params, flags);
   }
 
-  async initModule(image: Uint8Array, params: string): Promise<void> {
+  async initModule(image: Uint8Array, params: string, label?: string): Promise<void> {
     const binding = await this.getBinding();
-    await binding.initModule(image, params);
+    await binding.initModule(image, params, label);
   }
 
   async deleteModule(name: string, flags: number): Promise<void> {

@@ -1,21 +1,8 @@
-// modprobe.d `install` and `remove` rules. `/bin/true` and `/bin/false` are understood without a
-// shell (the common "forbid this module" idiom); any other command runs only when the caller
-// allowed it, through /bin/sh -c as modprobe's system() does.
+// Running modprobe.d `install` and `remove` rules. Which rules need a shell at all is the
+// planner's classifyInstallCommand(); a command runs only when the caller allowed it, through
+// /bin/sh -c as modprobe's system() does.
 
 import { spawn } from 'node:child_process';
-
-export type CommandKind = 'nothing' | 'forbidden' | 'shell';
-
-const TRUE_COMMANDS = new Set(['/bin/true', '/usr/bin/true', 'true']);
-const FALSE_COMMANDS = new Set(['/bin/false', '/usr/bin/false', 'false']);
-
-/** Classifies a rule's command: nothing to do, forbidden, or a real shell command. */
-export function classifyCommand(command: string): CommandKind {
-  const trimmed = command.trim();
-  if (TRUE_COMMANDS.has(trimmed)) return 'nothing';
-  if (FALSE_COMMANDS.has(trimmed)) return 'forbidden';
-  return 'shell';
-}
 
 /** kmod replaces every `$CMDLINE_OPTS` in the command text with the module's options. */
 export function expandCommand(command: string, options: string): string {

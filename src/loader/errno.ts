@@ -2,6 +2,7 @@
 // text a person can act on (the kernel's errno alone rarely says what to do).
 
 import { constants } from 'node:os';
+import { errorText } from '../text';
 
 export interface ModuleError {
   /** 'ENOSYS', 'EPERM' ... as Node names errno values. */
@@ -45,10 +46,6 @@ function errnoOf(code: string, fallback: unknown): number {
   return value ?? 0;
 }
 
-function firstLine(text: string): string {
-  return (text.split('\n')[0] ?? '').trim();
-}
-
 /** The code of an error value, if it has one. */
 export function errorCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null | undefined)?.code;
@@ -60,9 +57,7 @@ export function kernelError(error: unknown): ModuleError {
   const code = errorCode(error) ?? 'EUNKNOWN';
   const errno = errnoOf(code, (error as { errno?: unknown } | null)?.errno);
   const meaning = KERNEL_MEANING[code];
-  const message = meaning
-    ? `${meaning} (${code})`
-    : `${firstLine(error instanceof Error ? error.message : String(error))} (${code})`;
+  const message = meaning ? `${meaning} (${code})` : `${errorText(error)} (${code})`;
   return { code, errno, message };
 }
 
@@ -70,6 +65,5 @@ export function kernelError(error: unknown): ModuleError {
 export function fileError(error: unknown, what: string): ModuleError {
   const code = errorCode(error) ?? 'EIO';
   const errno = errnoOf(code, (error as { errno?: unknown } | null)?.errno);
-  const detail = firstLine(error instanceof Error ? error.message : String(error));
-  return { code, errno, message: `${what}: ${detail}` };
+  return { code, errno, message: `${what}: ${errorText(error)}` };
 }

@@ -17,9 +17,10 @@ import { EXIT, KmodloadError } from '../errors';
 import type { InitState, Kernel } from '../kernel/kernel';
 import { MODULE_INIT_COMPRESSED_FILE } from '../kernel/kernel';
 import type { CompressionFormat } from '../native/binding';
-import type { Plan, Probe, ProbeStep, RequestPlan } from '../planner/plan';
-import type { CommandKind, CommandRunner } from './commands';
-import { classifyCommand, expandCommand, runShellCommand } from './commands';
+import { classifyInstallCommand, shellRuleRefusal } from '../planner/install-command';
+import type { InstallAction, Plan, Probe, ProbeStep } from '../planner/plan';
+import type { CommandRunner } from './commands';
+import { expandCommand, runShellCommand } from './commands';
 import { detectCompression } from './compression';
 import type { ModuleError } from './errno';
 import { errorCode, fileError, kernelError } from './errno';
@@ -45,56 +46,31 @@ const addonDecompress: Decompressor = async (data, format) => {
   return loadBinding().decompress(data, format);
 };
 
-/** What an install step amounts to: the planner's verdict, else our own reading of the rule. */
-function installKind(step: ProbeStep): CommandKind {
-  switch (step.installAction) {
-    case 'noop':
-      return 'nothing';
-    case 'forbid':
-      return 'forbidden';
-    case 'shell':
-      return 'shell';
-    default:
-      return classifyCommand(step.command ?? '');
-  }
-}
-
-/** Why a request cannot be performed, or undefined when it can. */
-function refusal(request: RequestPlan, allowInstallCommands: boolean): string | undefined {
-  if (request.error) return request.error.message;
-  for (const probe of request.probes) {
-    if (probe.skipped) continue;
-    for (const step of probe.steps) {
-      if (step.kind !== 'install') continue;
-      const command = (step.command ?? '').trim();
-      const kind = installKind(step);
-      // A forbidden soft dependency is not loaded and not fatal: modprobe would run
-      // /bin/false, see it fail and go on.
-      if (kind === 'forbidden' && step.required) {
-        return `module ${step.name} is forbidden by the rule 'install ${step.name} ${command}'`;
-      }
-      if (kind === 'shell' && !allowInstallCommands) {
-        return (
-          `module ${step.name} has the rule 'install ${step.name} ${command}', ` +
-          'which needs a shell; refused (allow install commands to run it)'
-        );
-      }
-    }
-  }
-  return undefined;
+/** What an install step amounts to: the planner's verdict, or the same reading of a rule in a
+ *  plan made elsewhere. */
+function installAction(step: ProbeStep): InstallAction {
+  return step.installAction ?? classifyInstallCommand(step.command ?? '');
 }
 
 /**
- * Throws KmodloadError(EXIT.refused) naming the first request that cannot be performed:
- * unknown or invalid name, blacklisted under -b, or a forbidden or not-allowed install rule.
- * Called before any syscall, so a refused request changes nothing.
+ * Throws KmodloadError(EXIT.refused) naming the first request that cannot be performed, before
+ * any syscall, so a refused request changes nothing. The planner's verdict (`request.error`:
+ * unknown, invalid, blacklisted, forbidden) decides, plus what only the caller knows now:
+ * whether install rules that need a shell may run.
  */
 export function assertPlanRunnable(
   plan: Plan,
   options: { allowInstallCommands?: boolean } = {},
 ): void {
   for (const request of plan.requests) {
-    const reason = refusal(request, options.allowInstallCommands ?? false);
+    let reason = request.error?.message;
+    if (reason === undefined && !options.allowInstallCommands) {
+      const shell = request.probes
+        .filter((probe) => !probe.skipped)
+        .flatMap((probe) => probe.steps)
+        .find((step) => step.kind === 'install' && installAction(step) === 'shell');
+      if (shell) reason = shellRuleRefusal(shell.name, shell.command ?? '');
+    }
     if (reason !== undefined) {
       throw new KmodloadError(`cannot load ${request.request}: ${reason}`, EXIT.refused);
     }
@@ -149,7 +125,12 @@ class PlanRunner {
         this.record(request, target, { status: 'builtin' });
         return false;
       }
-      if ((await this.options.kernel.initState(target.name)) === 'live') {
+      const state = await this.readState(target.name);
+      if (typeof state === 'object') {
+        this.record(request, target, { status: 'failed', error: state });
+        return true;
+      }
+      if (state === 'live') {
         this.record(request, target, { status: 'already-live' });
         return false;
       }
@@ -171,7 +152,9 @@ class PlanRunner {
     }
     if (step.kind === 'builtin') return this.record(request, step, { status: 'builtin' });
 
-    const state: InitState = await this.options.kernel.initState(step.name);
+    const state = await this.readState(step.name);
+    if (typeof state === 'object')
+      return this.record(request, step, { status: 'failed', error: state });
     // Only live counts: a coming module is inserted anyway and the kernel waits for it.
     if (state === 'live') return this.record(request, step, { status: 'already-live' });
 
@@ -179,11 +162,21 @@ class PlanRunner {
     return this.runInsmod(request, step);
   }
 
+  /** The module's initstate, or why /sys could not tell: a failure of this module only. */
+  private async readState(name: string): Promise<InitState | ModuleError> {
+    try {
+      return await this.options.kernel.initState(name);
+    } catch (error) {
+      rethrowIfEnvironment(error);
+      return fileError(error, `cannot read the state of module ${name}`);
+    }
+  }
+
   private async runInstall(request: string, step: ProbeStep): Promise<StepOutcome> {
     const command = step.command ?? '';
-    const kind = installKind(step);
-    if (kind === 'nothing') return this.record(request, step, { status: 'skipped' });
-    if (kind === 'forbidden' || !this.options.allowInstallCommands) {
+    const action = installAction(step);
+    if (action === 'noop') return this.record(request, step, { status: 'skipped' });
+    if (action === 'forbid' || !this.options.allowInstallCommands) {
       // assertPlanRunnable refuses these first; this keeps the loader safe on its own.
       return this.record(request, step, {
         status: 'failed',
@@ -241,7 +234,14 @@ class PlanRunner {
       return fileError(error, `cannot read module file ${path}`);
     }
 
-    if (format === undefined || (await this.kernelDecompresses(format))) {
+    let inKernel = false;
+    try {
+      inKernel = format === undefined || (await this.kernelDecompresses(format));
+    } catch (error) {
+      rethrowIfEnvironment(error);
+      return fileError(error, "cannot read the kernel's module compression");
+    }
+    if (inKernel) {
       const flags = format === undefined ? 0 : MODULE_INIT_COMPRESSED_FILE;
       try {
         await kernel.finitModule(path, params, flags);

@@ -10,9 +10,10 @@
 
 import { EXIT, KmodloadError } from '../errors';
 import type { Kernel } from '../kernel/kernel';
+import { classifyInstallCommand } from '../planner/install-command';
 import { O_NONBLOCK, O_TRUNC } from '../kernel/kernel';
 import type { CommandRunner } from './commands';
-import { classifyCommand, runShellCommand } from './commands';
+import { runShellCommand } from './commands';
 import type { ModuleError } from './errno';
 import { errorCode, kernelError } from './errno';
 import type { UnloadModuleResult, UnloadResult, UnloadStatus } from './types';
@@ -68,11 +69,11 @@ async function assertRemovable(
       };
       const command = db.removeCommand(name);
       if (command) {
-        const kind = classifyCommand(command);
-        if (kind === 'forbidden') {
+        const action = classifyInstallCommand(command);
+        if (action === 'forbid') {
           refuse(`module ${name} is protected by the rule 'remove ${name} ${command.trim()}'`);
         }
-        if (kind === 'shell' && !options.allowRemoveCommands) {
+        if (action === 'shell' && !options.allowRemoveCommands) {
           refuse(
             `module ${name} has the rule 'remove ${name} ${command.trim()}', which needs a ` +
               'shell; refused (allow remove commands to run it)',
@@ -194,12 +195,12 @@ class Remover {
     command: string,
     required: boolean,
   ): Promise<boolean> {
-    const kind = classifyCommand(command);
-    if (kind === 'nothing') {
+    const action = classifyInstallCommand(command);
+    if (action === 'noop') {
       this.record(request, name, 'skipped', required);
       return true;
     }
-    if (kind === 'forbidden' || !this.options.allowRemoveCommands) {
+    if (action === 'forbid' || !this.options.allowRemoveCommands) {
       this.record(request, name, 'failed', required, {
         code: 'EPERM',
         errno: 1,

@@ -31,7 +31,8 @@ export type CompressionFormat = 'gzip' | 'xz' | 'zstd';
 
 export interface NativeBinding {
   finitModule(path: string, params: string, flags: number): Promise<void>;
-  initModule(image: Uint8Array, params: string): Promise<void>;
+  /** `label` (the module's path or name) names the module in errors: their `path` and message. */
+  initModule(image: Uint8Array, params: string, label?: string): Promise<void>;
   deleteModule(name: string, flags: number): Promise<void>;
   /** Opens and maps a kmod index file; rejects (code EBADMSG / ENOENT ...) on a bad file. */
   openIndex(path: string): Promise<NativeIndex>;

@@ -2,6 +2,7 @@
 // whether kmodload may carry it out without a shell.
 import type { ModuleDatabase } from '../db';
 import type { Plan, PlanError, Probe, RequestPlan } from './plan';
+import { shellRuleRefusal } from './install-command';
 import { probeModule } from './probe';
 
 export interface PlanOptions {
@@ -66,7 +67,7 @@ function refusal(
   if (shell && !opts.allowInstallCommands) {
     return {
       reason: 'install-command',
-      message: `module ${shell.name} has the install rule ${rule(shell.name, shell.command)}, which needs a shell (not allowed)`,
+      message: shellRuleRefusal(shell.name, shell.command ?? ''),
     };
   }
   const missing = steps.find((s) => s.required && s.missing);
@@ -77,7 +78,8 @@ function refusal(
     };
   }
   if (opts.useBlacklist && probes.every((p) => p.skipped === 'blacklisted')) {
-    return { reason: 'blacklisted', message: `module ${request} is blacklisted` };
+    const modules = probes.map((p) => p.module).join(', ');
+    return { reason: 'blacklisted', message: `blacklisted on this host (${modules})` };
   }
   return undefined;
 }

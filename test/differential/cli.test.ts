@@ -7,11 +7,11 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { writeConfigFixture, type ConfigFixture } from './configs';
-import { fetchTree, lineDiff, type Tree } from './oracle';
+import { kernelTree, REPO_ROOT, type KernelTree } from '../helpers/trees';
+import { lineDiff } from './oracle';
 
-const REPO = path.resolve(__dirname, '..', '..');
-const CLI = path.join(REPO, 'bin', 'kmodload.js');
-const BUILT = path.join(REPO, 'dist', 'cli', 'main.js');
+const CLI = path.join(REPO_ROOT, 'bin', 'kmodload.js');
+const BUILT = path.join(REPO_ROOT, 'dist', 'cli', 'main.js');
 
 /** bin/kmodload.js runs dist/: compile it when it is missing or older than the sources. */
 function ensureBuilt(): void {
@@ -20,12 +20,13 @@ function ensureBuilt(): void {
       .readdirSync(dir, { withFileTypes: true, recursive: true })
       .filter((e) => e.isFile() && e.name.endsWith('.ts'))
       .reduce((t, e) => Math.max(t, fs.statSync(path.join(e.parentPath, e.name)).mtimeMs), 0);
-  if (fs.existsSync(BUILT) && fs.statSync(BUILT).mtimeMs >= newest(path.join(REPO, 'src'))) return;
+  if (fs.existsSync(BUILT) && fs.statSync(BUILT).mtimeMs >= newest(path.join(REPO_ROOT, 'src')))
+    return;
   execFileSync(
     process.execPath,
     [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
     {
-      cwd: REPO,
+      cwd: REPO_ROOT,
       stdio: 'inherit',
     },
   );
@@ -37,12 +38,12 @@ function run(command: string, args: string[]): { stdout: string; status: number 
 }
 
 describe.each(['6.1', '6.12'])('kmodload load --show-depends (%s tree)', (flavour) => {
-  let tree: Tree;
+  let tree: KernelTree;
   let fixture: ConfigFixture;
 
   beforeAll(() => {
     ensureBuilt();
-    tree = fetchTree(flavour);
+    tree = kernelTree(flavour);
     fixture = writeConfigFixture(tree);
   });
   afterAll(() => fixture?.cleanup());

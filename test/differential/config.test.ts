@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadModprobeConfig, type ModprobeConfig } from '../../src/config';
 import { TEST_CMDLINE, writeConfigFixture, type ConfigFixture } from './configs';
-import { fetchTree, lineDiff, type Tree } from './oracle';
+import { kernelTree, type KernelTree } from '../helpers/trees';
+import { lineDiff } from './oracle';
 
 /** Our configuration in `modprobe -c` form (softdeps left out: kmod 30 prints them garbled). */
 function showConfig(config: ModprobeConfig): string {
@@ -26,7 +27,7 @@ function showConfig(config: ModprobeConfig): string {
 }
 
 /** modprobe -c up to its index dump, without the softdep lines. */
-function modprobeShowConfig(tree: Tree, configPaths: string[], cmdline: string): string {
+function modprobeShowConfig(tree: KernelTree, configPaths: string[], cmdline: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-cmdline-'));
   const file = path.join(dir, 'cmdline');
   fs.writeFileSync(file, cmdline);
@@ -58,11 +59,11 @@ function modprobeShowConfig(tree: Tree, configPaths: string[], cmdline: string):
 }
 
 describe('modprobe.d and kernel command line parsing = modprobe -c', () => {
-  let tree: Tree;
+  let tree: KernelTree;
   let fixture: ConfigFixture;
 
   beforeAll(() => {
-    tree = fetchTree('6.1');
+    tree = kernelTree('6.1');
     fixture = writeConfigFixture(tree);
   });
   afterAll(() => fixture?.cleanup());

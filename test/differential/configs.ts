@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { deviceModaliases, aliasLines } from './names';
-import type { Tree } from './oracle';
+import type { KernelTree } from '../helpers/trees';
 
 export interface ConfigFixture {
   /** What to pass as -C, in order: two directories (sharing a file name) and a file. */
@@ -16,14 +16,14 @@ export interface ConfigFixture {
 }
 
 /** A modalias of the tree that resolves to `module` (to blacklist an alias match). */
-function modaliasFor(tree: Tree, module: string): string | undefined {
+function modaliasFor(tree: KernelTree, module: string): string | undefined {
   const patterns = aliasLines(tree)
     .filter((a) => a.module === module && a.pattern.startsWith('pci:'))
     .map((a) => a.pattern);
   return deviceModaliases(patterns.slice(0, 1))[0];
 }
 
-export function writeConfigFixture(tree: Tree): ConfigFixture {
+export function writeConfigFixture(tree: KernelTree): ConfigFixture {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-conf-'));
   const first = path.join(base, 'first');
   const second = path.join(base, 'second');

@@ -3,14 +3,14 @@
 // (pci:, usb:, cpu:, and others), builtins, and names kmod must reject or cannot find.
 import * as fs from 'node:fs';
 
-import type { Tree } from './oracle';
+import type { KernelTree } from '../helpers/trees';
 
-function read(tree: Tree, file: string): string {
+function read(tree: KernelTree, file: string): string {
   return fs.readFileSync(`${tree.moduleDir}/${file}`, 'utf8');
 }
 
 /** Module names as modules.dep lists them, in its order. */
-export function moduleNames(tree: Tree): string[] {
+export function moduleNames(tree: KernelTree): string[] {
   return read(tree, 'modules.dep')
     .split('\n')
     .filter(Boolean)
@@ -20,7 +20,7 @@ export function moduleNames(tree: Tree): string[] {
     });
 }
 
-export function aliasLines(tree: Tree): Array<{ pattern: string; module: string }> {
+export function aliasLines(tree: KernelTree): Array<{ pattern: string; module: string }> {
   return read(tree, 'modules.alias')
     .split('\n')
     .filter((l) => l.startsWith('alias '))
@@ -30,21 +30,21 @@ export function aliasLines(tree: Tree): Array<{ pattern: string; module: string 
     });
 }
 
-export function builtinNames(tree: Tree): string[] {
+export function builtinNames(tree: KernelTree): string[] {
   return read(tree, 'modules.builtin')
     .split('\n')
     .filter(Boolean)
     .map((l) => l.slice(l.lastIndexOf('/') + 1).replace(/\.ko$/, ''));
 }
 
-export function builtinAliases(tree: Tree): string[] {
+export function builtinAliases(tree: KernelTree): string[] {
   return read(tree, 'modules.builtin.modinfo')
     .split('\0')
     .filter((e) => /^[^.]+\.alias=/.test(e))
     .map((e) => e.slice(e.indexOf('=') + 1));
 }
 
-export function symbolNames(tree: Tree, count: number): string[] {
+export function symbolNames(tree: KernelTree, count: number): string[] {
   const symbols = read(tree, 'modules.symbols')
     .split('\n')
     .filter((l) => l.startsWith('alias symbol:'))
@@ -62,7 +62,7 @@ export function sample<T>(items: T[], count: number): T[] {
 const HAS_WILDCARD = /[*?[]/;
 
 /** Plain aliases (no wildcard), each once. */
-export function plainAliases(tree: Tree): string[] {
+export function plainAliases(tree: KernelTree): string[] {
   return [
     ...new Set(
       aliasLines(tree)
@@ -182,7 +182,7 @@ export function cpuModaliases(patterns: string[]): string[] {
 }
 
 /** A few hundred alias queries: plain, instantiated wildcards, device modaliases, raw globs. */
-export function aliasQueries(tree: Tree, wildcardSample = 300): string[] {
+export function aliasQueries(tree: KernelTree, wildcardSample = 300): string[] {
   const patterns = [...new Set(aliasLines(tree).map((a) => a.pattern))];
   const wild = patterns.filter((p) => HAS_WILDCARD.test(p));
   const picked = sample(wild, wildcardSample);

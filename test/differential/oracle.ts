@@ -1,6 +1,6 @@
 // kmod's modprobe as the oracle: run it and kmodload's resolver on the same names, root,
 // version and configuration, and report every name whose stdout or exit status differs.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -11,35 +11,11 @@ import {
   showDependsExitStatus,
   type ModuleDatabase,
 } from '../../src/planner';
+import type { KernelTree } from '../helpers/trees';
 
-export interface Tree {
-  flavour: string;
-  root: string;
-  version: string;
-  moduleDir: string;
-}
-
-const REPO = path.resolve(__dirname, '..', '..');
-
-/** The real Debian trees (scripts/fetch-kernels.sh downloads them once, then caches). */
-export function fetchTrees(): Tree[] {
-  const out = execFileSync('bash', [path.join(REPO, 'scripts', 'fetch-kernels.sh')], {
-    encoding: 'utf8',
-  });
-  return out
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => {
-      const [flavour, root, version] = line.split(' ') as [string, string, string];
-      return { flavour, root, version, moduleDir: `${root}/lib/modules/${version}` };
-    });
-}
-
-export function fetchTree(flavour: string): Tree {
-  const tree = fetchTrees().find((t) => t.flavour === flavour);
-  if (!tree) throw new Error(`fetch-kernels.sh did not prepare a ${flavour} tree`);
-  return tree;
-}
+// test/unit/db.test.ts still imports the trees from here; the reader is test/helpers/trees.
+export type Tree = KernelTree;
+export { kernelTree as fetchTree } from '../helpers/trees';
 
 export interface OracleSetup {
   root: string;
@@ -220,7 +196,7 @@ export function lineDiff(theirs: string, ours: string): string {
 }
 
 /** A copy of the tree with the text indexes only: `kernel` is a symlink to the original. */
-export function textOnlyCopy(tree: Tree): { root: string; cleanup: () => void } {
+export function textOnlyCopy(tree: KernelTree): { root: string; cleanup: () => void } {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-text-'));
   const dir = path.join(root, 'lib', 'modules', tree.version);
   fs.mkdirSync(dir, { recursive: true });

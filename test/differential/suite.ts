@@ -23,14 +23,8 @@ import {
   plainAliases,
   symbolNames,
 } from './names';
-import {
-  compareNames,
-  describeMismatches,
-  fetchTree,
-  textOnlyCopy,
-  type OracleSetup,
-  type Tree,
-} from './oracle';
+import { compareNames, describeMismatches, textOnlyCopy, type OracleSetup } from './oracle';
+import { kernelTree, type KernelTree } from '../helpers/trees';
 
 async function expectSame(
   db: ModuleDatabase,
@@ -44,7 +38,7 @@ async function expectSame(
 }
 
 /** Every name set the suite asks about, built from the tree. */
-function nameSets(tree: Tree): Record<string, string[]> {
+function nameSets(tree: KernelTree): Record<string, string[]> {
   const modules = moduleNames(tree);
   return {
     modules,
@@ -61,13 +55,13 @@ function nameSets(tree: Tree): Record<string, string[]> {
 
 export function differentialSuite(flavour: string): void {
   describe(`kmodload --show-depends = modprobe --show-depends (${flavour} tree)`, () => {
-    let tree: Tree;
+    let tree: KernelTree;
     let names: Record<string, string[]>;
     let db: ModuleDatabase;
     let setup: OracleSetup;
 
     beforeAll(async () => {
-      tree = fetchTree(flavour);
+      tree = kernelTree(flavour);
       names = nameSets(tree);
       db = await openModuleDatabase({ root: tree.root, kernelVersion: tree.version });
       setup = { root: tree.root, version: tree.version };
@@ -205,24 +199,71 @@ export function differentialSuite(flavour: string): void {
         );
       });
 
-      it('with the every-directive configuration', async () => {
-        const fixture = writeConfigFixture(tree);
-        const configured = await openModuleDatabase({
-          root: copy.root,
-          kernelVersion: tree.version,
-          configDirs: fixture.configPaths,
+      describe('with the every-directive configuration (-C)', () => {
+        let fixture: ConfigFixture;
+        let configured: ModuleDatabase;
+        let configuredSetup: OracleSetup;
+
+        beforeAll(async () => {
+          fixture = writeConfigFixture(tree);
+          configured = await openModuleDatabase({
+            root: copy.root,
+            kernelVersion: tree.version,
+            configDirs: fixture.configPaths,
+          });
+          configuredSetup = { ...setup, configPaths: fixture.configPaths };
         });
-        try {
+        afterAll(() => {
+          configured?.close();
+          fixture?.cleanup();
+        });
+
+        it('the names the configuration is about and dashed module names', async () => {
           await expectSame(
             configured,
-            { ...setup, configPaths: fixture.configPaths },
+            configuredSetup,
             [...fixture.names, ...(names.dashed as string[]).slice(0, 500)],
             rewrite,
           );
-        } finally {
-          configured.close();
-          fixture.cleanup();
-        }
+        });
+
+        it('with the blacklist applied to every name (-b)', async () => {
+          const blacklisted = [...fixture.names, 'igb', 'crc32c_intel'];
+          // The text files must reach the blacklist: some names are refused or answered
+          // differently under -b.
+          expect(
+            formatShowDepends(planRequests(configured, blacklisted, { useBlacklist: true })),
+          ).not.toBe(formatShowDepends(planRequests(configured, blacklisted)));
+          await expectSame(
+            configured,
+            { ...configuredSetup, useBlacklist: true },
+            blacklisted,
+            rewrite,
+          );
+        });
+
+        it('and a kernel command line with options and a blacklist', async () => {
+          const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-cmdline-'));
+          const cmdlineFile = path.join(dir, 'cmdline');
+          fs.writeFileSync(cmdlineFile, TEST_CMDLINE);
+          const withCmdline = await openModuleDatabase({
+            root: copy.root,
+            kernelVersion: tree.version,
+            configDirs: fixture.configPaths,
+            kernelCommandLine: TEST_CMDLINE,
+          });
+          try {
+            await expectSame(
+              withCmdline,
+              { ...configuredSetup, cmdlineFile },
+              [...fixture.names, 'crc_itu_t', 'crc-ccitt', 'noval'],
+              rewrite,
+            );
+          } finally {
+            withCmdline.close();
+            fs.rmSync(dir, { recursive: true, force: true });
+          }
+        });
       });
     });
   });

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { EXIT, KmodloadError } from '../../src/errors';
 import { runHookCommand } from '../../src/hook/command';
 import { handleHook, type HookLoader, type HookModuleResult } from '../../src/hook/handler';
+import { assertPlanRunnable } from '../../src/loader/load';
 import type { HookLogRecord } from '../../src/hook/log';
 import type * as publicApi from '../../src/index';
 import type { Plan, RequestPlan } from '../../src/planner/plan';
@@ -35,13 +36,17 @@ const DEPS: Record<string, string[]> = {
 
 function requestPlan(name: string): RequestPlan {
   if (name === 'crc32c') {
-    // An alias whose every match the host blacklisted.
+    // An alias whose every match the host blacklisted, as the planner reports it under -b.
     return {
       request: name,
       probes: [
         { module: 'crc32c_intel', steps: [], skipped: 'blacklisted' },
         { module: 'crc32c_generic', steps: [], skipped: 'blacklisted' },
       ],
+      error: {
+        reason: 'blacklisted',
+        message: 'blacklisted on this host (crc32c_intel, crc32c_generic)',
+      },
     };
   }
   const deps = DEPS[name];
@@ -70,51 +75,55 @@ function requestPlan(name: string): RequestPlan {
   };
 }
 
-/** A stand-in for the public API that records its calls. */
+/** A stand-in for the public API that records its calls. It runs plans with the real
+ *  assertPlanRunnable, so a plan the API would refuse is refused here too. */
 function fakeLoader(
-  behaviour: { failAt?: string; rejectLoad?: Error } = {},
+  behaviour: { failAt?: string; failCode?: 'ENOSYS' | 'ENOEXEC'; rejectLoad?: Error } = {},
 ): HookLoader & { calls: string[] } {
   const calls: string[] = [];
-  const plan = (names: string[]): Plan => ({
-    moduleDir: MODULE_DIR,
-    kernelVersion: '6.1.0-56-amd64',
-    requests: names.map(requestPlan),
-  });
+  const failCode = behaviour.failCode ?? 'ENOSYS';
+  const failText = failCode === 'ENOSYS' ? 'Function not implemented' : 'Exec format error';
   return {
     calls,
     async resolve(names, options) {
       calls.push(`resolve ${names.join(',')} ${JSON.stringify(options)}`);
-      return plan(names);
+      return {
+        moduleDir: MODULE_DIR,
+        kernelVersion: '6.1.0-56-amd64',
+        requests: names.map(requestPlan),
+      };
     },
-    async load(names, options) {
-      calls.push(`load ${names.join(',')} ${JSON.stringify(options)}`);
+    async loadPlan(plan, options) {
+      calls.push(
+        `loadPlan ${plan.requests.map((r) => r.request).join(',')} ${JSON.stringify(options)}`,
+      );
       if (behaviour.rejectLoad) throw behaviour.rejectLoad;
-      const result = plan(names);
+      assertPlanRunnable(plan, options);
       const modules: HookModuleResult[] = [];
       let ok = true;
-      for (const request of result.requests) {
+      for (const request of plan.requests) {
         for (const step of request.probes[0]?.steps ?? []) {
           if (!ok) break;
           const entry: HookModuleResult = {
             request: request.request,
             name: step.name,
             status: options?.dryRun ? 'would-load' : 'loaded',
-            required: true,
+            required: step.required,
           };
           if (step.path) entry.path = step.path;
           if (step.name === behaviour.failAt) {
             entry.status = 'failed';
             entry.error = {
-              code: 'ENOSYS',
-              errno: 38,
-              message: `finit_module ${step.path}: Function not implemented`,
+              code: failCode,
+              errno: failCode === 'ENOSYS' ? 38 : 8,
+              message: `finit_module ${step.path}: ${failText}`,
             };
-            ok = false;
+            ok = !step.required && failCode !== 'ENOSYS';
           }
           modules.push(entry);
         }
       }
-      return { ok, plan: result, modules };
+      return { ok, plan, modules };
     },
   };
 }
@@ -124,7 +133,7 @@ const untouchable: HookLoader = {
   resolve: () => {
     throw new Error('the loader was used');
   },
-  load: () => {
+  loadPlan: () => {
     throw new Error('the loader was used');
   },
 };
@@ -156,7 +165,7 @@ describe('handleHook', () => {
     });
     expect(loader.calls).toEqual([
       `resolve ip_vs,ip_vs_wrr ${options}`,
-      `load ip_vs,ip_vs_wrr ${options}`,
+      `loadPlan ip_vs,ip_vs_wrr ${options}`,
     ]);
   });
 
@@ -174,7 +183,7 @@ describe('handleHook', () => {
     expect(result.action).toBe('would-load');
     expect(result.stage).toBe('createRuntime');
     expect(loader.calls[1]).toBe(
-      'load ip_vs {"useBlacklist":true,"allowInstallCommands":false,"dryRun":true,"root":"/t","kernelVersion":"6.1.0-56-amd64","configDirs":["/etc/x.d"]}',
+      'loadPlan ip_vs {"useBlacklist":true,"allowInstallCommands":false,"dryRun":true,"root":"/t","kernelVersion":"6.1.0-56-amd64","configDirs":["/etc/x.d"]}',
     );
   });
 
@@ -242,7 +251,11 @@ describe('handleHook', () => {
     expect(result.message).toBe(
       `cannot load ip_vs_wrx: module ip_vs_wrx not found in ${MODULE_DIR}`,
     );
-    expect(loader.calls.map((call) => call.split(' ')[0])).toEqual(['resolve']);
+    // Planned once; running the plan is refused before anything is loaded.
+    expect(loader.calls.map((call) => call.split(' ')[0])).toEqual(['resolve', 'loadPlan']);
+    expect(result.modules).toEqual([]);
+    // The plan is still reported (and logged): what would have been loaded for ip_vs.
+    expect(result.record.plan.map((step) => step.name)).toEqual(DEPS['ip_vs']);
   });
 
   it('refuses an alias whose every match is blacklisted', async () => {
@@ -252,16 +265,27 @@ describe('handleHook', () => {
     expect(result.message).toBe(
       'cannot load crc32c: blacklisted on this host (crc32c_intel, crc32c_generic)',
     );
-    expect(loader.calls).toHaveLength(1);
+    expect(loader.calls.map((call) => call.split(' ')[0])).toEqual(['resolve', 'loadPlan']);
+    expect(result.modules).toEqual([]);
   });
 
   it('a kernel failure names the request and the module that failed', async () => {
-    const loader = fakeLoader({ failAt: 'libcrc32c' });
+    const loader = fakeLoader({ failAt: 'libcrc32c', failCode: 'ENOEXEC' });
     const result = await handleHook(stateJson(bundle(['KERNEL_MODULES=ip_vs'])), { loader });
     expect(result.exitStatus).toBe(EXIT.failed);
     expect(result.action).toBe('failed');
     expect(result.message).toBe(
-      `cannot load ip_vs: loading libcrc32c: finit_module ${MODULE_DIR}/kernel/libcrc32c.ko: Function not implemented`,
+      `cannot load ip_vs: loading libcrc32c: finit_module ${MODULE_DIR}/kernel/libcrc32c.ko: Exec format error`,
+    );
+  });
+
+  it('a kernel without module support names the requested names, not a module', async () => {
+    const loader = fakeLoader({ failAt: 'libcrc32c' });
+    const dir = bundle(['KERNEL_MODULES=ip_vs,ip_vs_wrr']);
+    const result = await handleHook(stateJson(dir), { loader });
+    expect(result.exitStatus).toBe(EXIT.failed);
+    expect(result.message).toBe(
+      `cannot load ip_vs,ip_vs_wrr: finit_module ${MODULE_DIR}/kernel/libcrc32c.ko: Function not implemented`,
     );
   });
 
@@ -371,10 +395,10 @@ describe('runHookCommand', () => {
 
   it('bad usage: exit 2, one line', async () => {
     for (const [argv, message] of [
-      [['--state'], 'option --state needs a value'],
+      [['--state'], "option '--state' needs a value"],
       [['--state', 'later'], 'unknown hook stage "later"'],
-      [['--frobnicate'], 'unknown option "--frobnicate"'],
-      [['-n=1'], 'unknown option "-n=1"'],
+      [['--frobnicate'], "unknown option '--frobnicate'"],
+      [['-n=1'], "unknown option '-=' in '-n=1'"],
       [['extra'], 'unexpected argument "extra"'],
     ] as const) {
       const streams = io('');
@@ -382,6 +406,28 @@ describe('runHookCommand', () => {
       expect(streams.err()).toMatch(new RegExp(`^kmodload: ${message.replace(/[.*"()]/g, '.')}`));
       expect(streams.err().split('\n')).toHaveLength(2);
     }
+  });
+
+  it('a failure and a log that cannot be written: still ONE stderr line', async () => {
+    const streams = io(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
+    const log = path.join(scratch, 'no-such-dir', 'x.log');
+    const status = await runHookCommand(['--state=prestart', '--log', log], streams.io, {
+      loader: fakeLoader({ failAt: 'ip_vs' }),
+    });
+    expect(status).toBe(EXIT.failed);
+    expect(streams.err()).toMatch(
+      /^kmodload: cannot load ip_vs: finit_module .*: Function not implemented; warning: cannot write log .*x\.log: ENOENT[^\n]*\n$/,
+    );
+  });
+
+  it('takes bundled short options, as load does', async () => {
+    const loader = fakeLoader();
+    const streams = io(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
+    expect(await runHookCommand(['-nd', '/t', '-S6.1'], streams.io, { loader })).toBe(0);
+    expect(streams.err()).toBe('');
+    expect(loader.calls[0]).toBe(
+      'resolve ip_vs {"useBlacklist":true,"allowInstallCommands":false,"dryRun":true,"root":"/t","kernelVersion":"6.1"}',
+    );
   });
 
   it('--help prints usage and exit statuses', async () => {
@@ -420,5 +466,5 @@ describe('runHookCommand', () => {
 });
 
 // The public API must fit what the hook asks of it (checked by tsc, not at run time).
-type PublicApi = Pick<typeof publicApi, 'load' | 'resolve'>;
+type PublicApi = Pick<typeof publicApi, 'loadPlan' | 'resolve'>;
 export const publicApiFitsTheHook = (api: PublicApi): HookLoader => api;

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { addonPath, loadBinding } from '../../src/native/addon';
 import type { CompressionFormat, NativeBinding, SystemError } from '../../src/native/binding';
-import { kernelTree, toolEnv } from './fixtures';
+import { kernelTree, toolEnv } from '../helpers/trees';
 
 let binding: NativeBinding;
 let tmp: string;

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadBinding } from '../../src/native/addon';
 import type { NativeBinding, NativeIndex, SystemError } from '../../src/native/binding';
-import { kernelTree } from './fixtures';
+import { kernelTree } from '../helpers/trees';
 
 const INDEX_FILES = [
   'modules.dep.bin',

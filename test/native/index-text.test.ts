@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadBinding } from '../../src/native/addon';
 import type { IndexValue, NativeBinding, NativeIndex } from '../../src/native/binding';
-import { kernelTree, moduleNameFromPath, normalizeAlias } from './fixtures';
+import { kernelTree } from '../helpers/trees';
+import { moduleNameFromPath, normalizeAlias } from './fixtures';
 
 type Pairs = Map<string, string[]>;
 

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadBinding } from '../../src/native/addon';
 import type { NativeBinding, NativeIndex } from '../../src/native/binding';
-import { kernelTree, type KernelTree, normalizeAlias, toolEnv } from './fixtures';
+import { kernelTree, type KernelTree, toolEnv } from '../helpers/trees';
+import { normalizeAlias } from './fixtures';
 
 interface AliasLine {
   pattern: string;

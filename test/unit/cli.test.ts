@@ -181,7 +181,7 @@ describe('kmodload load', () => {
     expect(status).toBe(EXIT.failed);
     expect(stdout).toBe('');
     expect(expectOneErrorLine(stderr)).toBe(
-      'kmodload: cannot load ip_vs ip_vs_wrr: Function not implemented: the running kernel has ' +
+      'kmodload: cannot load ip_vs,ip_vs_wrr: Function not implemented: the running kernel has ' +
         'no module support (ENOSYS)',
     );
   });
@@ -276,8 +276,8 @@ describe('main() error reporting', () => {
     expect(reportError(new TypeError('boom\n    at somewhere'), io)).toBe(EXIT.internal);
     expect(reportError(new KmodloadError('in use\nby x', EXIT.refused), io)).toBe(EXIT.refused);
     expect(lines).toEqual([
-      'kmodload: internal error: boom at somewhere\n',
-      'kmodload: in use by x\n',
+      'kmodload: internal error: boom\\x0a    at somewhere\n',
+      'kmodload: in use\\x0aby x\n',
     ]);
   });
 });

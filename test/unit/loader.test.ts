@@ -6,9 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT, KmodloadError } from '../../src/errors';
 import { MODULE_INIT_COMPRESSED_FILE } from '../../src/kernel/kernel';
 import { executePlan } from '../../src/loader/load';
+import { failureSummary } from '../../src/loader/summary';
+import type { InitState } from '../../src/kernel/kernel';
 import type { ModuleResult } from '../../src/loader/types';
 import type { ProbeStep } from '../../src/planner/plan';
-import { FakeKernel } from '../helpers/fake-kernel';
+import { FakeKernel, systemError } from '../helpers/fake-kernel';
 import { insmod, ipVsPlan, ipVsSteps, ipVsWrrSteps, plan, probe, request } from '../helpers/plans';
 import type { KernelTree } from '../helpers/trees';
 import { kernelTree } from '../helpers/trees';
@@ -258,6 +260,75 @@ describe('executePlan: failures', () => {
   });
 });
 
+describe('executePlan: /sys that cannot be read', () => {
+  /** A kernel whose /sys/module/NAME cannot be read for the given modules. */
+  class UnreadableSys extends FakeKernel {
+    constructor(private readonly unreadable: string[]) {
+      super();
+    }
+    override async initState(name: string): Promise<InitState> {
+      if (this.unreadable.includes(name)) throw systemError('EACCES', 'open', name);
+      return super.initState(name);
+    }
+  }
+
+  it('fails that module, keeps the results, and goes on with the other names', async () => {
+    for (const broken of ['nf_conntrack', 'ip_vs']) {
+      const kernel = new UnreadableSys([broken]);
+      const p = plan(tree, [
+        request('ip_vs', [probe('ip_vs', ipVsSteps(tree))]),
+        request('dummy', [probe('dummy', [insmod(tree, 'dummy', { target: true })])]),
+      ]);
+      const result = await executePlan(p, { kernel });
+      expect(result.ok).toBe(false);
+      expect(result.modules.find((m) => m.name === broken)).toMatchObject({
+        status: 'failed',
+        required: true,
+        error: { code: 'EACCES', message: expect.stringContaining(`state of module ${broken}`) },
+      });
+      expect(kernel.inserted()).not.toContain(broken);
+      expect(kernel.inserted()).not.toContain('ip_vs');
+      expect(statuses(result.modules).at(-1)).toBe('loaded dummy');
+    }
+  });
+});
+
+describe('failureSummary', () => {
+  const twoRequests = () =>
+    plan(tree, [
+      request('ip_vs', [probe('ip_vs', ipVsSteps(tree))]),
+      request('ip_vs_wrr', [probe('ip_vs_wrr', ipVsWrrSteps(tree))]),
+    ]);
+
+  it('no module support: names the requested names, not the softdep that met it first', async () => {
+    const kernel = new FakeKernel();
+    for (const name of IP_VS_ORDER) kernel.fail(name, 'ENOSYS');
+    const result = await executePlan(twoRequests(), { kernel });
+    expect(result.modules[0]?.name).toBe('crc32c_intel');
+    expect(failureSummary(result)).toBe(
+      'cannot load ip_vs,ip_vs_wrr: Function not implemented: the running kernel has no module ' +
+        'support (ENOSYS)',
+    );
+  });
+
+  it('names the required module that failed, not a softdep that failed first', async () => {
+    const kernel = new FakeKernel().fail('crc32c_intel', 'ENODEV').fail('nf_conntrack', 'ENOEXEC');
+    const result = await executePlan(twoRequests(), { kernel });
+    expect(failureSummary(result)).toMatch(
+      /^cannot load ip_vs: loading nf_conntrack: Exec format error: .*\(ENOEXEC\)$/,
+    );
+    const target = await executePlan(ipVsPlan(tree), {
+      kernel: new FakeKernel().fail('crc32c_intel', 'ENODEV').fail('ip_vs', 'EPERM'),
+    });
+    expect(failureSummary(target)).toMatch(/^cannot load ip_vs: Operation not permitted: /);
+  });
+
+  it('is undefined when the result is ok, softdep failures included', async () => {
+    const kernel = new FakeKernel().fail('crc32c_intel', 'ENODEV');
+    expect(failureSummary(await executePlan(ipVsPlan(tree), { kernel }))).toBeUndefined();
+  });
+});
+
 describe('executePlan: refusal, dry run, install rules', () => {
   const notFound = () => request('nosuch', []) as ReturnType<typeof request> & { error?: unknown };
 
@@ -285,13 +356,67 @@ describe('executePlan: refusal, dry run, install rules', () => {
         ...ipVsSteps(tree).map((s) => ({ ...s, target: false })),
         { name: 'dummy', kind: 'install', command, options: '', required: true, target: true },
       ];
-      const p = plan(tree, [request('dummy', [probe('dummy', steps)])]);
+      const dummy = request('dummy', [probe('dummy', steps)]);
+      // A forbidding rule is the planner's verdict; whether shell rules may run is the caller's.
+      if (command === '/bin/false') {
+        dummy.error = {
+          reason: 'forbidden',
+          message: `module dummy is forbidden by the rule 'install dummy ${command}'`,
+        };
+      }
+      const p = plan(tree, [dummy]);
       const error = await executePlan(p, { kernel }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(KmodloadError);
       expect((error as KmodloadError).exitStatus).toBe(EXIT.refused);
       expect((error as KmodloadError).message).toContain(`install dummy ${command}`);
       expect(kernel.calls).toEqual([]);
     }
+  });
+
+  it('a plan made allowing shell install rules is refused when run without', async () => {
+    const steps: ProbeStep[] = [
+      {
+        name: 'dummy',
+        kind: 'install',
+        command: 'modprobe --ignore-install dummy',
+        installAction: 'shell',
+        options: '',
+        required: true,
+        target: true,
+      },
+    ];
+    const p = plan(tree, [request('dummy', [probe('dummy', steps)])]);
+    const error = await executePlan(p, { kernel: new FakeKernel() }).catch((e: unknown) => e);
+    expect((error as KmodloadError).message).toBe(
+      "cannot load dummy: module dummy has the install rule 'install dummy modprobe " +
+        "--ignore-install dummy', which needs a shell (not allowed)",
+    );
+  });
+
+  it('reads /bin/false with arguments as the planner does: forbidden, never a shell', async () => {
+    const marker = path.join(tmp, 'false-ran');
+    const runCommand = async () => {
+      fs.writeFileSync(marker, '');
+      return { status: 0, lastErrorLine: '' };
+    };
+    const steps: ProbeStep[] = [
+      {
+        name: 'crc32c_intel',
+        kind: 'install',
+        command: '/usr/bin/false x',
+        options: '',
+        required: false,
+        target: false,
+      },
+      insmod(tree, 'dummy', { target: true }),
+    ];
+    const kernel = new FakeKernel();
+    const p = plan(tree, [request('dummy', [probe('dummy', steps)])]);
+    const result = await executePlan(p, { kernel, allowInstallCommands: true, runCommand });
+    expect(fs.existsSync(marker)).toBe(false);
+    expect(result.ok).toBe(true);
+    expect(statuses(result.modules)).toEqual(['failed crc32c_intel', 'loaded dummy']);
+    expect(result.modules[0]?.error?.code).toBe('EPERM');
   });
 
   it('install /bin/true means nothing to load', async () => {

@@ -226,4 +226,18 @@ describe('executeUnload', () => {
     }
     expect(kernel.calls).toEqual([]);
   });
+
+  it('remove rules are read as the planner reads install rules: /usr/bin/false x protects', async () => {
+    const kernel = new FakeKernel().setState('dummy', 'live');
+    const error = await executeUnload(
+      [{ request: 'dummy', modules: ['dummy'] }],
+      database({ remove: { dummy: '/usr/bin/false x' } }),
+      { kernel, allowRemoveCommands: true, runCommand: () => Promise.reject(new Error('ran')) },
+    ).catch((e: unknown) => e);
+    expect((error as KmodloadError).exitStatus).toBe(EXIT.refused);
+    expect((error as KmodloadError).message).toBe(
+      "cannot unload dummy: module dummy is protected by the rule 'remove dummy /usr/bin/false x'",
+    );
+    expect(kernel.calls).toEqual([]);
+  });
 });
