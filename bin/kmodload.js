@@ -14,9 +14,11 @@ let cli;
 try {
   cli = require('../dist/cli/main.js');
 } catch (error) {
-  const reason = error && error.message ? String(error.message).split('\n')[0] : String(error);
+  // EXIT.environment: the installation is incomplete. Without dist/ there is no oneLine():
+  // the first line of the reason will do.
+  const reason = String((error && error.message) || error).split(/[\r\n]/)[0];
   process.stderr.write(`kmodload: not built (run npm run build): ${reason}\n`);
-  process.exitCode = 70;
+  process.exitCode = 4;
 }
 
 if (cli) {
@@ -32,7 +34,7 @@ if (cli) {
     },
     (error) => {
       // main() never rejects; this is the last guard against a stack trace.
-      const reason = error && error.message ? String(error.message).split('\n')[0] : String(error);
+      const reason = require('../dist/text.js').errorText(error);
       process.stderr.write(`kmodload: internal error: ${reason}\n`);
       process.exitCode = 70;
     },

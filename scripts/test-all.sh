@@ -1,24 +1,39 @@
 #!/usr/bin/env bash
 # `npm test`: every test, on a fresh machine too. Installs the Debian packages the tests need,
-# builds the TypeScript, runs the whole vitest suite (unit, native, differential against
-# modprobe, runc, qemu), then the native tests again under AddressSanitizer/UBSan and a short
-# fuzzing run of the index reader.
+# fetches the kernel fixtures, builds, then runs: the vitest suites (unit, native, differential
+# against modprobe, runc), the qemu suite on its own (its guests want both cores), the native
+# tests again under AddressSanitizer/UBSan, and a short fuzzing run of the index reader.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-test-deps.sh
+bash scripts/fetch-kernels.sh >/dev/null
 [ -f build/Release/kmodload.node ] || npx node-gyp rebuild
 npx tsc -p tsconfig.build.json
 
-report=$(mktemp)
+passed=0
+failed=0
 status=0
-npx vitest run --reporter=default --reporter=json --outputFile.json="$report" || status=$?
-node -e '
-  const r = require(process.argv[1]);
-  console.log(`vitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed`);
-' "$report" || status=1
-rm -f "$report"
-[ $status -eq 0 ] || exit $status
+# Runs vitest with a JSON report and adds its counts to the totals.
+suite() {
+  local report
+  report=$(mktemp)
+  npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=1
+  if [ -s "$report" ]; then
+    read -r p f < <(node -e 'const r = require(process.argv[1]);
+      console.log(r.numPassedTests, r.numFailedTests)' "$report")
+    passed=$((passed + p))
+    failed=$((failed + f))
+  else
+    status=1
+  fi
+  rm -f "$report"
+}
 
-bash scripts/test-asan.sh
-bash scripts/fuzz.sh "${KMODLOAD_FUZZ_SECONDS:-20}"
+suite --exclude 'test/e2e/**'
+suite test/e2e
+bash scripts/test-asan.sh || status=1
+bash scripts/fuzz.sh "${KMODLOAD_FUZZ_SECONDS:-20}" || status=1
+
+echo "vitest: $passed passed, $failed failed"
+exit $status

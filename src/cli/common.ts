@@ -1,4 +1,4 @@
-// Options shared by `load` and `unload`, and the output helpers both use.
+// Options shared by `load` and `unload`, and the output formatting both use.
 
 import type { ResolverOptions } from '../planner/index';
 import type { OptionSpec, ParsedArgs } from './args';

@@ -21,6 +21,7 @@ import { classifyInstallCommand, shellRuleRefusal } from '../planner/install-com
 import type { InstallAction, Plan, Probe, ProbeStep } from '../planner/plan';
 import type { CommandRunner } from './commands';
 import { expandCommand, runShellCommand } from './commands';
+import type { ModuleCompression } from './compression';
 import { detectCompression } from './compression';
 import type { ModuleError } from './errno';
 import { errorCode, fileError, kernelError } from './errno';
@@ -227,16 +228,19 @@ class PlanRunner {
   /** Inserts one module file; resolves to the error, or undefined on success. */
   private async insert(path: string, params: string): Promise<ModuleError | undefined> {
     const kernel = this.options.kernel;
-    let format: CompressionFormat | undefined;
+    let compression: ModuleCompression | undefined;
     try {
-      format = await detectCompression(path);
+      compression = await detectCompression(path);
     } catch (error) {
       return fileError(error, `cannot read module file ${path}`);
     }
+    const format = compression?.format;
 
     let inKernel = false;
     try {
-      inKernel = format === undefined || (await this.kernelDecompresses(format));
+      inKernel =
+        compression === undefined ||
+        (compression.kernelDecodable && (await this.kernelDecompresses(compression.format)));
     } catch (error) {
       rethrowIfEnvironment(error);
       return fileError(error, "cannot read the kernel's module compression");
@@ -268,7 +272,7 @@ class PlanRunner {
       }
     }
     try {
-      await kernel.initModule(image, params);
+      await kernel.initModule(image, params, path);
       return undefined;
     } catch (error) {
       rethrowIfEnvironment(error);

@@ -46,11 +46,21 @@ export interface UnloadExecuteOptions {
   runCommand?: CommandRunner;
 }
 
-async function inUseReason(kernel: Kernel, name: string): Promise<string | undefined> {
+const NOTHING_REMOVED_YET: ReadonlySet<string> = new Set();
+
+/** Why `name` cannot go, if it cannot. Holders in `goingFirst` (asked for earlier in the same
+ *  call, so removed before) do not count, nor do the references they hold. */
+async function inUseReason(
+  kernel: Kernel,
+  name: string,
+  goingFirst: ReadonlySet<string>,
+): Promise<string | undefined> {
   const holders = await kernel.holders(name);
-  if (holders.length > 0) return `module ${name} is in use by ${holders.join(', ')}`;
+  const staying = holders.filter((holder) => !goingFirst.has(holder));
+  if (staying.length > 0) return `module ${name} is in use by ${staying.join(', ')}`;
   const refcount = await kernel.refcount(name);
-  if (refcount !== undefined && refcount > 0) {
+  const released = holders.length - staying.length;
+  if (refcount !== undefined && refcount - released > 0) {
     return `module ${name} is in use (reference count ${refcount})`;
   }
   return undefined;
@@ -62,6 +72,7 @@ async function assertRemovable(
   db: UnloadDatabase,
   options: UnloadExecuteOptions,
 ): Promise<void> {
+  const goingFirst = new Set<string>();
   for (const target of targets) {
     for (const name of target.modules) {
       const refuse = (reason: string): never => {
@@ -83,8 +94,9 @@ async function assertRemovable(
       }
       if (db.isBuiltin(name)) refuse(`module ${name} is builtin`);
       if ((await options.kernel.initState(name)) === undefined) continue;
-      const busy = await inUseReason(options.kernel, name);
+      const busy = await inUseReason(options.kernel, name, goingFirst);
       if (busy !== undefined) refuse(busy);
+      goingFirst.add(name);
     }
   }
 }
@@ -123,7 +135,7 @@ class Remover {
     if (command !== undefined) {
       ok = await this.runRemoveCommand(request, name, command, required);
     } else {
-      const busy = await inUseReason(kernel, name);
+      const busy = await inUseReason(kernel, name, NOTHING_REMOVED_YET);
       if (busy !== undefined) {
         this.record(request, name, required ? 'failed' : 'in-use', required, {
           code: 'EBUSY',

@@ -163,8 +163,13 @@ describe.each(FLAVOURS)('Debian %s kernel under qemu', (flavour) => {
     const logged = main
       .get('s1.hooklog')
       .out.split('\n')
-      .filter((l) => l.trim() !== '')
-      .map((l) => JSON.parse(l) as { id?: string; stage?: string });
+      .flatMap((line): Array<{ id?: string; stage?: string }> => {
+        try {
+          return [JSON.parse(line) as { id?: string; stage?: string }];
+        } catch {
+          return [];
+        }
+      });
     p.check(
       logged.some((entry) => entry.id === 'e2e-s1' && entry.stage === 'prestart'),
       'the hook logged its prestart run for the container',

@@ -21,7 +21,7 @@ export const FETCH_KERNELS = path.join(REPO_ROOT, 'scripts', 'fetch-kernels.sh')
 
 let cached: KernelTree[] | undefined;
 
-/** The environment for helper tools (modprobe, compressors, the fixture script): without the
+/** The environment for external tools (modprobe, compressors, the fixture script): without the
  *  sanitizer runtime that scripts/test-asan.sh preloads into node, which they do not need. */
 export function toolEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };

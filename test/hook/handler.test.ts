@@ -9,7 +9,7 @@ import { handleHook, type HookLoader, type HookModuleResult } from '../../src/ho
 import { assertPlanRunnable } from '../../src/loader/load';
 import type { HookLogRecord } from '../../src/hook/log';
 import type * as publicApi from '../../src/index';
-import type { Plan, RequestPlan } from '../../src/planner/plan';
+import type { RequestPlan } from '../../src/planner/plan';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-handler-'));
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));

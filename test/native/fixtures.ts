@@ -1,4 +1,4 @@
-// Helpers the native tests share. The module trees themselves come from test/helpers/trees.
+// What the native tests share. The module trees themselves come from test/helpers/trees.
 import * as path from 'node:path';
 
 /** depmod's key normalisation: '-' becomes '_', except inside a [...] class. */

@@ -40,9 +40,7 @@ export interface Installation {
  */
 export function install(dir: string): Installation {
   fs.mkdirSync(path.join(dir, 'bin'), { recursive: true });
-  // tsc reports type errors of work in progress elsewhere but still emits; what matters
-  // here is that the files exist.
-  spawnSync(
+  const build = spawnSync(
     process.execPath,
     [
       path.join(repo, 'node_modules', 'typescript', 'bin', 'tsc'),
@@ -55,8 +53,11 @@ export function install(dir: string): Installation {
       '--declaration',
       'false',
     ],
-    { cwd: repo, stdio: 'ignore' },
+    { cwd: repo, encoding: 'utf8' },
   );
+  if (build.status !== 0) {
+    throw new Error(`tsc failed (status ${build.status}):\n${build.stdout}${build.stderr}`);
+  }
   for (const file of ['dist/cli/main.js', 'dist/hook/command.js', 'dist/index.js']) {
     if (!fs.existsSync(path.join(dir, file))) throw new Error(`build produced no ${file}`);
   }

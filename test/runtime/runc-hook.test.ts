@@ -142,7 +142,7 @@ describe('kmodload hook under runc', () => {
     // runc stops at the first failing hook (prestart) and cleans up: poststop still runs.
     expect(rest.map((entry) => [entry.stage, entry.exitStatus])).toEqual([['poststop', 0]]);
     expect(record).toMatchObject({ stage: 'prestart', exitStatus: EXIT.failed, dryRun: false });
-    expect(record?.error).toMatch(/^cannot load ip_vs: .*\(ENOSYS\)$/);
+    expect(record?.error).toMatch(/^cannot load ip_vs,ip_vs_wrr: .*\(ENOSYS\)$/);
     expect(runcMessage(run.stderr)).toContain(
       `error running hook: exit status 1, stdout: , stderr: kmodload: ${record?.error}\n`,
     );

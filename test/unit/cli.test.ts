@@ -67,6 +67,21 @@ function expectOneErrorLine(stderr: string): string {
 }
 
 describe('kmodload help and usage', () => {
+  it('not built (no dist/): one line, status 4', () => {
+    const bare = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-bare-'));
+    try {
+      fs.mkdirSync(path.join(bare, 'bin'));
+      fs.copyFileSync(path.join(REPO_ROOT, 'bin', 'kmodload.js'), path.join(bare, 'bin', 'x.js'));
+      const result = spawnSync(process.execPath, [path.join(bare, 'bin', 'x.js'), '--help'], {
+        encoding: 'utf8',
+      });
+      expect(result.status).toBe(EXIT.environment);
+      expect(expectOneErrorLine(result.stderr)).toMatch(/^kmodload: not built/);
+    } finally {
+      fs.rmSync(bare, { recursive: true, force: true });
+    }
+  });
+
   it('--help lists the commands and the exit statuses', () => {
     const { status, stdout, stderr } = kmodload(['--help']);
     expect(status).toBe(0);
@@ -139,6 +154,14 @@ describe('kmodload load --show-depends against modprobe', () => {
     expect(ours.stdout).toBe(theirs.stdout);
     expect(ours.status).toBe(theirs.status);
     expect(ours.stderr).toBe('');
+  });
+
+  it('a name with a newline is still one stderr line', () => {
+    const ours = kmodload(['load', '--show-depends', ...tree61(), 'a\nb']);
+    expect(ours.status).toBe(EXIT.failed);
+    expect(expectOneErrorLine(ours.stderr)).toBe(
+      `kmodload: module a\\x0ab not found in directory ${tree.moduleDir}`,
+    );
   });
 
   it('an unknown name: same stdout, status 1, one line naming it', () => {

@@ -5,7 +5,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXIT, KmodloadError, load, moduleState, resolve, unload } from '../../src/index';
+import {
+  EXIT,
+  KmodloadError,
+  load,
+  loadPlan,
+  moduleState,
+  openModuleTree,
+  resolve,
+  unload,
+} from '../../src/index';
 import { MODULE_INIT_COMPRESSED_FILE } from '../../src/kernel/kernel';
 import { FakeKernel } from '../helpers/fake-kernel';
 import type { KernelTree } from '../helpers/trees';
@@ -114,6 +123,53 @@ describe('load()', () => {
     expect(plan.requests[0]?.probes[0]?.steps.at(-1)).toMatchObject({
       name: 'ip_vs',
       target: true,
+    });
+  });
+});
+
+describe('loadPlan() and openModuleTree()', () => {
+  it('loadPlan performs a resolved plan exactly as load() would', async () => {
+    const plan = await resolve(['ip_vs', 'ip_vs_wrr'], on(old));
+    const viaPlan = new FakeKernel();
+    const result = await loadPlan(plan, { kernel: viaPlan });
+    expect(result.ok).toBe(true);
+    expect(result.plan).toBe(plan);
+    const viaLoad = new FakeKernel();
+    await load(['ip_vs', 'ip_vs_wrr'], { ...on(old), kernel: viaLoad });
+    expect(viaPlan.calls).toEqual(viaLoad.calls);
+  });
+
+  it('loadPlan refuses a plan with an error before any syscall', async () => {
+    const plan = await resolve(['ip_vs', 'nosuch'], on(old));
+    const kernel = new FakeKernel();
+    const error = await loadPlan(plan, { kernel }).catch((e: unknown) => e);
+    expect((error as KmodloadError).exitStatus).toBe(EXIT.refused);
+    expect((error as KmodloadError).message).toMatch(
+      /^cannot load nosuch: module nosuch not found/,
+    );
+    expect(kernel.calls).toEqual([]);
+  });
+
+  it('a tree opened once plans as resolve() does, until closed', async () => {
+    const tree = await openModuleTree(on(old));
+    expect(tree.kernelVersion).toBe(old.version);
+    const expected = await resolve(['ip_vs', 'ip_vs_wrr'], on(old));
+    expect(tree.resolve(['ip_vs', 'ip_vs_wrr'])).toEqual(expected);
+    expect(tree.resolve(['ip_vs', 'ip_vs_wrr'])).toEqual(expected);
+    tree.close();
+    expect(() => tree.resolve(['ip_vs'])).toThrow(/closed/);
+  });
+
+  it("a kernel's compression list that cannot be read fails the compressed modules only", async () => {
+    const kernel = new FakeKernel();
+    kernel.compression = () =>
+      Promise.reject(Object.assign(new Error('EIO: read'), { code: 'EIO' }));
+    const result = await load(['ip_vs'], { ...on(recent), kernel });
+    expect(result.ok).toBe(false);
+    expect(kernel.calls).toEqual([]);
+    expect(result.modules[0]?.error).toMatchObject({
+      code: 'EIO',
+      message: expect.stringContaining("cannot read the kernel's module compression"),
     });
   });
 });

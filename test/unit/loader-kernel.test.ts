@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -101,6 +102,24 @@ describe('compression detection', () => {
     ).toBeUndefined();
     expect(
       await detectCompression(path.join(recent.moduleDir, 'kernel/drivers/net/dummy.ko.xz')),
-    ).toBe('xz');
+    ).toEqual({ format: 'xz', kernelDecodable: true });
+  });
+
+  it('sends xz with a CRC64 check to user space: the kernel decoder only takes CRC32', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-xzcheck-'));
+    try {
+      const source = path.join(kernelTree('6.1').moduleDir, 'kernel/drivers/net/dummy.ko');
+      const detect = async (check: string) => {
+        const out = path.join(dir, `dummy-${check}.ko.xz`);
+        fs.writeFileSync(out, execFileSync('xz', [`--check=${check}`, '-c', source]));
+        return detectCompression(out);
+      };
+      expect(await detect('crc32')).toEqual({ format: 'xz', kernelDecodable: true });
+      expect(await detect('none')).toEqual({ format: 'xz', kernelDecodable: true });
+      expect(await detect('crc64')).toEqual({ format: 'xz', kernelDecodable: false });
+      expect(await detect('sha256')).toEqual({ format: 'xz', kernelDecodable: false });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

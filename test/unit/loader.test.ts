@@ -566,6 +566,20 @@ describe('executePlan: compressed modules', () => {
     });
   }
 
+  it('xz with a CRC64 check goes through user space even when the kernel decompresses xz', async () => {
+    const file = path.join(tmp, 'crc64', 'dummy.ko');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const source = insmod(tree, 'dummy').path as string;
+    fs.writeFileSync(file, execFileSync('xz', ['-c', '--check=crc64', source]));
+    const kernel = new FakeKernel();
+    kernel.compressionList = ['xz'];
+    const result = await executePlan(onePlan(file), { kernel });
+    expect(result.ok).toBe(true);
+    expect(kernel.calls).toMatchObject([{ op: 'initModule' }]);
+    const image = (kernel.calls[0] as { image: Uint8Array }).image;
+    expect(Buffer.compare(Buffer.from(image), original)).toBe(0);
+  });
+
   it('a plain module named .ko.xz goes to finit_module uncompressed', async () => {
     const file = path.join(tmp, 'plain', 'dummy.ko.xz');
     fs.mkdirSync(path.dirname(file), { recursive: true });

@@ -52,10 +52,10 @@ describe('probe order', () => {
 
   it('expands the softdeps of dependencies too', async () => {
     const p = await plan(
-      { modules: { top: ['dep'], dep: [], helper: [] }, softdep: ['softdep dep pre: helper'] },
+      { modules: { top: ['dep'], dep: [], early: [] }, softdep: ['softdep dep pre: early'] },
       ['top'],
     );
-    expect(names(p)).toEqual(['helper', 'dep', 'top']);
+    expect(names(p)).toEqual(['early', 'dep', 'top']);
   });
 
   it('lists a dependency twice when a softdep also pulls it in, as modprobe does', async () => {
@@ -253,7 +253,10 @@ describe('blacklist', () => {
   it('still loads a blacklisted module asked for by name, unless useBlacklist', async () => {
     expect(names(await plan(spec, ['bad']))).toEqual(['bad']);
     const p = await plan(spec, ['bad'], { useBlacklist: true });
-    expect(p.requests[0]?.error?.reason).toBe('blacklisted');
+    expect(p.requests[0]?.error).toEqual({
+      reason: 'blacklisted',
+      message: 'blacklisted on this host (bad)',
+    });
     expect(formatShowDepends(p)).toBe('');
     expect(showDependsExitStatus(p)).toBe(0);
   });

@@ -109,8 +109,8 @@ describe('executeUnload', () => {
     const kernel = loadedKernel();
     const error = await executeUnload(
       [
-        { request: 'ip_vs', modules: ['ip_vs'] },
         { request: 'nf_conntrack', modules: ['nf_conntrack'] },
+        { request: 'ip_vs', modules: ['ip_vs'] },
       ],
       database({ softdeps: IP_VS_SOFTDEPS }),
       { kernel },
@@ -121,6 +121,22 @@ describe('executeUnload', () => {
       'cannot unload nf_conntrack: module nf_conntrack is in use by ip_vs',
     );
     expect(kernel.calls).toEqual([]);
+  });
+
+  it('a holder asked for earlier in the same call does not count: it goes first', async () => {
+    // `unload ip_vs_wrr ip_vs`: ip_vs is held by ip_vs_wrr only until ip_vs_wrr is removed.
+    const kernel = new FakeKernel().setState('ip_vs_wrr', 'live').setState('ip_vs', 'live');
+    kernel.setRefcount('ip_vs', 1).setHolders('ip_vs', ['ip_vs_wrr']);
+    const result = await executeUnload(
+      [
+        { request: 'ip_vs_wrr', modules: ['ip_vs_wrr'] },
+        { request: 'ip_vs', modules: ['ip_vs'] },
+      ],
+      database(),
+      { kernel },
+    );
+    expect(result.ok).toBe(true);
+    expect(kernel.deleted()).toEqual(['ip_vs_wrr', 'ip_vs']);
   });
 
   it('refuses a module with a reference count but no holders', async () => {
