@@ -20,8 +20,8 @@ suite() {
   report=$(mktemp)
   npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=1
   if [ -s "$report" ]; then
-    read -r p f < <(node -e 'const r = require(process.argv[1]);
-      console.log(r.numPassedTests, r.numFailedTests)' "$report")
+    read -r p f < <(node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+      console.log(r.numPassedTests, r.numFailedTests)' "$report" || echo 0 1)
     passed=$((passed + p))
     failed=$((failed + f))
   else
