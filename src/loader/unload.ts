@@ -46,10 +46,10 @@ export interface UnloadExecuteOptions {
   runCommand?: CommandRunner;
 }
 
-const NOTHING_REMOVED_YET: ReadonlySet<string> = new Set();
-
 /** Why `name` cannot go, if it cannot. Holders in `goingFirst` (asked for earlier in the same
- *  call, so removed before) do not count, nor do the references they hold. */
+ *  call, so removed before) do not count, and then neither does the reference count: a holder
+ *  may hold more than one reference (ip_vs_wrr holds two on ip_vs), so only delete_module,
+ *  after the holders are gone, can tell. */
 async function inUseReason(
   kernel: Kernel,
   name: string,
@@ -58,9 +58,9 @@ async function inUseReason(
   const holders = await kernel.holders(name);
   const staying = holders.filter((holder) => !goingFirst.has(holder));
   if (staying.length > 0) return `module ${name} is in use by ${staying.join(', ')}`;
+  if (staying.length < holders.length) return undefined;
   const refcount = await kernel.refcount(name);
-  const released = holders.length - staying.length;
-  if (refcount !== undefined && refcount - released > 0) {
+  if (refcount !== undefined && refcount > 0) {
     return `module ${name} is in use (reference count ${refcount})`;
   }
   return undefined;
@@ -135,7 +135,8 @@ class Remover {
     if (command !== undefined) {
       ok = await this.runRemoveCommand(request, name, command, required);
     } else {
-      const busy = await inUseReason(kernel, name, NOTHING_REMOVED_YET);
+      // this.removed matters in a dry run only: there the holders we "removed" are still there.
+      const busy = await inUseReason(kernel, name, this.removed);
       if (busy !== undefined) {
         this.record(request, name, required ? 'failed' : 'in-use', required, {
           code: 'EBUSY',

@@ -139,6 +139,23 @@ describe('executeUnload', () => {
     expect(kernel.deleted()).toEqual(['ip_vs_wrr', 'ip_vs']);
   });
 
+  it('a holder going first makes the reference count unknowable until it is gone', async () => {
+    // A real kernel shows refcnt 2 on ip_vs with ip_vs_wrr its only holder: registering the
+    // scheduler takes a second reference. Only delete_module can tell; the dry run trusts it.
+    const kernel = new FakeKernel().setState('ip_vs_wrr', 'live').setState('ip_vs', 'live');
+    kernel.setRefcount('ip_vs', 2).setHolders('ip_vs', ['ip_vs_wrr']);
+    const result = await executeUnload(
+      [
+        { request: 'ip_vs_wrr', modules: ['ip_vs_wrr'] },
+        { request: 'ip_vs', modules: ['ip_vs'] },
+      ],
+      database(),
+      { kernel, dryRun: true },
+    );
+    expect(result.ok).toBe(true);
+    expect(kernel.calls).toEqual([]);
+  });
+
   it('refuses a module with a reference count but no holders', async () => {
     const kernel = new FakeKernel().setState('dummy', 'live').setRefcount('dummy', 2);
     const error = await executeUnload([{ request: 'dummy', modules: ['dummy'] }], database(), {

@@ -1,4 +1,4 @@
-# Helpers of the guest's scenario scripts (busybox sh). Every observation goes to the second
+# Shared functions of the guest's scenario scripts (busybox sh). Every observation goes to the second
 # serial port as one framed JSON line; the host turns them into assertions:
 #   @@KMODLOAD@@ {"key":..,"rc":..,"cmd":b64,"out":b64,"err":b64,"mods":"a b c","ms":..}
 # `mods` lists /proc/modules after the step (a module not yet Live shows as name(State)).
