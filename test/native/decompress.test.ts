@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { addonPath, loadBinding } from '../../src/native/addon';
 import type { CompressionFormat, NativeBinding, SystemError } from '../../src/native/binding';
+import { rejection } from './fixtures';
 import { kernelTree, toolEnv } from '../helpers/trees';
 
 let binding: NativeBinding;
@@ -19,15 +20,6 @@ let modulePath: string;
 /** Compresses file with a CLI (writing to stdout) and returns the bytes. */
 function compress(tool: string, args: string[], file: string): Buffer {
   return execFileSync(tool, [...args, '-c', file], { maxBuffer: 1 << 28, env: toolEnv() });
-}
-
-async function rejection(promise: Promise<unknown>): Promise<SystemError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as SystemError;
-  }
-  throw new Error('expected a rejection');
 }
 
 const variants: Array<{ label: string; format: CompressionFormat; tool: string; args: string[] }> =

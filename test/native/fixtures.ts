@@ -1,5 +1,6 @@
 // What the native tests share. The module trees themselves come from test/helpers/trees.
 import * as path from 'node:path';
+import type { SystemError } from '../../src/native/binding';
 
 /** depmod's key normalisation: '-' becomes '_', except inside a [...] class. */
 export function normalizeAlias(alias: string): string {
@@ -18,4 +19,14 @@ export function moduleNameFromPath(relpath: string): string {
   const base = path.basename(relpath);
   const dot = base.indexOf('.ko');
   return (dot >= 0 ? base.slice(0, dot) : base).replace(/-/g, '_');
+}
+
+/** The error a promise rejects with; fails the test when it resolves instead. */
+export async function rejection(promise: Promise<unknown>): Promise<SystemError> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as SystemError;
+  }
+  throw new Error('expected a rejection');
 }

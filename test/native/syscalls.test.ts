@@ -9,7 +9,8 @@ import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { addonPath, loadBinding } from '../../src/native/addon';
-import type { NativeBinding, SystemError } from '../../src/native/binding';
+import type { NativeBinding } from '../../src/native/binding';
+import { rejection } from './fixtures';
 import { kernelTree, toolEnv } from '../helpers/trees';
 
 const O_NONBLOCK = 0o4000;
@@ -18,15 +19,6 @@ const ENOSYS = 38;
 
 let binding: NativeBinding;
 let modulePath: string;
-
-async function rejection(promise: Promise<unknown>): Promise<SystemError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as SystemError;
-  }
-  throw new Error('expected a rejection');
-}
 
 beforeAll(() => {
   binding = loadBinding();
