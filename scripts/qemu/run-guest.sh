@@ -20,8 +20,11 @@ fi
 : > "$results"
 # Nested KVM does not work on these machines: TCG only. No NIC, no disk: the initramfs is
 # the whole system. -no-reboot turns the guest's poweroff (or a panic) into qemu's exit.
+# Single-threaded TCG: with one host thread per vCPU, the guest kernel's live code patching
+# (static keys) sometimes hit a stale int3 and oopsed; two vCPUs still interleave, and the
+# four guests of a run keep both host cores busy anyway.
 exec timeout --kill-after=10 "$limit" qemu-system-x86_64 \
-  -accel tcg -cpu "$cpu" -smp 2 -m 2048 \
+  -accel tcg,thread=single -cpu "$cpu" -smp 2 -m 2048 \
   -display none -monitor none -nic none -no-reboot \
   -serial "file:$console" -serial "file:$results" \
   -kernel "$kernel" -initrd "$initrd" \
