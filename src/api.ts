@@ -9,6 +9,9 @@ import type { LoadResult, UnloadResult } from './loader/types';
 import type { UnloadTarget } from './loader/unload';
 import { executeUnload } from './loader/unload';
 import type { Plan } from './planner/plan';
+import { checkPolicy } from './policy/check';
+import { readPolicy } from './policy/read';
+import type { Policy, Requester } from './policy/types';
 import { errorText } from './text';
 import type * as Planner from './planner/index';
 import type { ModuleDatabase, PlanOptions, ResolverOptions } from './planner/index';
@@ -23,6 +26,14 @@ export type LoadOptions = ResolverOptions &
     allowInstallCommands?: boolean;
     /** The kernel to talk to. Default: a LinuxKernel (the addon and /sys). */
     kernel?: Kernel;
+    /** A host policy to check the plan against (`plan.policy` holds the verdict; a plan that
+     *  fails it is refused before anything loads): a parsed Policy, policy file paths (an
+     *  empty list: the default location), or null for none, where only the host's modprobe.d
+     *  blocks and the default max-modules apply, as in the hook. Absent: no policy check
+     *  (modprobe's semantics). */
+    policy?: Policy | readonly string[] | null;
+    /** Who asks, for the policy's `when` conditions. */
+    requester?: Requester;
   };
 
 export type UnloadOptions = ResolverOptions & {
@@ -73,6 +84,7 @@ function resolverOptions(options: ResolverOptions): ResolverOptions {
   if (options.kernelVersion !== undefined) picked.kernelVersion = options.kernelVersion;
   if (options.configDirs !== undefined) picked.configDirs = options.configDirs;
   if (options.kernelCommandLine !== undefined) picked.kernelCommandLine = options.kernelCommandLine;
+  if (options.strictConfig !== undefined) picked.strictConfig = options.strictConfig;
   return picked;
 }
 
@@ -94,9 +106,28 @@ function planOptions(options: LoadOptions): PlanOptions {
  * @throws KmodloadError (EXIT.environment) when the module tree or configuration is unreadable.
  */
 export async function resolve(names: string[], options: LoadOptions = {}): Promise<Plan> {
+  // Read before the tree: a broken policy refuses the request whatever the tree says.
+  const policy =
+    options.policy === undefined || options.policy === null || !isPolicyFileList(options.policy)
+      ? options.policy
+      : await readPolicy(options.policy);
   return withDatabase(options, (db, planner) =>
-    planner.planRequests(db, names, planOptions(options)),
+    checkedPlan(planner.planRequests(db, names, planOptions(options)), policy, options.requester),
   );
+}
+
+function isPolicyFileList(policy: Policy | readonly string[]): policy is readonly string[] {
+  return Array.isArray(policy);
+}
+
+/** `plan` with its policy verdict, when there is a policy to check (null included). */
+function checkedPlan(
+  plan: Plan,
+  policy: Policy | null | undefined,
+  requester: Requester | undefined,
+): Plan {
+  if (policy !== undefined) plan.policy = checkPolicy(plan, policy, requester);
+  return plan;
 }
 
 /**
@@ -153,7 +184,18 @@ export async function openModuleTree(options: ResolverOptions = {}): Promise<Mod
     kernelVersion: db.kernelVersion,
     resolve(names, planWith = {}) {
       if (!open) throw new KmodloadError('the module tree is closed', EXIT.internal);
-      return planner.planRequests(db, names, planOptions(planWith));
+      const { policy } = planWith;
+      if (policy !== undefined && policy !== null && isPolicyFileList(policy)) {
+        throw new KmodloadError(
+          'ModuleTree.resolve() takes a parsed policy (readPolicy()), not file names',
+          EXIT.usage,
+        );
+      }
+      return checkedPlan(
+        planner.planRequests(db, names, planOptions(planWith)),
+        policy,
+        planWith.requester,
+      );
     },
     close() {
       if (open) db.close();

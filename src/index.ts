@@ -54,6 +54,34 @@ export type {
   PlanErrorReason,
 } from './planner/plan';
 export type { ResolverOptions, PlanOptions } from './planner/index';
+export type { HostBlock } from './planner/plan';
+
+// The host policy: which modules containers may have.
+export {
+  parsePolicy,
+  checkPolicy,
+  readPolicy,
+  readPolicyFiles,
+  formatProblem,
+  DEFAULT_POLICY_FILE,
+  DEFAULT_POLICY_DIR,
+  DEFAULT_MAX_MODULES,
+} from './policy/index';
+export type {
+  Policy,
+  PolicyRule,
+  PolicyCondition,
+  PolicySetting,
+  PolicyProblem,
+  PolicyDecision,
+  PolicyVerdict,
+  PolicyViolation,
+  ModuleRole,
+  Requester,
+  RequestSource,
+  Verdict,
+  ReadPolicyResult,
+} from './policy/index';
 
 // The OCI hook, for runtimes and services written in Node.
 export {

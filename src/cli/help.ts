@@ -8,8 +8,10 @@ const EXIT_STATUS = `Exit status:
   2   bad command line
   3   request refused before anything was done: invalid or unknown name,
       blacklisted (-b), forbidden or not-allowed install/remove rule,
+      denied by the host policy or over its max-modules (--policy),
       module builtin or in use (unload)
-  4   the module tree, configuration, addon or bundle could not be read
+  4   the module tree, configuration, policy, addon or bundle could not be
+      read, or the policy is invalid
   70  internal error (a bug: please report it)`;
 
 const TREE_OPTIONS = `  -d, --dirname=DIR         use DIR as the root of /lib/modules (like modprobe -d)
@@ -26,6 +28,7 @@ Commands:
   hook                OCI runtime hook: reads the container state on stdin and
                       loads the modules the container asks for (KERNEL_MODULES=)
   hook-config         print ready-to-use hook configurations for this installation
+  policy check|lint   what the host policy decides for a request; check the policy
 
 Options:
   -h, --help          show this help (\`kmodload COMMAND --help\` for a command's)
@@ -48,6 +51,8 @@ ${TREE_OPTIONS}
                             after modprobe.d's, e.g. -o ip_vs=conn_tab_bits=12;
                             repeatable (values for one NAME are joined by a space)
   -n, --dry-run             decide and report, load nothing
+      --policy=FILE         check the plan against a host policy file first, as the
+                            hook does (repeatable; see kmodload policy --help)
   -D, --show-depends        print what modprobe -a --show-depends prints, load nothing
       --allow-install-commands
                             run modprobe.d install rules through /bin/sh (refused
@@ -83,4 +88,35 @@ ${TREE_OPTIONS}
   -h, --help                show this help
 
 ${EXIT_STATUS}
+`;
+
+export const POLICY_HELP = `Usage: kmodload policy check [OPTIONS] NAME...
+       kmodload policy lint [--policy FILE]... [--json]
+
+The host policy decides which modules containers may have. The hook reads
+/etc/kmodload/policy.conf, then /etc/kmodload/policy.d/*.conf (name order);
+--policy FILE (repeatable) replaces them. Format, one directive per line, '#'
+comments, '\\' continues a line:
+
+  default allow|deny          verdict for a requested module no rule names (allow)
+  max-modules N               most modules one request may insert (64)
+  allow GLOB... [when COND...]
+  deny  GLOB... [when COND...]
+  COND: annotation KEY=GLOB | source env|annotation   (all must hold)
+
+GLOBs are fnmatch patterns on module names ('-' and '_' alike). A deny that
+applies wins anywhere in the plan (target, dependency, softdep), as do the host's
+modprobe.d blocks (blacklist X, install X /bin/true|/bin/false); a requested module
+must be allowed by a rule or by 'default allow'; its dependencies come with it.
+
+check: plans NAME... as the hook would and prints each module's verdict and the
+rule that decided; exit 0 when the request would pass, 3 when not.
+  --policy FILE             policy file (repeatable; default: the host's)
+  --annotation KEY=VALUE    an annotation of the container (repeatable)
+  --source env|annotation   where the names come from
+${TREE_OPTIONS}
+  --json                    the verdict as JSON
+
+lint: reads the policy files and prints every problem as FILE:LINE: problem;
+exit 0 when there is none, 4 otherwise.
 `;

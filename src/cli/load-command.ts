@@ -20,6 +20,7 @@ const LOAD_SPECS: OptionSpec[] = [
   { long: 'option', short: 'o', value: true },
   { long: 'show-depends', short: 'D' },
   { long: 'allow-install-commands' },
+  { long: 'policy', value: true },
 ];
 
 /** `-o NAME=PARAMS`, repeatable: the caller's parameters per requested name. */
@@ -85,12 +86,21 @@ export async function runLoadCommand(argv: string[], io: CliIO): Promise<number>
   const json = flag(parsed, 'json');
   if (showDepends && json)
     throw usageError('--show-depends and --json exclude each other', COMMAND);
+  const policyFiles = allValues(parsed, 'policy');
+  if (showDepends && policyFiles.length > 0) {
+    // --show-depends prints exactly what modprobe would; a policy's verdict is another question.
+    throw usageError(
+      '--show-depends shows what modprobe would load; for a policy use kmodload policy check',
+      COMMAND,
+    );
+  }
 
   const options: LoadOptions = { ...treeOptions(parsed) };
   if (flag(parsed, 'use-blacklist')) options.useBlacklist = true;
   const extra = extraOptions(allValues(parsed, 'option'), names);
   if (extra) options.extraOptions = extra;
   if (flag(parsed, 'allow-install-commands')) options.allowInstallCommands = true;
+  if (policyFiles.length > 0) options.policy = policyFiles;
 
   if (showDepends) {
     const plan = await resolve(names, options);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
 import { oneLine } from '../text';
 import { usageError } from './args';
-import { GLOBAL_HELP, LOAD_HELP, UNLOAD_HELP } from './help';
+import { GLOBAL_HELP, LOAD_HELP, POLICY_HELP, UNLOAD_HELP } from './help';
 import type { CliIO } from './io';
 
 export type { CliIO } from './io';
@@ -50,6 +50,7 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
       if (topic === undefined) write(io.stdout, GLOBAL_HELP);
       else if (topic === 'load') write(io.stdout, LOAD_HELP);
       else if (topic === 'unload') write(io.stdout, UNLOAD_HELP);
+      else if (topic === 'policy') write(io.stdout, POLICY_HELP);
       else if (topic === 'hook' || topic === 'hook-config') {
         return (await hookCommands())[topic === 'hook' ? 'runHookCommand' : 'runHookConfigCommand'](
           ['--help'],
@@ -70,6 +71,8 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
       return (await hookCommands()).runHookCommand(rest, io);
     case 'hook-config':
       return (await hookCommands()).runHookConfigCommand(rest, io);
+    case 'policy':
+      return (await import('./policy-command.js')).runPolicyCommand(rest, io);
     default:
       if (command.startsWith('-')) throw usageError(`unknown option '${command}'`);
       throw usageError(`unknown command '${command}'`);

@@ -4,6 +4,7 @@
 // come from. The tree's modules.softdep takes part under its own name.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { EXIT, KmodloadError } from '../errors';
 
 /** Debian 12's kmod 30 (strace of `modprobe`): /usr/lib/modprobe.d is not read by this version. */
 export const DEFAULT_CONFIG_DIRS: readonly string[] = [
@@ -20,8 +21,16 @@ export interface ConfigFile {
   file: string;
 }
 
-/** The files to parse, in parse order. `moduleDir` supplies modules.softdep. */
-export function listConfigFiles(configPaths: readonly string[], moduleDir: string): ConfigFile[] {
+/**
+ * The files to parse, in parse order. `moduleDir` supplies modules.softdep. With
+ * `mustExist`, a path that does not exist or a directory that cannot be listed is an error
+ * (the caller named them: -C), not something to skip as kmod does.
+ */
+export function listConfigFiles(
+  configPaths: readonly string[],
+  moduleDir: string,
+  mustExist = false,
+): ConfigFile[] {
   const byName = new Map<string, ConfigFile>();
   const add = (name: string, file: string): void => {
     if (!byName.has(name)) byName.set(name, { name, file });
@@ -32,7 +41,8 @@ export function listConfigFiles(configPaths: readonly string[], moduleDir: strin
     let stat: fs.Stats;
     try {
       stat = fs.statSync(configPath);
-    } catch {
+    } catch (error) {
+      if (mustExist) throw unreadable(configPath, error);
       continue; // a missing directory is normal (/run/modprobe.d)
     }
     if (stat.isFile()) {
@@ -44,7 +54,8 @@ export function listConfigFiles(configPaths: readonly string[], moduleDir: strin
     let entries: string[];
     try {
       entries = fs.readdirSync(configPath);
-    } catch {
+    } catch (error) {
+      if (mustExist) throw unreadable(configPath, error);
       continue;
     }
     for (const name of entries) {
@@ -60,5 +71,13 @@ export function listConfigFiles(configPaths: readonly string[], moduleDir: strin
   }
   return [...byName.values()].sort((a, b) =>
     Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)),
+  );
+}
+
+function unreadable(configPath: string, error: unknown): KmodloadError {
+  const reason = String((error as Error).message).split(', ')[0];
+  return new KmodloadError(
+    `cannot read modprobe configuration ${configPath}: ${reason}`,
+    EXIT.environment,
   );
 }

@@ -1,6 +1,6 @@
 // modprobe.d configuration, read once per module database.
-import * as fs from 'node:fs';
-
+import { EXIT, KmodloadError } from '../errors';
+import { FileReadError, readRegularFile } from '../files';
 import { DEFAULT_CONFIG_DIRS, listConfigFiles } from './files';
 import { parseKernelCommandLine } from './kcmdline';
 import { parseConfigFile } from './parse';
@@ -12,6 +12,9 @@ export { aliasNormalize, modnameNormalize, pathToModname } from './normalize';
 export { parseConfigFile } from './parse';
 export * from './types';
 
+/** Largest modprobe.d file read: real ones are a few KiB; the cap bounds memory and time. */
+export const MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024;
+
 export interface LoadConfigOptions {
   /** Directories or files to read instead of the defaults (modprobe -C). */
   configDirs?: readonly string[];
@@ -19,28 +22,54 @@ export interface LoadConfigOptions {
   moduleDir: string;
   /** Kernel command line; default: /proc/cmdline (none when unreadable). */
   kernelCommandLine?: string;
+  /** Fail instead of skipping what kmod skips: a configuration file that exists but cannot be
+   *  read, a -C path that does not exist. Where the configuration is a security boundary (the
+   *  hook), a blacklist that is silently not read protects nothing. */
+  strict?: boolean;
 }
 
-export function loadModprobeConfig(opts: LoadConfigOptions): ModprobeConfig {
+/**
+ * Reads modprobe.d (and modules.softdep and the kernel command line) as kmod 30 does.
+ * @throws KmodloadError (EXIT.environment): a file that is not a regular file or is over
+ *   MAX_CONFIG_FILE_BYTES (kmod would block on a FIFO or read /dev/zero forever); with
+ *   `strict`, also an unreadable file or a missing -C path.
+ */
+export async function loadModprobeConfig(opts: LoadConfigOptions): Promise<ModprobeConfig> {
   const config = emptyConfig();
-  for (const { file } of listConfigFiles(opts.configDirs ?? DEFAULT_CONFIG_DIRS, opts.moduleDir)) {
-    let content: string;
+  const strict = opts.strict === true;
+  const files = listConfigFiles(
+    opts.configDirs ?? DEFAULT_CONFIG_DIRS,
+    opts.moduleDir,
+    strict && opts.configDirs !== undefined,
+  );
+  for (const { file } of files) {
+    let content: Buffer;
     try {
-      content = fs.readFileSync(file, 'utf8');
-    } catch {
-      continue; // kmod skips files it cannot open (modules.softdep may be absent)
+      content = await readRegularFile(file, MAX_CONFIG_FILE_BYTES);
+    } catch (error) {
+      if (!(error instanceof FileReadError)) throw error;
+      // kmod skips files it cannot open (modules.softdep may be absent from any tree); a
+      // FIFO or an endless file it would hang on is an error here.
+      const bounded = error.code === 'EFTYPE' || error.code === 'EFBIG';
+      const gone = error.code === 'ENOENT' || error.code === 'EISDIR';
+      if (gone || (!strict && !bounded)) continue;
+      throw new KmodloadError(
+        `cannot read modprobe configuration ${file}: ${error.message}`,
+        EXIT.environment,
+      );
     }
     config.files.push(file);
-    parseConfigFile(content, file, config);
+    parseConfigFile(content.toString('utf8'), file, config);
   }
-  const cmdline = opts.kernelCommandLine ?? readProcCmdline();
+  const cmdline = opts.kernelCommandLine ?? (await readProcCmdline());
   if (cmdline !== undefined) parseKernelCommandLine(cmdline, config);
   return config;
 }
 
-function readProcCmdline(): string | undefined {
+/** The running kernel's command line; it is never large (the kernel caps it at a page or so). */
+async function readProcCmdline(): Promise<string | undefined> {
   try {
-    return fs.readFileSync('/proc/cmdline', 'utf8');
+    return (await readRegularFile('/proc/cmdline', 64 * 1024)).toString('utf8');
   } catch {
     return undefined;
   }

@@ -3,7 +3,7 @@
 // a and b. Quotes may wrap a value (`mod.p="a b"`) or, as GRUB writes them, the whole word
 // (`"mod.p=a b"`, re-quoted to `p="a b"`). Anything else is skipped silently.
 import { aliasNormalize } from './normalize';
-import type { ModprobeConfig } from './types';
+import { noteOrigin, type ModprobeConfig } from './types';
 
 /** kmod reads at most this many bytes of /proc/cmdline. */
 export const KERNEL_COMMAND_LINE_MAX = 4095;
@@ -94,7 +94,10 @@ function addResult(
 ): void {
   if (modname === 'modprobe' && param.startsWith('blacklist=')) {
     // kmod keeps these names as written: `modprobe.blacklist=a-b` does not block a_b.
-    for (const name of (value ?? '').split(',')) config.blacklist.push(name);
+    for (const name of (value ?? '').split(',')) {
+      config.blacklist.push(name);
+      noteOrigin(config, `blacklist ${name}`, 'the kernel command line');
+    }
     return;
   }
   const module = aliasNormalize(modname);

@@ -1,37 +1,56 @@
 // Logical lines of a modprobe.d file, joined the way kmod 30 reads them: a backslash before a
 // newline joins the next physical line; a backslash before any other character drops the
 // backslash and keeps the character (`a\b` -> `ab`, `\\` -> `\`). Line numbers count physical
-// lines so warnings point at the right place.
+// lines so warnings point at the right place. The policy file uses the same rules.
 
 export interface LogicalLine {
   text: string;
   /** Physical line number of the last line that made up this logical line. */
   lineNumber: number;
+  /** The line ends in a backslash with nothing after it to join. */
+  unterminated?: boolean;
 }
 
-export function logicalLines(content: string): LogicalLine[] {
-  const lines: LogicalLine[] = [];
-  let current = '';
-  let physical = 0;
-  let pending = false; // characters read since the last line end
-  for (let i = 0; i < content.length; i++) {
-    const c = content[i];
-    if (c === '\n') {
-      physical++;
-      lines.push({ text: current, lineNumber: physical });
-      current = '';
-      pending = false;
-    } else if (c === '\\') {
-      const next = content[i + 1];
-      i++;
-      pending = true;
-      if (next === '\n') physical++;
-      else if (next !== undefined) current += next;
-    } else {
-      current += c;
-      pending = true;
+/** One physical line with its escapes removed; `continues` when it ends in a lone backslash. */
+function unescape(line: string): { text: string; continues: boolean } {
+  if (!line.includes('\\')) return { text: line, continues: false };
+  const parts: string[] = [];
+  let from = 0;
+  for (;;) {
+    const at = line.indexOf('\\', from);
+    if (at < 0) {
+      parts.push(line.slice(from));
+      return { text: parts.join(''), continues: false };
     }
+    parts.push(line.slice(from, at));
+    if (at + 1 >= line.length) return { text: parts.join(''), continues: true };
+    parts.push(line[at + 1] as string);
+    from = at + 2;
   }
-  if (pending) lines.push({ text: current, lineNumber: physical + 1 });
+}
+
+// Works a physical line at a time (split, indexOf, join): a multi-megabyte file must not be
+// rebuilt one character at a time.
+export function logicalLines(content: string): LogicalLine[] {
+  if (content === '') return [];
+  const physical = content.split('\n');
+  const endsWithNewline = content.endsWith('\n');
+  // The text after a final newline is not a line.
+  const count = endsWithNewline ? physical.length - 1 : physical.length;
+  const lines: LogicalLine[] = [];
+  let parts: string[] = [];
+  for (let n = 0; n < count; n++) {
+    const { text, continues } = unescape(physical[n] as string);
+    parts.push(text);
+    if (continues && n + 1 < count) continue;
+    const line: LogicalLine = { text: parts.join(''), lineNumber: n + 1 };
+    if (continues) {
+      line.unterminated = true;
+      // A backslash-newline at the very end joins the (empty) line after it.
+      if (endsWithNewline) line.lineNumber = n + 2;
+    }
+    lines.push(line);
+    parts = [];
+  }
   return lines;
 }

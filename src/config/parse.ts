@@ -4,7 +4,7 @@
 // which kmod 30 does not know) is recorded as a warning and otherwise ignored.
 import { logicalLines } from './lines';
 import { aliasNormalize } from './normalize';
-import type { ModprobeConfig } from './types';
+import { noteOrigin, type ModprobeConfig } from './types';
 
 /** strtok_r(" \t") over one line: words, then "the rest of the line" for commands. */
 class LineWords {
@@ -52,7 +52,7 @@ export function parseConfigFile(content: string, filename: string, config: Modpr
     const words = new LineWords(text);
     const directive = words.next();
     if (directive === undefined) continue;
-    if (!applyDirective(directive, words, config)) {
+    if (!applyDirective(directive, words, config, `${filename}:${lineNumber}`)) {
       config.warnings.push(
         `${filename} line ${lineNumber}: ignoring bad line starting with '${directive}'`,
       );
@@ -61,7 +61,12 @@ export function parseConfigFile(content: string, filename: string, config: Modpr
 }
 
 /** Adds one directive; false when kmod would call the line bad. */
-function applyDirective(directive: string, words: LineWords, config: ModprobeConfig): boolean {
+function applyDirective(
+  directive: string,
+  words: LineWords,
+  config: ModprobeConfig,
+  origin: string,
+): boolean {
   switch (directive) {
     case 'alias': {
       const pattern = normalized(words.next());
@@ -74,6 +79,7 @@ function applyDirective(directive: string, words: LineWords, config: ModprobeCon
       const module = normalized(words.next());
       if (module === undefined) return false;
       config.blacklist.push(module);
+      noteOrigin(config, `blacklist ${module}`, origin);
       return true;
     }
     case 'options': {
@@ -89,6 +95,7 @@ function applyDirective(directive: string, words: LineWords, config: ModprobeCon
       const command = words.rest();
       if (module === undefined || command === undefined) return false;
       config[directive].push({ module, command });
+      noteOrigin(config, `${directive} ${module}`, origin);
       return true;
     }
     case 'softdep': {

@@ -41,6 +41,9 @@ export interface ModprobeConfig {
   softdeps: SoftdepRule[];
   /** The files parsed, in order. */
   files: string[];
+  /** Where a host block was written, for messages: "blacklist NAME" or "install PATTERN" ->
+   *  "FILE:LINE" (or "the kernel command line"). The first place wins, as kmod's rules do. */
+  origins: Map<string, string>;
   /** Lines kmod would log and ignore ("file line N: ignoring bad line ..."). */
   warnings: string[];
 }
@@ -54,6 +57,12 @@ export function emptyConfig(): ModprobeConfig {
     remove: [],
     softdeps: [],
     files: [],
+    origins: new Map(),
     warnings: [],
   };
+}
+
+/** Records where a rule was first written (see ModprobeConfig.origins). */
+export function noteOrigin(config: ModprobeConfig, rule: string, origin: string): void {
+  if (!config.origins.has(rule)) config.origins.set(rule, origin);
 }

@@ -6,7 +6,7 @@ import * as os from 'node:os';
 
 import { loadModprobeConfig } from '../config';
 import { aliasNormalize, modnameNormalize, pathToModname } from '../config/normalize';
-import type { ModprobeConfig } from '../config/types';
+import type { CommandRule, ModprobeConfig } from '../config/types';
 import { EXIT, KmodloadError } from '../errors';
 import type { NativeBinding } from '../native/binding';
 import { fnmatch as jsFnmatch, type Matcher } from './fnmatch';
@@ -22,6 +22,9 @@ export interface ResolverOptions {
   configDirs?: string[];
   /** Kernel command line; default: /proc/cmdline. */
   kernelCommandLine?: string;
+  /** A modprobe.d file that exists but cannot be read, or a configDirs path that does not
+   *  exist, is an error instead of being skipped as kmod skips it (the hook sets this). */
+  strictConfig?: boolean;
 }
 
 /**
@@ -61,7 +64,7 @@ export class ModuleDatabase {
   private readonly lookupCache = new Map<string, LookupResult>();
   private readonly softdepCache = new Map<string, { pre: ModuleRef[]; post: ModuleRef[] }>();
   private readonly optionsCache = new Map<string, string | undefined>();
-  private readonly installCache = new Map<string, string | undefined>();
+  private readonly installCache = new Map<string, CommandRule | undefined>();
   private readonly fileExists = new Map<string, boolean>();
   private closed = false;
 
@@ -82,8 +85,9 @@ export class ModuleDatabase {
       throw new KmodloadError(`module directory ${moduleDir} does not exist`, EXIT.environment);
     }
     const match: Matcher = binding ? (p, s) => binding.fnmatch(p, s) : jsFnmatch;
-    const config = loadModprobeConfig({
+    const config = await loadModprobeConfig({
       moduleDir,
+      ...(opts.strictConfig ? { strict: true } : {}),
       ...(opts.configDirs ? { configDirs: opts.configDirs } : {}),
       ...(opts.kernelCommandLine !== undefined
         ? { kernelCommandLine: opts.kernelCommandLine }
@@ -211,12 +215,19 @@ export class ModuleDatabase {
   }
 
   /** The first install rule whose pattern matches the module name. */
-  installCommand(name: string): string | undefined {
+  installRule(name: string): CommandRule | undefined {
     if (!this.installCache.has(name)) {
-      const rule = this.config.install.find((r) => this.fnmatch(r.module, name));
-      this.installCache.set(name, rule?.command);
+      this.installCache.set(
+        name,
+        this.config.install.find((r) => this.fnmatch(r.module, name)),
+      );
     }
     return this.installCache.get(name);
+  }
+
+  /** The command of installRule(name). */
+  installCommand(name: string): string | undefined {
+    return this.installRule(name)?.command;
   }
 
   /** The first remove rule whose pattern matches the module name (modprobe -r runs it). */

@@ -21,8 +21,12 @@ import { KERNEL_MODULES_ANNOTATION, KERNEL_MODULES_ENV, MAX_MODULE_NAME_LENGTH }
 import { isLoadStage, parseStage, type HookStage } from './stage';
 import { MAX_STATE_BYTES } from './state';
 import { quote, readBounded } from './text';
+import { DEFAULT_POLICY_DIR, DEFAULT_POLICY_FILE } from '../policy/types';
 
-export const HOOK_USAGE = `Usage: kmodload hook [--state STAGE] [--log FILE] [-d DIR] [-S VERSION] [-C DIR] [-n]
+/** Where `hook-config` sends the hook's log unless told otherwise: the audit trail. */
+export const DEFAULT_HOOK_LOG = '/var/log/kmodload/hook.log';
+
+export const HOOK_USAGE = `Usage: kmodload hook [--state STAGE] [--log FILE] [--policy FILE]... [-d DIR] [-S VERSION] [-C DIR] [-n]
 
 OCI runtime hook: reads the container state (JSON) on stdin, reads <bundle>/config.json and
 loads the modules the container asks for, with their dependencies, as modprobe would.
@@ -35,22 +39,28 @@ Options:
   --state STAGE     prestart|createRuntime|createContainer|startContainer|poststart|poststop
                     (default: from the state's status). Modules load at prestart and
                     createRuntime; the other stages do nothing and succeed.
-  --log FILE        append one JSON line per run to FILE
+  --log FILE        append one JSON line per run to FILE (its directory is created)
+  --policy FILE     host policy file, repeatable; replaces the default
+                    ${DEFAULT_POLICY_FILE} + ${DEFAULT_POLICY_DIR}/*.conf
   -d, --dirname DIR     module tree root (like modprobe -d)
   -S, --set-version VER kernel version (like modprobe -S)
   -C, --config DIR      modprobe.d directory replacing the defaults (repeatable)
   -n, --dry-run     plan and log, load nothing
   -h, --help        this text
 
+The host's modprobe.d blocks (blacklist X, install X /bin/true|/bin/false) deny X wherever it
+appears in the plan; the policy decides what else a container may have (kmodload policy).
+
 Exit status: 0 loaded or nothing asked, 1 the kernel refused a module, 2 bad usage,
-3 request refused (invalid, unknown or blacklisted name, install rule), nothing loaded,
-4 container state, config.json or module tree unreadable, 70 internal error. On failure one
-line on stderr:
+3 request refused (invalid, unknown, blocked or denied name, install rule, too many
+modules), nothing loaded, 4 container state, config.json, policy, modprobe.d or module
+tree unreadable or invalid, 70 internal error. On failure one line on stderr:
 "kmodload: cannot load NAME: REASON".
 `;
 
 export const HOOK_CONFIG_USAGE = `Usage: kmodload hook-config [--format isulad|oci|hooks.d] [--install-wrapper PATH | --wrapper PATH]
-                           [--log FILE] [-d DIR] [-S VER] [-C DIR] [-n] [--timeout SEC] [--always]
+                           [--log FILE|none] [--policy FILE]... [-d DIR] [-S VER] [-C DIR] [-n]
+                           [--timeout SEC] [--always]
 
 Prints a hook configuration for this installation:
   isulad   hookspec.json for isulad --hook-spec (prestart, poststart, poststop)
@@ -62,7 +72,9 @@ The configs name a wrapper script (default ${DEFAULT_WRAPPER_PATH}) that runs
 this node and this kmodload by absolute path, since runtimes give hooks no PATH.
   --install-wrapper PATH  write the wrapper (root-owned, 0755) at PATH and name it
   --wrapper PATH          name PATH without writing it
-  --log, -d, -S, -C, -n   added to the hook's arguments (see kmodload hook --help)
+  --log FILE              the hook's log (default ${DEFAULT_HOOK_LOG}; none: no log)
+  --policy, -d, -S, -C, -n
+                          added to the hook's arguments (see kmodload hook --help)
   --timeout SEC           the runtime's timeout for each hook entry
   --always                hooks.d: run for every container
 `;
@@ -72,6 +84,7 @@ const HOOK_SPECS: OptionSpec[] = [
   { long: 'set-version', short: 'S', value: true },
   { long: 'config', short: 'C', value: true },
   { long: 'log', value: true },
+  { long: 'policy', value: true },
   { long: 'dry-run', short: 'n' },
   { long: 'help', short: 'h' },
 ];
@@ -115,6 +128,8 @@ export async function runHookCommand(
     if (configDirs.length > 0) options.configDirs = configDirs;
     const logFile = lastValue(parsed, 'log');
     if (logFile !== undefined) options.logFile = logFile;
+    const policyFiles = allValues(parsed, 'policy');
+    if (policyFiles.length > 0) options.policyFiles = policyFiles;
     if (flag(parsed, 'dry-run')) options.dryRun = true;
   } catch (error) {
     return fail(io, error);
@@ -196,8 +211,9 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
     }
     if (flag(parsed, 'always')) options.always = true;
     // Hooks run in the bundle directory: relative paths would point into it.
-    const logFile = lastValue(parsed, 'log');
-    if (logFile !== undefined) extraArgs.push('--log', path.resolve(logFile));
+    const logFile = lastValue(parsed, 'log') ?? DEFAULT_HOOK_LOG;
+    if (logFile !== 'none') extraArgs.push('--log', path.resolve(logFile));
+    for (const file of allValues(parsed, 'policy')) extraArgs.push('--policy', path.resolve(file));
     const root = lastValue(parsed, 'dirname');
     if (root !== undefined) extraArgs.push('-d', path.resolve(root));
     const kernelVersion = lastValue(parsed, 'set-version');

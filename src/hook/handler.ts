@@ -16,7 +16,13 @@ import { checkContainerState, parseContainerState, type ContainerState } from '.
 /** The options the hook gives the loader. */
 export type HookLoadOptions = Pick<
   LoadOptions,
-  'root' | 'kernelVersion' | 'configDirs' | 'useBlacklist' | 'dryRun' | 'allowInstallCommands'
+  | 'root'
+  | 'kernelVersion'
+  | 'configDirs'
+  | 'useBlacklist'
+  | 'dryRun'
+  | 'allowInstallCommands'
+  | 'strictConfig'
 >;
 
 /** The per-module result of the public `load()`. */
@@ -41,6 +47,9 @@ export interface HookOptions extends ReadRequestOptions {
   dryRun?: boolean;
   /** Append one JSON line for this run to this file. */
   logFile?: string;
+  /** Host policy files (`--policy`); absent or empty: /etc/kmodload/policy.conf and
+   *  policy.d/*.conf, when they exist. */
+  policyFiles?: string[];
   /** The public API or a stand-in. Default: the package's own, required on first use. */
   loader?: HookLoader;
 }
@@ -70,6 +79,9 @@ export interface HookResult {
   /** Set when the log line could not be written; the outcome stands. */
   logError?: string;
 }
+
+/** Kubernetes' pod identity, logged when present so the log answers "which pod asked". */
+const POD_ANNOTATIONS = ['io.kubernetes.pod.namespace', 'io.kubernetes.pod.name'];
 
 // Lazily: requiring the public API loads the planner and, on first use, the addon.
 function defaultLoader(): HookLoader {
@@ -128,67 +140,116 @@ export async function handleHook(
   options: HookOptions = {},
 ): Promise<HookResult> {
   const started = performance.now();
-  let state: ContainerState | undefined;
-  let stage: HookStage | undefined = options.stage;
-  let request: HookRequest | undefined;
-  let plan: Plan | undefined;
-  let modules: HookModuleResult[] = [];
-  let action: HookAction;
-  let failure: KmodloadError | undefined;
-
+  const run: HookRun = { stage: options.stage, policyKeys: [], modules: [], action: 'refused' };
   try {
-    try {
-      state =
-        typeof input === 'string' || input instanceof Uint8Array
-          ? parseContainerState(input)
-          : checkContainerState(input);
-    } catch (error) {
-      // A stage that does nothing never fails a container over its state.
-      if (!(stage && !isLoadStage(stage))) throw error;
-    }
-    if (!stage) stage = inferStage(state as ContainerState);
-    if (!isLoadStage(stage)) {
-      action = 'not-a-load-stage';
-    } else {
-      request = await readHookRequest(state as ContainerState, options);
-      if (request.modules.length === 0) {
-        action = 'nothing-requested';
-      } else {
-        const loader = options.loader ?? defaultLoader();
-        const loadOptions: HookLoadOptions = {
-          // A container may not load what the host blacklisted, even by its exact name
-          // (modprobe -b); install commands never run from a hook (no shell, no PATH).
-          useBlacklist: true,
-          allowInstallCommands: false,
-          dryRun: options.dryRun === true,
-        };
-        if (options.root !== undefined) loadOptions.root = options.root;
-        if (options.kernelVersion !== undefined) loadOptions.kernelVersion = options.kernelVersion;
-        if (options.configDirs !== undefined) loadOptions.configDirs = options.configDirs;
-
-        // Planned once: the plan is logged even when running it is refused.
-        plan = await loader.resolve(request.modules, loadOptions);
-        const result = await loader.loadPlan(plan, loadOptions);
-        modules = result.modules;
-        // Required here, not above: the no-request path loads nothing of the loader.
-        const { failureSummary } = await import('../loader/summary.js');
-        const summary = failureSummary(result);
-        if (summary !== undefined) {
-          failure = new KmodloadError(summary, EXIT.failed);
-          action = 'failed';
-        } else {
-          action = options.dryRun ? 'would-load' : 'loaded';
-        }
-      }
-    }
+    await decide(input, options, run);
   } catch (error) {
-    failure = asKmodloadError(error, request?.modules ?? []);
-    action =
-      failure.exitStatus === EXIT.failed || failure.exitStatus === EXIT.internal
+    run.failure = asKmodloadError(error, run.request?.modules ?? []);
+    run.action =
+      run.failure.exitStatus === EXIT.failed || run.failure.exitStatus === EXIT.internal
         ? 'failed'
         : 'refused';
   }
+  return finish(run, options, started);
+}
 
+/** What one run found and did, filled in as it goes so that a failure keeps what was known. */
+interface HookRun {
+  state?: ContainerState;
+  stage: HookStage | undefined;
+  request?: HookRequest;
+  /** The policy files read (null: none at the default location); undefined: not read. */
+  policyFiles?: string[] | null;
+  /** The annotation keys the policy's rules test (logged with the run). */
+  policyKeys: string[];
+  plan?: Plan;
+  modules: HookModuleResult[];
+  action: HookAction;
+  failure?: KmodloadError;
+}
+
+/** Parses the state, reads the request and the policy, plans, checks and loads. */
+async function decide(
+  input: string | Uint8Array | ContainerState | Record<string, unknown>,
+  options: HookOptions,
+  run: HookRun,
+): Promise<void> {
+  try {
+    run.state =
+      typeof input === 'string' || input instanceof Uint8Array
+        ? parseContainerState(input)
+        : checkContainerState(input);
+  } catch (error) {
+    // A stage that does nothing never fails a container over its state.
+    if (!(run.stage && !isLoadStage(run.stage))) throw error;
+  }
+  run.stage ??= inferStage(run.state as ContainerState);
+  if (!isLoadStage(run.stage)) {
+    run.action = 'not-a-load-stage';
+    return;
+  }
+  const request = await readHookRequest(run.state as ContainerState, options);
+  run.request = request;
+  if (request.modules.length === 0) {
+    run.action = 'nothing-requested';
+    return;
+  }
+
+  // Required here, not above: the no-request path loads nothing of the policy or loader.
+  const policyApi = await import('../policy/index.js');
+  const read = await policyApi.readPolicyFiles(options.policyFiles);
+  run.policyFiles = read.policy ? read.policy.files : null;
+  const problem = read.problems[0];
+  if (problem) throw policyApi.brokenPolicyError(problem, read.problems.length);
+  run.policyKeys = policyApi.annotationKeysUsed(read.policy);
+
+  const loader = options.loader ?? defaultLoader();
+  const loadOptions: HookLoadOptions = {
+    // A container may not load what the host blacklisted, even by its exact name
+    // (modprobe -b); install commands never run from a hook (no shell, no PATH).
+    useBlacklist: true,
+    allowInstallCommands: false,
+    dryRun: options.dryRun === true,
+    // A modprobe.d file that cannot be read is a blacklist that protects nothing.
+    strictConfig: true,
+  };
+  if (options.root !== undefined) loadOptions.root = options.root;
+  if (options.kernelVersion !== undefined) loadOptions.kernelVersion = options.kernelVersion;
+  if (options.configDirs !== undefined) loadOptions.configDirs = options.configDirs;
+
+  // Planned once, then checked: the plan and the verdict are logged even when refused.
+  const plan = await loader.resolve(request.modules, loadOptions);
+  run.plan = plan;
+  plan.policy = policyApi.checkPolicy(plan, read.policy, {
+    source: request.sources,
+    annotations: request.annotations,
+  });
+  const result = await loader.loadPlan(plan, loadOptions);
+  run.modules = result.modules;
+  const { failureSummary } = await import('../loader/summary.js');
+  const summary = failureSummary(result);
+  if (summary !== undefined) {
+    run.failure = new KmodloadError(summary, EXIT.failed);
+    run.action = 'failed';
+  } else {
+    run.action = options.dryRun ? 'would-load' : 'loaded';
+  }
+}
+
+/** The annotations the log keeps: those the policy tests, and the pod's name and namespace. */
+function loggedAnnotations(run: HookRun): Record<string, string> {
+  const annotations = run.request?.annotations ?? run.state?.annotations ?? {};
+  const logged: Record<string, string> = {};
+  for (const key of [...run.policyKeys, ...POD_ANNOTATIONS]) {
+    const value = annotations[key];
+    if (Object.hasOwn(annotations, key) && typeof value === 'string') logged[key] = value;
+  }
+  return logged;
+}
+
+/** The result and the log line of a run. */
+function finish(run: HookRun, options: HookOptions, started: number): HookResult {
+  const { state, stage, request, plan, modules, action, failure } = run;
   const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
   const exitStatus: ExitStatus = failure ? failure.exitStatus : EXIT.ok;
   const message = failure ? oneLine(failure.message) : undefined;
@@ -200,6 +261,9 @@ export async function handleHook(
     request: request?.modules ?? [],
     dryRun: options.dryRun === true,
     plan: planSteps(plan),
+    policy: run.policyFiles ?? null,
+    verdict: plan?.policy?.decisions ?? [],
+    annotations: loggedAnnotations(run),
     results: modules.map((entry) => {
       const logged: HookLogResult = {
         request: entry.request,

@@ -4,6 +4,8 @@
 // inode lock covers the offset update and the copy), so lines never interleave.
 
 import fs from 'node:fs';
+import path from 'node:path';
+import type { PolicyDecision } from '../policy/types';
 
 export interface HookLogStep {
   request: string;
@@ -33,6 +35,13 @@ export interface HookLogRecord {
   dryRun: boolean;
   /** The modules in the order they would be (or were) loaded, request by request. */
   plan: HookLogStep[];
+  /** The host policy files that decided, or null: none (only the host's modprobe.d blocks
+   *  and the default max-modules applied). */
+  policy: string[] | null;
+  /** The policy's decision for each module of the plan, and the rule that made it. */
+  verdict: PolicyDecision[];
+  /** The container's annotations that the policy tests, and the pod's name and namespace. */
+  annotations: Record<string, string>;
   /** What happened to each module; empty when nothing was attempted. */
   results: HookLogResult[];
   durationMs: number;
@@ -40,14 +49,21 @@ export interface HookLogRecord {
   error?: string;
 }
 
-/** Appends one line. Throws on failure; the caller decides what a lost log line means. */
+/** Appends one line. Throws on failure; the caller decides what a lost log line means.
+ *  A missing directory is created (0750: the log names containers and pods); the file itself
+ *  is never followed through a symlink. */
 export function appendLogLine(file: string, record: HookLogRecord): void {
   const line = Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
-  const fd = fs.openSync(
-    file,
-    fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT,
-    0o640,
-  );
+  const flags =
+    fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW;
+  let fd: number;
+  try {
+    fd = fs.openSync(file, flags, 0o640);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o750 });
+    fd = fs.openSync(file, flags, 0o640);
+  }
   try {
     const written = fs.writeSync(fd, line, 0, line.length);
     // A short write to a regular file means the disk is full; finish the line rather than

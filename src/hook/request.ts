@@ -2,9 +2,11 @@
 // original iSulad interface) and the `org.kmodload.kernel-modules` annotation (so CRI-O and
 // podman hooks.d files can select the hook with `when.annotations`).
 
-import { promises as fs, constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
+import { FileReadError, readRegularFile } from '../files';
+import { errorText } from '../text';
+import type { RequestSource } from '../policy/types';
 import { checkAnnotations, type ContainerState } from './state';
 import { decodeUtf8, quote } from './text';
 
@@ -64,6 +66,17 @@ export interface HookRequest {
   annotation?: string;
   /** The config.json that was read. */
   configPath?: string;
+  /** The container's annotations: config.json's, overridden by the state's. */
+  annotations: Record<string, string>;
+  /** Where each name came from (a name in both has both), for the policy's `source`. */
+  sources: Record<string, RequestSource[]>;
+}
+
+function tooLarge(configPath: string): KmodloadError {
+  return new KmodloadError(
+    `container config ${configPath} is larger than ${MAX_CONFIG_BYTES} bytes`,
+    EXIT.environment,
+  );
 }
 
 function malformedConfig(configPath: string, detail: string): KmodloadError {
@@ -113,46 +126,28 @@ export function requestFromConfig(
   const configAnnotations = checkAnnotations(object['annotations'], (detail) =>
     malformedConfig(configPath, detail),
   );
-  const annotation =
-    stateAnnotations[KERNEL_MODULES_ANNOTATION] ?? configAnnotations[KERNEL_MODULES_ANNOTATION];
+  const annotations = { ...configAnnotations, ...stateAnnotations };
+  const annotation = annotations[KERNEL_MODULES_ANNOTATION];
 
-  const request: HookRequest = { modules: [], configPath };
+  // No prototype: a container may ask for a module named "__proto__".
+  const sources = Object.create(null) as Record<string, RequestSource[]>;
+  const request: HookRequest = { modules: [], configPath, annotations, sources };
+  const add = (names: string[], source: RequestSource): void => {
+    for (const name of names) {
+      const from = (sources[name] ??= []);
+      if (from.length === 0) request.modules.push(name);
+      if (!from.includes(source)) from.push(source);
+    }
+  };
   if (envValue !== undefined) {
     request.env = envValue;
-    request.modules.push(...parseKernelModules(envValue, KERNEL_MODULES_ENV));
+    add(parseKernelModules(envValue, KERNEL_MODULES_ENV), 'env');
   }
   if (annotation !== undefined) {
     request.annotation = annotation;
-    for (const name of parseKernelModules(annotation, `annotation ${KERNEL_MODULES_ANNOTATION}`)) {
-      if (!request.modules.includes(name)) request.modules.push(name);
-    }
+    add(parseKernelModules(annotation, `annotation ${KERNEL_MODULES_ANNOTATION}`), 'annotation');
   }
   return request;
-}
-
-/** Reads a file of at most `limit` bytes without trusting its size up front. */
-async function readConfigFile(configPath: string, limit: number): Promise<Buffer> {
-  const handle = await fs.open(configPath, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  try {
-    const stat = await handle.stat();
-    if (!stat.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EFTYPE' });
-    const buffer = Buffer.alloc(Math.min(stat.size, limit) + 1);
-    let length = 0;
-    while (length < buffer.length) {
-      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
-      if (bytesRead === 0) break;
-      length += bytesRead;
-    }
-    if (length > limit) {
-      throw new KmodloadError(
-        `container config ${configPath} is larger than ${limit} bytes`,
-        EXIT.environment,
-      );
-    }
-    return buffer.subarray(0, length);
-  } finally {
-    await handle.close();
-  }
 }
 
 export interface ReadRequestOptions {
@@ -183,23 +178,18 @@ export async function readHookRequest(
   try {
     bytes = options.readFile
       ? await options.readFile(configPath)
-      : await readConfigFile(configPath, MAX_CONFIG_BYTES);
+      : await readRegularFile(configPath, MAX_CONFIG_BYTES);
   } catch (error) {
+    if (error instanceof FileReadError && error.code === 'EFBIG') throw tooLarge(configPath);
     if (error instanceof KmodloadError) throw error;
-    // fs messages read "ENOENT: no such file or directory, open '/x'": keep the part before
-    // the path, which we print ourselves.
-    const reason = String((error as Error).message).split(', ')[0];
+    // fs messages read "EACCES: permission denied, open '/x'": the path is ours to print.
+    const reason = error instanceof FileReadError ? error.message : errorText(error).split(', ')[0];
     throw new KmodloadError(
       `cannot read container config ${configPath}: ${reason} (cannot tell which kernel modules it needs)`,
       EXIT.environment,
     );
   }
-  if (bytes.length > MAX_CONFIG_BYTES) {
-    throw new KmodloadError(
-      `container config ${configPath} is larger than ${MAX_CONFIG_BYTES} bytes`,
-      EXIT.environment,
-    );
-  }
+  if (bytes.length > MAX_CONFIG_BYTES) throw tooLarge(configPath);
   let config: unknown;
   try {
     config = JSON.parse(decodeUtf8(bytes));

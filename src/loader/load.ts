@@ -56,8 +56,9 @@ function installAction(step: ProbeStep): InstallAction {
 /**
  * Throws KmodloadError(EXIT.refused) naming the first request that cannot be performed, before
  * any syscall, so a refused request changes nothing. The planner's verdict (`request.error`:
- * unknown, invalid, blacklisted, forbidden) decides, plus what only the caller knows now:
- * whether install rules that need a shell may run.
+ * unknown, invalid, blacklisted, forbidden) decides, then the host policy's verdict if the plan
+ * was checked, plus what only the caller knows now: whether install rules that need a shell
+ * may run.
  */
 export function assertPlanRunnable(
   plan: Plan,
@@ -72,10 +73,26 @@ export function assertPlanRunnable(
         .find((step) => step.kind === 'install' && installAction(step) === 'shell');
       if (shell) reason = shellRuleRefusal(shell.name, shell.command ?? '');
     }
+    reason ??= plan.policy?.violations.find((v) => v.request === request.request)?.reason;
     if (reason !== undefined) {
       throw new KmodloadError(`cannot load ${request.request}: ${reason}`, EXIT.refused);
     }
   }
+  // A limit on the whole request (max-modules).
+  const overall = plan.policy?.violations.find((v) => v.request === undefined);
+  if (overall) {
+    throw new KmodloadError(
+      `cannot load ${namesForMessage(plan)}: ${overall.reason}`,
+      EXIT.refused,
+    );
+  }
+}
+
+/** The requested names for a one-line message, cut after a few. */
+function namesForMessage(plan: Plan): string {
+  const names = plan.requests.map((r) => r.request);
+  const shown = names.slice(0, 3).join(',');
+  return names.length > 3 ? `${shown},... (${names.length} names)` : shown;
 }
 
 /** Thrown inside the runner when the kernel answered ENOSYS: nothing else can load. */

@@ -1,6 +1,8 @@
 // What the planner decides and the loader performs: a pure description, made from the
 // module tree and configuration alone (no kernel state), in kmod modprobe's exact order.
 
+import type { PolicyVerdict } from '../policy/types';
+
 /** One module to bring in, as one line of `modprobe --show-depends` would show it. */
 export interface ProbeStep {
   /** Normalised module name (`-` -> `_`). */
@@ -25,6 +27,18 @@ export interface ProbeStep {
   required: boolean;
   /** This step is the module the probe is for. */
   target: boolean;
+  /** The host keeps this module out: a modprobe.d `blacklist` or an `install X /bin/true|false`
+   *  rule. modprobe still loads such a module as a dependency or softdep; a host policy
+   *  (src/policy) denies it wherever it appears. */
+  hostBlock?: HostBlock;
+}
+
+export interface HostBlock {
+  kind: 'blacklist' | 'install';
+  /** The rule as written: "blacklist dccp", "install sctp /bin/false". */
+  rule: string;
+  /** Where: "FILE:LINE", or "the kernel command line". */
+  origin?: string;
 }
 
 export type InstallAction = 'noop' | 'forbid' | 'shell';
@@ -67,4 +81,7 @@ export interface Plan {
   moduleDir: string;
   kernelVersion: string;
   requests: RequestPlan[];
+  /** Set when the plan was checked against a host policy; a plan whose verdict is not ok is
+   *  refused before anything is loaded. */
+  policy?: PolicyVerdict;
 }

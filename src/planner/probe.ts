@@ -12,7 +12,7 @@
 // Each lookup match is probed with fresh visited marks.
 import type { ModuleDatabase, ModuleRef } from '../db';
 import { classifyInstallCommand } from './install-command';
-import type { Probe, ProbeStep } from './plan';
+import type { HostBlock, Probe, ProbeStep } from './plan';
 
 export interface ProbeOptions {
   /** modprobe -b: a blacklisted module is skipped even when asked for by its own name. */
@@ -75,7 +75,14 @@ interface StepContext {
 
 function stepFor(db: ModuleDatabase, mod: ModuleRef, ctx: StepContext): ProbeStep {
   const options = joinOptions(db.configOptions(mod.name, mod.alias), ctx.extraOptions);
-  const base = { name: mod.name, options, required: ctx.required, target: ctx.target };
+  const block = hostBlock(db, mod.name);
+  const base = {
+    name: mod.name,
+    options,
+    required: ctx.required,
+    target: ctx.target,
+    ...(block ? { hostBlock: block } : {}),
+  };
   const command = mod.installCommand ?? db.installCommand(mod.name);
   // A module with softdeps is inserted directly: kmod does not run its install rule.
   const { pre, post } = db.softdepRefs(mod.name);
@@ -88,6 +95,26 @@ function stepFor(db: ModuleDatabase, mod: ModuleRef, ctx: StepContext): ProbeSte
   // An alias to a module that is not in modules.dep: modprobe shows nothing and fails to
   // insert it (ENOENT).
   return { ...base, kind: 'insmod', missing: true };
+}
+
+/** Whether the host's modprobe.d keeps `name` out (blacklist, install /bin/true|false). */
+function hostBlock(db: ModuleDatabase, name: string): HostBlock | undefined {
+  const origin = (rule: string): { origin?: string } => {
+    const where = db.config.origins.get(rule);
+    return where === undefined ? {} : { origin: where };
+  };
+  if (db.isBlacklisted(name)) {
+    return { kind: 'blacklist', rule: `blacklist ${name}`, ...origin(`blacklist ${name}`) };
+  }
+  const install = db.installRule(name);
+  if (install && classifyInstallCommand(install.command) !== 'shell') {
+    return {
+      kind: 'install',
+      rule: `install ${install.module} ${install.command.trim()}`,
+      ...origin(`install ${install.module}`),
+    };
+  }
+  return undefined;
 }
 
 /**

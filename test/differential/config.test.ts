@@ -79,9 +79,9 @@ describe('modprobe.d and kernel command line parsing = modprobe -c', () => {
 
   it.each(cmdlines.map((c) => [JSON.stringify(c.slice(0, 60)), c]))(
     'the every-directive fixture with cmdline %s',
-    (_title, cmdline) => {
+    async (_title, cmdline) => {
       const ours = showConfig(
-        loadModprobeConfig({
+        await loadModprobeConfig({
           configDirs: fixture.configPaths,
           moduleDir: `${tree.root}/lib/modules/${tree.version}`,
           kernelCommandLine: cmdline as string,
@@ -92,10 +92,10 @@ describe('modprobe.d and kernel command line parsing = modprobe -c', () => {
     },
   );
 
-  it('the host default directories', () => {
+  it('the host default directories', async () => {
     const cmdline = fs.readFileSync('/proc/cmdline', 'utf8');
     const ours = showConfig(
-      loadModprobeConfig({
+      await loadModprobeConfig({
         moduleDir: `${tree.root}/lib/modules/${tree.version}`,
         kernelCommandLine: cmdline,
       }),

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/errors';
-import { runHookConfigCommand } from '../../src/hook/command';
+import { DEFAULT_HOOK_LOG, runHookConfigCommand } from '../../src/hook/command';
 import {
   DEFAULT_WRAPPER_PATH,
   defaultCliPath,
@@ -42,9 +42,11 @@ async function run(argv: string[]) {
 
 describe('hook configurations', () => {
   it('the shipped examples are what the generator prints by default', async () => {
-    expect(readExample('hookspec.json')).toEqual(hookConfig('isulad'));
-    expect(readExample('oci-hooks.json')).toEqual(hookConfig('oci'));
-    expect(readExample('hooks.d/kmodload.json')).toEqual(hookConfig('hooks.d'));
+    // The CLI adds the audit log unless told --log none.
+    const logged = { extraArgs: ['--log', DEFAULT_HOOK_LOG] };
+    expect(readExample('hookspec.json')).toEqual(hookConfig('isulad', logged));
+    expect(readExample('oci-hooks.json')).toEqual(hookConfig('oci', logged));
+    expect(readExample('hooks.d/kmodload.json')).toEqual(hookConfig('hooks.d', logged));
     const printed = await run(['--format', 'hooks.d']);
     expect(printed.status).toBe(0);
     expect(JSON.parse(printed.out)).toEqual(readExample('hooks.d/kmodload.json'));
@@ -193,7 +195,16 @@ describe('the hook wrapper', () => {
     expect(printed.status).toBe(0);
     expect(printed.err).toBe('');
     expect(fs.readFileSync(wrapper, 'utf8')).toContain(`'${defaultCliPath()}' "$@"`);
-    expect(JSON.parse(printed.out)).toEqual(hookConfig('isulad', { wrapperPath: wrapper }));
+    expect(JSON.parse(printed.out)).toEqual(
+      hookConfig('isulad', { wrapperPath: wrapper, extraArgs: ['--log', DEFAULT_HOOK_LOG] }),
+    );
+  });
+
+  it('--log none leaves the log out; --policy files are passed to every entry', async () => {
+    const printed = await run(['--format', 'oci', '--log', 'none', '--policy', 'p.conf']);
+    expect(printed.status).toBe(0);
+    const policy = path.resolve('p.conf');
+    expect(JSON.parse(printed.out)).toEqual(hookConfig('oci', { extraArgs: ['--policy', policy] }));
   });
 
   it('a wrapper that cannot be written: exit 4, one line', async () => {

@@ -13,6 +13,9 @@ import type { RequestPlan } from '../../src/planner/plan';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-handler-'));
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+// A log path under a regular file cannot be created.
+const notADirectory = path.join(scratch, 'a-file');
+fs.writeFileSync(notADirectory, '');
 
 let count = 0;
 function bundle(env: string[], annotations?: Record<string, string>): string {
@@ -162,6 +165,7 @@ describe('handleHook', () => {
       useBlacklist: true,
       allowInstallCommands: false,
       dryRun: false,
+      strictConfig: true,
     });
     expect(loader.calls).toEqual([
       `resolve ip_vs,ip_vs_wrr ${options}`,
@@ -183,7 +187,7 @@ describe('handleHook', () => {
     expect(result.action).toBe('would-load');
     expect(result.stage).toBe('createRuntime');
     expect(loader.calls[1]).toBe(
-      'loadPlan ip_vs {"useBlacklist":true,"allowInstallCommands":false,"dryRun":true,"root":"/t","kernelVersion":"6.1.0-56-amd64","configDirs":["/etc/x.d"]}',
+      'loadPlan ip_vs {"useBlacklist":true,"allowInstallCommands":false,"dryRun":true,"strictConfig":true,"root":"/t","kernelVersion":"6.1.0-56-amd64","configDirs":["/etc/x.d"]}',
     );
   });
 
@@ -350,10 +354,26 @@ describe('handleHook', () => {
   it('a log that cannot be written does not change the outcome', async () => {
     const result = await handleHook(stateJson(bundle([])), {
       loader: untouchable,
-      logFile: path.join(scratch, 'no-such-dir', 'x.log'),
+      logFile: path.join(notADirectory, 'x.log'),
     });
     expect(result.ok).toBe(true);
-    expect(result.logError).toMatch(/^cannot write log .*x\.log: ENOENT/);
+    expect(result.logError).toMatch(/^cannot write log .*x\.log: ENOTDIR/);
+  });
+
+  it("creates the log's missing directory (0750) and never follows a symlink", async () => {
+    const logDir = path.join(scratch, 'created', 'log');
+    const log = path.join(logDir, 'hook.log');
+    const result = await handleHook(stateJson(bundle([])), { loader: untouchable, logFile: log });
+    expect(result.logError).toBeUndefined();
+    expect(fs.statSync(logDir).mode & 0o777).toBe(0o750);
+    expect(fs.readFileSync(log, 'utf8').split('\n')).toHaveLength(2);
+    const target = path.join(scratch, 'target.log');
+    fs.writeFileSync(target, '');
+    const link = path.join(scratch, 'link.log');
+    fs.symlinkSync(target, link);
+    const linked = await handleHook(stateJson(bundle([])), { loader: untouchable, logFile: link });
+    expect(linked.logError).toMatch(/ELOOP/);
+    expect(fs.readFileSync(target, 'utf8')).toBe('');
   });
 });
 
@@ -410,13 +430,13 @@ describe('runHookCommand', () => {
 
   it('a failure and a log that cannot be written: still ONE stderr line', async () => {
     const streams = io(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
-    const log = path.join(scratch, 'no-such-dir', 'x.log');
+    const log = path.join(notADirectory, 'x.log');
     const status = await runHookCommand(['--state=prestart', '--log', log], streams.io, {
       loader: fakeLoader({ failAt: 'ip_vs' }),
     });
     expect(status).toBe(EXIT.failed);
     expect(streams.err()).toMatch(
-      /^kmodload: cannot load ip_vs: finit_module .*: Function not implemented; warning: cannot write log .*x\.log: ENOENT[^\n]*\n$/,
+      /^kmodload: cannot load ip_vs: finit_module .*: Function not implemented; warning: cannot write log .*x\.log: ENOTDIR[^\n]*\n$/,
     );
   });
 
@@ -426,7 +446,7 @@ describe('runHookCommand', () => {
     expect(await runHookCommand(['-nd', '/t', '-S6.1'], streams.io, { loader })).toBe(0);
     expect(streams.err()).toBe('');
     expect(loader.calls[0]).toBe(
-      'resolve ip_vs {"useBlacklist":true,"allowInstallCommands":false,"dryRun":true,"root":"/t","kernelVersion":"6.1"}',
+      'resolve ip_vs {"useBlacklist":true,"allowInstallCommands":false,"dryRun":true,"strictConfig":true,"root":"/t","kernelVersion":"6.1"}',
     );
   });
 
@@ -448,7 +468,7 @@ describe('runHookCommand', () => {
     );
     expect(status).toBe(0);
     expect(loader.calls[0]).toBe(
-      'resolve ip_vs {"useBlacklist":true,"allowInstallCommands":false,"dryRun":true,"root":"/t","kernelVersion":"6.1","configDirs":["/c1","/c2"]}',
+      'resolve ip_vs {"useBlacklist":true,"allowInstallCommands":false,"dryRun":true,"strictConfig":true,"root":"/t","kernelVersion":"6.1","configDirs":["/c1","/c2"]}',
     );
     expect(fs.readFileSync(log, 'utf8').split('\n')).toHaveLength(2);
   });

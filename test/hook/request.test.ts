@@ -223,6 +223,8 @@ describe('readHookRequest', () => {
       modules: ['ip_vs', 'ip_vs_wrr'],
       env: 'ip_vs,ip_vs_wrr',
       configPath: path.join(dir, 'config.json'),
+      annotations: {},
+      sources: { ip_vs: ['env'], ip_vs_wrr: ['env'] },
     });
   });
 

@@ -165,12 +165,12 @@ describe('configuration files', () => {
     ]);
   });
 
-  it('reads modules.softdep of the tree as configuration, and the given command line', () => {
+  it('reads modules.softdep of the tree as configuration, and the given command line', async () => {
     const moduleDir = tmp();
     const conf = tmp();
     fs.writeFileSync(path.join(moduleDir, 'modules.softdep'), 'softdep ext4 pre: crc32c\n');
     fs.writeFileSync(path.join(conf, 'a.conf'), 'softdep ext4 pre: first\n');
-    const config = loadModprobeConfig({
+    const config = await loadModprobeConfig({
       configDirs: [conf],
       moduleDir,
       kernelCommandLine: 'x.y=1',

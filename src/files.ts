@@ -1,0 +1,63 @@
+// Reading a file the host or a runtime wrote, trusted but possibly broken: it must be a regular
+// file (a FIFO would block the hook forever, /dev/zero would fill memory), it is opened
+// non-blocking, and it is read up to a cap whatever its size claims.
+
+import { promises as fs, constants as fsConstants } from 'node:fs';
+
+/** Why a file could not be read, with an errno-style code ('ENOENT', 'EISDIR', 'EFBIG'...). */
+export class FileReadError extends Error {
+  constructor(
+    readonly file: string,
+    readonly code: string,
+    reason: string,
+  ) {
+    super(reason);
+    this.name = 'FileReadError';
+  }
+}
+
+function describe(error: unknown): { code: string; reason: string } {
+  const code = (error as NodeJS.ErrnoException).code ?? 'EIO';
+  // fs messages read "ENOENT: no such file or directory, open '/x'": keep the part before
+  // the path, which the caller names itself.
+  const message = String((error as Error).message);
+  return { code, reason: message.split(', ')[0] ?? message };
+}
+
+/**
+ * The whole content of the regular file `file`, at most `limit` bytes.
+ * @throws FileReadError: missing, unreadable, not a regular file, or larger than `limit`.
+ */
+export async function readRegularFile(file: string, limit: number): Promise<Buffer> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (error) {
+    const { code, reason } = describe(error);
+    throw new FileReadError(file, code, reason);
+  }
+  try {
+    const stat = await handle.stat();
+    if (stat.isDirectory())
+      throw new FileReadError(file, 'EISDIR', 'not a regular file (a directory)');
+    if (!stat.isFile()) throw new FileReadError(file, 'EFTYPE', 'not a regular file');
+    // One byte more than the cap tells "exactly at the cap" from "over it".
+    const buffer = Buffer.alloc(Math.min(stat.size, limit) + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    if (length > limit) {
+      throw new FileReadError(file, 'EFBIG', `larger than ${limit} bytes`);
+    }
+    return buffer.subarray(0, length);
+  } catch (error) {
+    if (error instanceof FileReadError) throw error;
+    const { code, reason } = describe(error);
+    throw new FileReadError(file, code, reason);
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,169 @@
+// The policy applied to a plan: the modules, not the strings. Precedence:
+//   1. A deny rule that applies and matches a module denies it wherever it is in the plan
+//      (target, hard dependency, softdep): an alias cannot launder it, a softdep cannot
+//      smuggle it in.
+//   2. The host's own blocks (modprobe.d `blacklist X`, `install X /bin/true|/bin/false`)
+//      are denies too, anywhere in the plan, with or without a policy file.
+//   3. A requested target must be allowed: an applicable allow rule matches it, or the
+//      default is allow.
+//   4. Dependencies and softdeps of an allowed target come with it.
+//   5. The plan may insert at most max-modules modules.
+
+import { fnmatch } from '../db/fnmatch';
+import type { Plan, ProbeStep } from '../planner/plan';
+import { DEFAULT_MAX_MODULES } from './types';
+import type {
+  ModuleRole,
+  Policy,
+  PolicyCondition,
+  PolicyDecision,
+  PolicyRule,
+  PolicyVerdict,
+  PolicyViolation,
+  RequestSource,
+  Requester,
+} from './types';
+
+function sourcesOf(requester: Requester, request: string): readonly RequestSource[] {
+  const { source } = requester;
+  if (source === undefined) return [];
+  if (typeof source === 'string') return [source];
+  return Object.hasOwn(source, request) ? (source[request] ?? []) : [];
+}
+
+/**
+ * Whether `condition` holds for `request`. A name can come from both sources; then an allow
+ * needs every source to satisfy it and a deny any one, so that adding a second source never
+ * widens what is allowed.
+ */
+function holds(
+  condition: PolicyCondition,
+  rule: PolicyRule,
+  requester: Requester,
+  request: string,
+): boolean {
+  if (condition.kind === 'annotation') {
+    const annotations = requester.annotations ?? {};
+    if (!Object.hasOwn(annotations, condition.key)) return false;
+    const value = annotations[condition.key];
+    return typeof value === 'string' && fnmatch(condition.value, value);
+  }
+  const sources = sourcesOf(requester, request);
+  if (sources.length === 0) return false;
+  return rule.verdict === 'deny'
+    ? sources.includes(condition.source)
+    : sources.every((s) => s === condition.source);
+}
+
+function applies(rule: PolicyRule, requester: Requester, request: string): boolean {
+  return rule.conditions.every((c) => holds(c, rule, requester, request));
+}
+
+function matches(rule: PolicyRule, module: string): boolean {
+  return rule.patterns.some((pattern) => fnmatch(pattern, module));
+}
+
+function roleOf(step: ProbeStep): ModuleRole {
+  if (step.target) return 'target';
+  return step.required ? 'dependency' : 'softdep';
+}
+
+function describeRole(module: string, role: ModuleRole, target: string): string {
+  if (role === 'dependency') return `${module} (a dependency of ${target})`;
+  if (role === 'softdep') return `${module} (a soft dependency of ${target})`;
+  return module;
+}
+
+/**
+ * Checks `plan` against `policy` (null: no policy file; only the host's blocks and the
+ * default limit apply) for `requester`. Pure: reads nothing, changes nothing.
+ */
+export function checkPolicy(
+  plan: Plan,
+  policy: Policy | null,
+  requester: Requester = {},
+): PolicyVerdict {
+  const rules = policy?.rules ?? [];
+  const decisions: PolicyDecision[] = [];
+  const violations: PolicyViolation[] = [];
+  const inserted = new Set<string>();
+
+  for (const request of plan.requests) {
+    const applicable = rules.filter((rule) => applies(rule, requester, request.request));
+    const denies = applicable.filter((rule) => rule.verdict === 'deny');
+    const allows = applicable.filter((rule) => rule.verdict === 'allow');
+    const seen = new Set<string>();
+    let refused: string | undefined;
+
+    for (const probe of request.probes) {
+      if (probe.skipped) continue; // a blacklisted alias match loads nothing
+      for (const step of probe.steps) {
+        if (step.kind === 'insmod') inserted.add(step.name);
+        const role = roleOf(step);
+        // Once per module and role: a module that is a softdep of one alias match and
+        // itself another match must still pass as a target.
+        const key = `${role}:${step.name}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const who = describeRole(step.name, role, probe.module);
+        let verdict: PolicyDecision['verdict'] = 'allow';
+        let rule: string;
+        let reason: string | undefined;
+        const deny = denies.find((r) => matches(r, step.name));
+        const allow = allows.find((r) => matches(r, step.name));
+        if (deny) {
+          verdict = 'deny';
+          rule = `${deny.origin} (${deny.text})`;
+          reason = `${who} is denied by ${rule}`;
+        } else if (step.hostBlock) {
+          verdict = 'deny';
+          const where = step.hostBlock.origin ? `, ${step.hostBlock.origin}` : '';
+          rule = `host: ${step.hostBlock.rule}${where}`;
+          reason = `${who} is blocked by the host (${step.hostBlock.rule}${where})`;
+        } else if (role !== 'target') {
+          rule = `with ${probe.module}`;
+        } else if (allow) {
+          rule = `${allow.origin} (${allow.text})`;
+        } else {
+          const setting = policy?.default ?? { value: 'allow' as const };
+          const where = setting.origin ? `, ${setting.origin}` : '';
+          rule = `default ${setting.value}${where}`;
+          if (setting.value === 'deny') {
+            verdict = 'deny';
+            reason = `${who} is not allowed for this container (${rule})`;
+          }
+        }
+        decisions.push({ request: request.request, module: step.name, role, verdict, rule });
+        refused ??= reason;
+      }
+    }
+    if (refused !== undefined) violations.push({ request: request.request, reason: refused });
+  }
+
+  const maxModules = policy?.maxModules ?? { value: DEFAULT_MAX_MODULES };
+  if (inserted.size > maxModules.value) {
+    const where = maxModules.origin ?? 'the default';
+    violations.push({
+      reason: `the request needs ${inserted.size} modules, more than max-modules ${maxModules.value} (${where})`,
+    });
+  }
+  return {
+    ok: violations.length === 0,
+    policy: policy ? [...policy.files] : null,
+    modules: inserted.size,
+    maxModules: maxModules.value,
+    decisions,
+    violations,
+  };
+}
+
+/** The annotation keys the policy's rules test, for the audit log. */
+export function annotationKeysUsed(policy: Policy | null): string[] {
+  const keys = new Set<string>();
+  for (const rule of policy?.rules ?? []) {
+    for (const condition of rule.conditions) {
+      if (condition.kind === 'annotation') keys.add(condition.key);
+    }
+  }
+  return [...keys];
+}

@@ -1,0 +1,227 @@
+// The policy file format, line-oriented like modprobe.d (same `\` continuation), strict where
+// modprobe.d is lenient: any line that is not understood is an error, because an operator who
+// mistypes a deny rule must not believe it protects them.
+//
+//   default allow|deny
+//   max-modules N
+//   allow GLOB... [when COND...]
+//   deny  GLOB... [when COND...]
+//   COND: annotation KEY=GLOB | source env|annotation
+//
+// `#` at the start of a word begins a comment that runs to the end of the line.
+
+import { logicalLines } from '../config/lines';
+import { DEFAULT_MAX_MODULES, REQUEST_SOURCES } from './types';
+import type {
+  Policy,
+  PolicyCondition,
+  PolicyProblem,
+  PolicyRule,
+  RequestSource,
+  Verdict,
+} from './types';
+
+/** Longest logical line: a rule lists a few dozen globs, not thousands. */
+export const MAX_POLICY_LINE = 4096;
+/** Highest max-modules accepted (a whole Debian tree has about 4,000 modules). */
+const MAX_MAX_MODULES = 100_000;
+
+// Characters of a module-name glob: name characters and fnmatch's `* ? [ ] ! ^`.
+const MODULE_GLOB_CHARS = /^[A-Za-z0-9_*?[\]!^-]+$/;
+// Kubernetes annotation keys: an optional DNS prefix and "/", then a name.
+const ANNOTATION_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$/;
+
+class LineError extends Error {}
+
+/** Why a glob is not a usable fnmatch pattern, or undefined. */
+function globProblem(glob: string): string | undefined {
+  if (glob.includes('**')) return "'**' means the same as '*' in fnmatch: write '*'";
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === ']') return "']' without '['";
+    if (c !== '[') continue;
+    // fnmatch takes a ']' right after '[' or '[!' as a member, not the end.
+    let j = i + 1;
+    if (glob[j] === '!' || glob[j] === '^') j++;
+    if (glob[j] === ']') j++;
+    const close = glob.indexOf(']', j);
+    if (close < 0) return "'[' without its ']'";
+    if (close === i + 1) return "empty '[]'";
+    i = close;
+  }
+  return undefined;
+}
+
+/** A module-name glob as kmod compares names: `-` and `_` alike (outside brackets). */
+function moduleGlob(word: string): string {
+  if (!MODULE_GLOB_CHARS.test(word)) {
+    const bad = [...word].find((c) => !MODULE_GLOB_CHARS.test(c)) ?? '';
+    throw new LineError(
+      `${JSON.stringify(word)} is not a module name pattern (${JSON.stringify(bad)} is not allowed; ` +
+        'module names use letters, digits, "_" and "-")',
+    );
+  }
+  const problem = globProblem(word);
+  if (problem) throw new LineError(`bad pattern ${JSON.stringify(word)}: ${problem}`);
+  let out = '';
+  let inBracket = false;
+  for (const c of word) {
+    if (c === '[') inBracket = true;
+    else if (c === ']') inBracket = false;
+    out += c === '-' && !inBracket ? '_' : c;
+  }
+  return out;
+}
+
+function parseCondition(kind: string | undefined, argument: string | undefined): PolicyCondition {
+  if (kind === 'annotation') {
+    if (argument === undefined) throw new LineError("'annotation' needs KEY=GLOB");
+    const eq = argument.indexOf('=');
+    if (eq < 0) throw new LineError(`'annotation ${argument}' needs KEY=GLOB (no '=')`);
+    const key = argument.slice(0, eq);
+    const value = argument.slice(eq + 1);
+    if (!ANNOTATION_KEY.test(key)) {
+      throw new LineError(`${JSON.stringify(key)} is not an annotation key`);
+    }
+    const problem = globProblem(value);
+    if (problem) throw new LineError(`bad pattern ${JSON.stringify(value)}: ${problem}`);
+    return { kind: 'annotation', key, value };
+  }
+  if (kind === 'source') {
+    if (!REQUEST_SOURCES.includes(argument as RequestSource)) {
+      throw new LineError(
+        `'source' takes ${REQUEST_SOURCES.join(' or ')}${argument === undefined ? '' : `, not ${JSON.stringify(argument)}`}`,
+      );
+    }
+    return { kind: 'source', source: argument as RequestSource };
+  }
+  throw new LineError(
+    `unknown condition ${JSON.stringify(kind)} (expected annotation KEY=GLOB or source env|annotation)`,
+  );
+}
+
+function parseRule(verdict: Verdict, args: string[], origin: string, text: string): PolicyRule {
+  const when = args.indexOf('when');
+  const globs = when < 0 ? args : args.slice(0, when);
+  if (globs.length === 0) throw new LineError(`'${verdict}' needs at least one module pattern`);
+  const patterns = globs.map(moduleGlob);
+  const conditions: PolicyCondition[] = [];
+  if (when >= 0) {
+    const rest = args.slice(when + 1);
+    if (rest.length === 0) throw new LineError("'when' needs at least one condition");
+    for (let i = 0; i < rest.length; i += 2) conditions.push(parseCondition(rest[i], rest[i + 1]));
+  }
+  return { verdict, patterns, conditions, origin, text };
+}
+
+/** Why a line's characters are not policy text, or undefined. */
+function characterProblem(line: string): string | undefined {
+  // eslint-disable-next-line no-control-regex
+  const bad = /[^\x20-\x7e\t]/.exec(line);
+  if (!bad) return undefined;
+  const c = bad[0];
+  if (c === '\0') return 'NUL byte (a binary file?)';
+  if (c === '\r') return 'carriage return (CRLF line ends: save the file with LF line ends)';
+  if (c === '\ufffd') return 'invalid UTF-8 (a binary file?)';
+  const code = c.codePointAt(0) ?? 0;
+  if (code < 0x80) return `control character \\x${code.toString(16).padStart(2, '0')}`;
+  return `non-ASCII character ${JSON.stringify(c)} (policy files are ASCII)`;
+}
+
+/** An empty policy: the built-in defaults, no rules. */
+export function emptyPolicy(): Policy {
+  return {
+    files: [],
+    default: { value: 'allow' },
+    maxModules: { value: DEFAULT_MAX_MODULES },
+    rules: [],
+  };
+}
+
+/**
+ * Adds one file to `policy`; returns its problems (none: every line understood). `default` and
+ * `max-modules` may be set once across all files.
+ */
+export function addPolicyText(
+  policy: Policy,
+  content: string | Uint8Array,
+  file: string,
+): PolicyProblem[] {
+  const problems: PolicyProblem[] = [];
+  const text =
+    typeof content === 'string'
+      ? content
+      : new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }).decode(content);
+  policy.files.push(file);
+  for (const line of logicalLines(text)) {
+    const origin = `${file}:${line.lineNumber}`;
+    try {
+      parseLine(policy, line.text, origin);
+      if (line.unterminated) {
+        throw new LineError('the line ends with "\\" but no line follows to continue it');
+      }
+    } catch (error) {
+      if (!(error instanceof LineError)) throw error;
+      problems.push({ file, line: line.lineNumber, message: error.message });
+    }
+  }
+  return problems;
+}
+
+function parseLine(policy: Policy, text: string, origin: string): void {
+  if (text.length > MAX_POLICY_LINE) {
+    throw new LineError(`line longer than ${MAX_POLICY_LINE} characters`);
+  }
+  const problem = characterProblem(text);
+  if (problem) throw new LineError(problem);
+  const words: string[] = [];
+  for (const word of text.split(/[ \t]+/)) {
+    if (word.startsWith('#')) break;
+    if (word !== '') words.push(word);
+  }
+  const [directive, ...args] = words;
+  if (directive === undefined) return;
+  const written = words.join(' ');
+  switch (directive) {
+    case 'default': {
+      const [value, ...extra] = args;
+      if ((value !== 'allow' && value !== 'deny') || extra.length > 0) {
+        throw new LineError("'default' takes one word: allow or deny");
+      }
+      if (policy.default.origin !== undefined) {
+        throw new LineError(`'default' is set twice (first at ${policy.default.origin})`);
+      }
+      policy.default = { value, origin };
+      return;
+    }
+    case 'max-modules': {
+      const [value, ...extra] = args;
+      const n = Number(value);
+      if (value === undefined || !/^[0-9]+$/.test(value) || extra.length > 0 || n < 1) {
+        throw new LineError("'max-modules' takes one whole number, 1 or more");
+      }
+      if (n > MAX_MAX_MODULES) {
+        throw new LineError(`'max-modules' is at most ${MAX_MAX_MODULES}`);
+      }
+      if (policy.maxModules.origin !== undefined) {
+        throw new LineError(`'max-modules' is set twice (first at ${policy.maxModules.origin})`);
+      }
+      policy.maxModules = { value: n, origin };
+      return;
+    }
+    case 'allow':
+    case 'deny':
+      policy.rules.push(parseRule(directive, args, origin, written));
+      return;
+    default:
+      throw new LineError(
+        `unknown directive ${JSON.stringify(directive)} (expected default, max-modules, allow or deny)`,
+      );
+  }
+}
+
+/** "FILE:LINE: message" (or "FILE: message" for the file as a whole). */
+export function formatProblem(problem: PolicyProblem): string {
+  const where = problem.line > 0 ? `${problem.file}:${problem.line}` : problem.file;
+  return `${where}: ${problem.message}`;
+}

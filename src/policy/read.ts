@@ -1,0 +1,107 @@
+// Where the policy lives and how it is read. No file at the default location means no policy
+// (the host's own blocks still apply in the hook); a file that exists but cannot be read or
+// parsed refuses every request: an operator must never believe a policy protects them while
+// it is being ignored.
+
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { EXIT, KmodloadError } from '../errors';
+import { FileReadError, readRegularFile } from '../files';
+import { addPolicyText, emptyPolicy, formatProblem } from './parse';
+import { DEFAULT_POLICY_DIR, DEFAULT_POLICY_FILE, type Policy, type PolicyProblem } from './types';
+
+/** Largest policy file read. */
+export const MAX_POLICY_FILE_BYTES = 1024 * 1024;
+
+/**
+ * The files of the default policy that exist: policy.conf, then policy.d/*.conf in byte order
+ * of name. A policy.d that exists but cannot be listed is a problem, not an empty list.
+ */
+async function defaultPolicyFiles(problems: PolicyProblem[], root: string): Promise<string[]> {
+  const files: string[] = [];
+  const main = path.join(root, DEFAULT_POLICY_FILE);
+  try {
+    await fs.lstat(main);
+    files.push(main);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') files.push(main); // read fails below
+  }
+  const dir = path.join(root, DEFAULT_POLICY_DIR);
+  let names: string[] = [];
+  try {
+    names = await fs.readdir(dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') {
+      problems.push({ file: dir, line: 0, message: `cannot list: ${String(code)}` });
+    }
+  }
+  names = names.filter((name) => name.endsWith('.conf') && !name.startsWith('.'));
+  names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  for (const name of names) files.push(path.join(dir, name));
+  return files;
+}
+
+export interface ReadPolicyResult {
+  /** null: no policy file at the default location. */
+  policy: Policy | null;
+  /** Every problem found; the policy must not be used when there is one. */
+  problems: PolicyProblem[];
+}
+
+/**
+ * Reads the policy files `files`, or the default location when `files` is empty or absent.
+ * Files named explicitly must exist. Never throws for a bad file: see `problems`.
+ * `root` prefixes the default locations (tests).
+ */
+export async function readPolicyFiles(
+  files?: readonly string[],
+  root = '/',
+): Promise<ReadPolicyResult> {
+  const problems: PolicyProblem[] = [];
+  const explicit = files !== undefined && files.length > 0;
+  const list = explicit ? [...files] : await defaultPolicyFiles(problems, root);
+  if (list.length === 0 && problems.length === 0) return { policy: null, problems };
+  const policy = emptyPolicy();
+  for (const file of list) {
+    let content: Buffer;
+    try {
+      content = await readRegularFile(file, MAX_POLICY_FILE_BYTES);
+    } catch (error) {
+      if (!(error instanceof FileReadError)) throw error;
+      problems.push({ file, line: 0, message: `cannot read the policy: ${error.message}` });
+      continue;
+    }
+    problems.push(...addPolicyText(policy, content, file));
+  }
+  return { policy, problems };
+}
+
+/**
+ * Reads the policy as `readPolicyFiles`, refusing a broken one.
+ * @throws KmodloadError (EXIT.environment): the first problem, as "FILE:LINE: message".
+ */
+export async function readPolicy(files?: readonly string[], root = '/'): Promise<Policy | null> {
+  const { policy, problems } = await readPolicyFiles(files, root);
+  const first = problems[0];
+  if (first) throw brokenPolicyError(first, problems.length);
+  return policy;
+}
+
+/** The one-line refusal for a broken policy. */
+export function brokenPolicyError(first: PolicyProblem, count = 1): KmodloadError {
+  const more = count > 1 ? ` (and ${count - 1} more: kmodload policy lint)` : '';
+  return new KmodloadError(`invalid policy: ${formatProblem(first)}${more}`, EXIT.environment);
+}
+
+/**
+ * Parses one policy text, as a file named `fileName` would be read.
+ * @throws KmodloadError (EXIT.environment) naming FILE:LINE of the first problem.
+ */
+export function parsePolicy(text: string | Uint8Array, fileName = 'policy'): Policy {
+  const policy = emptyPolicy();
+  const problems = addPolicyText(policy, text, fileName);
+  const first = problems[0];
+  if (first) throw brokenPolicyError(first, problems.length);
+  return policy;
+}
