@@ -116,7 +116,6 @@ function parseRule(verdict: Verdict, args: string[], origin: string, text: strin
 
 /** Why a line's characters are not policy text, or undefined. */
 function characterProblem(line: string): string | undefined {
-  // eslint-disable-next-line no-control-regex
   const bad = /[^\x20-\x7e\t]/.exec(line);
   if (!bad) return undefined;
   const c = bad[0];

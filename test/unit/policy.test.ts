@@ -1,0 +1,393 @@
+// The host policy: the parser (every directive, every problem with FILE:LINE) and the
+// evaluator against real plans of the Debian 6.1 tree.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { resolve } from '../../src/api';
+import { EXIT, KmodloadError } from '../../src/errors';
+import { assertPlanRunnable } from '../../src/loader/load';
+import {
+  addPolicyText,
+  checkPolicy,
+  emptyPolicy,
+  parsePolicy,
+  readPolicy,
+  readPolicyFiles,
+  type Policy,
+  type PolicyVerdict,
+  type Requester,
+} from '../../src/policy';
+import { kernelTree } from '../helpers/trees';
+
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-policy-'));
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+function problemsOf(text: string | Uint8Array, file = 'p.conf'): string[] {
+  return addPolicyText(emptyPolicy(), text, file).map((p) => `${p.file}:${p.line}: ${p.message}`);
+}
+
+describe('policy parser', () => {
+  it('reads every directive, with continuation, comments and normalised names', () => {
+    const policy = parsePolicy(
+      [
+        '# a cluster policy',
+        'default deny',
+        'max-modules 12   # small',
+        'allow ip-vs* nf_[a-z]* \\',
+        '      libcrc32c',
+        '',
+        '\tdeny xfs dccp when source annotation',
+        'allow dummy when annotation io.kubernetes.pod.namespace=kube-* source env',
+      ].join('\n'),
+      '/etc/kmodload/policy.conf',
+    );
+    expect(policy.files).toEqual(['/etc/kmodload/policy.conf']);
+    expect(policy.default).toEqual({ value: 'deny', origin: '/etc/kmodload/policy.conf:2' });
+    expect(policy.maxModules).toEqual({ value: 12, origin: '/etc/kmodload/policy.conf:3' });
+    expect(policy.rules).toEqual([
+      {
+        verdict: 'allow',
+        patterns: ['ip_vs*', 'nf_[a-z]*', 'libcrc32c'],
+        conditions: [],
+        origin: '/etc/kmodload/policy.conf:5',
+        text: 'allow ip-vs* nf_[a-z]* libcrc32c',
+      },
+      {
+        verdict: 'deny',
+        patterns: ['xfs', 'dccp'],
+        conditions: [{ kind: 'source', source: 'annotation' }],
+        origin: '/etc/kmodload/policy.conf:7',
+        text: 'deny xfs dccp when source annotation',
+      },
+      {
+        verdict: 'allow',
+        patterns: ['dummy'],
+        conditions: [
+          { kind: 'annotation', key: 'io.kubernetes.pod.namespace', value: 'kube-*' },
+          { kind: 'source', source: 'env' },
+        ],
+        origin: '/etc/kmodload/policy.conf:8',
+        text: 'allow dummy when annotation io.kubernetes.pod.namespace=kube-* source env',
+      },
+    ]);
+  });
+
+  it('has built-in defaults: allow, 64 modules', () => {
+    const policy = parsePolicy('', 'empty.conf');
+    expect(policy.default).toEqual({ value: 'allow' });
+    expect(policy.maxModules).toEqual({ value: 64 });
+    expect(policy.rules).toEqual([]);
+  });
+
+  it('default and max-modules may be set once across all files', () => {
+    const policy = emptyPolicy();
+    expect(addPolicyText(policy, 'default deny\nmax-modules 5\n', 'a.conf')).toEqual([]);
+    expect(addPolicyText(policy, 'max-modules 6\ndefault allow\n', 'b.conf')).toEqual([
+      { file: 'b.conf', line: 1, message: "'max-modules' is set twice (first at a.conf:2)" },
+      { file: 'b.conf', line: 2, message: "'default' is set twice (first at a.conf:1)" },
+    ]);
+  });
+
+  it('reports every problem with FILE:LINE', () => {
+    const text = [
+      'bogus x',
+      'allow',
+      'allow a when',
+      'allow a when annotation x',
+      'allow [ab',
+      'allow a**',
+      'default maybe',
+      'max-modules 0',
+      'max-modules many',
+      'allow x.y',
+      'allow a when source pod',
+      'allow a when owner root',
+      'allow a when annotation =v',
+      'deny a]',
+      'allow ok \\',
+    ].join('\n');
+    expect(problemsOf(text)).toEqual([
+      'p.conf:1: unknown directive "bogus" (expected default, max-modules, allow or deny)',
+      "p.conf:2: 'allow' needs at least one module pattern",
+      "p.conf:3: 'when' needs at least one condition",
+      "p.conf:4: 'annotation x' needs KEY=GLOB (no '=')",
+      'p.conf:5: bad pattern "[ab": \'[\' without its \']\'',
+      "p.conf:6: bad pattern \"a**\": '**' means the same as '*' in fnmatch: write '*'",
+      "p.conf:7: 'default' takes one word: allow or deny",
+      "p.conf:8: 'max-modules' takes one whole number, 1 or more",
+      "p.conf:9: 'max-modules' takes one whole number, 1 or more",
+      'p.conf:10: "x.y" is not a module name pattern ("." is not allowed; module names use letters, digits, "_" and "-")',
+      "p.conf:11: 'source' takes env or annotation, not \"pod\"",
+      'p.conf:12: unknown condition "owner" (expected annotation KEY=GLOB or source env|annotation)',
+      'p.conf:13: "" is not an annotation key',
+      "p.conf:14: bad pattern \"a]\": ']' without '['",
+      'p.conf:15: the line ends with "\\" but no line follows to continue it',
+    ]);
+  });
+
+  it('parsePolicy refuses with the first problem and a count (exit 4)', () => {
+    let error: unknown;
+    try {
+      parsePolicy('allow ip_vs\nnonsense\ndeny\n', '/p.conf');
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(KmodloadError);
+    expect((error as KmodloadError).exitStatus).toBe(EXIT.environment);
+    expect((error as KmodloadError).message).toBe(
+      'invalid policy: /p.conf:2: unknown directive "nonsense" (expected default, max-modules, allow or deny) (and 1 more: kmodload policy lint)',
+    );
+  });
+
+  it('the default location: nothing there is no policy; policy.conf then policy.d/*.conf', async () => {
+    const root = path.join(scratch, 'root');
+    fs.mkdirSync(root);
+    expect(await readPolicyFiles(undefined, root)).toEqual({ policy: null, problems: [] });
+    const dir = path.join(root, 'etc', 'kmodload', 'policy.d');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'b.conf'), 'deny b\n');
+    fs.writeFileSync(path.join(dir, 'a.conf'), 'deny a\n');
+    fs.writeFileSync(path.join(dir, 'notes.txt'), 'not a policy\n');
+    fs.writeFileSync(path.join(root, 'etc', 'kmodload', 'policy.conf'), 'default deny\n');
+    const policy = await readPolicy(undefined, root);
+    expect(policy?.files).toEqual([
+      path.join(root, 'etc/kmodload/policy.conf'),
+      path.join(dir, 'a.conf'),
+      path.join(dir, 'b.conf'),
+    ]);
+    expect(policy?.rules.map((r) => r.text)).toEqual(['deny a', 'deny b']);
+  });
+
+  it('a named file that is missing, a directory or a FIFO is a problem, not an empty policy', async () => {
+    const fifo = path.join(scratch, 'fifo.conf');
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('mkfifo', [fifo]);
+    const { problems } = await readPolicyFiles([path.join(scratch, 'missing.conf'), scratch, fifo]);
+    expect(problems.map((p) => p.message)).toEqual([
+      'cannot read the policy: ENOENT: no such file or directory',
+      'cannot read the policy: not a regular file (a directory)',
+      'cannot read the policy: not a regular file',
+    ]);
+  });
+});
+
+// Real plans: the Debian 6.1 tree, planned as the hook plans (blacklist on names, no install
+// commands, strict modprobe.d), with a modprobe.d of the test's own.
+describe('policy verdicts on the Debian 6.1 tree', () => {
+  const tree = kernelTree('6.1');
+  let configCount = 0;
+
+  function modprobeDir(content: string): string {
+    const dir = path.join(scratch, `modprobe-${configCount++}`);
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, 'host.conf'), content);
+    return dir;
+  }
+
+  async function verdict(
+    names: string[],
+    policy: Policy | null,
+    requester: Requester = {},
+    modprobe = '',
+  ): Promise<{ verdict: PolicyVerdict; refusal: string | undefined }> {
+    const plan = await resolve(names, {
+      root: tree.root,
+      kernelVersion: tree.version,
+      configDirs: [modprobeDir(modprobe)],
+      kernelCommandLine: '',
+      useBlacklist: true,
+      strictConfig: true,
+      policy,
+      requester,
+    });
+    let refusal: string | undefined;
+    try {
+      assertPlanRunnable(plan);
+    } catch (error) {
+      refusal = (error as Error).message;
+    }
+    return { verdict: plan.policy as PolicyVerdict, refusal };
+  }
+
+  const policy = (text: string): Policy => parsePolicy(text, '/etc/kmodload/policy.conf');
+
+  it('allows the seed request with everything it brings', async () => {
+    const { verdict: v, refusal } = await verdict(
+      ['ip_vs', 'ip_vs_wrr'],
+      policy('default deny\nallow ip_vs*\n'),
+    );
+    expect(refusal).toBeUndefined();
+    expect(v.ok).toBe(true);
+    expect(v.modules).toBe(8);
+    const wrr = v.decisions.filter((d) => d.request === 'ip_vs_wrr');
+    expect(wrr.map((d) => `${d.verdict} ${d.module} ${d.role} ${d.rule}`)).toEqual([
+      'allow crc32c_intel softdep with ip_vs_wrr',
+      'allow crc32c_generic softdep with ip_vs_wrr',
+      'allow libcrc32c dependency with ip_vs_wrr',
+      'allow nf_defrag_ipv4 dependency with ip_vs_wrr',
+      'allow nf_defrag_ipv6 dependency with ip_vs_wrr',
+      'allow nf_conntrack dependency with ip_vs_wrr',
+      'allow ip_vs dependency with ip_vs_wrr',
+      'allow ip_vs_wrr target /etc/kmodload/policy.conf:2 (allow ip_vs*)',
+    ]);
+  });
+
+  it('an alias cannot launder a denied target', async () => {
+    const { refusal, verdict: v } = await verdict(['fs-xfs'], policy('deny xfs\n'));
+    expect(refusal).toBe(
+      'cannot load fs-xfs: xfs is denied by /etc/kmodload/policy.conf:1 (deny xfs)',
+    );
+    expect(v.decisions.find((d) => d.module === 'xfs')).toMatchObject({
+      request: 'fs-xfs',
+      role: 'target',
+      verdict: 'deny',
+    });
+  });
+
+  it('a denied hard dependency refuses the module that needs it', async () => {
+    const { refusal } = await verdict(['ip_vs'], policy('allow ip_vs\ndeny nf_conntrack\n'));
+    expect(refusal).toBe(
+      'cannot load ip_vs: nf_conntrack (a dependency of ip_vs) is denied by /etc/kmodload/policy.conf:2 (deny nf_conntrack)',
+    );
+  });
+
+  it('a softdep cannot smuggle in a denied alternative', async () => {
+    const { refusal } = await verdict(['ip_vs'], policy('deny crc32c_intel\n'));
+    expect(refusal).toBe(
+      'cannot load ip_vs: crc32c_intel (a soft dependency of ip_vs) is denied by /etc/kmodload/policy.conf:1 (deny crc32c_intel)',
+    );
+  });
+
+  it('a module that is a softdep of one alias match and itself a match must pass as a target', async () => {
+    // modprobe.d aliases: "both" is ip_vs (whose plan has crc32c_generic as a softdep) and
+    // crc32c_generic itself.
+    const host = 'alias both ip_vs\nalias both crc32c_generic\n';
+    const { refusal } = await verdict(['both'], policy('default deny\nallow ip_vs\n'), {}, host);
+    expect(refusal).toBe(
+      'cannot load both: crc32c_generic is not allowed for this container (default deny, /etc/kmodload/policy.conf:1)',
+    );
+  });
+
+  it('deny beats allow, whatever the order', async () => {
+    for (const text of ['allow dummy\ndeny dum*\n', 'deny dum*\nallow dummy\n']) {
+      const { refusal } = await verdict(['dummy'], policy(text));
+      expect(refusal).toMatch(/^cannot load dummy: dummy is denied by .*\(deny dum\*\)$/);
+    }
+  });
+
+  it('default deny refuses a module no rule names, and says which default', async () => {
+    const { refusal } = await verdict(['dummy'], policy('default deny\nallow ip_vs\n'));
+    expect(refusal).toBe(
+      'cannot load dummy: dummy is not allowed for this container (default deny, /etc/kmodload/policy.conf:1)',
+    );
+  });
+
+  it('an allow scoped by annotation: applies on a match only', async () => {
+    const text = 'default deny\nallow dummy when annotation io.kubernetes.pod.namespace=kube-*\n';
+    const kube = { annotations: { 'io.kubernetes.pod.namespace': 'kube-system' } };
+    const other = { annotations: { 'io.kubernetes.pod.namespace': 'default' } };
+    expect((await verdict(['dummy'], policy(text), kube)).refusal).toBeUndefined();
+    expect((await verdict(['dummy'], policy(text), other)).refusal).toMatch(/default deny/);
+    expect((await verdict(['dummy'], policy(text), {})).refusal).toMatch(/default deny/);
+    // An annotation that only exists on Object.prototype is not an annotation.
+    const proto = policy('default deny\nallow dummy when annotation constructor=*\n');
+    expect((await verdict(['dummy'], proto, {})).refusal).toMatch(/default deny/);
+  });
+
+  it('source conditions: a name from both sources needs the allow for each', async () => {
+    const text = 'default deny\nallow dummy when source env\ndeny tipc when source annotation\n';
+    const p = policy(text);
+    expect((await verdict(['dummy'], p, { source: 'env' })).refusal).toBeUndefined();
+    expect((await verdict(['dummy'], p, { source: 'annotation' })).refusal).toMatch(/default/);
+    expect((await verdict(['dummy'], p, { source: { dummy: ['env', 'annotation'] } })).refusal)
+      .toMatch(/default deny/);
+    // A deny holds when any source matches.
+    const both = { source: { tipc: ['env', 'annotation'] as const } } as unknown as Requester;
+    expect((await verdict(['tipc'], policy('deny tipc when source annotation\n'), both)).refusal)
+      .toMatch(/tipc is denied/);
+    expect(
+      (await verdict(['tipc'], policy('deny tipc when source annotation\n'), { source: 'env' }))
+        .refusal,
+    ).toBeUndefined();
+  });
+
+  it("the host's blacklist and install /bin/true|false deny anywhere in the plan, policy or not", async () => {
+    const host = [
+      'blacklist dccp',
+      'install sctp /bin/false',
+      'install rds /bin/true',
+      'blacklist af_alg',
+      // kmod ignores an install rule of a module with softdeps (libcrc32c has one).
+      'install libcrc32c /bin/true',
+    ].join('\n');
+    const cases: Array<[string, RegExp]> = [
+      ['dccp_ipv4', /^cannot load dccp_ipv4: dccp \(a dependency of dccp_ipv4\) is blocked by the host \(blacklist dccp, .*host\.conf:1\)$/],
+      ['sctp_diag', /^cannot load sctp_diag: .*sctp/],
+      ['rds_tcp', /^cannot load rds_tcp: rds \(a dependency of rds_tcp\) is blocked by the host \(install rds \/bin\/true, .*host\.conf:3\)$/],
+      ['algif_aead', /^cannot load algif_aead: af_alg \(a dependency of algif_aead\) is blocked by the host \(blacklist af_alg/],
+      ['ip_vs', /^cannot load ip_vs: libcrc32c \(a dependency of ip_vs\) is blocked by the host \(install libcrc32c \/bin\/true/],
+    ];
+    for (const [name, message] of cases) {
+      for (const p of [null, policy('allow *\n')]) {
+        expect((await verdict([name], p, {}, host)).refusal).toMatch(message);
+      }
+    }
+  });
+
+  it('max-modules caps one request; the default is 64, also without a policy file', async () => {
+    const { refusal, verdict: v } = await verdict(['ip_vs', 'ip_vs_wrr'], policy('max-modules 7\n'));
+    expect(v.modules).toBe(8);
+    expect(refusal).toBe(
+      'cannot load ip_vs,ip_vs_wrr: the request needs 8 modules, more than max-modules 7 (/etc/kmodload/policy.conf:1)',
+    );
+    const all = fs
+      .readFileSync(path.join(tree.moduleDir, 'modules.dep'), 'utf8')
+      .split('\n')
+      .filter((line) => line.includes(':'))
+      .slice(0, 200)
+      .map((line) => path.basename(line.slice(0, line.indexOf(':'))).replace(/\.ko.*$/, ''));
+    const many = await verdict(all, null);
+    expect(many.verdict.maxModules).toBe(64);
+    expect(many.refusal).toMatch(/^cannot load [^,]+,[^,]+,[^,]+,\.\.\. \(200 names\): the request needs \d+ modules, more than max-modules 64 \(the default\)$/);
+  });
+
+  it('checkPolicy is pure and typed: a verdict from a plan alone', async () => {
+    const plan = await resolve(['dummy'], {
+      root: tree.root,
+      kernelVersion: tree.version,
+      configDirs: [modprobeDir('')],
+    });
+    expect(plan.policy).toBeUndefined();
+    const v = checkPolicy(plan, policy('deny dummy\n'));
+    expect(v).toEqual({
+      ok: false,
+      policy: ['/etc/kmodload/policy.conf'],
+      modules: 1,
+      maxModules: 64,
+      decisions: [
+        {
+          request: 'dummy',
+          module: 'dummy',
+          role: 'target',
+          verdict: 'deny',
+          rule: '/etc/kmodload/policy.conf:1 (deny dummy)',
+        },
+      ],
+      violations: [
+        { request: 'dummy', reason: 'dummy is denied by /etc/kmodload/policy.conf:1 (deny dummy)' },
+      ],
+    });
+  });
+
+  it('resolve() reads policy files itself; a broken one refuses with exit 4', async () => {
+    const file = path.join(scratch, 'broken.conf');
+    fs.writeFileSync(file, 'allow ip_vs\ndeny [\n');
+    await expect(
+      resolve(['ip_vs'], { root: tree.root, kernelVersion: tree.version, policy: [file] }),
+    ).rejects.toMatchObject({
+      exitStatus: EXIT.environment,
+      message: `invalid policy: ${file}:2: bad pattern "[": '[' without its ']'`,
+    });
+  });
+});
