@@ -439,4 +439,106 @@ describe('the installed hook outside a runtime', () => {
       'kmodload: cannot load "x\\x0a\\x1b[2Jkmodload: loaded": invalid module name in KERNEL_MODULES (only letters, digits, "_" and "-" are allowed)\n',
     );
   });
+
+  describe('(f) the host policy (--policy)', () => {
+    const policyFile = (name: string, lines: string[]): string => {
+      const file = path.join(scratch, name);
+      fs.writeFileSync(file, `${lines.join('\n')}\n`);
+      return file;
+    };
+    const policyLines = [
+      'default deny',
+      'max-modules 16',
+      'allow ip_vs* when annotation io.kubernetes.pod.namespace=kube-*',
+      'allow ip_vs ip_vs_wrr when source env',
+      'deny xfs',
+    ];
+
+    async function start(
+      env: string[],
+      policy: string,
+      annotations?: Record<string, string>,
+    ): Promise<{ run: Awaited<ReturnType<typeof runcRun>>; records: HookLogRecord[] }> {
+      const log = newLog();
+      const bundle = makeBundle(scratch, {
+        env,
+        hooks: loadHooks(treeArgs(['--dry-run', '--log', log, '--policy', policy])),
+        ...(annotations ? { annotations } : {}),
+      });
+      const run = await runcRun(stateRoot, bundle, uniqueId('policy'));
+      return { run, records: readLog(log) };
+    }
+
+    it('an allowed request starts; the log records each verdict and the policy', async () => {
+      const policy = policyFile('allowing.conf', policyLines);
+      const { run, records } = await start(['KERNEL_MODULES=ip_vs,ip_vs_wrr'], policy);
+      expect(run.stderr).toBe('');
+      expect(run.status).toBe(0);
+      const record = records[0] as HookLogRecord;
+      expect(record).toMatchObject({ stage: 'prestart', exitStatus: 0, policy: [policy] });
+      expect(record.verdict.every((d) => d.verdict === 'allow')).toBe(true);
+      expect(record.verdict.find((d) => d.module === 'ip_vs_wrr')).toEqual({
+        request: 'ip_vs_wrr',
+        module: 'ip_vs_wrr',
+        role: 'target',
+        verdict: 'allow',
+        rule: `${policy}:4 (allow ip_vs ip_vs_wrr when source env)`,
+      });
+      expect(record.plan.map((step) => step.path)).toEqual(
+        modprobeInsmods(fixture, ['ip_vs', 'ip_vs_wrr']),
+      );
+    });
+
+    it('a denied module reached through an alias: the start is refused with the rule', async () => {
+      const policy = policyFile('denying.conf', policyLines);
+      const { run, records } = await start(['KERNEL_MODULES=fs-xfs'], policy);
+      expect(run.status).not.toBe(0);
+      expect(run.stdout).toBe('');
+      const record = records[0] as HookLogRecord;
+      expect(record.error).toBe(`cannot load fs-xfs: xfs is denied by ${policy}:5 (deny xfs)`);
+      expect(record.exitStatus).toBe(EXIT.refused);
+      expect(record.results).toEqual([]);
+      expect(record.verdict.find((d) => d.module === 'xfs')?.verdict).toBe('deny');
+      expect(runcMessage(run.stderr)).toContain(
+        `error running hook #0: error running hook: exit status 3, stdout: , stderr: kmodload: ${record.error}\n`,
+      );
+    });
+
+    it('an allow scoped by annotation: the pod namespace decides', async () => {
+      const policy = policyFile('scoped.conf', policyLines);
+      const ask = { 'org.kmodload.kernel-modules': 'ip_vs_sh' };
+      const kube = await start([], policy, {
+        ...ask,
+        'io.kubernetes.pod.namespace': 'kube-system',
+      });
+      expect(kube.run.status).toBe(0);
+      expect(kube.records[0]?.annotations).toEqual({
+        'io.kubernetes.pod.namespace': 'kube-system',
+      });
+      const other = await start([], policy, { ...ask, 'io.kubernetes.pod.namespace': 'default' });
+      expect(other.run.status).not.toBe(0);
+      expect(other.records[0]?.error).toBe(
+        `cannot load ip_vs_sh: ip_vs_sh is not allowed for this container (default deny, ${policy}:1)`,
+      );
+      // From the env it is refused too: the `source env` rule names ip_vs and ip_vs_wrr only.
+      const env = await start(['KERNEL_MODULES=ip_vs_sh'], policy);
+      expect(env.run.status).not.toBe(0);
+    });
+
+    it('a broken policy refuses every load-stage request with exit 4; poststop still succeeds', async () => {
+      const policy = policyFile('broken.conf', ['default deny', 'alow ip_vs']);
+      const { run, records } = await start(['KERNEL_MODULES=ip_vs'], policy);
+      expect(run.status).not.toBe(0);
+      expect(records.map((r) => [r.stage, r.exitStatus])).toEqual([
+        ['prestart', EXIT.environment],
+        ['poststop', 0],
+      ]);
+      expect(records[0]?.error).toBe(
+        `cannot load ip_vs: invalid policy: ${policy}:2: unknown directive "alow" (expected default, max-modules, allow or deny)`,
+      );
+      expect(runcMessage(run.stderr)).toContain(
+        `exit status 4, stdout: , stderr: kmodload: ${records[0]?.error}\n`,
+      );
+    });
+  });
 });

@@ -42,9 +42,14 @@ afterAll(() => {
   fs.rmSync(buildDir, { recursive: true, force: true });
 });
 
-function kmodload(args: string[]): { status: number | null; stdout: string; stderr: string } {
+function kmodload(
+  args: string[],
+  input?: string,
+): { status: number | null; stdout: string; stderr: string } {
   const result = spawnSync(process.execPath, [path.join(buildDir, 'bin', 'kmodload.js'), ...args], {
     encoding: 'utf8',
+    ...(input === undefined ? {} : { input }),
+    timeout: 30_000,
     env: {
       ...process.env,
       KMODLOAD_ADDON: path.join(REPO_ROOT, 'build', 'Release', 'kmodload.node'),
@@ -302,5 +307,202 @@ describe('main() error reporting', () => {
       'kmodload: internal error: boom\\x0a    at somewhere\n',
       'kmodload: in use\\x0aby x\n',
     ]);
+  });
+});
+
+describe('kmodload policy: malformed policy files', () => {
+  // Each: [label, content or a maker, the line the problem is on (0: the file as a whole)].
+  type Maker = (file: string) => void;
+  const write =
+    (content: string | Buffer): Maker =>
+    (file) =>
+      fs.writeFileSync(file, content);
+  const garbage = Buffer.alloc(4096);
+  for (let i = 0; i < garbage.length; i++) garbage[i] = (i * 7919 + 13) % 256;
+  const cases: Array<[string, Maker, number]> = [
+    ['binary garbage', write(garbage), 1],
+    ['a 1 MB line', write(`allow ${'a'.repeat(1_000_000)}\n`), 1],
+    ['an unterminated continuation', write('default deny\nallow ip_vs \\'), 2],
+    ['CRLF line ends', write('default deny\r\nallow ip_vs\r\n'), 1],
+    ['a NUL byte', write('allow ip_vs\ndeny x\0y\n'), 2],
+    ['a glob "["', write('allow [\n'), 1],
+    ['a glob "**"', write('deny **\n'), 1],
+    ['a glob "a]"', write('deny a]\n'), 1],
+    ['a condition without "="', write('allow x when annotation team\n'), 1],
+    ['an empty annotation key', write('allow x when annotation =v\n'), 1],
+    ['a bad annotation value glob', write('allow x when annotation a=[b\n'), 1],
+    ['an unknown condition key', write('allow x when label a=b\n'), 1],
+    ['a source with no value', write('allow x when source\n'), 1],
+    ['an unknown source', write('allow x when source kubelet\n'), 1],
+    ['when with no condition', write('allow x when\n'), 1],
+    ['an empty GLOB list', write('\n\nallow\n'), 3],
+    ['an empty GLOB list before when', write('deny when source env\n'), 1],
+    ['an unknown directive', write('permit ip_vs\n'), 1],
+    ['default twice', write('default deny\n# x\ndefault deny\n'), 3],
+    ['default maybe', write('default maybe\n'), 1],
+    ['max-modules negative', write('max-modules -1\n'), 1],
+    ['max-modules as a float', write('max-modules 1e3\n'), 1],
+    ['max-modules twice', write('max-modules 3\nmax-modules 4\n'), 2],
+    ['a file name as a glob', write('allow ip_vs.ko\n'), 1],
+    ['a path as a glob', write('deny kernel/fs/xfs\n'), 1],
+    ['invalid UTF-8', write(Buffer.from('allow caf\xe9\n', 'latin1')), 1],
+    ['an escape sequence', write('allow ip_vs\u001b[2J\n'), 1],
+    ['a directory', (file) => fs.mkdirSync(file), 0],
+    ['a FIFO (must not hang)', (file) => execFileSync('mkfifo', [file]), 0],
+    ['a symlink to /dev/zero', (file) => fs.symlinkSync('/dev/zero', file), 0],
+    ['a file over 1 MiB', write('deny xfs\n'.repeat(120_000)), 0],
+  ];
+  let count = 0;
+
+  it.each(cases)(
+    '%s: one line naming FILE:LINE, exit 4, for lint, check and the hook',
+    (_label, make, line) => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-badpolicy-'));
+      try {
+        const file = path.join(dir, `p${count++}.conf`);
+        make(file);
+        const where = line > 0 ? `${file}:${line}: ` : `${file}: `;
+
+        const lint = kmodload(['policy', 'lint', '--policy', file]);
+        expect(lint.status).toBe(EXIT.environment);
+        expect(lint.stdout.split('\n')[0]).toContain(where);
+        expect(lint.stdout).not.toMatch(/\n\s+at /);
+
+        const check = kmodload(['policy', 'check', '--policy', file, ...tree61(), 'ip_vs']);
+        expect(check.status).toBe(EXIT.environment);
+        expect(expectOneErrorLine(check.stderr)).toContain(`invalid policy: ${where}`);
+
+        // The hook reads the policy at a load stage, once a container asks for something.
+        const bundle = path.join(dir, 'bundle');
+        fs.mkdirSync(bundle);
+        fs.writeFileSync(
+          path.join(bundle, 'config.json'),
+          JSON.stringify({ process: { env: ['KERNEL_MODULES=ip_vs'] } }),
+        );
+        const state = JSON.stringify({ id: 'c', status: 'creating', bundle });
+        const hook = kmodload(['hook', '--policy', file, '-n', ...tree61()], state);
+        expect(hook.status).toBe(EXIT.environment);
+        expect(expectOneErrorLine(hook.stderr)).toContain(`invalid policy: ${where}`);
+        // ... and never at the stages that load nothing.
+        const poststop = kmodload(['hook', '--state', 'poststop', '--policy', file], state);
+        expect(poststop.status).toBe(0);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it('lint reports every problem of a file, one line each', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-badpolicy-'));
+    try {
+      const file = path.join(dir, 'many.conf');
+      fs.writeFileSync(file, 'allow ip_vs\npermit x\ndeny [\ndefault no\n');
+      const lint = kmodload(['policy', 'lint', '--policy', file]);
+      expect(lint.status).toBe(EXIT.environment);
+      expect(
+        lint.stdout
+          .split('\n')
+          .filter((l) => l !== '')
+          .map((l) => l.split(': ')[0]),
+      ).toEqual([`${file}:2`, `${file}:3`, `${file}:4`]);
+      fs.writeFileSync(file, 'default deny\nallow ip_vs*\n');
+      const ok = kmodload(['policy', 'lint', '--policy', file]);
+      expect(ok.status).toBe(0);
+      expect(ok.stdout).toBe(`ok: ${file} (1 rules)\n`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('kmodload policy check', () => {
+  it('prints each module with its rule; exit 0 when allowed, 3 when refused; --json', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-policycheck-'));
+    try {
+      const file = path.join(dir, 'policy.conf');
+      fs.writeFileSync(file, 'default deny\nallow ip_vs* when annotation team=net\ndeny xfs\n');
+      const conf = path.join(dir, 'modprobe.d');
+      fs.mkdirSync(conf);
+      const base = ['policy', 'check', '--policy', file, '-C', conf, ...tree61()];
+      const allowed = kmodload([...base, '--annotation', 'team=net', 'ip_vs']);
+      expect(allowed.status).toBe(0);
+      expect(allowed.stderr).toBe('');
+      expect(allowed.stdout).toContain(
+        `allow ip_vs (ip_vs): ${file}:2 (allow ip_vs* when annotation team=net)\n`,
+      );
+      expect(allowed.stdout).toContain('allow nf_conntrack (dependency for ip_vs): with ip_vs\n');
+      expect(allowed.stdout).toMatch(/the request would be allowed\n$/);
+
+      const other = kmodload([...base, '--annotation', 'team=web', 'ip_vs']);
+      expect(other.status).toBe(EXIT.refused);
+      expect(expectOneErrorLine(other.stderr)).toBe(
+        `kmodload: cannot load ip_vs: ip_vs is not allowed for this container (default deny, ${file}:1)`,
+      );
+
+      const json = kmodload([...base, '--json', 'fs-xfs']);
+      expect(json.status).toBe(EXIT.refused);
+      const verdict = JSON.parse(json.stdout) as { ok: boolean; refusal: string; policy: string[] };
+      expect(verdict).toMatchObject({
+        ok: false,
+        refusal: `cannot load fs-xfs: xfs is denied by ${file}:3 (deny xfs)`,
+        policy: [file],
+      });
+
+      expect(kmodload(['policy', 'check', '--source', 'pod', 'x']).status).toBe(EXIT.usage);
+      expect(kmodload(['policy', 'frob']).status).toBe(EXIT.usage);
+      expect(kmodload(['load', '--policy', file, '-D', 'ip_vs']).status).toBe(EXIT.usage);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('load --policy refuses what the policy denies, before any syscall', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-policyload-'));
+    try {
+      const file = path.join(dir, 'policy.conf');
+      fs.writeFileSync(file, 'deny nf_conntrack\n');
+      const result = kmodload(['load', '--policy', file, ...tree61(), 'ip_vs']);
+      expect(result.status).toBe(EXIT.refused);
+      expect(expectOneErrorLine(result.stderr)).toBe(
+        `kmodload: cannot load ip_vs: nf_conntrack (a dependency of ip_vs) is denied by ${file}:1 (deny nf_conntrack)`,
+      );
+      expect(result.stdout).toBe('');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("the hook and the host's modprobe.d: fail closed", () => {
+  it('a missing -C directory or a FIFO in modprobe.d refuses with exit 4; load skips as kmod does', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-strict-'));
+    try {
+      const bundle = path.join(dir, 'bundle');
+      fs.mkdirSync(bundle);
+      fs.writeFileSync(
+        path.join(bundle, 'config.json'),
+        JSON.stringify({ process: { env: ['KERNEL_MODULES=ip_vs'] } }),
+      );
+      const state = JSON.stringify({ id: 'c', status: 'creating', bundle });
+      const missing = path.join(dir, 'no-such.d');
+      const hook = kmodload(['hook', '-n', '-C', missing, ...tree61()], state);
+      expect(hook.status).toBe(EXIT.environment);
+      expect(expectOneErrorLine(hook.stderr)).toBe(
+        `kmodload: cannot read modprobe configuration ${missing}: ENOENT: no such file or directory`,
+      );
+      // modprobe skips a missing -C directory; `load` keeps modprobe's semantics.
+      expect(kmodload(['load', '-n', '-C', missing, ...tree61(), 'ip_vs']).status).toBe(0);
+
+      const conf = path.join(dir, 'modprobe.d');
+      fs.mkdirSync(conf);
+      execFileSync('mkfifo', [path.join(conf, 'blacklist.conf')]);
+      const fifo = kmodload(['hook', '-n', '-C', conf, ...tree61()], state);
+      expect(fifo.status).toBe(EXIT.environment);
+      expect(expectOneErrorLine(fifo.stderr)).toBe(
+        `kmodload: cannot read modprobe configuration ${conf}/blacklist.conf: not a regular file`,
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

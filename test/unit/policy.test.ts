@@ -112,13 +112,13 @@ describe('policy parser', () => {
       "p.conf:2: 'allow' needs at least one module pattern",
       "p.conf:3: 'when' needs at least one condition",
       "p.conf:4: 'annotation x' needs KEY=GLOB (no '=')",
-      'p.conf:5: bad pattern "[ab": \'[\' without its \']\'',
+      "p.conf:5: bad pattern \"[ab\": '[' without its ']'",
       "p.conf:6: bad pattern \"a**\": '**' means the same as '*' in fnmatch: write '*'",
       "p.conf:7: 'default' takes one word: allow or deny",
       "p.conf:8: 'max-modules' takes one whole number, 1 or more",
       "p.conf:9: 'max-modules' takes one whole number, 1 or more",
       'p.conf:10: "x.y" is not a module name pattern ("." is not allowed; module names use letters, digits, "_" and "-")',
-      "p.conf:11: 'source' takes env or annotation, not \"pod\"",
+      'p.conf:11: \'source\' takes env or annotation, not "pod"',
       'p.conf:12: unknown condition "owner" (expected annotation KEY=GLOB or source env|annotation)',
       'p.conf:13: "" is not an annotation key',
       "p.conf:14: bad pattern \"a]\": ']' without '['",
@@ -300,12 +300,14 @@ describe('policy verdicts on the Debian 6.1 tree', () => {
     const p = policy(text);
     expect((await verdict(['dummy'], p, { source: 'env' })).refusal).toBeUndefined();
     expect((await verdict(['dummy'], p, { source: 'annotation' })).refusal).toMatch(/default/);
-    expect((await verdict(['dummy'], p, { source: { dummy: ['env', 'annotation'] } })).refusal)
-      .toMatch(/default deny/);
+    expect(
+      (await verdict(['dummy'], p, { source: { dummy: ['env', 'annotation'] } })).refusal,
+    ).toMatch(/default deny/);
     // A deny holds when any source matches.
     const both = { source: { tipc: ['env', 'annotation'] as const } } as unknown as Requester;
-    expect((await verdict(['tipc'], policy('deny tipc when source annotation\n'), both)).refusal)
-      .toMatch(/tipc is denied/);
+    expect(
+      (await verdict(['tipc'], policy('deny tipc when source annotation\n'), both)).refusal,
+    ).toMatch(/tipc is denied/);
     expect(
       (await verdict(['tipc'], policy('deny tipc when source annotation\n'), { source: 'env' }))
         .refusal,
@@ -322,11 +324,23 @@ describe('policy verdicts on the Debian 6.1 tree', () => {
       'install libcrc32c /bin/true',
     ].join('\n');
     const cases: Array<[string, RegExp]> = [
-      ['dccp_ipv4', /^cannot load dccp_ipv4: dccp \(a dependency of dccp_ipv4\) is blocked by the host \(blacklist dccp, .*host\.conf:1\)$/],
+      [
+        'dccp_ipv4',
+        /^cannot load dccp_ipv4: dccp \(a dependency of dccp_ipv4\) is blocked by the host \(blacklist dccp, .*host\.conf:1\)$/,
+      ],
       ['sctp_diag', /^cannot load sctp_diag: .*sctp/],
-      ['rds_tcp', /^cannot load rds_tcp: rds \(a dependency of rds_tcp\) is blocked by the host \(install rds \/bin\/true, .*host\.conf:3\)$/],
-      ['algif_aead', /^cannot load algif_aead: af_alg \(a dependency of algif_aead\) is blocked by the host \(blacklist af_alg/],
-      ['ip_vs', /^cannot load ip_vs: libcrc32c \(a dependency of ip_vs\) is blocked by the host \(install libcrc32c \/bin\/true/],
+      [
+        'rds_tcp',
+        /^cannot load rds_tcp: rds \(a dependency of rds_tcp\) is blocked by the host \(install rds \/bin\/true, .*host\.conf:3\)$/,
+      ],
+      [
+        'algif_aead',
+        /^cannot load algif_aead: af_alg \(a dependency of algif_aead\) is blocked by the host \(blacklist af_alg/,
+      ],
+      [
+        'ip_vs',
+        /^cannot load ip_vs: libcrc32c \(a dependency of ip_vs\) is blocked by the host \(install libcrc32c \/bin\/true/,
+      ],
     ];
     for (const [name, message] of cases) {
       for (const p of [null, policy('allow *\n')]) {
@@ -336,7 +350,10 @@ describe('policy verdicts on the Debian 6.1 tree', () => {
   });
 
   it('max-modules caps one request; the default is 64, also without a policy file', async () => {
-    const { refusal, verdict: v } = await verdict(['ip_vs', 'ip_vs_wrr'], policy('max-modules 7\n'));
+    const { refusal, verdict: v } = await verdict(
+      ['ip_vs', 'ip_vs_wrr'],
+      policy('max-modules 7\n'),
+    );
     expect(v.modules).toBe(8);
     expect(refusal).toBe(
       'cannot load ip_vs,ip_vs_wrr: the request needs 8 modules, more than max-modules 7 (/etc/kmodload/policy.conf:1)',
@@ -349,7 +366,9 @@ describe('policy verdicts on the Debian 6.1 tree', () => {
       .map((line) => path.basename(line.slice(0, line.indexOf(':'))).replace(/\.ko.*$/, ''));
     const many = await verdict(all, null);
     expect(many.verdict.maxModules).toBe(64);
-    expect(many.refusal).toMatch(/^cannot load [^,]+,[^,]+,[^,]+,\.\.\. \(200 names\): the request needs \d+ modules, more than max-modules 64 \(the default\)$/);
+    expect(many.refusal).toMatch(
+      /^cannot load [^,]+,[^,]+,[^,]+,\.\.\. \(200 names\): the request needs \d+ modules, more than max-modules 64 \(the default\)$/,
+    );
   });
 
   it('checkPolicy is pure and typed: a verdict from a plan alone', async () => {
