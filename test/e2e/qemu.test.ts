@@ -1,6 +1,6 @@
 // End to end on real Debian kernels under qemu: kmodload as installed (compiled JS + addon),
 // its hook run by runc, kmod's modprobe as the oracle in the same guest. Each kernel boots
-// twice: `main` (-cpu max: scenarios 1, 2, 5, 6, 7, 8) and `qemu64` (no SSE4.2: scenario 9,
+// twice: `main` (-cpu max: scenarios 1, 2, 5, 6, 7, 8, 10) and `qemu64` (no SSE4.2: scenario 9,
 // plus 3 and 4, which do not depend on the CPU). All four guests run at once; the guest
 // scripts are scripts/qemu/guest/, the checks are here.
 
@@ -490,6 +490,60 @@ describe.each(FLAVOURS)('Debian %s kernel under qemu', (flavour) => {
       'hook: same modules as modprobe -a',
       's9.runc',
       's9.modprobe.seed',
+    );
+    p.assertNone();
+  });
+
+  it('10: a host policy (allow ip_vs*, deny xfs): the seed loads as modprobe does, fs-xfs nothing', () => {
+    const { main } = kernelRuns(flavour);
+    const p = new Problems(main);
+    const before = main.get('s10.before');
+    p.check(before.mods.length === 0, 'the scenario starts with no module loaded', 's10.before');
+    p.check(main.get('s10.hooks').rc === 0, 'hook-config --policy', 's10.hooks');
+    const seed = main.get('s10.seed');
+    p.check(
+      seed.rc === 0 && seed.out.includes('container-ran'),
+      'the seed container ran',
+      's10.seed',
+    );
+    p.check(
+      sameModules(seed, main.get('s10.modprobe')),
+      'the seed under the policy: same modules as modprobe -a',
+      's10.seed',
+      's10.modprobe',
+    );
+    const xfs = main.get('s10.xfs');
+    p.check(
+      xfs.rc !== 0 &&
+        !xfs.out.includes('container-ran') &&
+        /kmodload: cannot load fs-xfs: xfs is denied by \/run\/policy\.conf:3 \(deny xfs\)/.test(
+          xfs.err,
+        ),
+      "runc refuses the fs-xfs container and shows the policy's rule",
+      's10.xfs',
+    );
+    p.check(
+      sameModules(xfs, main.get('s10.mid')) && !xfs.mods.includes('libcrc32c'),
+      'fs-xfs: /proc/modules unchanged (not even its dependencies)',
+      's10.mid',
+      's10.xfs',
+    );
+    const log = main
+      .get('s10.hooklog')
+      .out.split('\n')
+      .flatMap((line): Array<{ id?: string; policy?: string[] | null; exitStatus?: number }> => {
+        try {
+          return [JSON.parse(line) as { id?: string; policy?: string[] | null }];
+        } catch {
+          return [];
+        }
+      });
+    p.check(
+      log.some(
+        (r) => r.id === 'e2e-s10x' && r.exitStatus === 3 && r.policy?.[0] === '/run/policy.conf',
+      ),
+      'the log records the refusal and the policy file',
+      's10.hooklog',
     );
     p.assertNone();
   });

@@ -160,6 +160,27 @@ s8() {
   unload_all s8.modprobe.clean
 }
 
+# 10. A host policy in the hook: ip_vs* allowed, xfs denied, everything else by default deny.
+# The seed's request loads what modprobe -a loads; fs-xfs (an alias of xfs) loads nothing.
+s10() {
+  unload_all s10.before
+  printf 'default deny\nallow ip_vs*\ndeny xfs\n' > /run/policy.conf
+  run s10.hooks $KMODLOAD hook-config --format isulad --wrapper $HOOK --log $HOOK_LOG \
+    --policy /run/policy.conf
+  cp /tmp/run.out /run/hooks-policy.json
+  node /opt/e2e/make-bundle.js /opt/e2e/config.template.json /run/hooks-policy.json isulad \
+    ip_vs,ip_vs_wrr /run/s10
+  run s10.seed runc run --no-pivot --bundle /run/s10 e2e-s10
+  unload_all s10.mid
+  node /opt/e2e/make-bundle.js /opt/e2e/config.template.json /run/hooks-policy.json isulad \
+    fs-xfs /run/s10x
+  run s10.xfs runc run --no-pivot --bundle /run/s10x e2e-s10x
+  runc delete -f e2e-s10x > /dev/null 2>&1
+  run s10.hooklog tail -n 4 $HOOK_LOG
+  run s10.modprobe $MODPROBE -a ip_vs ip_vs_wrr
+  unload_all s10.clean
+}
+
 # 9. On a CPU without SSE4.2 crc32c_intel's init fails (ENODEV): do what modprobe does.
 # This boot also carries scenarios 3 and 4, which do not depend on the CPU, so that the two
 # boots of a kernel take about as long as each other.
@@ -187,6 +208,7 @@ set_main() {
   s6
   s2
   s8
+  s10
 }
 
 # Checks the harness itself: kmod's modprobe loads the seed's set.
