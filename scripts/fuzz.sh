@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes the index reader (native/src/index_reader.cc) with libFuzzer + ASan + UBSan.
-#   scripts/fuzz.sh [SECONDS]     run for SECONDS (default 30); non-zero exit on a crash
+# Fuzzes the index reader (native/src/index_reader.cc) with libFuzzer + ASan + UBSan, then
+# the policy parser and evaluator (scripts/fuzz-policy.js, on the compiled dist/).
+#   scripts/fuzz.sh [SECONDS]     run each for SECONDS (default 30); non-zero exit on a crash
 # The corpus starts from the real modules.*.bin of the fixture trees and from a small tree
 # made with depmod (small inputs mutate faster); it is kept in .cache/fuzz between runs and
 # crashing inputs land in .cache/fuzz/crashes/.
@@ -41,3 +42,6 @@ done < <("$repo/scripts/fetch-kernels.sh")
 echo "fuzz: running index_fuzz for ${seconds}s (corpus $corpus)"
 "$build/index_fuzz" -max_total_time="$seconds" -timeout=60 -rss_limit_mb=4096 \
   -print_final_stats=1 -artifact_prefix="$work/crashes/" "$corpus" "$seeds"
+
+[ -f "$repo/dist/policy/index.js" ] || (cd "$repo" && npx tsc -p tsconfig.build.json)
+node "$repo/scripts/fuzz-policy.js" "$seconds"
