@@ -65,6 +65,109 @@ function textOnlyTree(root, version) {
   return dir;
 }
 
+/** Runs `a` and `b` alternately `rounds` times each (after one warm-up of each), so that
+ *  drift on a noisy machine hits both alike; returns each one's times in ms. */
+async function alternate(rounds, a, b) {
+  const times = { a: [], b: [] };
+  await a();
+  await b();
+  for (let i = 0; i < rounds; i++) {
+    for (const [key, fn] of i % 2 === 0
+      ? [
+          ['a', a],
+          ['b', b],
+        ]
+      : [
+          ['b', b],
+          ['a', a],
+        ]) {
+      const start = process.hrtime.bigint();
+      await fn();
+      times[key].push(Number(process.hrtime.bigint() - start) / 1e6);
+    }
+  }
+  return times;
+}
+
+function stats(times) {
+  const sorted = [...times].sort((x, y) => x - y);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  return { median, min: sorted[0], max: sorted[sorted.length - 1] };
+}
+
+/** A row of medians (min-max) and the extra cost of `ours` over `baseline`, in percent. */
+function overheadRow(label, ours, baseline, baselineLabel) {
+  const o = stats(ours);
+  const b = stats(baseline);
+  const range = (s) => `${s.median.toFixed(3)} (${s.min.toFixed(3)}-${s.max.toFixed(3)})`;
+  const extra = ((o.median / b.median - 1) * 100).toFixed(1);
+  console.log(
+    `${label.padEnd(44)} ${range(o).padStart(26)} ms   ${baselineLabel.padEnd(18)} ${range(b).padStart(26)} ms   ${extra >= 0 ? '+' : ''}${extra}%`,
+  );
+}
+
+/** A policy of 200 rules of every kind, that allows the seed set. */
+function bigPolicy(all) {
+  const lines = ['default deny', 'max-modules 64', 'allow ip_vs* when source env'];
+  const names = sample(all, 197, 7);
+  for (let i = 0; i < names.length; i++) {
+    const glob = i % 3 === 0 ? `${names[i].slice(0, 4)}*` : names[i];
+    if (i % 4 === 0) lines.push(`allow ${glob} when annotation io.kubernetes.pod.namespace=kube-*`);
+    else if (i % 4 === 1) lines.push(`deny ${glob} when source annotation`);
+    else lines.push(`${i % 2 ? 'allow' : 'deny'} ${glob}`);
+  }
+  // None of the rules may deny the seed set or its dependencies.
+  return lines.filter((line) => !/ (ip_v|nf_|libc|crc3)/.test(line)).join('\n') + '\n';
+}
+
+/** Hook runs, with a 200-rule policy and without, in process and as whole processes. */
+async function policyRows(root, version, all) {
+  const { handleHook } = require('../dist/index.js');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-bench-policy-'));
+  try {
+    const policy = path.join(dir, 'policy.conf');
+    fs.writeFileSync(policy, bigPolicy(all));
+    const rules = fs.readFileSync(policy, 'utf8').split('\n').filter(Boolean).length - 2;
+    const bundle = path.join(dir, 'bundle');
+    fs.mkdirSync(bundle);
+    fs.writeFileSync(
+      path.join(bundle, 'config.json'),
+      JSON.stringify({ process: { env: [`KERNEL_MODULES=${SEED.join(',')}`] } }),
+    );
+    const modprobeD = path.join(dir, 'modprobe.d');
+    fs.mkdirSync(modprobeD);
+    const state = JSON.stringify({ id: 'bench', status: 'creating', bundle });
+    const base = { root, kernelVersion: version, dryRun: true, configDirs: [modprobeD] };
+    const hook = (options) => async () => {
+      const result = await handleHook(state, options);
+      if (!result.ok) throw new Error(`hook failed: ${result.message}`);
+    };
+    const inProcess = await alternate(41, hook({ ...base, policyFiles: [policy] }), hook(base));
+    overheadRow(
+      `hook, seed dry run, ${rules}-rule policy (in-process)`,
+      inProcess.a,
+      inProcess.b,
+      'no policy',
+    );
+    const cli = path.join(__dirname, '..', 'bin', 'kmodload.js');
+    const args = ['hook', '-n', '-d', root, '-S', version, '-C', modprobeD];
+    const spawnHook = (extra) => () => {
+      const r = spawnSync(process.execPath, [cli, ...args, ...extra], { input: state });
+      if (r.status !== 0) throw new Error(`hook process failed: ${r.stderr}`);
+    };
+    const processes = await alternate(21, spawnHook(['--policy', policy]), spawnHook([]));
+    overheadRow(
+      `hook, seed dry run, ${rules}-rule policy (process)`,
+      processes.a,
+      processes.b,
+      'no policy',
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function row(label, ours, baseline, baselineLabel) {
   const ratio = baseline / ours;
   console.log(
@@ -140,6 +243,12 @@ async function main() {
     '1 x spawn modprobe -a',
   );
   db.close();
+
+  console.log(
+    `\n${'host policy: medians (min-max) of alternating runs'.padEnd(44)} ${'with policy'.padStart(26)}      ${'baseline'.padEnd(18)} ${'time'.padStart(26)}      extra`,
+  );
+  await policyRows(root, version, all);
+  console.log('');
 
   const textRoot = textOnlyTree(root, version);
   try {
