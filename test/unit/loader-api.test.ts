@@ -12,6 +12,7 @@ import {
   loadPlan,
   moduleState,
   openModuleTree,
+  parsePolicy,
   resolve,
   unload,
 } from '../../src/index';
@@ -52,6 +53,31 @@ function modprobeOrder(tree: KernelTree, names: string[]): string[] {
     .map((line) => line.split(' ')[1] as string);
   return [...new Set(paths)];
 }
+
+describe('load() with a host policy', () => {
+  it('a denied dependency: refused before any syscall; an allowed request loads', async () => {
+    const kernel = new FakeKernel();
+    const policy = parsePolicy(
+      'default deny\nallow ip_vs*\ndeny nf_conntrack when source annotation\n',
+    );
+    await expect(
+      load(['ip_vs'], { ...on(old), kernel, policy, requester: { source: 'annotation' } }),
+    ).rejects.toMatchObject({
+      exitStatus: EXIT.refused,
+      message: /nf_conntrack \(a dependency of ip_vs\) is denied/,
+    });
+    expect(kernel.calls).toEqual([]);
+    const result = await load(['ip_vs'], {
+      ...on(old),
+      kernel,
+      policy,
+      requester: { source: 'env' },
+    });
+    expect(result.ok).toBe(true);
+    expect(result.plan.policy?.ok).toBe(true);
+    expect(kernel.inserted()).toContain('ip_vs');
+  });
+});
 
 describe('load()', () => {
   it('inserts what modprobe would, in its order, each module once (6.1, plain .ko)', async () => {
