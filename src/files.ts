@@ -41,18 +41,26 @@ export async function readRegularFile(file: string, limit: number): Promise<Buff
     if (stat.isDirectory())
       throw new FileReadError(file, 'EISDIR', 'not a regular file (a directory)');
     if (!stat.isFile()) throw new FileReadError(file, 'EFTYPE', 'not a regular file');
-    // One byte more than the cap tells "exactly at the cap" from "over it".
-    const buffer = Buffer.alloc(Math.min(stat.size, limit) + 1);
+    // Read to the end, not to st_size: /proc and /sys files say 0 and have content. One
+    // byte more than the cap tells "exactly at the cap" from "over it".
+    const chunks: Buffer[] = [];
     let length = 0;
-    while (length < buffer.length) {
-      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+    let chunk = Buffer.alloc(Math.min(Math.max(stat.size + 1, 64 * 1024), limit + 1));
+    for (;;) {
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
       if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
       length += bytesRead;
+      if (length > limit) {
+        throw new FileReadError(file, 'EFBIG', `larger than ${limit} bytes`);
+      }
+      if (bytesRead === chunk.length) {
+        chunk = Buffer.alloc(Math.min(chunk.length * 2, limit + 1 - length));
+      } else {
+        chunk = chunk.subarray(bytesRead);
+      }
     }
-    if (length > limit) {
-      throw new FileReadError(file, 'EFBIG', `larger than ${limit} bytes`);
-    }
-    return buffer.subarray(0, length);
+    return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, length);
   } catch (error) {
     if (error instanceof FileReadError) throw error;
     const { code, reason } = describe(error);
