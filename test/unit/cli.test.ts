@@ -506,3 +506,75 @@ describe("the hook and the host's modprobe.d: fail closed", () => {
     }
   });
 });
+
+describe('kmodload hook --policy: the modules, not the strings', () => {
+  it('refuses a denied alias target, dependency and softdep; allows what is allowed, by annotation', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-hookpolicy-'));
+    try {
+      const policy = path.join(dir, 'policy.conf');
+      fs.writeFileSync(
+        policy,
+        [
+          'default deny',
+          'allow ip_vs* xfs when annotation io.kubernetes.pod.namespace=kube-system',
+          'deny xfs',
+          'deny nf_conntrack when annotation io.kubernetes.pod.name=no-conntrack',
+          'deny crc32c_intel when annotation io.kubernetes.pod.name=no-intel',
+        ].join('\n'),
+      );
+      const conf = path.join(dir, 'modprobe.d');
+      fs.mkdirSync(conf);
+      const hook = (request: string, annotations: Record<string, string>) => {
+        const bundle = fs.mkdtempSync(path.join(dir, 'bundle-'));
+        fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify({ annotations }));
+        const log = path.join(bundle, 'hook.log');
+        const state = JSON.stringify({
+          id: 'c',
+          status: 'creating',
+          bundle,
+          annotations: { 'org.kmodload.kernel-modules': request },
+        });
+        const run = kmodload(
+          ['hook', '-n', '--policy', policy, '-C', conf, '--log', log, ...tree61()],
+          state,
+        );
+        const record = JSON.parse(fs.readFileSync(log, 'utf8')) as {
+          verdict: Array<{ module: string; verdict: string }>;
+          annotations: Record<string, string>;
+          policy: string[];
+        };
+        return { ...run, record };
+      };
+      const kube = { 'io.kubernetes.pod.namespace': 'kube-system', 'io.kubernetes.pod.name': 'p' };
+
+      const allowed = hook('ip_vs,ip_vs_wrr', kube);
+      expect(allowed.status).toBe(0);
+      expect(allowed.record.policy).toEqual([policy]);
+      expect(allowed.record.annotations).toEqual(kube);
+      expect(new Set(allowed.record.verdict.map((d) => d.verdict))).toEqual(new Set(['allow']));
+
+      const alias = hook('fs-xfs', kube);
+      expect(alias.status).toBe(EXIT.refused);
+      expect(expectOneErrorLine(alias.stderr)).toBe(
+        `kmodload: cannot load fs-xfs: xfs is denied by ${policy}:3 (deny xfs)`,
+      );
+      const dependency = hook('ip_vs', { ...kube, 'io.kubernetes.pod.name': 'no-conntrack' });
+      expect(dependency.status).toBe(EXIT.refused);
+      expect(expectOneErrorLine(dependency.stderr)).toMatch(
+        /^kmodload: cannot load ip_vs: nf_conntrack \(a dependency of ip_vs\) is denied by .*:4 /,
+      );
+      const softdep = hook('ip_vs', { ...kube, 'io.kubernetes.pod.name': 'no-intel' });
+      expect(softdep.status).toBe(EXIT.refused);
+      expect(expectOneErrorLine(softdep.stderr)).toMatch(
+        /^kmodload: cannot load ip_vs: crc32c_intel \(a soft dependency of ip_vs\) is denied by .*:5 /,
+      );
+      const otherNamespace = hook('ip_vs', { 'io.kubernetes.pod.namespace': 'default' });
+      expect(otherNamespace.status).toBe(EXIT.refused);
+      expect(expectOneErrorLine(otherNamespace.stderr)).toBe(
+        `kmodload: cannot load ip_vs: ip_vs is not allowed for this container (default deny, ${policy}:1)`,
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
