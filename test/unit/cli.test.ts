@@ -71,6 +71,23 @@ function expectOneErrorLine(stderr: string): string {
   return lines[0] as string;
 }
 
+/** Runs `use` with a new temporary directory, removed afterwards. */
+function inScratch(label: string, use: (dir: string) => void): void {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `kmodload-${label}-`));
+  try {
+    use(dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A bundle under `dir` with `config` as its config.json; returns the state a runtime sends. */
+function hookState(dir: string, config: unknown, annotations: Record<string, string> = {}): string {
+  const bundle = fs.mkdtempSync(path.join(dir, 'bundle-'));
+  fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(config));
+  return JSON.stringify({ id: 'c', status: 'creating', bundle, annotations });
+}
+
 describe('kmodload help and usage', () => {
   it('not built (no dist/): one line, status 4', () => {
     const bare = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-bare-'));
@@ -357,8 +374,7 @@ describe('kmodload policy: malformed policy files', () => {
   it.each(cases)(
     '%s: one line naming FILE:LINE, exit 4, for lint, check and the hook',
     (_label, make, line) => {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-badpolicy-'));
-      try {
+      inScratch('badpolicy', (dir) => {
         const file = path.join(dir, `p${count++}.conf`);
         make(file);
         const where = line > 0 ? `${file}:${line}: ` : `${file}: `;
@@ -373,28 +389,19 @@ describe('kmodload policy: malformed policy files', () => {
         expect(expectOneErrorLine(check.stderr)).toContain(`invalid policy: ${where}`);
 
         // The hook reads the policy at a load stage, once a container asks for something.
-        const bundle = path.join(dir, 'bundle');
-        fs.mkdirSync(bundle);
-        fs.writeFileSync(
-          path.join(bundle, 'config.json'),
-          JSON.stringify({ process: { env: ['KERNEL_MODULES=ip_vs'] } }),
-        );
-        const state = JSON.stringify({ id: 'c', status: 'creating', bundle });
+        const state = hookState(dir, { process: { env: ['KERNEL_MODULES=ip_vs'] } });
         const hook = kmodload(['hook', '--policy', file, '-n', ...tree61()], state);
         expect(hook.status).toBe(EXIT.environment);
         expect(expectOneErrorLine(hook.stderr)).toContain(`invalid policy: ${where}`);
         // ... and never at the stages that load nothing.
         const poststop = kmodload(['hook', '--state', 'poststop', '--policy', file], state);
         expect(poststop.status).toBe(0);
-      } finally {
-        fs.rmSync(dir, { recursive: true, force: true });
-      }
+      });
     },
   );
 
   it('lint reports every problem of a file, one line each', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-badpolicy-'));
-    try {
+    inScratch('badpolicy', (dir) => {
       const file = path.join(dir, 'many.conf');
       fs.writeFileSync(file, 'allow ip_vs\npermit x\ndeny [\ndefault no\n');
       const lint = kmodload(['policy', 'lint', '--policy', file]);
@@ -409,16 +416,13 @@ describe('kmodload policy: malformed policy files', () => {
       const ok = kmodload(['policy', 'lint', '--policy', file]);
       expect(ok.status).toBe(0);
       expect(ok.stdout).toBe(`ok: ${file} (1 rules)\n`);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
 describe('kmodload policy check', () => {
   it('prints each module with its rule; exit 0 when allowed, 3 when refused; --json', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-policycheck-'));
-    try {
+    inScratch('policycheck', (dir) => {
       const file = path.join(dir, 'policy.conf');
       fs.writeFileSync(file, 'default deny\nallow ip_vs* when annotation team=net\ndeny xfs\n');
       const conf = path.join(dir, 'modprobe.d');
@@ -451,14 +455,11 @@ describe('kmodload policy check', () => {
       expect(kmodload(['policy', 'check', '--source', 'pod', 'x']).status).toBe(EXIT.usage);
       expect(kmodload(['policy', 'frob']).status).toBe(EXIT.usage);
       expect(kmodload(['load', '--policy', file, '-D', 'ip_vs']).status).toBe(EXIT.usage);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('load --policy refuses what the policy denies, before any syscall', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-policyload-'));
-    try {
+    inScratch('policyload', (dir) => {
       const file = path.join(dir, 'policy.conf');
       fs.writeFileSync(file, 'deny nf_conntrack\n');
       const result = kmodload(['load', '--policy', file, ...tree61(), 'ip_vs']);
@@ -467,23 +468,14 @@ describe('kmodload policy check', () => {
         `kmodload: cannot load ip_vs: nf_conntrack (a dependency of ip_vs) is denied by ${file}:1 (deny nf_conntrack)`,
       );
       expect(result.stdout).toBe('');
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
 describe("the hook and the host's modprobe.d: fail closed", () => {
   it('a missing -C directory or a FIFO in modprobe.d refuses with exit 4; load skips as kmod does', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-strict-'));
-    try {
-      const bundle = path.join(dir, 'bundle');
-      fs.mkdirSync(bundle);
-      fs.writeFileSync(
-        path.join(bundle, 'config.json'),
-        JSON.stringify({ process: { env: ['KERNEL_MODULES=ip_vs'] } }),
-      );
-      const state = JSON.stringify({ id: 'c', status: 'creating', bundle });
+    inScratch('strict', (dir) => {
+      const state = hookState(dir, { process: { env: ['KERNEL_MODULES=ip_vs'] } });
       const missing = path.join(dir, 'no-such.d');
       const hook = kmodload(['hook', '-n', '-C', missing, ...tree61()], state);
       expect(hook.status).toBe(EXIT.environment);
@@ -501,16 +493,13 @@ describe("the hook and the host's modprobe.d: fail closed", () => {
       expect(expectOneErrorLine(fifo.stderr)).toBe(
         `kmodload: cannot read modprobe configuration ${conf}/blacklist.conf: not a regular file`,
       );
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
 describe('kmodload hook --policy: the modules, not the strings', () => {
   it('refuses a denied alias target, dependency and softdep; allows what is allowed, by annotation', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-hookpolicy-'));
-    try {
+    inScratch('hookpolicy', (dir) => {
       const policy = path.join(dir, 'policy.conf');
       fs.writeFileSync(
         policy,
@@ -525,15 +514,8 @@ describe('kmodload hook --policy: the modules, not the strings', () => {
       const conf = path.join(dir, 'modprobe.d');
       fs.mkdirSync(conf);
       const hook = (request: string, annotations: Record<string, string>) => {
-        const bundle = fs.mkdtempSync(path.join(dir, 'bundle-'));
-        fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify({ annotations }));
-        const log = path.join(bundle, 'hook.log');
-        const state = JSON.stringify({
-          id: 'c',
-          status: 'creating',
-          bundle,
-          annotations: { 'org.kmodload.kernel-modules': request },
-        });
+        const state = hookState(dir, { annotations }, { 'org.kmodload.kernel-modules': request });
+        const log = path.join(fs.mkdtempSync(path.join(dir, 'log-')), 'hook.log');
         const run = kmodload(
           ['hook', '-n', '--policy', policy, '-C', conf, '--log', log, ...tree61()],
           state,
@@ -573,8 +555,6 @@ describe('kmodload hook --policy: the modules, not the strings', () => {
       expect(expectOneErrorLine(otherNamespace.stderr)).toBe(
         `kmodload: cannot load ip_vs: ip_vs is not allowed for this container (default deny, ${policy}:1)`,
       );
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
