@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { HookLogRecord } from '../../src/hook/log';
 import {
   boot,
   buildImage,
@@ -115,6 +116,17 @@ function oneKmodloadLine(record: GuestRecord): boolean {
   return lines.length === 1 && lines[0]!.startsWith('kmodload: ');
 }
 
+/** The hook's log lines a record printed (lines that are not JSON are left out). */
+function hookLog(record: GuestRecord): Array<Partial<HookLogRecord>> {
+  return record.out.split('\n').flatMap((line) => {
+    try {
+      return [JSON.parse(line) as Partial<HookLogRecord>];
+    } catch {
+      return [];
+    }
+  });
+}
+
 /** xz's integrity check of a file in the built tree (CRC32, CRC64, ...). */
 function xzCheck(file: string): string {
   const robot = execFileSync('xz', ['--robot', '--list', file], { encoding: 'utf8' });
@@ -160,16 +172,7 @@ describe.each(FLAVOURS)('Debian %s kernel under qemu', (flavour) => {
       's1.runc',
       's2.0.modprobe',
     );
-    const logged = main
-      .get('s1.hooklog')
-      .out.split('\n')
-      .flatMap((line): Array<{ id?: string; stage?: string }> => {
-        try {
-          return [JSON.parse(line) as { id?: string; stage?: string }];
-        } catch {
-          return [];
-        }
-      });
+    const logged = hookLog(main.get('s1.hooklog'));
     p.check(
       logged.some((entry) => entry.id === 'e2e-s1' && entry.stage === 'prestart'),
       'the hook logged its prestart run for the container',
@@ -528,16 +531,7 @@ describe.each(FLAVOURS)('Debian %s kernel under qemu', (flavour) => {
       's10.mid',
       's10.xfs',
     );
-    const log = main
-      .get('s10.hooklog')
-      .out.split('\n')
-      .flatMap((line): Array<{ id?: string; policy?: string[] | null; exitStatus?: number }> => {
-        try {
-          return [JSON.parse(line) as { id?: string; policy?: string[] | null }];
-        } catch {
-          return [];
-        }
-      });
+    const log = hookLog(main.get('s10.hooklog'));
     p.check(
       log.some(
         (r) => r.id === 'e2e-s10x' && r.exitStatus === 3 && r.policy?.[0] === '/run/policy.conf',
