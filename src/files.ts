@@ -54,6 +54,9 @@ export async function readRegularFile(file: string, limit: number): Promise<Buff
       if (length > limit) {
         throw new FileReadError(file, 'EFBIG', `larger than ${limit} bytes`);
       }
+      // A regular file read up to its size is whole (saves a round trip for the EOF read);
+      // a /proc file says 0 and is read until EOF.
+      if (stat.size > 0 && length === stat.size && bytesRead < chunk.length) break;
       if (bytesRead === chunk.length) {
         chunk = Buffer.alloc(Math.min(chunk.length * 2, limit + 1 - length));
       } else {

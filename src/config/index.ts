@@ -42,28 +42,37 @@ export async function loadModprobeConfig(opts: LoadConfigOptions): Promise<Modpr
     opts.moduleDir,
     strict && opts.configDirs !== undefined,
   );
-  for (const { file } of files) {
-    let content: Buffer;
-    try {
-      content = await readRegularFile(file, MAX_CONFIG_FILE_BYTES);
-    } catch (error) {
-      if (!(error instanceof FileReadError)) throw error;
-      // kmod skips files it cannot open (modules.softdep may be absent from any tree); a
-      // FIFO or an endless file it would hang on is an error here.
-      const bounded = error.code === 'EFTYPE' || error.code === 'EFBIG';
-      const gone = error.code === 'ENOENT' || error.code === 'EISDIR';
-      if (gone || (!strict && !bounded)) continue;
-      throw new KmodloadError(
-        `cannot read modprobe configuration ${file}: ${error.message}`,
-        EXIT.environment,
-      );
-    }
+  // Read at once (each read is a few thread-pool round trips), parsed in kmod's order.
+  const [contents, cmdline] = await Promise.all([
+    Promise.all(files.map(({ file }) => readConfigFile(file, strict))),
+    opts.kernelCommandLine ?? readProcCmdline(),
+  ]);
+  files.forEach(({ file }, index) => {
+    const content = contents[index];
+    if (content === undefined) return;
     config.files.push(file);
     parseConfigFile(content.toString('utf8'), file, config);
-  }
-  const cmdline = opts.kernelCommandLine ?? (await readProcCmdline());
+  });
   if (cmdline !== undefined) parseKernelCommandLine(cmdline, config);
   return config;
+}
+
+/** One configuration file, or undefined where kmod would skip it. */
+async function readConfigFile(file: string, strict: boolean): Promise<Buffer | undefined> {
+  try {
+    return await readRegularFile(file, MAX_CONFIG_FILE_BYTES);
+  } catch (error) {
+    if (!(error instanceof FileReadError)) throw error;
+    // kmod skips files it cannot open (modules.softdep may be absent from any tree); a FIFO
+    // or an endless file it would hang on is an error here.
+    const bounded = error.code === 'EFTYPE' || error.code === 'EFBIG';
+    const gone = error.code === 'ENOENT' || error.code === 'EISDIR';
+    if (gone || (!strict && !bounded)) return undefined;
+    throw new KmodloadError(
+      `cannot read modprobe configuration ${file}: ${error.message}`,
+      EXIT.environment,
+    );
+  }
 }
 
 /** The running kernel's command line; it is never large (the kernel caps it at a page or so). */
