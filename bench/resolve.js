@@ -159,7 +159,7 @@ async function policyRows(root, version, all) {
       const r = spawnSync(process.execPath, [cli, ...args, ...extra], { input: state });
       if (r.status !== 0) throw new Error(`hook process failed: ${r.stderr}`);
     };
-    const processes = await alternate(31, spawnHook(['--policy', policy]), spawnHook([]));
+    const processes = await alternate(51, spawnHook(['--policy', policy]), spawnHook([]));
     overheadRow(
       `hook, seed dry run, ${rules}-rule policy (process)`,
       processes.a,

@@ -110,7 +110,9 @@ export function checkPolicy(
         let rule: string;
         let reason: string | undefined;
         const deny = denies.find((r) => matches(r, step.name));
-        const allow = allows.find((r) => matches(r, step.name));
+        // Only a target needs an allow: look for one only then.
+        const allow =
+          role === 'target' && !deny ? allows.find((r) => matches(r, step.name)) : undefined;
         if (deny) {
           verdict = 'deny';
           rule = `${deny.origin} (${deny.text})`;
