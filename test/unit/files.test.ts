@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FileReadError, readRegularFile } from '../../src/files';
+import { readRegularFile, type FileReadError } from '../../src/files';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-files-'));
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
