@@ -9,6 +9,7 @@ import type { LoadResult, UnloadResult } from './loader/types';
 import type { UnloadTarget } from './loader/unload';
 import { executeUnload } from './loader/unload';
 import type { Plan } from './planner/plan';
+import { heldModules, holdStatus, type HoldsOptions, type StatusReport } from './holds/holds';
 import { checkPolicy } from './policy/check';
 import { readPolicy } from './policy/read';
 import type { Policy, Requester } from './policy/types';
@@ -39,6 +40,13 @@ export type LoadOptions = ResolverOptions &
 export type UnloadOptions = ResolverOptions & {
   /** Decide and report; no delete_module, no command. */
   dryRun?: boolean;
+  /** Where container holds are kept (default /run/kmodload): a module a running container
+   *  holds is not removed (a requested one refuses the call). */
+  stateDir?: string;
+  /** Remove held modules anyway. */
+  ignoreHolds?: boolean;
+  /** Where /proc is, to tell running containers from gone ones (tests). */
+  procRoot?: string;
   /** delete_module with O_TRUNC (forced unload, if the kernel allows it). */
   force?: boolean;
   /** Run modprobe.d remove rules other than /bin/true through /bin/sh. Off by default. */
@@ -230,13 +238,34 @@ export async function unload(names: string[], options: UnloadOptions = {}): Prom
   return withDatabase(options, async (db, planner) => {
     const plan = planner.planRequests(db, names, { allowInstallCommands: true });
     const targets = unloadTargets(plan);
+    const held = options.ignoreHolds ? undefined : await heldModules(holdsOptions(options));
     return executeUnload(targets, db, {
       kernel: options.kernel ?? new LinuxKernel(),
       dryRun: options.dryRun ?? false,
       force: options.force ?? false,
       allowRemoveCommands: options.allowRemoveCommands ?? false,
+      ...(held ? { held } : {}),
     });
   });
+}
+
+/** Where holds are kept, and the kernel to ask about modules. */
+export type StatusOptions = { stateDir?: string; procRoot?: string; kernel?: Kernel };
+
+function holdsOptions(options: { stateDir?: string; procRoot?: string }): HoldsOptions {
+  const picked: HoldsOptions = {};
+  if (options.stateDir !== undefined) picked.stateDir = options.stateDir;
+  if (options.procRoot !== undefined) picked.procRoot = options.procRoot;
+  return picked;
+}
+
+/**
+ * Every module kmodload knows about (inserted by a hook, or held by a container): its state
+ * and reference count in the kernel, whether a kmodload hook inserted it, and the containers
+ * holding it; then the holds of containers that are gone.
+ */
+export async function status(options: StatusOptions = {}): Promise<StatusReport> {
+  return holdStatus(holdsOptions(options), options.kernel ?? new LinuxKernel());
 }
 
 /**

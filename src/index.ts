@@ -15,10 +15,11 @@
  * @packageDocumentation
  */
 
-export { load, loadPlan, resolve, openModuleTree, unload, moduleState } from './api';
+export { load, loadPlan, resolve, openModuleTree, unload, moduleState, status } from './api';
 export type {
   LoadOptions,
   UnloadOptions,
+  StatusOptions,
   ModuleStateOptions,
   ModuleState,
   ModuleTree,
@@ -55,6 +56,17 @@ export type {
 } from './planner/plan';
 export type { ResolverOptions, PlanOptions } from './planner/index';
 export type { HostBlock } from './planner/plan';
+
+// Holds: which container holds which module (the hook records them).
+export { listHolds, DEFAULT_STATE_DIR } from './holds/index';
+export type {
+  Hold,
+  HeldModule,
+  HoldsOptions,
+  TrackedModule,
+  StatusReport,
+  ReleasedModule,
+} from './holds/index';
 
 // The host policy: which modules containers may have.
 export {

@@ -6,6 +6,7 @@
 #include <fnmatch.h>
 #include <napi.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -398,6 +399,22 @@ Napi::Value Fnmatch(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), fnmatch(pattern.c_str(), string.c_str(), 0) == 0);
 }
 
+// flock(fd, LOCK_EX | LOCK_NB) and friends: the state directory's lock. Synchronous, so only
+// non-blocking operations are accepted: waiting is the caller's (a timer, off the event loop).
+Napi::Value Flock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsNumber()) {
+    throw ArgError(env, "fd and operation must be numbers");
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int operation = info[1].As<Napi::Number>().Int32Value();
+  if ((operation & LOCK_UN) == 0 && (operation & LOCK_NB) == 0) {
+    throw ArgError(env, "flock operation must include LOCK_NB (it would block the event loop)");
+  }
+  if (flock(fd, operation) != 0) throw SystemError(env, errno, "flock", "");
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->index_class = Napi::Persistent(IndexObject::Define(env));
@@ -408,6 +425,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openIndex", Napi::Function::New<OpenIndex>(env, "openIndex"));
   exports.Set("decompress", Napi::Function::New<DecompressData>(env, "decompress"));
   exports.Set("fnmatch", Napi::Function::New<Fnmatch>(env, "fnmatch"));
+  exports.Set("flock", Napi::Function::New<Flock>(env, "flock"));
   return exports;
 }
 

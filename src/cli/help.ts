@@ -29,6 +29,8 @@ Commands:
                       loads the modules the container asks for (KERNEL_MODULES=)
   hook-config         print ready-to-use hook configurations for this installation
   policy check|lint   what the host policy decides for a request; check the policy
+  status              modules kmodload inserted or containers hold, and who holds them
+  gc                  drop the holds of containers that are gone (--unload: and unload)
 
 Options:
   -h, --help          show this help (\`kmodload COMMAND --help\` for a command's)
@@ -79,6 +81,9 @@ remove rule, nothing is removed.
 Options:
 ${TREE_OPTIONS}
   -n, --dry-run             decide and report, remove nothing
+      --state-dir=DIR       where container holds are kept (default /run/kmodload): a
+                            module a running container holds is not removed
+      --ignore-holds        remove held modules anyway
   -f, --force               forced removal (delete_module O_TRUNC); dangerous
       --allow-remove-commands
                             run modprobe.d remove rules through /bin/sh
@@ -119,4 +124,26 @@ ${TREE_OPTIONS}
 
 lint: reads the policy files and prints every problem as FILE:LINE: problem;
 exit 0 when there is none, 4 otherwise.
+`;
+
+export const STATUS_HELP = `Usage: kmodload status [--state-dir DIR] [--json]
+
+One line per module kmodload knows about (inserted by a kmodload hook, or held by a
+container): its state and reference count in the kernel (/sys/module), whether a
+kmodload hook inserted it, and the containers holding it (id, since when, for which
+requested name); then the holds of containers that are gone. Exit status 0.
+  --state-dir DIR   where holds are kept (default /run/kmodload)
+  --json            the report as JSON
+`;
+
+export const GC_HELP = `Usage: kmodload gc [--unload] [--older-than DURATION] [--state-dir DIR] [-d DIR] [-S VER] [-C DIR]
+
+Drops the holds of containers that are gone: the hold's process is not running, or its
+pid now belongs to another process (the start time differs). A hold without a usable pid
+(iSulad's lcr sends -1) is kept unless older than DURATION (90s, 15m, 12h, 2d).
+  --unload          then unload what no hold covers any more: modules a kmodload hook
+                    inserted that the kernel shows unused, last inserted first; a
+                    modprobe.d remove rule keeps its module (-d, -S, -C: which modprobe.d)
+  --state-dir DIR   where holds are kept (default /run/kmodload)
+  --json            the result as JSON
 `;

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
 import { oneLine } from '../text';
 import { usageError } from './args';
-import { GLOBAL_HELP, LOAD_HELP, POLICY_HELP, UNLOAD_HELP } from './help';
+import { GC_HELP, GLOBAL_HELP, LOAD_HELP, POLICY_HELP, STATUS_HELP, UNLOAD_HELP } from './help';
 import type { CliIO } from './io';
 
 export type { CliIO } from './io';
@@ -51,6 +51,8 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
       else if (topic === 'load') write(io.stdout, LOAD_HELP);
       else if (topic === 'unload') write(io.stdout, UNLOAD_HELP);
       else if (topic === 'policy') write(io.stdout, POLICY_HELP);
+      else if (topic === 'status') write(io.stdout, STATUS_HELP);
+      else if (topic === 'gc') write(io.stdout, GC_HELP);
       else if (topic === 'hook' || topic === 'hook-config') {
         return (await hookCommands())[topic === 'hook' ? 'runHookCommand' : 'runHookConfigCommand'](
           ['--help'],
@@ -73,6 +75,10 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
       return (await hookCommands()).runHookConfigCommand(rest, io);
     case 'policy':
       return (await import('./policy-command.js')).runPolicyCommand(rest, io);
+    case 'status':
+      return (await import('./holds-command.js')).runStatusCommand(rest, io);
+    case 'gc':
+      return (await import('./holds-command.js')).runGcCommand(rest, io);
     default:
       if (command.startsWith('-')) throw usageError(`unknown option '${command}'`);
       throw usageError(`unknown command '${command}'`);

@@ -5,7 +5,7 @@ import { unload } from '../api';
 import { EXIT } from '../errors';
 import type { UnloadModuleResult } from '../loader/types';
 import type { OptionSpec } from './args';
-import { flag, parseArgs, usageError } from './args';
+import { flag, lastValue, parseArgs, usageError } from './args';
 import { TREE_SPECS, treeOptions, writeJson } from './common';
 import { UNLOAD_HELP } from './help';
 import type { CliIO } from './io';
@@ -16,6 +16,8 @@ const UNLOAD_SPECS: OptionSpec[] = [
   ...TREE_SPECS,
   { long: 'force', short: 'f' },
   { long: 'allow-remove-commands' },
+  { long: 'state-dir', value: true },
+  { long: 'ignore-holds' },
 ];
 
 const STATUS_WORDS: Record<UnloadModuleResult['status'], string> = {
@@ -48,6 +50,9 @@ export async function runUnloadCommand(argv: string[], io: CliIO): Promise<numbe
   if (flag(parsed, 'dry-run')) options.dryRun = true;
   if (flag(parsed, 'force')) options.force = true;
   if (flag(parsed, 'allow-remove-commands')) options.allowRemoveCommands = true;
+  const stateDir = lastValue(parsed, 'state-dir');
+  if (stateDir !== undefined) options.stateDir = stateDir;
+  if (flag(parsed, 'ignore-holds')) options.ignoreHolds = true;
 
   const result = await unload(names, options);
   if (flag(parsed, 'json')) {

@@ -7,7 +7,7 @@ import type { OptionSpec, ParsedArgs } from '../cli/args';
 import { allValues, flag, lastValue, parseArgs, usageError } from '../cli/args';
 import type { CliIO } from '../cli/io';
 import { EXIT, KmodloadError } from '../errors';
-import { errorText } from '../text';
+import { errorText, oneLine } from '../text';
 import {
   DEFAULT_WRAPPER_PATH,
   HOOK_CONFIG_FORMATS,
@@ -22,11 +22,13 @@ import { isLoadStage, parseStage, type HookStage } from './stage';
 import { MAX_STATE_BYTES } from './state';
 import { quote, readBounded } from './text';
 import { DEFAULT_POLICY_DIR, DEFAULT_POLICY_FILE } from '../policy/types';
+import { DEFAULT_STATE_DIR } from '../holds/store';
 
 /** Where `hook-config` sends the hook's log unless told otherwise: the audit trail. */
 export const DEFAULT_HOOK_LOG = '/var/log/kmodload/hook.log';
 
-export const HOOK_USAGE = `Usage: kmodload hook [--state STAGE] [--log FILE] [--policy FILE]... [-d DIR] [-S VERSION] [-C DIR] [-n]
+export const HOOK_USAGE = `Usage: kmodload hook [--state STAGE] [--log FILE] [--policy FILE]... [--state-dir DIR]
+                     [--unload-on-stop] [-d DIR] [-S VERSION] [-C DIR] [-n]
 
 OCI runtime hook: reads the container state (JSON) on stdin, reads <bundle>/config.json and
 loads the modules the container asks for, with their dependencies, as modprobe would.
@@ -42,10 +44,14 @@ Options:
   --log FILE        append one JSON line per run to FILE (its directory is created)
   --policy FILE     host policy file, repeatable; replaces the default
                     ${DEFAULT_POLICY_FILE} + ${DEFAULT_POLICY_DIR}/*.conf
+  --state-dir DIR   where holds are kept (default ${DEFAULT_STATE_DIR}): a load records
+                    which modules the container holds and which this hook inserted
+  --unload-on-stop  at poststop, also unload the modules a kmodload hook inserted that no
+                    other container holds and the kernel shows unused
   -d, --dirname DIR     module tree root (like modprobe -d)
   -S, --set-version VER kernel version (like modprobe -S)
   -C, --config DIR      modprobe.d directory replacing the defaults (repeatable)
-  -n, --dry-run     plan and log, load nothing
+  -n, --dry-run     plan and log, load nothing (and record no hold)
   -h, --help        this text
 
 The host's modprobe.d blocks (blacklist X, install X /bin/true|/bin/false) deny X wherever it
@@ -59,8 +65,8 @@ tree unreadable or invalid, 70 internal error. On failure one line on stderr:
 `;
 
 export const HOOK_CONFIG_USAGE = `Usage: kmodload hook-config [--format isulad|oci|hooks.d] [--install-wrapper PATH | --wrapper PATH]
-                           [--log FILE|none] [--policy FILE]... [-d DIR] [-S VER] [-C DIR] [-n]
-                           [--timeout SEC] [--always]
+                           [--log FILE|none] [--policy FILE]... [--state-dir DIR] [--unload-on-stop]
+                           [-d DIR] [-S VER] [-C DIR] [-n] [--timeout SEC] [--always]
 
 Prints a hook configuration for this installation:
   isulad   hookspec.json for isulad --hook-spec (prestart, poststart, poststop)
@@ -73,8 +79,10 @@ this node and this kmodload by absolute path, since runtimes give hooks no PATH.
   --install-wrapper PATH  write the wrapper (root-owned, 0755) at PATH and name it
   --wrapper PATH          name PATH without writing it
   --log FILE              the hook's log (default ${DEFAULT_HOOK_LOG}; none: no log)
-  --policy, -d, -S, -C, -n
+  --policy, --state-dir, -d, -S, -C, -n
                           added to the hook's arguments (see kmodload hook --help)
+  --unload-on-stop        added to the poststop entry (hooks.d: one entry for prestart
+                          and poststop)
   --timeout SEC           the runtime's timeout for each hook entry
   --always                hooks.d: run for every container
 `;
@@ -85,6 +93,8 @@ const HOOK_SPECS: OptionSpec[] = [
   { long: 'config', short: 'C', value: true },
   { long: 'log', value: true },
   { long: 'policy', value: true },
+  { long: 'state-dir', value: true },
+  { long: 'unload-on-stop' },
   { long: 'dry-run', short: 'n' },
   { long: 'help', short: 'h' },
 ];
@@ -130,6 +140,9 @@ export async function runHookCommand(
     if (logFile !== undefined) options.logFile = logFile;
     const policyFiles = allValues(parsed, 'policy');
     if (policyFiles.length > 0) options.policyFiles = policyFiles;
+    const stateDir = lastValue(parsed, 'state-dir');
+    if (stateDir !== undefined) options.stateDir = stateDir;
+    if (flag(parsed, 'unload-on-stop')) options.unloadOnStop = true;
     if (flag(parsed, 'dry-run')) options.dryRun = true;
   } catch (error) {
     return fail(io, error);
@@ -154,8 +167,9 @@ export async function runHookCommand(
   // One line, whatever happened: runtimes show a hook's stderr as one message.
   const lines: string[] = [];
   if (!result.ok) lines.push(result.message ?? 'hook failed');
+  for (const warning of result.warnings) lines.push(`warning: ${warning}`);
   if (result.logError) lines.push(`warning: ${result.logError}`);
-  if (lines.length > 0) io.stderr.write(`kmodload: ${lines.join('; ')}\n`);
+  if (lines.length > 0) io.stderr.write(`kmodload: ${oneLine(lines.join('; '))}\n`);
   return result.exitStatus;
 }
 
@@ -214,6 +228,9 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
     const logFile = lastValue(parsed, 'log') ?? DEFAULT_HOOK_LOG;
     if (logFile !== 'none') extraArgs.push('--log', path.resolve(logFile));
     for (const file of allValues(parsed, 'policy')) extraArgs.push('--policy', path.resolve(file));
+    const stateDir = lastValue(parsed, 'state-dir');
+    if (stateDir !== undefined) extraArgs.push('--state-dir', path.resolve(stateDir));
+    if (flag(parsed, 'unload-on-stop')) options.unloadOnStop = true;
     const root = lastValue(parsed, 'dirname');
     if (root !== undefined) extraArgs.push('-d', path.resolve(root));
     const kernelVersion = lastValue(parsed, 'set-version');

@@ -26,6 +26,9 @@ export interface HookConfigOptions {
   /** hooks.d: run for every container (`when.always`), not only annotated ones, so that
    *  `KERNEL_MODULES` in the environment works under CRI-O/podman too. */
   always?: boolean;
+  /** Add `--unload-on-stop` to the poststop entry (hooks.d: one entry for prestart and
+   *  poststop, whose stage comes from the state's status). */
+  unloadOnStop?: boolean;
 }
 
 interface OciHookEntry {
@@ -35,11 +38,18 @@ interface OciHookEntry {
   timeout?: number;
 }
 
-function entry(stage: HookStage, options: HookConfigOptions): OciHookEntry {
+function entry(stage: HookStage | undefined, options: HookConfigOptions): OciHookEntry {
+  const unload = options.unloadOnStop && (stage === 'poststop' || stage === undefined);
   const hook: OciHookEntry = {
     path: options.wrapperPath ?? DEFAULT_WRAPPER_PATH,
     // argv[0] "kmodload" as the original's "syscontainer-hooks"; the wrapper passes "$@".
-    args: ['kmodload', 'hook', '--state', stage, ...(options.extraArgs ?? [])],
+    args: [
+      'kmodload',
+      'hook',
+      ...(stage ? ['--state', stage] : []),
+      ...(options.extraArgs ?? []),
+      ...(unload ? ['--unload-on-stop'] : []),
+    ],
     // An empty environment (as in iSulad's own examples): the hook needs nothing from it, and
     // a missing `env` would hand it the runtime's whole environment instead.
     env: [],
@@ -64,7 +74,7 @@ export function hookConfig(format: HookConfigFormat, options: HookConfigOptions 
       };
     case 'oci':
       // The `hooks` member of a runc/crun config.json. createRuntime replaces the deprecated
-      // prestart (same namespace, same moment); poststop is a no-op kept for unloading later.
+      // prestart (same namespace, same moment); poststop releases the container's hold.
       return {
         hooks: {
           createRuntime: [entry('createRuntime', options)],
@@ -72,14 +82,16 @@ export function hookConfig(format: HookConfigFormat, options: HookConfigOptions 
         },
       };
     case 'hooks.d': {
-      const hook = entry('prestart', options);
+      // One entry per file: to unload at poststop too, the stage comes from the state's
+      // status (creating: load, stopped: poststop).
+      const hook = entry(options.unloadOnStop ? undefined : 'prestart', options);
       return {
         version: '1.0.0',
         hook,
         when: options.always
           ? { always: true }
           : { annotations: { [`^${KERNEL_MODULES_ANNOTATION.replace(/\./g, '\\.')}$`]: '.+' } },
-        stages: ['prestart'],
+        stages: options.unloadOnStop ? ['prestart', 'poststop'] : ['prestart'],
       };
     }
     default:

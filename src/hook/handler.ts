@@ -7,11 +7,20 @@ import type { LoadOptions } from '../api';
 import { EXIT, KmodloadError, type ExitStatus } from '../errors';
 import type { LoadResult, ModuleResult } from '../loader/types';
 import type { Plan } from '../planner/plan';
-import { oneLine } from '../text';
-import { appendLogLine, type HookLogRecord, type HookLogResult, type HookLogStep } from './log';
+import type { HoldsOptions } from '../holds/holds';
+import type { Kernel } from '../kernel/kernel';
+import { errorText, oneLine } from '../text';
+import {
+  appendLogLine,
+  type HookLogRecord,
+  type HookLogRelease,
+  type HookLogResult,
+  type HookLogStep,
+} from './log';
 import { readHookRequest, type HookRequest, type ReadRequestOptions } from './request';
 import { isLoadStage, inferStage, type HookStage } from './stage';
 import { checkContainerState, parseContainerState, type ContainerState } from './state';
+import { quote } from './text';
 
 /** The options the hook gives the loader. */
 export type HookLoadOptions = Pick<
@@ -52,6 +61,14 @@ export interface HookOptions extends ReadRequestOptions {
   policyFiles?: string[];
   /** The public API or a stand-in. Default: the package's own, required on first use. */
   loader?: HookLoader;
+  /** Where holds are kept (`--state-dir`); default /run/kmodload. */
+  stateDir?: string;
+  /** At poststop, unload what this container's hold was the last to need (`--unload-on-stop`). */
+  unloadOnStop?: boolean;
+  /** The kernel for unloading at poststop; default a LinuxKernel. */
+  kernel?: Kernel;
+  /** Where /proc is (tests). */
+  procRoot?: string;
 }
 
 export type HookAction =
@@ -78,6 +95,9 @@ export interface HookResult {
   record: HookLogRecord;
   /** Set when the log line could not be written; the outcome stands. */
   logError?: string;
+  /** Problems that do not change the outcome (state that could not be recorded, state files
+   *  moved aside), one line each. */
+  warnings: string[];
 }
 
 /** Kubernetes' pod identity, logged when present so the log answers "which pod asked". */
@@ -140,7 +160,13 @@ export async function handleHook(
   options: HookOptions = {},
 ): Promise<HookResult> {
   const started = performance.now();
-  const run: HookRun = { stage: options.stage, policyKeys: [], modules: [], action: 'refused' };
+  const run: HookRun = {
+    stage: options.stage,
+    policyKeys: [],
+    modules: [],
+    action: 'refused',
+    warnings: [],
+  };
   try {
     await decide(input, options, run);
   } catch (error) {
@@ -166,6 +192,9 @@ interface HookRun {
   modules: HookModuleResult[];
   action: HookAction;
   failure?: KmodloadError;
+  /** Poststop: what releasing the container's hold did. */
+  release?: HookLogRelease;
+  warnings: string[];
 }
 
 /** Parses the state, reads the request and the policy, plans, checks and loads. */
@@ -186,6 +215,7 @@ async function decide(
   run.stage ??= inferStage(run.state as ContainerState);
   if (!isLoadStage(run.stage)) {
     run.action = 'not-a-load-stage';
+    if (run.stage === 'poststop' && run.state) await release(run.state, options, run);
     return;
   }
   const request = await readHookRequest(run.state as ContainerState, options);
@@ -228,11 +258,82 @@ async function decide(
   run.modules = result.modules;
   const { failureSummary } = await import('../loader/summary.js');
   const summary = failureSummary(result);
+  if (!options.dryRun) {
+    await recordHold(
+      run.state as ContainerState,
+      request,
+      result.modules,
+      summary === undefined,
+      options,
+      run,
+    );
+  }
   if (summary !== undefined) {
     run.failure = new KmodloadError(summary, EXIT.failed);
     run.action = 'failed';
   } else {
     run.action = options.dryRun ? 'would-load' : 'loaded';
+  }
+}
+
+function holdsOptions(options: HookOptions): HoldsOptions {
+  const picked: HoldsOptions = {};
+  if (options.stateDir !== undefined) picked.stateDir = options.stateDir;
+  if (options.procRoot !== undefined) picked.procRoot = options.procRoot;
+  return picked;
+}
+
+/** Records the container's hold. A failure here leaves the modules loaded and the container
+ *  starting: it is a warning (the modules are then never unloaded automatically). */
+async function recordHold(
+  state: ContainerState,
+  request: HookRequest,
+  modules: HookModuleResult[],
+  succeeded: boolean,
+  options: HookOptions,
+  run: HookRun,
+): Promise<void> {
+  const { recordLoad } = await import('../holds/index.js');
+  try {
+    const warnings = await recordLoad(
+      holdsOptions(options),
+      { id: state.id, pid: state.pid },
+      request.modules,
+      modules,
+      succeeded,
+    );
+    run.warnings.push(...warnings);
+  } catch (error) {
+    run.warnings.push(
+      `cannot record the hold of container ${quote(state.id)}: ${errorText(error)}`,
+    );
+  }
+}
+
+/** Poststop: drops the container's hold and, with unloadOnStop, unloads what nobody holds.
+ *  A container that holds nothing costs a stat(2). Never fails the hook. */
+async function release(state: ContainerState, options: HookOptions, run: HookRun): Promise<void> {
+  const holds = await import('../holds/index.js');
+  const store = holdsOptions(options);
+  if (!(await holds.holdExists(store, state.id))) return;
+  try {
+    const kernel = options.kernel ?? new (await import('../kernel/linux.js')).LinuxKernel();
+    const keep = options.unloadOnStop ? await holds.removeRuleKeeper(options) : undefined;
+    const result = await holds.releaseHold(store, state.id, {
+      unload: options.unloadOnStop === true,
+      kernel,
+      ...(keep ? { keep } : {}),
+    });
+    run.release = {
+      released: result.released,
+      stale: result.stale.map((hold) => hold.id),
+      modules: result.modules,
+    };
+    run.warnings.push(...result.warnings);
+  } catch (error) {
+    run.warnings.push(
+      `cannot release the hold of container ${quote(state.id)}: ${errorText(error)}`,
+    );
   }
 }
 
@@ -264,6 +365,7 @@ function finish(run: HookRun, options: HookOptions, started: number): HookResult
     policy: run.policyFiles ?? null,
     verdict: plan?.policy?.decisions ?? [],
     annotations: loggedAnnotations(run),
+    ...(run.release ? { release: run.release } : {}),
     results: modules.map((entry) => {
       const logged: HookLogResult = {
         request: entry.request,
@@ -286,7 +388,9 @@ function finish(run: HookRun, options: HookOptions, started: number): HookResult
     modules,
     durationMs,
     record,
+    warnings: run.warnings,
   };
+  if (run.warnings.length > 0) record.warnings = run.warnings;
   if (message !== undefined) result.message = message;
   if (state) result.state = state;
   if (stage) result.stage = stage;

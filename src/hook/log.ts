@@ -5,6 +5,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
+import type { ReleasedModule } from '../holds/holds';
 import type { PolicyDecision } from '../policy/types';
 
 export interface HookLogStep {
@@ -44,9 +45,20 @@ export interface HookLogRecord {
   annotations: Record<string, string>;
   /** What happened to each module; empty when nothing was attempted. */
   results: HookLogResult[];
+  /** Poststop: the container's hold released, and what that unloaded or left. */
+  release?: HookLogRelease;
   durationMs: number;
   exitStatus: number;
   error?: string;
+  /** Problems that did not change the outcome. */
+  warnings?: string[];
+}
+
+export interface HookLogRelease {
+  released: boolean;
+  /** Holds of containers that were gone, dropped on the way. */
+  stale: string[];
+  modules: ReleasedModule[];
 }
 
 /** Appends one line. Throws on failure; the caller decides what a lost log line means.

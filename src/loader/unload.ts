@@ -44,6 +44,9 @@ export interface UnloadExecuteOptions {
   /** Run remove rules other than /bin/true with /bin/sh. Off by default. */
   allowRemoveCommands?: boolean;
   runCommand?: CommandRunner;
+  /** Modules that running containers hold (module -> container ids): a requested one refuses
+   *  the call, a dependency or softdep one is left in place. */
+  held?: ReadonlyMap<string, readonly string[]>;
 }
 
 /** Why `name` cannot go, if it cannot. Holders in `goingFirst` (asked for earlier in the same
@@ -94,6 +97,13 @@ async function assertRemovable(
       }
       if (db.isBuiltin(name)) refuse(`module ${name} is builtin`);
       if ((await options.kernel.initState(name)) === undefined) continue;
+      const holders = options.held?.get(name);
+      if (holders && holders.length > 0) {
+        refuse(
+          `module ${name} is held by container${holders.length > 1 ? 's' : ''} ` +
+            `${holders.join(', ')} (see kmodload status; --ignore-holds removes it anyway)`,
+        );
+      }
       const busy = await inUseReason(options.kernel, name, goingFirst);
       if (busy !== undefined) refuse(busy);
       goingFirst.add(name);
@@ -117,6 +127,8 @@ class Remover {
     const earlier = this.handled.get(name);
     if (earlier !== undefined) return earlier;
     this.handled.set(name, true);
+    // A softdep a container holds stays (a requested one was refused before).
+    if (!required && this.options.held?.has(name)) return true;
     const kernel = this.options.kernel;
     const command = this.db.removeCommand(name) || undefined;
 
@@ -153,7 +165,7 @@ class Remover {
 
     if (command === undefined) {
       for (const dep of this.db.dependencies(name)) {
-        if (this.handled.has(dep)) continue;
+        if (this.handled.has(dep) || this.options.held?.has(dep)) continue;
         if ((await this.remainingRefcount(dep)) === 0) {
           this.handled.set(dep, true);
           // As modprobe: failures to remove a dependency are not fatal.

@@ -40,4 +40,13 @@ export interface NativeBinding {
   decompress(data: Uint8Array, format: CompressionFormat): Promise<Buffer>;
   /** libc fnmatch(pattern, string, 0), the matcher kmod uses for aliases. */
   fnmatch(pattern: string, string: string): boolean;
+  /** flock(2) on an open fd. Synchronous: `operation` must include LOCK_NB (or be LOCK_UN);
+   *  throws (code EWOULDBLOCK/EAGAIN) when another process holds the lock. */
+  flock(fd: number, operation: number): void;
 }
+
+// flock(2) operations.
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;

@@ -62,7 +62,15 @@ export class FakeKernel implements Kernel {
   private readonly refcounts = new Map<string, number>();
   private readonly holderMap = new Map<string, string[]>();
   private readonly racers = new Set<string>();
+  private readonly dependencyMap = new Map<string, string[]>();
   compressionList: string[] = [];
+
+  /** Inserting a module makes it a holder of its live dependencies (one reference each), as
+   *  the kernel does for the modules whose symbols it uses. */
+  dependsOn(dependencies: Record<string, string[]>): this {
+    for (const [name, deps] of Object.entries(dependencies)) this.dependencyMap.set(name, deps);
+    return this;
+  }
 
   /** Marks modules live (or another state). */
   setState(name: string, state: InitState): this {
@@ -134,6 +142,16 @@ export class FakeKernel implements Kernel {
     if (this.states.get(name) === 'live') throw systemError('EEXIST', syscall, name);
     this.states.set(name, 'live');
     this.refcounts.set(name, this.refcounts.get(name) ?? 0);
+    for (const dep of this.dependencyMap.get(name) ?? []) {
+      if (this.states.get(dep) !== 'live') continue;
+      this.holderMap.set(dep, [...(this.holderMap.get(dep) ?? []), name]);
+      this.refcounts.set(dep, (this.refcounts.get(dep) ?? 0) + 1);
+    }
+  }
+
+  /** Names in the kernel now (live or otherwise), sorted. */
+  loaded(): string[] {
+    return [...this.states.keys()].filter((name) => this.states.get(name) !== undefined).sort();
   }
 
   async finitModule(path: string, params: string, flags: number): Promise<void> {

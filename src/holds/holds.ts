@@ -1,0 +1,336 @@
+// Containers hold what they asked for; a module some kmodload hook inserted goes away when no
+// hold covers it any more and the kernel shows it unused. Modules that were live before,
+// builtins and modules someone else loaded are never touched: only `inserted.json` names
+// candidates, and only a successful insert by a hook puts a module there.
+
+import { promises as fs } from 'node:fs';
+import type { Kernel } from '../kernel/kernel';
+import { O_NONBLOCK } from '../kernel/kernel';
+import { errorCode } from '../loader/errno';
+import type { ModuleResult } from '../loader/types';
+import { processLiveness, processStartTime } from './process';
+import type { Hold, HeldModule, InsertedModule, StoreOptions } from './store';
+import { DEFAULT_STATE_DIR, STATE_VERSION, StateStore, withStateLock } from './store';
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.stat(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface HoldsOptions extends StoreOptions {
+  /** Where /proc is; tests point it elsewhere. */
+  procRoot?: string;
+}
+
+/** What became of a module the release or gc looked at. */
+export interface ReleasedModule {
+  name: string;
+  /** removed: delete_module succeeded; in-use: the kernel still uses it (kept, retried at the
+   *  next release); gone: no longer loaded (someone removed it); kept: a remove rule keeps it. */
+  status: 'removed' | 'in-use' | 'gone' | 'kept';
+  reason?: string;
+}
+
+export interface ReleaseResult {
+  /** A hold of this container existed and was dropped. */
+  released: boolean;
+  /** Holds of containers that are gone, dropped by the sweep. */
+  stale: Hold[];
+  modules: ReleasedModule[];
+  /** State files moved aside (then nothing was unloaded). */
+  warnings: string[];
+}
+
+/**
+ * Records what a load stage did for container `id`: a hold on every module of the plan (when
+ * the load succeeded), and every module this hook inserted (always: a partly failed load
+ * leaves modules that a later release may remove). A second load stage of the same container
+ * (prestart and createRuntime) adds to the same hold.
+ */
+export async function recordLoad(
+  options: HoldsOptions,
+  container: { id: string; pid?: number | undefined },
+  requested: string[],
+  results: ModuleResult[],
+  succeeded: boolean,
+): Promise<string[]> {
+  // Nothing to hold and nothing inserted (a refused or wholly failed load): no state to touch.
+  if (!succeeded && !results.some((r) => r.status === 'loaded')) return [];
+  const pid = container.pid !== undefined && container.pid > 0 ? container.pid : null;
+  const pidStart = pid === null ? null : ((await processStartTime(pid, options.procRoot)) ?? null);
+  return withStateLock(options, async (store) => {
+    const now = new Date().toISOString();
+    const inserted = await store.readInserted();
+    let changed = false;
+    for (const result of results) {
+      if (result.status !== 'loaded') continue;
+      if (inserted.modules.some((m) => m.name === result.name)) continue;
+      inserted.modules.push({
+        name: result.name,
+        seq: inserted.next++,
+        since: now,
+        by: container.id,
+      });
+      changed = true;
+    }
+    if (succeeded) {
+      const hold: Hold = (await store.readHold(container.id)) ?? {
+        version: STATE_VERSION,
+        id: container.id,
+        pid,
+        pidStart,
+        since: now,
+        requested: [],
+        modules: [],
+      };
+      for (const name of requested) if (!hold.requested.includes(name)) hold.requested.push(name);
+      for (const result of results) {
+        if (result.status === 'failed') continue;
+        const held: HeldModule = {
+          name: result.name,
+          inserted: result.status === 'loaded',
+          request: result.request,
+        };
+        const earlier = hold.modules.find((m) => m.name === held.name);
+        if (!earlier) hold.modules.push(held);
+        else earlier.inserted ||= held.inserted;
+      }
+      await store.writeHold(hold);
+      store.step('hold-written');
+    }
+    if (changed) {
+      await store.writeInserted(inserted);
+      store.step('inserted-written');
+    }
+    return store.warnings;
+  });
+}
+
+/** Holds whose container is gone: its process is not there, or the pid is another process's.
+ *  A hold without a usable pid is stale only when older than `olderThanMs`. */
+async function staleHolds(
+  holds: Hold[],
+  options: HoldsOptions,
+  olderThanMs?: number,
+): Promise<Hold[]> {
+  const stale: Hold[] = [];
+  for (const hold of holds) {
+    const liveness = await processLiveness(hold.pid, hold.pidStart, options.procRoot);
+    const old = olderThanMs !== undefined && Date.now() - Date.parse(hold.since) > olderThanMs;
+    if (liveness === 'gone' || (liveness === 'unknown' && old)) stale.push(hold);
+  }
+  return stale;
+}
+
+/**
+ * Removes, last inserted first, every inserted module that no hold covers and that the kernel
+ * shows unused; repeats while that frees more (a module's users go before it, as with
+ * modprobe -r). A module still in use stays recorded and is retried at the next release.
+ */
+async function removeUnheld(
+  store: StateStore,
+  kernel: Kernel,
+  holds: Hold[],
+  keep: (name: string) => string | undefined,
+): Promise<ReleasedModule[]> {
+  const inserted = await store.readInserted();
+  const covered = new Set(holds.flatMap((h) => h.modules.map((m) => m.name)));
+  const candidates = inserted.modules
+    .filter((m) => !covered.has(m.name))
+    .sort((a, b) => b.seq - a.seq);
+  const outcome = new Map<string, ReleasedModule>();
+  let progress = true;
+  while (progress) {
+    progress = false;
+    for (const module of candidates) {
+      const done = outcome.get(module.name);
+      if (done && done.status !== 'in-use') continue;
+      const result = await removeIfUnused(kernel, module, keep);
+      outcome.set(module.name, result);
+      if (result.status === 'removed') progress = true;
+    }
+  }
+  const dropped = new Set(
+    [...outcome.values()]
+      .filter((r) => r.status === 'removed' || r.status === 'gone')
+      .map((r) => r.name),
+  );
+  if (dropped.size > 0) {
+    inserted.modules = inserted.modules.filter((m) => !dropped.has(m.name));
+    await store.writeInserted(inserted);
+    store.step('inserted-written');
+  }
+  return candidates.map((m) => outcome.get(m.name) as ReleasedModule);
+}
+
+async function removeIfUnused(
+  kernel: Kernel,
+  module: InsertedModule,
+  keep: (name: string) => string | undefined,
+): Promise<ReleasedModule> {
+  const { name } = module;
+  const kept = keep(name);
+  if (kept !== undefined) return { name, status: 'kept', reason: kept };
+  if ((await kernel.initState(name)) === undefined) return { name, status: 'gone' };
+  const holders = await kernel.holders(name);
+  if (holders.length > 0) {
+    return { name, status: 'in-use', reason: `in use by ${holders.join(', ')}` };
+  }
+  const refcount = await kernel.refcount(name);
+  if (refcount !== undefined && refcount > 0) {
+    return { name, status: 'in-use', reason: `reference count ${refcount}` };
+  }
+  try {
+    await kernel.deleteModule(name, O_NONBLOCK);
+    return { name, status: 'removed' };
+  } catch (error) {
+    const code = errorCode(error);
+    if (code === 'ENOENT') return { name, status: 'gone' };
+    if (code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'EBUSY') {
+      return { name, status: 'in-use', reason: `delete_module: ${code}` };
+    }
+    throw error;
+  }
+}
+
+export interface ReleaseOptions {
+  /** Unload what the release (and the stale-hold sweep) left unheld. */
+  unload: boolean;
+  kernel: Kernel;
+  /** Why a module must stay although unheld (a modprobe.d remove rule), if it must. */
+  keep?: (name: string) => string | undefined;
+}
+
+/**
+ * Drops container `id`'s hold; with `unload`, also sweeps stale holds and removes what no
+ * hold covers any more. A container without a hold (its load failed, a dry run, a second
+ * poststop) changes nothing. Nothing is unloaded when a state file was found corrupt.
+ */
+export async function releaseHold(
+  options: HoldsOptions,
+  id: string,
+  release: ReleaseOptions,
+): Promise<ReleaseResult> {
+  return withStateLock(options, async (store) => {
+    const released = await store.removeHold(id);
+    if (released) store.step('hold-removed');
+    let stale: Hold[] = [];
+    let modules: ReleasedModule[] = [];
+    if (release.unload) {
+      let holds = await store.readHolds();
+      stale = await staleHolds(holds, options);
+      for (const hold of stale) await store.removeHold(hold.id);
+      holds = holds.filter((h) => !stale.includes(h));
+      if (!store.corrupt) {
+        modules = await removeUnheld(
+          store,
+          release.kernel,
+          holds,
+          release.keep ?? (() => undefined),
+        );
+      }
+    }
+    return { released, stale, modules, warnings: store.warnings };
+  });
+}
+
+/** Drops the holds of containers that are gone; with `unload`, removes what that freed. */
+export async function collectGarbage(
+  options: HoldsOptions,
+  gc: ReleaseOptions & { olderThanMs?: number },
+): Promise<ReleaseResult> {
+  return withStateLock(options, async (store) => {
+    let holds = await store.readHolds();
+    const stale = await staleHolds(holds, options, gc.olderThanMs);
+    for (const hold of stale) await store.removeHold(hold.id);
+    holds = holds.filter((h) => !stale.includes(h));
+    const modules =
+      gc.unload && !store.corrupt
+        ? await removeUnheld(store, gc.kernel, holds, gc.keep ?? (() => undefined))
+        : [];
+    return { released: false, stale, modules, warnings: store.warnings };
+  });
+}
+
+/** Whether container `id` has a hold (no lock, no addon: one stat). */
+export async function holdExists(options: HoldsOptions, id: string): Promise<boolean> {
+  const store = new StateStore(options.stateDir ?? DEFAULT_STATE_DIR, () => undefined);
+  return exists(store.holdFile(id));
+}
+
+/** Every hold, with whether its container is still there. */
+export async function listHolds(
+  options: HoldsOptions = {},
+): Promise<Array<Hold & { stale: boolean }>> {
+  // No state directory: no hold (and nothing to create just to say so).
+  if (!(await exists(options.stateDir ?? DEFAULT_STATE_DIR))) return [];
+  return withStateLock(options, async (store) => {
+    const holds = await store.readHolds();
+    const stale = await staleHolds(holds, options);
+    return holds.map((hold) => ({ ...hold, stale: stale.includes(hold) }));
+  });
+}
+
+export interface TrackedModule {
+  name: string;
+  /** From /sys/module: live, coming, going, or absent. */
+  state: 'live' | 'coming' | 'going' | 'absent';
+  refcnt: number | null;
+  /** Some kmodload hook inserted it (and nobody has removed it since). */
+  inserted: boolean;
+  /** Live holds on it. */
+  holders: Array<{ id: string; since: string; request: string }>;
+}
+
+export interface StatusReport {
+  modules: TrackedModule[];
+  /** Holds of containers that are gone (`kmodload gc` drops them). */
+  stale: Hold[];
+  warnings: string[];
+}
+
+/** Every module kmodload knows about, its state in the kernel and who holds it. */
+export async function holdStatus(options: HoldsOptions, kernel: Kernel): Promise<StatusReport> {
+  return withStateLock(options, async (store) => {
+    const holds = await store.readHolds();
+    const stale = await staleHolds(holds, options);
+    const inserted = await store.readInserted();
+    const names = new Set([
+      ...inserted.modules.map((m) => m.name),
+      ...holds.flatMap((h) => h.modules.map((m) => m.name)),
+    ]);
+    const modules: TrackedModule[] = [];
+    for (const name of [...names].sort()) {
+      const state = (await kernel.initState(name)) ?? 'absent';
+      modules.push({
+        name,
+        state,
+        refcnt: state === 'absent' ? null : ((await kernel.refcount(name)) ?? null),
+        inserted: inserted.modules.some((m) => m.name === name),
+        holders: holds
+          .filter((h) => !stale.includes(h))
+          .flatMap((h) =>
+            h.modules
+              .filter((m) => m.name === name)
+              .map((m) => ({ id: h.id, since: h.since, request: m.request })),
+          ),
+      });
+    }
+    return { modules, stale, warnings: store.warnings };
+  });
+}
+
+/** Module -> ids of the live containers holding it (for `kmodload unload`). */
+export async function heldModules(options: HoldsOptions = {}): Promise<Map<string, string[]>> {
+  const held = new Map<string, string[]>();
+  for (const hold of await listHolds(options)) {
+    if (hold.stale) continue;
+    for (const module of hold.modules)
+      held.set(module.name, [...(held.get(module.name) ?? []), hold.id]);
+  }
+  return held;
+}

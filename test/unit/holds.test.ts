@@ -1,0 +1,425 @@
+// Holds and unloading when containers stop: the hook against a fake kernel that tracks who
+// holds whom, on plans of the real Debian 6.1 tree; the state directory under several
+// processes at once and under processes killed at each step.
+
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadPlan, resolve, unload, status } from '../../src/api';
+import { EXIT } from '../../src/errors';
+import { collectGarbage, listHolds, recordLoad, releaseHold } from '../../src/holds';
+import { handleHook, type HookLoader, type HookOptions } from '../../src/hook/handler';
+import { FakeKernel } from '../helpers/fake-kernel';
+import { REPO_ROOT, kernelTree, type KernelTree } from '../helpers/trees';
+
+let tree: KernelTree;
+let scratch: string;
+let emptyConfig: string;
+
+beforeAll(() => {
+  tree = kernelTree('6.1');
+  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-holds-'));
+  emptyConfig = path.join(scratch, 'modprobe.d');
+  fs.mkdirSync(emptyConfig);
+});
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+let count = 0;
+function newDir(label: string): string {
+  const dir = path.join(scratch, `${label}-${count++}`);
+  fs.mkdirSync(dir);
+  return dir;
+}
+
+/** Dependencies of the tree's modules (modules.dep), for the fake kernel's holders. */
+function treeDependencies(): Record<string, string[]> {
+  const deps: Record<string, string[]> = {};
+  const name = (file: string) =>
+    path
+      .basename(file)
+      .replace(/\.ko.*$/, '')
+      .replace(/-/g, '_');
+  for (const line of fs
+    .readFileSync(path.join(tree.moduleDir, 'modules.dep'), 'utf8')
+    .split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon < 0) continue;
+    deps[name(line.slice(0, colon))] = line
+      .slice(colon + 1)
+      .split(' ')
+      .filter((f) => f !== '')
+      .map(name);
+  }
+  return deps;
+}
+
+interface Host {
+  kernel: FakeKernel;
+  stateDir: string;
+  procRoot: string;
+  /** Starts container `id` (a fake process in procRoot) asking for `request`. */
+  start(id: string, request: string): Promise<{ exitStatus: number }>;
+  /** Stops it: poststop with --unload-on-stop (or not). */
+  stop(id: string, unloadOnStop?: boolean): Promise<{ exitStatus: number; warnings: string[] }>;
+}
+
+let pidCount = 1000;
+function host(kernel = new FakeKernel().dependsOn(treeDependencies())): Host {
+  const stateDir = newDir('state');
+  const procRoot = newDir('proc');
+  const bundles = newDir('bundles');
+  const pids = new Map<string, number>();
+  // The public API with the fake kernel: what the hook uses, minus the real syscalls.
+  const loader: HookLoader = {
+    resolve: (names, options) => resolve(names, options),
+    loadPlan: (plan, options) => loadPlan(plan, { ...options, kernel }),
+  };
+  const options = (extra: Partial<HookOptions> = {}): HookOptions => ({
+    root: tree.root,
+    kernelVersion: tree.version,
+    configDirs: [emptyConfig],
+    stateDir,
+    procRoot,
+    kernel,
+    loader,
+    ...extra,
+  });
+  return {
+    kernel,
+    stateDir,
+    procRoot,
+    async start(id, request) {
+      const pid = pidCount++;
+      pids.set(id, pid);
+      fs.mkdirSync(path.join(procRoot, String(pid)));
+      fs.writeFileSync(path.join(procRoot, String(pid), 'stat'), procStat(pid, 'sh', 5000 + pid));
+      const bundle = path.join(bundles, id);
+      fs.mkdirSync(bundle);
+      fs.writeFileSync(
+        path.join(bundle, 'config.json'),
+        JSON.stringify({ process: { env: [`KERNEL_MODULES=${request}`] } }),
+      );
+      const state = { id, status: 'creating', pid, bundle };
+      return handleHook(state, options({ stage: 'prestart' }));
+    },
+    async stop(id, unloadOnStop = true) {
+      const pid = pids.get(id);
+      if (pid !== undefined)
+        fs.rmSync(path.join(procRoot, String(pid)), { recursive: true, force: true });
+      const state = { id, status: 'stopped', bundle: path.join(bundles, id) };
+      return handleHook(state, options({ stage: 'poststop', unloadOnStop }));
+    },
+  };
+}
+
+/** A /proc/PID/stat line: COMM in parentheses (with a space and a ')' to be hard), start time
+ *  as field 22. */
+function procStat(pid: number, comm: string, start: number): string {
+  // Fields 3 (state) to 21, then 22: the start time.
+  const after = ['S', '1', ...Array.from({ length: 17 }, () => '0'), String(start)];
+  return `${pid} (${comm} (x) y) ${after.join(' ')} 0 0\n`;
+}
+
+describe('holds and unload on stop (fake kernel, Debian 6.1 plans)', () => {
+  it('overlapping holds: a module goes when the last container needing it stops', async () => {
+    const h = host();
+    h.kernel.setState('dummy', 'live'); // loaded by someone else (modprobe) first
+    const before = h.kernel.loaded();
+    expect((await h.start('A', 'ip_vs,ip_vs_wrr,dummy')).exitStatus).toBe(0);
+    expect((await h.start('B', 'ip_vs_sh')).exitStatus).toBe(0);
+    const loaded = h.kernel.loaded();
+    expect(loaded).toEqual(
+      expect.arrayContaining(['ip_vs', 'ip_vs_wrr', 'ip_vs_sh', 'nf_conntrack', 'libcrc32c']),
+    );
+
+    expect((await h.stop('A')).exitStatus).toBe(0);
+    expect(h.kernel.loaded()).not.toContain('ip_vs_wrr');
+    expect(h.kernel.loaded()).toEqual(
+      expect.arrayContaining(['ip_vs', 'ip_vs_sh', 'nf_conntrack', 'libcrc32c', 'dummy']),
+    );
+
+    expect((await h.stop('B')).exitStatus).toBe(0);
+    expect(h.kernel.loaded()).toEqual(before);
+    expect(h.kernel.deleted()).not.toContain('dummy');
+    const report = await status({ stateDir: h.stateDir, procRoot: h.procRoot, kernel: h.kernel });
+    expect(report).toEqual({ modules: [], stale: [], warnings: [] });
+  });
+
+  it('without --unload-on-stop poststop only releases the hold; a second poststop is a no-op', async () => {
+    const h = host();
+    await h.start('A', 'ip_vs');
+    const loaded = h.kernel.loaded();
+    expect((await h.stop('A', false)).exitStatus).toBe(0);
+    expect(h.kernel.loaded()).toEqual(loaded);
+    expect(await listHolds({ stateDir: h.stateDir })).toEqual([]);
+    // Still recorded as inserted: a later release with unloading removes them.
+    expect(
+      (
+        await status({ stateDir: h.stateDir, procRoot: h.procRoot, kernel: h.kernel })
+      ).modules.every((m) => m.inserted),
+    ).toBe(true);
+    expect((await h.stop('A')).exitStatus).toBe(0);
+    expect(h.kernel.deleted()).toEqual([]); // no hold of A any more: nothing to release
+    await h.start('C', 'dummy');
+    await h.stop('C');
+    expect(h.kernel.loaded()).toEqual([]);
+  });
+
+  it('a poststop for a container that never held anything changes nothing', async () => {
+    const h = host();
+    await h.start('A', 'ip_vs');
+    const result = await h.stop('never-started');
+    expect(result.exitStatus).toBe(0);
+    expect(h.kernel.deleted()).toEqual([]);
+    expect((await listHolds({ stateDir: h.stateDir })).map((hold) => hold.id)).toEqual(['A']);
+  });
+
+  it('a module that stays busy stays recorded and goes at the next release', async () => {
+    const h = host();
+    await h.start('A', 'ip_vs');
+    await h.start('B', 'dummy');
+    // Something else on the host uses nf_conntrack too (ip_vs's reference is one of the 5).
+    h.kernel.setRefcount('nf_conntrack', 5);
+    await h.stop('A');
+    expect(h.kernel.loaded()).toContain('nf_conntrack');
+    expect(h.kernel.loaded()).not.toContain('ip_vs');
+    const busy = (
+      await status({ stateDir: h.stateDir, procRoot: h.procRoot, kernel: h.kernel })
+    ).modules.find((m) => m.name === 'nf_conntrack');
+    expect(busy).toMatchObject({ inserted: true, holders: [], state: 'live', refcnt: 4 });
+    h.kernel.setRefcount('nf_conntrack', 0);
+    await h.stop('B');
+    expect(h.kernel.loaded()).toEqual([]);
+  });
+
+  it('modules live before, builtins and modules others loaded are never touched', async () => {
+    const h = host();
+    h.kernel.setState('nf_conntrack', 'live').setState('libcrc32c', 'live');
+    await h.start('A', 'ip_vs');
+    await h.stop('A');
+    expect(h.kernel.loaded()).toEqual(['libcrc32c', 'nf_conntrack']);
+    expect(h.kernel.deleted()).not.toContain('nf_conntrack');
+  });
+
+  it('a dry run records nothing; a refused request records nothing', async () => {
+    const h = host();
+    const dir = newDir('bundle');
+    fs.writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({ process: { env: ['KERNEL_MODULES=ip_vs'] } }),
+    );
+    await handleHook(
+      { id: 'dry', status: 'creating', pid: 1, bundle: dir },
+      {
+        root: tree.root,
+        kernelVersion: tree.version,
+        configDirs: [emptyConfig],
+        stateDir: h.stateDir,
+        dryRun: true,
+        loader: { resolve, loadPlan: (plan, o) => loadPlan(plan, { ...o, kernel: h.kernel }) },
+      },
+    );
+    expect(fs.readdirSync(h.stateDir)).toEqual([]);
+    expect((await h.start('bad', 'no_such_module')).exitStatus).toBe(EXIT.refused);
+    expect(fs.readdirSync(h.stateDir)).toEqual([]);
+  });
+
+  it('corrupt or unknown-version state is moved aside with a warning and unloads nothing', async () => {
+    const h = host();
+    await h.start('A', 'ip_vs');
+    await h.start('B', 'dummy');
+    const holdsDir = path.join(h.stateDir, 'holds');
+    const [first] = fs.readdirSync(holdsDir);
+    fs.writeFileSync(path.join(holdsDir, first as string), '{"version":99}');
+    const loaded = h.kernel.loaded();
+    const stop = await h.stop('B');
+    expect(stop.exitStatus).toBe(0);
+    expect(stop.warnings.join('\n')).toMatch(/unknown version 99; moved aside to .*\.corrupt-\d+/);
+    expect(h.kernel.deleted()).toEqual([]);
+    expect(h.kernel.loaded()).toEqual(loaded);
+    fs.writeFileSync(path.join(h.stateDir, 'inserted.json'), '\0garbage');
+    const report = await status({ stateDir: h.stateDir, procRoot: h.procRoot, kernel: h.kernel });
+    expect(report.warnings.join('\n')).toMatch(/inserted\.json: not JSON; moved aside/);
+  });
+
+  it('gc drops the holds of containers that are gone or whose pid is reused', async () => {
+    const h = host();
+    await h.start('A', 'ip_vs');
+    await h.start('B', 'dummy');
+    await h.start('C', 'ip_vs_sh');
+    const holds = await listHolds({ stateDir: h.stateDir });
+    const pid = (id: string) => holds.find((hold) => hold.id === id)?.pid as number;
+    // A's process is gone; B's pid now belongs to another process (another start time).
+    fs.rmSync(path.join(h.procRoot, String(pid('A'))), { recursive: true });
+    fs.writeFileSync(path.join(h.procRoot, String(pid('B')), 'stat'), procStat(pid('B'), 'x', 1));
+    const result = await collectGarbage(
+      { stateDir: h.stateDir, procRoot: h.procRoot },
+      { unload: true, kernel: h.kernel },
+    );
+    expect(result.stale.map((hold) => hold.id).sort()).toEqual(['A', 'B']);
+    expect(h.kernel.loaded()).not.toContain('dummy');
+    expect(h.kernel.loaded()).toContain('ip_vs_sh');
+    expect(
+      (await listHolds({ stateDir: h.stateDir, procRoot: h.procRoot })).map((x) => x.id),
+    ).toEqual(['C']);
+  });
+
+  it('a hold without a usable pid (lcr: -1) is kept unless older than --older-than', async () => {
+    const h = host();
+    await recordLoad(
+      { stateDir: h.stateDir, procRoot: h.procRoot },
+      { id: 'lcr', pid: -1 },
+      ['dummy'],
+      [{ request: 'dummy', name: 'dummy', status: 'loaded', required: true }],
+      true,
+    );
+    const gc = (olderThanMs?: number) =>
+      collectGarbage(
+        { stateDir: h.stateDir, procRoot: h.procRoot },
+        { unload: false, kernel: h.kernel, ...(olderThanMs === undefined ? {} : { olderThanMs }) },
+      );
+    expect((await gc()).stale).toEqual([]);
+    expect((await gc(3_600_000)).stale).toEqual([]);
+    await new Promise((r) => setTimeout(r, 20));
+    expect((await gc(10)).stale.map((x) => x.id)).toEqual(['lcr']);
+  });
+
+  it('kmodload unload refuses a held module (exit 3, naming the containers) unless told', async () => {
+    const h = host();
+    await h.start('A', 'ip_vs');
+    await h.start('B', 'ip_vs_wrr');
+    const options = {
+      root: tree.root,
+      kernelVersion: tree.version,
+      configDirs: [emptyConfig],
+      stateDir: h.stateDir,
+      procRoot: h.procRoot,
+      kernel: h.kernel,
+    };
+    await expect(unload(['ip_vs_wrr'], options)).rejects.toMatchObject({
+      exitStatus: EXIT.refused,
+      message:
+        'cannot unload ip_vs_wrr: module ip_vs_wrr is held by container B (see kmodload status; --ignore-holds removes it anyway)',
+    });
+    expect(h.kernel.deleted()).toEqual([]);
+    // Once B's hold is released, ip_vs_wrr can go; ip_vs, held by A, stays although nothing
+    // uses it any more, and so do its dependencies.
+    await h.stop('B', false);
+    expect((await unload(['ip_vs_wrr'], options)).ok).toBe(true);
+    expect(h.kernel.deleted()).toEqual(['ip_vs_wrr']);
+    expect(h.kernel.loaded()).toEqual(expect.arrayContaining(['ip_vs', 'nf_conntrack']));
+    await expect(unload(['ip_vs'], options)).rejects.toMatchObject({ exitStatus: EXIT.refused });
+    expect((await unload(['ip_vs'], { ...options, ignoreHolds: true })).ok).toBe(true);
+    expect(h.kernel.loaded()).not.toContain('ip_vs');
+  });
+});
+
+// Several processes on one state directory, and processes killed between any two steps.
+describe('the state directory under concurrency and crashes', () => {
+  let dist: string;
+  beforeAll(() => {
+    dist = path.join(scratch, 'dist');
+    execFileSync(
+      process.execPath,
+      [
+        path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+        '-p',
+        path.join(REPO_ROOT, 'tsconfig.build.json'),
+        '--outDir',
+        dist,
+        '--sourceMap',
+        'false',
+        '--declaration',
+        'false',
+      ],
+      { stdio: 'inherit' },
+    );
+  }, 120_000);
+
+  /** Runs `script` (with `holds` = the compiled src/holds) in a child node. */
+  function child(
+    script: string,
+    env: Record<string, string> = {},
+  ): Promise<{ code: number | null; signal: string | null; stderr: string }> {
+    return new Promise((resolve) => {
+      const proc = spawn(
+        process.execPath,
+        [
+          '-e',
+          `const holds = require(${JSON.stringify(path.join(dist, 'holds/index.js'))});\n${script}`,
+        ],
+        {
+          env: {
+            ...process.env,
+            ...env,
+            KMODLOAD_ADDON: path.join(REPO_ROOT, 'build', 'Release', 'kmodload.node'),
+          },
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
+      let stderr = '';
+      proc.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      proc.on('close', (code, signal) => resolve({ code, signal, stderr }));
+    });
+  }
+
+  const recordScript = (stateDir: string, id: string, modules: string[]) => `
+    holds.recordLoad(
+      { stateDir: ${JSON.stringify(stateDir)}, onStep: (step) => { if (process.env.CRASH_AT === step) process.kill(process.pid, 'SIGKILL'); } },
+      { id: ${JSON.stringify(id)} },
+      ${JSON.stringify(modules)},
+      ${JSON.stringify(modules)}.map((name) => ({ request: name, name, status: 'loaded', required: true })),
+      true,
+    ).catch((e) => { console.error(e.message); process.exit(1); });`;
+
+  it('eight processes recording and releasing at once lose no update', async () => {
+    const stateDir = newDir('concurrent');
+    const ids = Array.from({ length: 8 }, (_, i) => `c${i}`);
+    const recorded = await Promise.all(
+      ids.map((id, i) => child(recordScript(stateDir, id, [`m${i}`, 'shared']))),
+    );
+    expect(recorded.map((r) => [r.code, r.stderr])).toEqual(ids.map(() => [0, '']));
+    const holds = await listHolds({ stateDir });
+    expect(holds.map((h) => h.id).sort()).toEqual(ids);
+    const inserted = JSON.parse(fs.readFileSync(path.join(stateDir, 'inserted.json'), 'utf8')) as {
+      modules: Array<{ name: string }>;
+    };
+    expect(inserted.modules.map((m) => m.name).sort()).toEqual(
+      ['shared', ...ids.map((_, i) => `m${i}`)].sort(),
+    );
+
+    const released = await Promise.all(
+      ids.map((id) =>
+        child(
+          `holds.releaseHold({ stateDir: ${JSON.stringify(stateDir)} }, ${JSON.stringify(id)}, { unload: false, kernel: null }).catch((e) => { console.error(e.message); process.exit(1); });`,
+        ),
+      ),
+    );
+    expect(released.map((r) => [r.code, r.stderr])).toEqual(ids.map(() => [0, '']));
+    expect(await listHolds({ stateDir })).toEqual([]);
+    expect(fs.readdirSync(path.join(stateDir, 'holds'))).toEqual([]);
+  });
+
+  it.each(['locked', 'hold-written', 'inserted-written'])(
+    'a process killed after "%s" leaves readable state',
+    async (step) => {
+      const stateDir = newDir('crash');
+      // Another container holds "shared" already.
+      expect((await child(recordScript(stateDir, 'other', ['shared']))).code).toBe(0);
+      const crashed = await child(recordScript(stateDir, 'victim', ['mine', 'shared']), {
+        CRASH_AT: step,
+      });
+      expect(crashed.signal).toBe('SIGKILL');
+      // The next process gets the lock at once (the kernel dropped it) and reads valid state.
+      const kernel = new FakeKernel().setState('mine', 'live').setState('shared', 'live');
+      const result = await releaseHold({ stateDir }, 'victim', { unload: true, kernel });
+      expect(result.warnings).toEqual([]);
+      // Whatever the crash left, "shared" stays: the other container still holds it.
+      expect(kernel.deleted()).not.toContain('shared');
+      expect((await listHolds({ stateDir })).map((h) => h.id)).toEqual(['other']);
+      expect(fs.readdirSync(stateDir).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    },
+  );
+});
