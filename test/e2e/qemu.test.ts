@@ -1,7 +1,7 @@
 // End to end on real Debian kernels under qemu: kmodload as installed (compiled JS + addon),
 // its hook run by runc, kmod's modprobe as the oracle in the same guest. Each kernel boots
 // twice: `main` (-cpu max: scenarios 1, 2, 5, 6, 7, 8, 10) and `qemu64` (no SSE4.2: scenario 9,
-// plus 3 and 4, which do not depend on the CPU). All four guests run at once; the guest
+// plus 3, 4 and 11, which do not depend on the CPU). All four guests run at once; the guest
 // scripts are scripts/qemu/guest/, the checks are here.
 
 import { execFileSync } from 'node:child_process';
@@ -539,6 +539,81 @@ describe.each(FLAVOURS)('Debian %s kernel under qemu', (flavour) => {
       'the log records the refusal and the policy file',
       's10.hooklog',
     );
+    p.assertNone();
+  });
+
+  it('11: containers hold their modules; --unload-on-stop unloads what the last holder needed', () => {
+    const { qemu64 } = kernelRuns(flavour);
+    const p = new Problems(qemu64);
+    const before = qemu64.get('s11.before');
+    p.check(before.mods.length === 0, 'the scenario starts with no module loaded', 's11.before');
+    const withDummy = qemu64.get('s11.dummy');
+    p.check(withDummy.rc === 0 && withDummy.mods.includes('dummy'), 'modprobe dummy', 's11.dummy');
+    for (const key of ['s11.a.start', 's11.b.start']) {
+      p.check(qemu64.get(key).rc === 0, `${key}: the container started`, key);
+    }
+    const both = qemu64.get('s11.b.start');
+    p.check(
+      ['ip_vs_wrr', 'ip_vs', 'ip_vs_sh', 'nf_conntrack', 'libcrc32c', 'dummy'].every((m) =>
+        both.mods.includes(m),
+      ),
+      'both containers: their modules are live',
+      's11.b.start',
+    );
+    const afterA = qemu64.get('s11.a.stop');
+    p.check(
+      afterA.rc === 0 &&
+        !afterA.mods.includes('ip_vs_wrr') &&
+        ['ip_vs', 'ip_vs_sh', 'nf_conntrack', 'libcrc32c', 'dummy'].every((m) =>
+          afterA.mods.includes(m),
+        ),
+      'A stopped: ip_vs_wrr gone; ip_vs and its dependencies (held by B) and dummy stay',
+      's11.a.stop',
+      's11.status.a',
+    );
+    p.check(
+      /ip_vs: live, refcnt \d+; inserted by kmodload; held by e2e-s11b/.test(
+        qemu64.get('s11.status.a').out,
+      ),
+      'status names B as the holder of ip_vs',
+      's11.status.a',
+    );
+    const afterB = qemu64.get('s11.b.stop');
+    p.check(
+      afterB.rc === 0 && sameModules(afterB, withDummy),
+      'B killed (-9) and deleted: /proc/modules is what it was before A started',
+      's11.dummy',
+      's11.b.kill',
+      's11.b.stop',
+    );
+    for (let round = 0; round < 3; round++) {
+      const up = qemu64.get(`s11.round${round}.up`);
+      const down = qemu64.get(`s11.round${round}.down`);
+      p.check(
+        up.mods.includes('ip_vs') && up.mods.length > withDummy.mods.length + 5,
+        `round ${round}: eight containers started, their modules live`,
+        `s11.round${round}.up`,
+      );
+      p.check(
+        sameModules(down, withDummy),
+        `round ${round}: all stopped, /proc/modules back to its start`,
+        `s11.round${round}.down`,
+        's11.dummy',
+      );
+    }
+    for (const key of ['s11.status.b', 's11.status.end']) {
+      let report: { modules?: unknown[]; stale?: unknown[] } = {};
+      try {
+        report = JSON.parse(qemu64.get(key).out) as typeof report;
+      } catch {
+        // reported below
+      }
+      p.check(
+        Array.isArray(report.modules) && report.modules.length === 0 && report.stale?.length === 0,
+        `${key}: status shows no module and no hold`,
+        key,
+      );
+    }
     p.assertNone();
   });
 });

@@ -181,6 +181,58 @@ s10() {
   unload_all s10.clean
 }
 
+# 11. Holds: containers hold what they asked for, and the hook's --unload-on-stop unloads at
+# poststop what the last container needing it asked for. dummy is loaded by modprobe first
+# (kmodload must never remove it); A asks for ip_vs,ip_vs_wrr,dummy, B for ip_vs_sh.
+S11_ROUNDS='ip_vs,ip_vs_wrr ip_vs_sh nf_conntrack,tcp_diag ip_vs_rr,ip_vs veth tun,veth xfs ip_vs_wrr,ip_vs_sh
+  tcp_diag ip_vs nf_tables,ip_vs_rr veth,bonding 8021q ip_vs_wrr xfs,tun ip_vs_sh,tcp_diag
+  bonding,8021q nf_tables ip_vs ip_vs,ip_vs_rr,ip_vs_sh veth tcp_diag,xfs vxlan ip_vs_wrr,nf_conntrack'
+s11_start() { # ID KERNEL_MODULES
+  node /opt/e2e/make-bundle.js /opt/e2e/config.template.json /run/hooks-holds.json isulad "$2" \
+    "/run/s11/$1" /bin/busybox sleep 600
+  runc run -d --no-pivot --bundle "/run/s11/$1" "$1" > "/run/s11/$1.out" 2>&1
+}
+s11_stop() { # ID: the container's process killed, then runc deletes it (poststop runs)
+  runc kill "$1" KILL > /dev/null 2>&1
+  runc delete -f "$1"
+}
+s11() {
+  unload_all s11.before
+  mkdir -p /run/s11
+  run s11.hooks $KMODLOAD hook-config --format isulad --wrapper $HOOK --log $HOOK_LOG \
+    --unload-on-stop
+  cp /tmp/run.out /run/hooks-holds.json
+  run s11.dummy $MODPROBE dummy
+  run s11.a.start s11_start e2e-s11a ip_vs,ip_vs_wrr,dummy
+  run s11.b.start s11_start e2e-s11b ip_vs_sh
+  run s11.status.both $KMODLOAD status
+  run s11.a.stop runc delete -f e2e-s11a
+  run s11.status.a $KMODLOAD status
+  # kill -9 of B's process, then runc's delete: the same as a normal stop.
+  run s11.b.kill sh -c "kill -9 \$(runc state e2e-s11b | sed -n 's/.*\"pid\": *\\([0-9]*\\).*/\\1/p')"
+  run s11.b.stop runc delete -f e2e-s11b
+  run s11.status.b $KMODLOAD status --json
+  # Eight containers with overlapping requests, started and stopped all at once, three times.
+  round=0
+  set -- $S11_ROUNDS
+  while [ $round -lt 3 ]; do
+    i=0
+    for n in 1 2 3 4 5 6 7 8; do
+      eval "request=\${$((round * 8 + n))}"
+      s11_start "e2e-s11-$round-$n" "$request" &
+    done
+    wait
+    snapshot s11.round$round.up
+    for n in 1 2 3 4 5 6 7 8; do s11_stop "e2e-s11-$round-$n" > /dev/null 2>&1 & done
+    wait
+    snapshot s11.round$round.down
+    round=$((round + 1))
+  done
+  run s11.status.end $KMODLOAD status --json
+  run s11.hooklog grep -c . $HOOK_LOG
+  unload_all s11.clean
+}
+
 # 9. On a CPU without SSE4.2 crc32c_intel's init fails (ENODEV): do what modprobe does.
 # This boot also carries scenarios 3 and 4, which do not depend on the CPU, so that the two
 # boots of a kernel take about as long as each other.
@@ -198,6 +250,7 @@ set_qemu64() {
   unload_all s9.clean
   s3
   s4
+  s11
 }
 
 set_main() {
