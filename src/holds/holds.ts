@@ -243,6 +243,9 @@ export async function collectGarbage(
   options: HoldsOptions,
   gc: ReleaseOptions & { olderThanMs?: number },
 ): Promise<ReleaseResult> {
+  if (!(await exists(options.stateDir ?? DEFAULT_STATE_DIR))) {
+    return { released: false, stale: [], modules: [], warnings: [] };
+  }
   return withStateLock(options, async (store) => {
     let holds = await store.readHolds();
     const stale = await staleHolds(holds, options, gc.olderThanMs);
@@ -295,6 +298,9 @@ export interface StatusReport {
 
 /** Every module kmodload knows about, its state in the kernel and who holds it. */
 export async function holdStatus(options: HoldsOptions, kernel: Kernel): Promise<StatusReport> {
+  if (!(await exists(options.stateDir ?? DEFAULT_STATE_DIR))) {
+    return { modules: [], stale: [], warnings: [] };
+  }
   return withStateLock(options, async (store) => {
     const holds = await store.readHolds();
     const stale = await staleHolds(holds, options);

@@ -200,6 +200,45 @@ describe('the hook wrapper', () => {
     );
   });
 
+  it('--unload-on-stop goes to the poststop entry only; hooks.d gets one entry for both stages', async () => {
+    const isulad = await run([
+      '--format',
+      'isulad',
+      '--log',
+      'none',
+      '--unload-on-stop',
+      '--state-dir',
+      '/run/k',
+    ]);
+    const spec = JSON.parse(isulad.out) as Record<string, Array<{ args: string[] }>>;
+    expect(spec['prestart']?.[0]?.args).toEqual([
+      'kmodload',
+      'hook',
+      '--state',
+      'prestart',
+      '--state-dir',
+      '/run/k',
+    ]);
+    expect(spec['poststop']?.[0]?.args).toEqual([
+      'kmodload',
+      'hook',
+      '--state',
+      'poststop',
+      '--state-dir',
+      '/run/k',
+      '--unload-on-stop',
+    ]);
+    const hooksd = JSON.parse(
+      (await run(['--format', 'hooks.d', '--log', 'none', '--unload-on-stop'])).out,
+    ) as {
+      hook: { args: string[] };
+      stages: string[];
+    };
+    // No --state: the stage comes from the state's status (creating, stopped).
+    expect(hooksd.hook.args).toEqual(['kmodload', 'hook', '--unload-on-stop']);
+    expect(hooksd.stages).toEqual(['prestart', 'poststop']);
+  });
+
   it('--log none leaves the log out; --policy files are passed to every entry', async () => {
     const printed = await run(['--format', 'oci', '--log', 'none', '--policy', 'p.conf']);
     expect(printed.status).toBe(0);

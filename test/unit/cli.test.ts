@@ -558,3 +558,34 @@ describe('kmodload hook --policy: the modules, not the strings', () => {
     });
   });
 });
+
+describe('kmodload status and gc', () => {
+  it('status on a host without holds; gc; a poststop without a hold touches no state', () => {
+    inScratch('status', (dir) => {
+      const stateDir = path.join(dir, 'state');
+      const state = hookState(dir, { process: { env: ['KERNEL_MODULES=ip_vs'] } });
+      const stop = kmodload(
+        ['hook', '--state', 'poststop', '--unload-on-stop', '--state-dir', stateDir],
+        state.replace('"creating"', '"stopped"'),
+      );
+      expect([stop.status, stop.stderr]).toEqual([0, '']);
+      expect(fs.existsSync(stateDir)).toBe(false);
+
+      const empty = kmodload(['status', '--state-dir', stateDir]);
+      expect([empty.status, empty.stderr]).toEqual([0, '']);
+      expect(empty.stdout).toBe(`no module loaded or held through kmodload (${stateDir})\n`);
+      expect(JSON.parse(kmodload(['status', '--json', '--state-dir', stateDir]).stdout)).toEqual({
+        modules: [],
+        stale: [],
+        warnings: [],
+      });
+      const gc = kmodload(['gc', '--json', '--state-dir', stateDir, '--older-than', '2d']);
+      expect(gc.status).toBe(0);
+      expect(JSON.parse(gc.stdout)).toMatchObject({ stale: [], modules: [] });
+      expect(kmodload(['gc', '--older-than', 'soon']).status).toBe(EXIT.usage);
+      expect(kmodload(['status', 'extra']).status).toBe(EXIT.usage);
+      // Asking created nothing.
+      expect(fs.existsSync(stateDir)).toBe(false);
+    });
+  });
+});
