@@ -2,7 +2,7 @@
 // file (a FIFO would block the hook forever, /dev/zero would fill memory), it is opened
 // non-blocking, and it is read up to a cap whatever its size claims.
 
-import { promises as fs, constants as fsConstants } from 'node:fs';
+import fsSync, { promises as fs, constants as fsConstants, type Stats } from 'node:fs';
 
 /** Why a file could not be read, with an errno-style code ('ENOENT', 'EISDIR', 'EFBIG'...). */
 export class FileReadError extends Error {
@@ -38,9 +38,7 @@ export async function readRegularFile(file: string, limit: number): Promise<Buff
   }
   try {
     const stat = await handle.stat();
-    if (stat.isDirectory())
-      throw new FileReadError(file, 'EISDIR', 'not a regular file (a directory)');
-    if (!stat.isFile()) throw new FileReadError(file, 'EFTYPE', 'not a regular file');
+    assertRegular(file, stat);
     // Read to the end, not to st_size: /proc and /sys files say 0 and have content. One
     // byte more than the cap tells "exactly at the cap" from "over it".
     const chunks: Buffer[] = [];
@@ -51,9 +49,7 @@ export async function readRegularFile(file: string, limit: number): Promise<Buff
       if (bytesRead === 0) break;
       chunks.push(chunk.subarray(0, bytesRead));
       length += bytesRead;
-      if (length > limit) {
-        throw new FileReadError(file, 'EFBIG', `larger than ${limit} bytes`);
-      }
+      if (length > limit) throw tooLarge(file, limit);
       // A regular file read up to its size is whole (saves a round trip for the EOF read);
       // a /proc file says 0 and is read until EOF.
       if (stat.size > 0 && length === stat.size && bytesRead < chunk.length) break;
@@ -70,5 +66,48 @@ export async function readRegularFile(file: string, limit: number): Promise<Buff
     throw new FileReadError(file, code, reason);
   } finally {
     await handle.close();
+  }
+}
+
+function assertRegular(file: string, stat: Stats): void {
+  if (stat.isDirectory())
+    throw new FileReadError(file, 'EISDIR', 'not a regular file (a directory)');
+  if (!stat.isFile()) throw new FileReadError(file, 'EFTYPE', 'not a regular file');
+}
+
+function tooLarge(file: string, limit: number): FileReadError {
+  return new FileReadError(file, 'EFBIG', `larger than ${limit} bytes`);
+}
+
+/**
+ * readRegularFile() without the thread pool, for the few small files read while a lock is
+ * held (the state directory): there every await would hand the lock's hold time to the
+ * scheduler. The same checks and errors; never use it for anything large.
+ */
+export function readRegularFileSync(file: string, limit: number): Buffer {
+  let fd: number;
+  try {
+    fd = fsSync.openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (error) {
+    const { code, reason } = describe(error);
+    throw new FileReadError(file, code, reason);
+  }
+  try {
+    assertRegular(file, fsSync.fstatSync(fd));
+    const buffer = Buffer.allocUnsafe(limit + 1);
+    let length = 0;
+    for (;;) {
+      const bytesRead = fsSync.readSync(fd, buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length > limit) throw tooLarge(file, limit);
+    }
+    return Buffer.from(buffer.subarray(0, length));
+  } catch (error) {
+    if (error instanceof FileReadError) throw error;
+    const { code, reason } = describe(error);
+    throw new FileReadError(file, code, reason);
+  } finally {
+    fsSync.closeSync(fd);
   }
 }

@@ -61,10 +61,10 @@ export async function recordLoad(
   // Nothing to hold and nothing inserted (a refused or wholly failed load): no state to touch.
   if (!succeeded && !results.some((r) => r.status === 'loaded')) return [];
   const pid = container.pid !== undefined && container.pid > 0 ? container.pid : null;
-  const pidStart = pid === null ? null : ((await processStartTime(pid, options.procRoot)) ?? null);
+  const pidStart = pid === null ? null : (processStartTime(pid, options.procRoot) ?? null);
   return withStateLock(options, async (store) => {
     const now = new Date().toISOString();
-    const inserted = await store.readInserted();
+    const inserted = store.readInserted();
     let changed = false;
     for (const result of results) {
       if (result.status !== 'loaded') continue;
@@ -78,7 +78,7 @@ export async function recordLoad(
       changed = true;
     }
     if (succeeded) {
-      const hold: Hold = (await store.readHold(container.id)) ?? {
+      const hold: Hold = store.readHold(container.id) ?? {
         version: STATE_VERSION,
         id: container.id,
         pid,
@@ -99,11 +99,11 @@ export async function recordLoad(
         if (!earlier) hold.modules.push(held);
         else earlier.inserted ||= held.inserted;
       }
-      await store.writeHold(hold);
+      store.writeHold(hold);
       store.step('hold-written');
     }
     if (changed) {
-      await store.writeInserted(inserted);
+      store.writeInserted(inserted);
       store.step('inserted-written');
     }
     return store.warnings;
@@ -112,14 +112,10 @@ export async function recordLoad(
 
 /** Holds whose container is gone: its process is not there, or the pid is another process's.
  *  A hold without a usable pid is stale only when older than `olderThanMs`. */
-async function staleHolds(
-  holds: Hold[],
-  options: HoldsOptions,
-  olderThanMs?: number,
-): Promise<Hold[]> {
+function staleHolds(holds: Hold[], options: HoldsOptions, olderThanMs?: number): Hold[] {
   const stale: Hold[] = [];
   for (const hold of holds) {
-    const liveness = await processLiveness(hold.pid, hold.pidStart, options.procRoot);
+    const liveness = processLiveness(hold.pid, hold.pidStart, options.procRoot);
     const old = olderThanMs !== undefined && Date.now() - Date.parse(hold.since) > olderThanMs;
     if (liveness === 'gone' || (liveness === 'unknown' && old)) stale.push(hold);
   }
@@ -137,7 +133,7 @@ async function removeUnheld(
   holds: Hold[],
   keep: (name: string) => string | undefined,
 ): Promise<ReleasedModule[]> {
-  const inserted = await store.readInserted();
+  const inserted = store.readInserted();
   const covered = new Set(holds.flatMap((h) => h.modules.map((m) => m.name)));
   const candidates = inserted.modules
     .filter((m) => !covered.has(m.name))
@@ -161,7 +157,7 @@ async function removeUnheld(
   );
   if (dropped.size > 0) {
     inserted.modules = inserted.modules.filter((m) => !dropped.has(m.name));
-    await store.writeInserted(inserted);
+    store.writeInserted(inserted);
     store.step('inserted-written');
   }
   return candidates.map((m) => outcome.get(m.name) as ReleasedModule);
@@ -216,14 +212,14 @@ export async function releaseHold(
   release: ReleaseOptions,
 ): Promise<ReleaseResult> {
   return withStateLock(options, async (store) => {
-    const released = await store.removeHold(id);
+    const released = store.removeHold(id);
     if (released) store.step('hold-removed');
     let stale: Hold[] = [];
     let modules: ReleasedModule[] = [];
     if (release.unload) {
-      let holds = await store.readHolds();
-      stale = await staleHolds(holds, options);
-      for (const hold of stale) await store.removeHold(hold.id);
+      let holds = store.readHolds();
+      stale = staleHolds(holds, options);
+      for (const hold of stale) store.removeHold(hold.id);
       holds = holds.filter((h) => !stale.includes(h));
       if (!store.corrupt) {
         modules = await removeUnheld(
@@ -247,9 +243,9 @@ export async function collectGarbage(
     return { released: false, stale: [], modules: [], warnings: [] };
   }
   return withStateLock(options, async (store) => {
-    let holds = await store.readHolds();
-    const stale = await staleHolds(holds, options, gc.olderThanMs);
-    for (const hold of stale) await store.removeHold(hold.id);
+    let holds = store.readHolds();
+    const stale = staleHolds(holds, options, gc.olderThanMs);
+    for (const hold of stale) store.removeHold(hold.id);
     holds = holds.filter((h) => !stale.includes(h));
     const modules =
       gc.unload && !store.corrupt
@@ -272,8 +268,8 @@ export async function listHolds(
   // No state directory: no hold (and nothing to create just to say so).
   if (!(await exists(options.stateDir ?? DEFAULT_STATE_DIR))) return [];
   return withStateLock(options, async (store) => {
-    const holds = await store.readHolds();
-    const stale = await staleHolds(holds, options);
+    const holds = store.readHolds();
+    const stale = staleHolds(holds, options);
     return holds.map((hold) => ({ ...hold, stale: stale.includes(hold) }));
   });
 }
@@ -302,9 +298,9 @@ export async function holdStatus(options: HoldsOptions, kernel: Kernel): Promise
     return { modules: [], stale: [], warnings: [] };
   }
   return withStateLock(options, async (store) => {
-    const holds = await store.readHolds();
-    const stale = await staleHolds(holds, options);
-    const inserted = await store.readInserted();
+    const holds = store.readHolds();
+    const stale = staleHolds(holds, options);
+    const inserted = store.readInserted();
     const names = new Set([
       ...inserted.modules.map((m) => m.name),
       ...holds.flatMap((h) => h.modules.map((m) => m.name)),

@@ -1,18 +1,16 @@
 // Is the container that took a hold still there? Its pid alone cannot say (pids are reused),
 // so a hold also keeps the process's start time, field 22 of /proc/PID/stat.
 
-import { readRegularFile } from '../files';
+import { readRegularFileSync } from '../files';
 
 /** The start time of process `pid` (clock ticks since boot, as text), or undefined when there
  *  is no such process. */
-export async function processStartTime(
-  pid: number,
-  procRoot = '/proc',
-): Promise<string | undefined> {
+export function processStartTime(pid: number, procRoot = '/proc'): string | undefined {
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   let stat: string;
   try {
-    stat = (await readRegularFile(`${procRoot}/${pid}/stat`, 64 * 1024)).toString('utf8');
+    // Synchronous: a procfs read of a few hundred bytes, done under the state lock.
+    stat = readRegularFileSync(`${procRoot}/${pid}/stat`, 64 * 1024).toString('utf8');
   } catch {
     return undefined;
   }
@@ -28,12 +26,12 @@ export async function processStartTime(
 export type Liveness = 'alive' | 'gone' | 'unknown';
 
 /** Whether the process recorded as `pid` started at `start` still runs. */
-export async function processLiveness(
+export function processLiveness(
   pid: number | null,
   start: string | null,
   procRoot = '/proc',
-): Promise<Liveness> {
+): Liveness {
   if (pid === null || pid <= 0 || start === null) return 'unknown';
-  const now = await processStartTime(pid, procRoot);
+  const now = processStartTime(pid, procRoot);
   return now !== undefined && now === start ? 'alive' : 'gone';
 }

@@ -5,12 +5,15 @@
 // Every write is atomic (temporary file, fsync, rename, fsync of the directory), so a process
 // killed at any point leaves either the old file or the new one. A file that is not valid
 // state (corrupt, unknown version) is moved aside with a warning, never trusted.
+// Under the lock the files (a few hundred bytes, on a tmpfs) are read and written with
+// synchronous calls: with many hooks at once, every await inside the critical section would
+// lengthen everybody's wait. Waiting for the lock is asynchronous.
 
 import { createHash } from 'node:crypto';
-import { promises as fs, constants as fsConstants } from 'node:fs';
+import fsSync, { promises as fs, constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
-import { FileReadError, readRegularFile } from '../files';
+import { FileReadError, readRegularFileSync } from '../files';
 import type { NativeBinding } from '../native/binding';
 import { LOCK_EX, LOCK_NB } from '../native/binding';
 import { errorText } from '../text';
@@ -18,7 +21,7 @@ import { errorText } from '../text';
 export const DEFAULT_STATE_DIR = '/run/kmodload';
 export const STATE_VERSION = 1;
 /** Largest state file read; real ones are a few KiB. */
-const MAX_STATE_FILE_BYTES = 4 * 1024 * 1024;
+const MAX_STATE_FILE_BYTES = 1024 * 1024;
 
 /** A module of a hold: whether the holding container's hook inserted it. */
 export interface HeldModule {
@@ -141,15 +144,15 @@ export class StateStore {
     return path.join(this.dir, 'holds', `${key}.json`);
   }
 
-  async readHold(id: string): Promise<Hold | undefined> {
-    const hold = await this.readJson(this.holdFile(id), isHold);
+  readHold(id: string): Hold | undefined {
+    const hold = this.readJson(this.holdFile(id), isHold);
     return hold?.id === id ? hold : undefined;
   }
 
-  async readHolds(): Promise<Hold[]> {
+  readHolds(): Hold[] {
     let names: string[];
     try {
-      names = await fs.readdir(path.join(this.dir, 'holds'));
+      names = fsSync.readdirSync(path.join(this.dir, 'holds'));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw stateError(path.join(this.dir, 'holds'), error);
@@ -157,51 +160,45 @@ export class StateStore {
     const holds: Hold[] = [];
     for (const name of names.sort()) {
       if (!name.endsWith('.json')) continue;
-      const hold = await this.readJson(path.join(this.dir, 'holds', name), isHold);
+      const hold = this.readJson(path.join(this.dir, 'holds', name), isHold);
       if (hold) holds.push(hold);
     }
     return holds;
   }
 
-  async writeHold(hold: Hold): Promise<void> {
-    await writeAtomic(this.holdFile(hold.id), `${JSON.stringify(hold)}\n`);
+  writeHold(hold: Hold): void {
+    writeAtomic(this.holdFile(hold.id), `${JSON.stringify(hold)}\n`);
   }
 
-  async removeHold(id: string): Promise<boolean> {
+  removeHold(id: string): boolean {
     try {
-      await fs.unlink(this.holdFile(id));
+      fsSync.unlinkSync(this.holdFile(id));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw stateError(this.holdFile(id), error);
     }
-    await syncDirectory(path.join(this.dir, 'holds'));
+    syncDirectory(path.join(this.dir, 'holds'));
     return true;
   }
 
-  async readInserted(): Promise<InsertedFile> {
+  readInserted(): InsertedFile {
     const file = path.join(this.dir, 'inserted.json');
-    return (
-      (await this.readJson(file, isInsertedFile)) ?? {
-        version: STATE_VERSION,
-        next: 1,
-        modules: [],
-      }
-    );
+    return this.readJson(file, isInsertedFile) ?? { version: STATE_VERSION, next: 1, modules: [] };
   }
 
-  async writeInserted(inserted: InsertedFile): Promise<void> {
-    await writeAtomic(path.join(this.dir, 'inserted.json'), `${JSON.stringify(inserted)}\n`);
+  writeInserted(inserted: InsertedFile): void {
+    writeAtomic(path.join(this.dir, 'inserted.json'), `${JSON.stringify(inserted)}\n`);
   }
 
   /** A state file, or undefined when absent; invalid ones are moved aside with a warning. */
-  private async readJson<T>(file: string, valid: (v: unknown) => v is T): Promise<T | undefined> {
+  private readJson<T>(file: string, valid: (v: unknown) => v is T): T | undefined {
     let bytes: Buffer;
     try {
-      bytes = await readRegularFile(file, MAX_STATE_FILE_BYTES);
+      bytes = readRegularFileSync(file, MAX_STATE_FILE_BYTES);
     } catch (error) {
       if (error instanceof FileReadError && error.code === 'ENOENT') return undefined;
       if (error instanceof FileReadError && (error.code === 'EFBIG' || error.code === 'EFTYPE')) {
-        await this.moveAside(file, error.message);
+        this.moveAside(file, error.message);
         return undefined;
       }
       throw stateError(file, error);
@@ -210,12 +207,12 @@ export class StateStore {
     try {
       parsed = JSON.parse(bytes.toString('utf8'));
     } catch {
-      await this.moveAside(file, 'not JSON');
+      this.moveAside(file, 'not JSON');
       return undefined;
     }
     if (!valid(parsed)) {
       const version = isObject(parsed) ? parsed['version'] : undefined;
-      await this.moveAside(
+      this.moveAside(
         file,
         version === STATE_VERSION ? 'not valid state' : `unknown version ${String(version)}`,
       );
@@ -224,9 +221,13 @@ export class StateStore {
     return parsed;
   }
 
-  private async moveAside(file: string, why: string): Promise<void> {
+  private moveAside(file: string, why: string): void {
     const aside = `${file}.corrupt-${Date.now()}`;
-    await fs.rename(file, aside).catch(() => undefined);
+    try {
+      fsSync.renameSync(file, aside);
+    } catch {
+      // gone already: nothing to move
+    }
     this.warnings.push(`state file ${file}: ${why}; moved aside to ${aside}`);
   }
 }
@@ -238,46 +239,55 @@ function stateError(file: string, error: unknown): KmodloadError {
   );
 }
 
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await fs.open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
+function syncDirectory(dir: string): void {
+  const fd = fsSync.openSync(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
   try {
-    await handle.sync();
+    fsSync.fsyncSync(fd);
   } finally {
-    await handle.close();
+    fsSync.closeSync(fd);
   }
 }
 
 /** Replaces `file` with `content` so that a crash leaves the old file or the new one. */
-async function writeAtomic(file: string, content: string): Promise<void> {
+function writeAtomic(file: string, content: string): void {
   const dir = path.dirname(file);
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  const temporary = `${file}.tmp-${process.pid}`;
-  const handle = await fs.open(
-    temporary,
-    fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_NOFOLLOW,
-    0o600,
-  );
   try {
-    await handle.writeFile(content);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    fsSync.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const temporary = `${file}.tmp-${process.pid}`;
+    const fd = fsSync.openSync(
+      temporary,
+      fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_NOFOLLOW,
+      0o600,
+    );
+    try {
+      fsSync.writeFileSync(fd, content);
+      fsSync.fsyncSync(fd);
+    } finally {
+      fsSync.closeSync(fd);
+    }
+    fsSync.renameSync(temporary, file);
+    syncDirectory(dir);
+  } catch (error) {
+    throw stateError(file, error);
   }
-  await fs.rename(temporary, file);
-  await syncDirectory(dir);
 }
 
 /** Removes temporary files that a killed process left (only ever under the lock). */
-async function removeLeftovers(dir: string): Promise<void> {
+function removeLeftovers(dir: string): void {
   for (const sub of [dir, path.join(dir, 'holds')]) {
     let names: string[] = [];
     try {
-      names = await fs.readdir(sub);
+      names = fsSync.readdirSync(sub);
     } catch {
       continue;
     }
     for (const name of names) {
-      if (name.includes('.tmp-')) await fs.unlink(path.join(sub, name)).catch(() => undefined);
+      if (!name.includes('.tmp-')) continue;
+      try {
+        fsSync.unlinkSync(path.join(sub, name));
+      } catch {
+        // gone already
+      }
     }
   }
 }
@@ -331,7 +341,7 @@ export async function withStateLock<T>(
     }
     const store = new StateStore(dir, options.onStep ?? (() => undefined));
     store.step('locked');
-    await removeLeftovers(dir);
+    removeLeftovers(dir);
     return await use(store);
   } finally {
     // Closing the file releases the lock.

@@ -187,9 +187,10 @@ s10() {
 S11_ROUNDS='ip_vs,ip_vs_wrr ip_vs_sh nf_conntrack,tcp_diag ip_vs_rr,ip_vs veth tun,veth xfs ip_vs_wrr,ip_vs_sh
   tcp_diag ip_vs nf_tables,ip_vs_rr veth,bonding 8021q ip_vs_wrr xfs,tun ip_vs_sh,tcp_diag
   bonding,8021q nf_tables ip_vs ip_vs,ip_vs_rr,ip_vs_sh veth tcp_diag,xfs vxlan ip_vs_wrr,nf_conntrack'
-s11_start() { # ID KERNEL_MODULES
-  node /opt/e2e/make-bundle.js /opt/e2e/config.template.json /run/hooks-holds.json isulad "$2" \
-    "/run/s11/$1" /bin/busybox sleep 600
+s11_start() { # ID KERNEL_MODULES: a container that sleeps, from the bundle made once below
+  mkdir -p "/run/s11/$1"
+  sed "s/KERNEL_MODULES=REQUEST/KERNEL_MODULES=$2/" /run/s11/template/config.json \
+    > "/run/s11/$1/config.json"
   runc run -d --no-pivot --bundle "/run/s11/$1" "$1" > "/run/s11/$1.out" 2>&1
 }
 s11_stop() { # ID: the container's process killed, then runc deletes it (poststop runs)
@@ -202,6 +203,8 @@ s11() {
   run s11.hooks $KMODLOAD hook-config --format isulad --wrapper $HOOK --log $HOOK_LOG \
     --unload-on-stop
   cp /tmp/run.out /run/hooks-holds.json
+  node /opt/e2e/make-bundle.js /opt/e2e/config.template.json /run/hooks-holds.json isulad REQUEST \
+    /run/s11/template /bin/busybox sleep 600
   run s11.dummy $MODPROBE dummy
   run s11.a.start s11_start e2e-s11a ip_vs,ip_vs_wrr,dummy
   run s11.b.start s11_start e2e-s11b ip_vs_sh
