@@ -10,7 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPlan, resolve, unload, status } from '../../src/api';
 import { EXIT } from '../../src/errors';
 import { collectGarbage, listHolds, recordLoad, releaseHold } from '../../src/holds';
-import { handleHook, type HookLoader, type HookOptions } from '../../src/hook/handler';
+import {
+  handleHook,
+  type HookLoader,
+  type HookOptions,
+  type HookResult,
+} from '../../src/hook/handler';
 import { FakeKernel } from '../helpers/fake-kernel';
 import { REPO_ROOT, kernelTree, type KernelTree } from '../helpers/trees';
 
@@ -62,7 +67,7 @@ interface Host {
   /** Starts container `id` (a fake process in procRoot) asking for `request`. */
   start(id: string, request: string): Promise<{ exitStatus: number }>;
   /** Stops it: poststop with --unload-on-stop (or not). */
-  stop(id: string, unloadOnStop?: boolean): Promise<{ exitStatus: number; warnings: string[] }>;
+  stop(id: string, unloadOnStop?: boolean): Promise<HookResult>;
 }
 
 let pidCount = 1000;
@@ -134,7 +139,11 @@ describe('holds and unload on stop (fake kernel, Debian 6.1 plans)', () => {
       expect.arrayContaining(['ip_vs', 'ip_vs_wrr', 'ip_vs_sh', 'nf_conntrack', 'libcrc32c']),
     );
 
-    expect((await h.stop('A')).exitStatus).toBe(0);
+    const stopA = await h.stop('A');
+    expect(stopA.exitStatus).toBe(0);
+    // The log line says what the release did.
+    expect(stopA.record.release).toMatchObject({ released: true, stale: [] });
+    expect(stopA.record.release?.modules).toEqual([{ name: 'ip_vs_wrr', status: 'removed' }]);
     expect(h.kernel.loaded()).not.toContain('ip_vs_wrr');
     expect(h.kernel.loaded()).toEqual(
       expect.arrayContaining(['ip_vs', 'ip_vs_sh', 'nf_conntrack', 'libcrc32c', 'dummy']),
