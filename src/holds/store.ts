@@ -17,8 +17,10 @@ import { FileReadError, readRegularFileSync } from '../files';
 import type { NativeBinding } from '../native/binding';
 import { LOCK_EX, LOCK_NB } from '../native/binding';
 import { errorText } from '../text';
+import { DEFAULT_STATE_DIR } from './defaults';
 
-export const DEFAULT_STATE_DIR = '/run/kmodload';
+export { DEFAULT_STATE_DIR };
+
 export const STATE_VERSION = 1;
 /** Largest state file read; real ones are a few KiB. */
 const MAX_STATE_FILE_BYTES = 1024 * 1024;

@@ -22,7 +22,7 @@ import { isLoadStage, parseStage, type HookStage } from './stage';
 import { MAX_STATE_BYTES } from './state';
 import { quote, readBounded } from './text';
 import { DEFAULT_POLICY_DIR, DEFAULT_POLICY_FILE } from '../policy/types';
-import { DEFAULT_STATE_DIR } from '../holds/store';
+import { DEFAULT_STATE_DIR } from '../holds/defaults';
 
 /** Where `hook-config` sends the hook's log unless told otherwise: the audit trail. */
 export const DEFAULT_HOOK_LOG = '/var/log/kmodload/hook.log';

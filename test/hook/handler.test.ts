@@ -4,8 +4,12 @@ import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EXIT, KmodloadError } from '../../src/errors';
-import { runHookCommand } from '../../src/hook/command';
-import { handleHook, type HookLoader, type HookModuleResult } from '../../src/hook/handler';
+import { runHookCommand as runHookCommandWith } from '../../src/hook/command';
+import {
+  handleHook as handleHookWith,
+  type HookLoader,
+  type HookModuleResult,
+} from '../../src/hook/handler';
 import { assertPlanRunnable } from '../../src/loader/load';
 import type { HookLogRecord } from '../../src/hook/log';
 import type * as publicApi from '../../src/index';
@@ -13,6 +17,13 @@ import type { RequestPlan } from '../../src/planner/plan';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-handler-'));
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+// Loads record holds: keep them in the test's own state directory, never the host's.
+const stateDir = path.join(scratch, 'state');
+const handleHook: typeof handleHookWith = (input, options = {}) =>
+  handleHookWith(input, { stateDir, ...options });
+const runHookCommand: typeof runHookCommandWith = (argv, io, deps) =>
+  runHookCommandWith(['--state-dir', stateDir, ...argv], io, deps);
 // A log path under a regular file cannot be created.
 const notADirectory = path.join(scratch, 'a-file');
 fs.writeFileSync(notADirectory, '');

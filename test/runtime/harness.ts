@@ -5,6 +5,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { compileSources } from '../helpers/build';
 
 export const repo = path.resolve(__dirname, '..', '..');
 
@@ -40,24 +41,7 @@ export interface Installation {
  */
 export function install(dir: string): Installation {
   fs.mkdirSync(path.join(dir, 'bin'), { recursive: true });
-  const build = spawnSync(
-    process.execPath,
-    [
-      path.join(repo, 'node_modules', 'typescript', 'bin', 'tsc'),
-      '-p',
-      path.join(repo, 'tsconfig.build.json'),
-      '--outDir',
-      path.join(dir, 'dist'),
-      '--sourceMap',
-      'false',
-      '--declaration',
-      'false',
-    ],
-    { cwd: repo, encoding: 'utf8' },
-  );
-  if (build.status !== 0) {
-    throw new Error(`tsc failed (status ${build.status}):\n${build.stdout}${build.stderr}`);
-  }
+  compileSources(path.join(dir, 'dist'));
   for (const file of ['dist/cli/main.js', 'dist/hook/command.js', 'dist/index.js']) {
     if (!fs.existsSync(path.join(dir, file))) throw new Error(`build produced no ${file}`);
   }

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reportError } from '../../src/cli/main';
 import { EXIT, KmodloadError } from '../../src/errors';
 import type { LoadResult } from '../../src/loader/types';
+import { compileSources } from '../helpers/build';
 import type { KernelTree } from '../helpers/trees';
 import { REPO_ROOT, kernelTree } from '../helpers/trees';
 
@@ -19,17 +20,7 @@ let tree: KernelTree;
 beforeAll(() => {
   tree = kernelTree('6.1');
   buildDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-cli-'));
-  execFileSync(
-    process.execPath,
-    [
-      path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
-      '-p',
-      path.join(REPO_ROOT, 'tsconfig.build.json'),
-      '--outDir',
-      path.join(buildDir, 'dist'),
-    ],
-    { stdio: ['ignore', 'inherit', 'inherit'] },
-  );
+  compileSources(path.join(buildDir, 'dist'));
   fs.mkdirSync(path.join(buildDir, 'bin'));
   fs.copyFileSync(
     path.join(REPO_ROOT, 'bin', 'kmodload.js'),

@@ -2,7 +2,7 @@
 // holds whom, on plans of the real Debian 6.1 tree; the state directory under several
 // processes at once and under processes killed at each step.
 
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +16,7 @@ import {
   type HookOptions,
   type HookResult,
 } from '../../src/hook/handler';
+import { compileSources } from '../helpers/build';
 import { FakeKernel } from '../helpers/fake-kernel';
 import { REPO_ROOT, kernelTree, type KernelTree } from '../helpers/trees';
 
@@ -330,21 +331,7 @@ describe('the state directory under concurrency and crashes', () => {
   let dist: string;
   beforeAll(() => {
     dist = path.join(scratch, 'dist');
-    execFileSync(
-      process.execPath,
-      [
-        path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
-        '-p',
-        path.join(REPO_ROOT, 'tsconfig.build.json'),
-        '--outDir',
-        dist,
-        '--sourceMap',
-        'false',
-        '--declaration',
-        'false',
-      ],
-      { stdio: 'inherit' },
-    );
+    compileSources(dist);
   }, 120_000);
 
   /** Runs `script` (with `holds` = the compiled src/holds) in a child node. */
