@@ -61,7 +61,8 @@ export function checkContainerState(parsed: unknown): ContainerState {
   const status = optionalString(object, 'status');
   if (status !== undefined) state.status = status;
   const pid = object['pid'];
-  if (pid !== undefined && pid !== null) {
+  // iSulad's lcr sends -1 when lxc has no pid (poststop, which runs inside the daemon).
+  if (pid !== undefined && pid !== null && pid !== -1) {
     if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid < 0) {
       throw malformed('"pid" is not a process id');
     }

@@ -50,6 +50,11 @@ describe('parseContainerState', () => {
       annotations: {},
     });
     expect(parseContainerState('{"id":"x","status":"stopped","bundle":"/b"}').pid).toBeUndefined();
+    // iSulad's lcr: pid -1 when lxc has no pid (poststop), printf-built state without status.
+    const lcr = parseContainerState(
+      '{"ociVersion":"","id":"c9","pid":-1,"root":"/r","bundle":"/b"}',
+    );
+    expect(lcr).toEqual({ ociVersion: '', id: 'c9', root: '/r', bundle: '/b', annotations: {} });
     // bundle wins over bundlePath when both are there.
     expect(parseContainerState('{"id":"x","bundle":"/new","bundlePath":"/old"}').bundle).toBe(
       '/new',
@@ -72,7 +77,7 @@ describe('parseContainerState', () => {
       ['{"status":"creating"}', 'no "id"'],
       ['{"id":7}', '"id" is not a string'],
       ['{"id":"x","status":1}', '"status" is not a string'],
-      ['{"id":"x","pid":-1}', '"pid" is not a process id'],
+      ['{"id":"x","pid":-2}', '"pid" is not a process id'],
       ['{"id":"x","pid":"12"}', '"pid" is not a process id'],
       ['{"id":"x","bundle":["/b"]}', '"bundle" is not a string'],
       ['{"id":"x","annotations":"a=b"}', '"annotations" is not an object'],

@@ -177,6 +177,23 @@ describe('holds and unload on stop (fake kernel, Debian 6.1 plans)', () => {
     expect(h.kernel.loaded()).toEqual([]);
   });
 
+  it("iSulad's lcr poststop (pid -1, no status) releases the hold and unloads", async () => {
+    const h = host();
+    await h.start('lcr', 'dummy');
+    expect(h.kernel.loaded()).toEqual(['dummy']);
+    const lcrState = `{"ociVersion":"","id":"lcr","pid":-1,"root":"/r","bundle":"${h.stateDir}"}`;
+    const result = await handleHook(lcrState, {
+      stage: 'poststop',
+      unloadOnStop: true,
+      stateDir: h.stateDir,
+      procRoot: h.procRoot,
+      kernel: h.kernel,
+    });
+    expect(result.exitStatus).toBe(0);
+    expect(result.record.release?.released).toBe(true);
+    expect(h.kernel.loaded()).toEqual([]);
+  });
+
   it('a poststop for a container that never held anything changes nothing', async () => {
     const h = host();
     await h.start('A', 'ip_vs');
