@@ -12,6 +12,7 @@ import {
   DEFAULT_WRAPPER_PATH,
   HOOK_CONFIG_FORMATS,
   formatHookConfig,
+  isuladHookPathProblem,
   installWrapper,
   type HookConfigFormat,
   type HookConfigOptions,
@@ -27,15 +28,20 @@ import { DEFAULT_STATE_DIR } from '../holds/defaults';
 /** Where `hook-config` sends the hook's log unless told otherwise: the audit trail. */
 export const DEFAULT_HOOK_LOG = '/var/log/kmodload/hook.log';
 
+/** How long the hook waits for the runtime to write the state and close stdin. */
+export const DEFAULT_STDIN_TIMEOUT = 10;
+
 export const HOOK_USAGE = `Usage: kmodload hook [--state STAGE] [--log FILE] [--policy FILE]... [--state-dir DIR]
-                     [--unload-on-stop] [-d DIR] [-S VERSION] [-C DIR] [-n]
+                     [--unload-on-stop] [--stdin-timeout SEC] [-d DIR] [-S VERSION] [-C DIR] [-n]
 
 OCI runtime hook: reads the container state (JSON) on stdin, reads <bundle>/config.json and
 loads the modules the container asks for, with their dependencies, as modprobe would.
 
-The request: the first ${KERNEL_MODULES_ENV}=a,b entry of process.env and the annotation
+The request: ${KERNEL_MODULES_ENV}=a,b in process.env and the annotation
 ${KERNEL_MODULES_ANNOTATION}=a,b (both: env names first, then the annotation's). Names are
-letters, digits, _ and -, at most ${MAX_MODULE_NAME_LENGTH} characters; one bad name refuses all.
+separated by commas or blanks, and are letters, digits, _ and -, at most
+${MAX_MODULE_NAME_LENGTH} characters; one bad name refuses all. Two ${KERNEL_MODULES_ENV}
+entries with different values are refused.
 
 Options:
   --state STAGE     prestart|createRuntime|createContainer|startContainer|poststart|poststop
@@ -44,6 +50,9 @@ Options:
   --log FILE        append one JSON line per run to FILE (its directory is created)
   --policy FILE     host policy file, repeatable; replaces the default
                     ${DEFAULT_POLICY_FILE} + ${DEFAULT_POLICY_DIR}/*.conf
+  --stdin-timeout SEC
+                    give up waiting for the state on stdin after SEC seconds (default
+                    ${DEFAULT_STDIN_TIMEOUT}; exit 4)
   --state-dir DIR   where holds are kept (default ${DEFAULT_STATE_DIR}): a load records
                     which modules the container holds and which this hook inserted
   --unload-on-stop  at poststop, also unload the modules a kmodload hook inserted that no
@@ -83,7 +92,7 @@ this node and this kmodload by absolute path, since runtimes give hooks no PATH.
                           added to the hook's arguments (see kmodload hook --help)
   --unload-on-stop        added to the poststop entry (hooks.d: one entry for prestart
                           and poststop)
-  --timeout SEC           the runtime's timeout for each hook entry
+  --timeout SEC           the runtime's timeout for each hook entry (default 30)
   --always                hooks.d: run for every container
 `;
 
@@ -113,6 +122,40 @@ function fail(io: CliIO, error: unknown): number {
   return status;
 }
 
+/** A positive whole number of seconds from an option. */
+function seconds(text: string, option: string, command: string): number {
+  if (!/^[0-9]+$/.test(text) || Number(text) <= 0) {
+    throw usageError(`${option} needs a positive whole number of seconds`, command);
+  }
+  return Number(text);
+}
+
+/** The state on stdin, bounded in size and in time: a runtime that never closes the pipe
+ *  would otherwise hold the hook, and the container's start, forever. */
+async function readStdin(stdin: NodeJS.ReadableStream, timeoutSeconds: number): Promise<Buffer> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      // Stop reading, or the open pipe keeps the process alive.
+      (stdin as Partial<NodeJS.ReadStream>).destroy?.();
+      reject(
+        new KmodloadError(
+          `no container state on stdin within ${timeoutSeconds} s (the runtime did not close the pipe)`,
+          EXIT.environment,
+        ),
+      );
+    }, timeoutSeconds * 1000);
+  });
+  try {
+    return await Promise.race([
+      readBounded(stdin, MAX_STATE_BYTES, 'container state on stdin'),
+      deadline,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** `kmodload hook ARGS`: the OCI hook. Returns the exit status. `deps.loader` stands in for
  *  the public API in tests. */
 export async function runHookCommand(
@@ -122,8 +165,13 @@ export async function runHookCommand(
 ): Promise<number> {
   const options: HookOptions = {};
   if (deps.loader) options.loader = deps.loader;
+  let stdinTimeout = DEFAULT_STDIN_TIMEOUT;
   try {
-    const parsed = parseOptions(argv, [...HOOK_SPECS, { long: 'state', value: true }], 'hook');
+    const parsed = parseOptions(
+      argv,
+      [...HOOK_SPECS, { long: 'state', value: true }, { long: 'stdin-timeout', value: true }],
+      'hook',
+    );
     if (flag(parsed, 'help')) {
       io.stdout.write(HOOK_USAGE);
       return EXIT.ok;
@@ -144,13 +192,15 @@ export async function runHookCommand(
     if (stateDir !== undefined) options.stateDir = stateDir;
     if (flag(parsed, 'unload-on-stop')) options.unloadOnStop = true;
     if (flag(parsed, 'dry-run')) options.dryRun = true;
+    const timeout = lastValue(parsed, 'stdin-timeout');
+    if (timeout !== undefined) stdinTimeout = seconds(timeout, '--stdin-timeout', 'hook');
   } catch (error) {
     return fail(io, error);
   }
 
   let input: Buffer;
   try {
-    input = await readBounded(io.stdin, MAX_STATE_BYTES, 'container state on stdin');
+    input = await readStdin(io.stdin, stdinTimeout);
   } catch (error) {
     // A stage that does nothing does not care what it was sent.
     if (options.stage && !isLoadStage(options.stage)) input = Buffer.alloc(0);
@@ -216,13 +266,7 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
     const wrapper = installAt ?? nameOnly;
     if (wrapper !== undefined) wrapperPath = path.resolve(wrapper);
     const timeout = lastValue(parsed, 'timeout');
-    if (timeout !== undefined) {
-      const seconds = Number(timeout);
-      if (!/^[0-9]+$/.test(timeout) || seconds <= 0) {
-        throw usageError('--timeout needs a positive whole number of seconds', 'hook-config');
-      }
-      options.timeout = seconds;
-    }
+    if (timeout !== undefined) options.timeout = seconds(timeout, '--timeout', 'hook-config');
     if (flag(parsed, 'always')) options.always = true;
     // Hooks run in the bundle directory: relative paths would point into it.
     const logFile = lastValue(parsed, 'log') ?? DEFAULT_HOOK_LOG;
@@ -241,7 +285,12 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
     options.extraArgs = extraArgs;
     const text = formatHookConfig(format, options);
     if (install) installWrapper(wrapperPath);
-    else if (!fs.existsSync(wrapperPath)) {
+    // iSulad refuses (at daemon load) a hook that is missing, not root's or world-writable.
+    const refusal = format === 'isulad' ? isuladHookPathProblem(wrapperPath) : undefined;
+    if (refusal !== undefined) {
+      throw new KmodloadError(`iSulad would refuse the hook: ${refusal}`, EXIT.environment);
+    }
+    if (!install && !fs.existsSync(wrapperPath)) {
       io.stderr.write(
         `kmodload: note: ${wrapperPath} does not exist yet; create it with --install-wrapper ${wrapperPath}\n`,
       );

@@ -14,6 +14,10 @@ import type { HookStage } from './stage';
 export const DEFAULT_WRAPPER_PATH = '/usr/local/libexec/kmodload/kmodload-hook';
 
 export type HookConfigFormat = 'isulad' | 'oci' | 'hooks.d';
+
+/** The runtime's timeout for each entry unless told otherwise: lcr's own default (30 s,
+ *  then SIGKILL), written out so every runtime applies the same. */
+export const DEFAULT_HOOK_TIMEOUT = 30;
 export const HOOK_CONFIG_FORMATS: readonly HookConfigFormat[] = ['isulad', 'oci', 'hooks.d'];
 
 export interface HookConfigOptions {
@@ -21,7 +25,7 @@ export interface HookConfigOptions {
   wrapperPath?: string;
   /** Extra arguments for every hook entry, after `--state STAGE` (e.g. ['--log', FILE]). */
   extraArgs?: string[];
-  /** The runtime's `timeout` (seconds) for each entry; none when absent. */
+  /** The runtime's `timeout` (seconds) for each entry; default DEFAULT_HOOK_TIMEOUT. */
   timeout?: number;
   /** hooks.d: run for every container (`when.always`), not only annotated ones, so that
    *  `KERNEL_MODULES` in the environment works under CRI-O/podman too. */
@@ -54,7 +58,7 @@ function entry(stage: HookStage | undefined, options: HookConfigOptions): OciHoo
     // a missing `env` would hand it the runtime's whole environment instead.
     env: [],
   };
-  if (options.timeout !== undefined) hook.timeout = options.timeout;
+  hook.timeout = options.timeout ?? DEFAULT_HOOK_TIMEOUT;
   return hook;
 }
 
@@ -100,6 +104,24 @@ export function hookConfig(format: HookConfigFormat, options: HookConfigOptions 
         EXIT.usage,
       );
   }
+}
+
+/**
+ * Why iSulad would refuse `file` as a hook path (it checks when the daemon loads the spec:
+ * absolute, exists, owned by root, not world-writable, symlinks followed), or undefined.
+ */
+export function isuladHookPathProblem(file: string): string | undefined {
+  if (!path.isAbsolute(file)) return `${file} is not an absolute path`;
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(file);
+  } catch {
+    return `${file} does not exist (create it with --install-wrapper ${file})`;
+  }
+  if (!stat.isFile()) return `${file} is not a regular file`;
+  if (stat.uid !== 0) return `${file} is owned by uid ${stat.uid}, not root`;
+  if (stat.mode & 0o002) return `${file} is world-writable`;
+  return undefined;
 }
 
 /** As printed: two-space JSON and a final newline (the examples/ files are exactly this). */

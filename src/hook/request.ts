@@ -22,12 +22,13 @@ export const MAX_REQUEST_LENGTH = 64 * 1024;
 export const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
 
 const MODULE_NAME = /^[A-Za-z0-9_-]+$/;
-// What the original trimmed away is not defined; we trim ASCII blanks around each name.
-const BLANKS = /^[ \t\r\n\f\v]+|[ \t\r\n\f\v]+$/g;
+// Names are separated by commas or ASCII blanks: podman splits an --annotation value at
+// commas, so `org.kmodload.kernel-modules=ip_vs ip_vs_wrr` must work as well.
+const SEPARATORS = /[, \t\r\n\f\v]+/;
 
 /**
- * Parses a KERNEL_MODULES value: comma separated, blanks around names trimmed, empty items
- * skipped, duplicates dropped (first kept). Any invalid name refuses the whole request.
+ * Parses a KERNEL_MODULES value: names separated by commas or blanks, empty items skipped,
+ * duplicates dropped (first kept). Any invalid name refuses the whole request.
  * @param source what the value came from, for the message ("KERNEL_MODULES").
  */
 export function parseKernelModules(value: string, source: string = KERNEL_MODULES_ENV): string[] {
@@ -38,8 +39,7 @@ export function parseKernelModules(value: string, source: string = KERNEL_MODULE
     );
   }
   const names: string[] = [];
-  for (const item of value.split(',')) {
-    const name = item.replace(BLANKS, '');
+  for (const name of value.split(SEPARATORS)) {
     if (name === '') continue;
     if (!MODULE_NAME.test(name) || name.length > MAX_MODULE_NAME_LENGTH) {
       const why =
@@ -83,7 +83,11 @@ function malformedConfig(configPath: string, detail: string): KmodloadError {
   return new KmodloadError(`malformed container config ${configPath}: ${detail}`, EXIT.environment);
 }
 
-/** The first `KERNEL_MODULES=` entry's value (everything after the first `=`), if any. */
+/**
+ * The `KERNEL_MODULES=` entry's value (everything after the first `=`), if any. Two entries
+ * with different values are refused: runc hands the container the last one while the original
+ * hook read the first, so either choice would load modules the container does not see.
+ */
 export function findEnvRequest(env: unknown, configPath = 'config.json'): string | undefined {
   if (env === undefined || env === null) return undefined;
   if (!Array.isArray(env)) throw malformedConfig(configPath, 'process.env is not an array');
@@ -96,7 +100,16 @@ export function findEnvRequest(env: unknown, configPath = 'config.json'): string
       throw malformedConfig(configPath, `process.env[${index}] is not a string`);
     }
     // Entries without '=' define nothing (runc passes them through, execve ignores them).
-    if (found === undefined && entry.startsWith(prefix)) found = entry.slice(prefix.length);
+    if (!entry.startsWith(prefix)) return;
+    const value = entry.slice(prefix.length);
+    if (found !== undefined && found !== value) {
+      throw new KmodloadError(
+        `${KERNEL_MODULES_ENV} is set twice with different values, ${quote(found)} and ` +
+          `${quote(value)}: remove one (the container would see only the last)`,
+        EXIT.refused,
+      );
+    }
+    found = value;
   });
   return found;
 }
@@ -158,7 +171,8 @@ export interface ReadRequestOptions {
 }
 
 /**
- * The container's request: `<bundle>/config.json`'s process.env and the annotation. A state
+ * The container's request: `<bundle>/config.json`'s (iSulad 1.x: `ociconfig.json`'s)
+ * process.env and the annotation. A state
  * without a bundle, or a config.json that cannot be read or parsed, is an error even when the
  * state's annotations name modules: the env could ask for more, and a container must never
  * start silently without modules it asked for.
@@ -173,12 +187,25 @@ export async function readHookRequest(
       EXIT.environment,
     );
   }
-  const configPath = path.resolve(options.cwd ?? process.cwd(), state.bundle, 'config.json');
+  const bundle = path.resolve(options.cwd ?? process.cwd(), state.bundle);
+  const read = (file: string): Promise<Uint8Array> =>
+    options.readFile ? options.readFile(file) : readRegularFile(file, MAX_CONFIG_BYTES);
+  let configPath = path.join(bundle, 'config.json');
   let bytes: Uint8Array;
   try {
-    bytes = options.readFile
-      ? await options.readFile(configPath)
-      : await readRegularFile(configPath, MAX_CONFIG_BYTES);
+    try {
+      bytes = await read(configPath);
+    } catch (error) {
+      // iSulad 1.x named the bundle's OCI config ociconfig.json.
+      if ((error as { code?: string }).code !== 'ENOENT') throw error;
+      const older = path.join(bundle, 'ociconfig.json');
+      try {
+        bytes = await read(older);
+        configPath = older;
+      } catch {
+        throw error;
+      }
+    }
   } catch (error) {
     if (error instanceof FileReadError && error.code === 'EFBIG') throw tooLarge(configPath);
     if (error instanceof KmodloadError) throw error;

@@ -57,9 +57,36 @@ describe('hook configurations', () => {
     expect(Object.keys(spec)).toEqual(['prestart', 'poststart', 'poststop']);
     for (const [stage, entries] of Object.entries(spec)) {
       expect(entries).toEqual([
-        { path: DEFAULT_WRAPPER_PATH, args: ['kmodload', 'hook', '--state', stage], env: [] },
+        {
+          path: DEFAULT_WRAPPER_PATH,
+          args: ['kmodload', 'hook', '--state', stage],
+          env: [],
+          // Always explicit: lcr's own default, then SIGKILL.
+          timeout: 30,
+        },
       ]);
     }
+  });
+
+  it('hook-config --format isulad refuses a hook path iSulad would refuse', async () => {
+    const missing = await run(['--format', 'isulad', '--wrapper', path.join(scratch, 'nope')]);
+    expect(missing.status).toBe(EXIT.environment);
+    expect(missing.err).toBe(
+      `kmodload: iSulad would refuse the hook: ${path.join(scratch, 'nope')} does not exist (create it with --install-wrapper ${path.join(scratch, 'nope')})\n`,
+    );
+    const open = path.join(scratch, 'world-writable');
+    fs.writeFileSync(open, '#!/bin/sh\n');
+    fs.chmodSync(open, 0o777);
+    const writable = await run(['--format', 'isulad', '--wrapper', open]);
+    expect([writable.status, writable.out]).toEqual([EXIT.environment, '']);
+    expect(writable.err).toContain(`${open} is world-writable`);
+    fs.chownSync(open, 1000, 1000);
+    fs.chmodSync(open, 0o755);
+    expect((await run(['--format', 'isulad', '--wrapper', open])).err).toContain(
+      'is owned by uid 1000, not root',
+    );
+    // The other runtimes do not check: a note only.
+    expect((await run(['--format', 'oci', '--wrapper', open])).status).toBe(0);
   });
 
   it('hooks.d: version 1.0.0, selected by the annotation, prestart', () => {
@@ -204,6 +231,8 @@ describe('the hook wrapper', () => {
     const isulad = await run([
       '--format',
       'isulad',
+      '--install-wrapper',
+      path.join(scratch, 'w3', 'hook'),
       '--log',
       'none',
       '--unload-on-stop',

@@ -484,6 +484,25 @@ describe('runHookCommand', () => {
     expect(fs.readFileSync(log, 'utf8').split('\n')).toHaveLength(2);
   });
 
+  it('a runtime that never closes stdin: exit 4 after --stdin-timeout, one line', async () => {
+    const stdin = new PassThrough();
+    stdin.write('{"id":"c1","status":"creating"'); // and never the rest, never the end
+    const streams = io('');
+    const status = await runHookCommand(
+      ['--stdin-timeout', '1'],
+      { ...streams.io, stdin },
+      {
+        loader: untouchable,
+      },
+    );
+    expect(status).toBe(EXIT.environment);
+    expect(streams.err()).toBe(
+      'kmodload: no container state on stdin within 1 s (the runtime did not close the pipe)\n',
+    );
+    expect(stdin.destroyed).toBe(true);
+    expect(await runHookCommand(['--stdin-timeout', '0'], io('').io)).toBe(EXIT.usage);
+  });
+
   it('an empty stdin at a load stage is an error, at poststop it is not', async () => {
     const prestart = io('');
     expect(await runHookCommand(['--state', 'prestart'], prestart.io)).toBe(EXIT.environment);

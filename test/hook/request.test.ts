@@ -60,8 +60,14 @@ function thrown(fn: () => unknown): KmodloadError {
 }
 
 describe('parseKernelModules', () => {
-  it('splits on commas, trims blanks, skips empty items', () => {
+  it('splits on commas and blanks, skips empty items', () => {
     expect(parseKernelModules('ip_vs,ip_vs_wrr')).toEqual(['ip_vs', 'ip_vs_wrr']);
+    expect(parseKernelModules('ip_vs ip_vs_wrr')).toEqual(['ip_vs', 'ip_vs_wrr']);
+    expect(parseKernelModules('ip_vs\tip_vs_wrr, nf_conntrack\n')).toEqual([
+      'ip_vs',
+      'ip_vs_wrr',
+      'nf_conntrack',
+    ]);
     expect(parseKernelModules(' ip_vs , ip_vs_wrr\t,')).toEqual(['ip_vs', 'ip_vs_wrr']);
     expect(parseKernelModules(',,ip_vs,,')).toEqual(['ip_vs']);
     expect(parseKernelModules('')).toEqual([]);
@@ -80,7 +86,7 @@ describe('parseKernelModules', () => {
     for (const [value, shown] of [
       ['ip_vs;reboot', '"ip_vs;reboot"'],
       ['ip_vs,../x', '"../x"'],
-      ['ip_vs,a b', '"a b"'],
+      ['ip_vs,a.b', '"a.b"'],
       ['ip_vs,$(reboot)', '"$(reboot)"'],
       ['x/y', '"x/y"'],
       ['ip_vs,ip_vs_wrr=1', '"ip_vs_wrr=1"'],
@@ -108,8 +114,9 @@ describe('parseKernelModules', () => {
   });
 
   it('escapes control bytes, newlines and escape sequences in the message', () => {
+    // Blanks (a newline too) separate names; the escape sequence is what is refused.
     const error = thrown(() => parseKernelModules('ip_vs,evil\n\u001b[31mkmodload: ok\r'));
-    expect(error.message).toContain('"evil\\x0a\\x1b[31mkmodload: ok"');
+    expect(error.message).toContain('cannot load "\\x1b[31mkmodload:": invalid module name');
     expect(error.message).not.toMatch(/[\n\r]/);
     expect(error.message).not.toContain('\u001b');
     const unicode = thrown(() => parseKernelModules('m\u00e9t\u{1f600}'));
@@ -141,12 +148,16 @@ describe('requestFromConfig', () => {
     expect(error.message).toContain('cannot load "a=b": invalid module name');
   });
 
-  it('first entry wins', () => {
-    const request = requestFromConfig(
-      envConfig(['KERNEL_MODULES=ip_vs', 'KERNEL_MODULES=nf_conntrack']),
+  it('two entries with different values are refused; the same value twice is one', () => {
+    const error = thrown(() =>
+      requestFromConfig(envConfig(['KERNEL_MODULES=ip_vs', 'KERNEL_MODULES=nf_conntrack'])),
     );
-    expect(request.modules).toEqual(['ip_vs']);
-    expect(request.env).toBe('ip_vs');
+    expect(error.exitStatus).toBe(EXIT.refused);
+    expect(error.message).toBe(
+      'KERNEL_MODULES is set twice with different values, "ip_vs" and "nf_conntrack": remove one (the container would see only the last)',
+    );
+    const same = requestFromConfig(envConfig(['KERNEL_MODULES=ip_vs', 'KERNEL_MODULES=ip_vs']));
+    expect(same.modules).toEqual(['ip_vs']);
   });
 
   it('skips entries without =, and names that only start like it', () => {
@@ -226,6 +237,17 @@ describe('readHookRequest', () => {
       annotations: {},
       sources: { ip_vs: ['env'], ip_vs_wrr: ['env'] },
     });
+  });
+
+  it("falls back to iSulad 1.x's ociconfig.json when there is no config.json", async () => {
+    const dir = bundle(envConfig(['KERNEL_MODULES=ip_vs']));
+    fs.renameSync(path.join(dir, 'config.json'), path.join(dir, 'ociconfig.json'));
+    const request = await readHookRequest(state(dir));
+    expect(request.modules).toEqual(['ip_vs']);
+    expect(request.configPath).toBe(path.join(dir, 'ociconfig.json'));
+    fs.rmSync(path.join(dir, 'ociconfig.json'));
+    const missing = await refusal(readHookRequest(state(dir)));
+    expect(missing.message).toMatch(/cannot read container config .*\/config\.json: ENOENT/);
   });
 
   it('resolves a relative bundle against the working directory runtimes give hooks', async () => {

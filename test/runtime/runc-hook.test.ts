@@ -436,7 +436,7 @@ describe('the installed hook outside a runtime', () => {
     );
     expect(result.status).toBe(EXIT.refused);
     expect(result.stderr).toBe(
-      'kmodload: cannot load "x\\x0a\\x1b[2Jkmodload: loaded": invalid module name in KERNEL_MODULES (only letters, digits, "_" and "-" are allowed)\n',
+      'kmodload: cannot load "\\x1b[2Jkmodload:": invalid module name in KERNEL_MODULES (only letters, digits, "_" and "-" are allowed)\n',
     );
   });
 
