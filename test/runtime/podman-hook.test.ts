@@ -1,0 +1,181 @@
+// podman (Debian's 4.3, with runc) as a real hooks.d client: the installed hook in a hooks
+// directory written from `hook-config --format hooks.d`, containers asking through the
+// annotation and the environment. This machine cannot load modules: the hook runs dry
+// against the Debian 6.1 tree, and the checks read its log, not podman's exit code alone.
+
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT } from '../../src/errors';
+import type { HookLogRecord } from '../../src/hook/log';
+import {
+  fixtureTree,
+  hookConfig,
+  install,
+  modprobeInsmods,
+  tempDir,
+  type Fixture,
+  type Installation,
+} from './harness';
+
+const IMAGE = 'localhost/kmodload-test-busybox';
+
+let scratch: string;
+let fixture: Fixture;
+let kmodload: Installation;
+
+beforeAll(() => {
+  scratch = tempDir('podman');
+  fixture = fixtureTree('6.1');
+  kmodload = install(path.join(scratch, 'install'));
+  // An offline image: a static busybox, imported.
+  const rootfs = path.join(scratch, 'rootfs');
+  fs.mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
+  fs.copyFileSync('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
+  for (const applet of ['sh', 'echo']) fs.symlinkSync('busybox', path.join(rootfs, 'bin', applet));
+  const tar = spawnSync('tar', ['-C', rootfs, '-c', '.'], { maxBuffer: 64 << 20 });
+  const imported = spawnSync('podman', ['import', '-', IMAGE], { input: tar.stdout });
+  if (imported.status !== 0) throw new Error(`podman import failed: ${imported.stderr}`);
+}, 120_000);
+
+afterAll(() => {
+  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+});
+
+let count = 0;
+/** A hooks directory holding `hook-config --format hooks.d ARGS`, and the hook's log. */
+function hooksDir(args: string[]): { dir: string; log: string } {
+  const dir = path.join(scratch, `hooks-${count++}`);
+  fs.mkdirSync(dir);
+  const log = path.join(dir, 'hook.log');
+  const config = hookConfig(kmodload, [
+    '--format',
+    'hooks.d',
+    '-d',
+    fixture.root,
+    '-S',
+    fixture.version,
+    '--dry-run',
+    '--log',
+    log,
+    ...args,
+  ]);
+  fs.writeFileSync(path.join(dir, 'kmodload.json'), JSON.stringify(config));
+  return { dir, log };
+}
+
+function podmanRun(hooks: string, options: string[]): ReturnType<typeof spawnSync> {
+  return spawnSync(
+    'podman',
+    [
+      '--runtime',
+      'runc',
+      '--cgroup-manager',
+      'cgroupfs',
+      '--hooks-dir',
+      hooks,
+      'run',
+      '--rm',
+      '--network',
+      'none',
+      '--ulimit',
+      'nofile=1024:1024',
+      '--ulimit',
+      'nproc=1024:1024',
+      ...options,
+      IMAGE,
+      '/bin/echo',
+      'container-ran',
+    ],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+}
+
+function readLog(file: string): HookLogRecord[] {
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as HookLogRecord);
+}
+
+const ASK = 'org.kmodload.kernel-modules';
+
+describe('kmodload hook under podman (hooks.d)', () => {
+  it("the annotation asks (names separated by a blank, as podman needs): the plan is modprobe's", () => {
+    const { dir, log } = hooksDir([]);
+    const run = podmanRun(dir, ['--annotation', `${ASK}=ip_vs ip_vs_wrr`]);
+    expect(run.stdout).toBe('container-ran\n');
+    expect(run.status).toBe(0);
+    const [record, ...rest] = readLog(log);
+    expect(rest).toEqual([]);
+    expect(record).toMatchObject({
+      stage: 'prestart',
+      status: 'creating',
+      request: ['ip_vs', 'ip_vs_wrr'],
+      exitStatus: 0,
+    });
+    expect(record?.plan.map((step) => step.path)).toEqual(
+      modprobeInsmods(fixture, ['ip_vs', 'ip_vs_wrr']),
+    );
+  });
+
+  it('no annotation: the hook does not run; with --always it runs and asks for nothing', () => {
+    const selected = hooksDir([]);
+    expect(podmanRun(selected.dir, []).status).toBe(0);
+    expect(readLog(selected.log)).toEqual([]);
+    const always = hooksDir(['--always']);
+    expect(podmanRun(always.dir, []).stdout).toBe('container-ran\n');
+    expect(readLog(always.log).map((r) => [r.stage, r.request, r.exitStatus])).toEqual([
+      ['prestart', [], 0],
+    ]);
+  });
+
+  it('env and annotation together (--always): env names first, then the annotation', () => {
+    const { dir, log } = hooksDir(['--always']);
+    const run = podmanRun(dir, ['-e', 'KERNEL_MODULES=dummy', '--annotation', `${ASK}=ip_vs`]);
+    expect(run.status).toBe(0);
+    expect(readLog(log)[0]?.request).toEqual(['dummy', 'ip_vs']);
+  });
+
+  it("a refused name: podman's error carries the hook's line, the container never runs", () => {
+    const { dir, log } = hooksDir([]);
+    const run = podmanRun(dir, ['--annotation', `${ASK}=ip_vs ip_vs_wrx`]);
+    expect(run.status).not.toBe(0);
+    expect(run.stdout).toBe('');
+    const [record] = readLog(log);
+    expect(record?.exitStatus).toBe(EXIT.refused);
+    expect(run.stderr).toContain(
+      `error running hook: exit status 3, stdout: , stderr: kmodload: ${record?.error}`,
+    );
+    expect(record?.error).toMatch(/^cannot load ip_vs_wrx: module ip_vs_wrx not found/);
+  });
+
+  it('a host policy: a denied module refuses the container, an allowed one runs', () => {
+    const policy = path.join(scratch, 'policy.conf');
+    fs.writeFileSync(policy, 'default deny\nallow ip_vs* when source annotation\ndeny xfs\n');
+    const { dir, log } = hooksDir(['--policy', policy]);
+    expect(podmanRun(dir, ['--annotation', `${ASK}=ip_vs_sh`]).stdout).toBe('container-ran\n');
+    const denied = podmanRun(dir, ['--annotation', `${ASK}=fs-xfs`]);
+    expect(denied.status).not.toBe(0);
+    expect(denied.stderr).toContain(
+      `kmodload: cannot load fs-xfs: xfs is denied by ${policy}:3 (deny xfs)`,
+    );
+    expect(readLog(log).map((r) => [r.request, r.exitStatus, r.policy])).toEqual([
+      [['ip_vs_sh'], 0, [policy]],
+      [['fs-xfs'], EXIT.refused, [policy]],
+    ]);
+  });
+
+  it('--unload-on-stop: one hooks.d entry runs at prestart and poststop', () => {
+    const { dir, log } = hooksDir(['--unload-on-stop', '--state-dir', path.join(scratch, 'st')]);
+    expect(podmanRun(dir, ['--annotation', `${ASK}=ip_vs`]).status).toBe(0);
+    expect(readLog(log).map((r) => [r.stage, r.status, r.exitStatus])).toEqual([
+      ['prestart', 'creating', 0],
+      ['poststop', 'stopped', 0],
+    ]);
+  });
+});
