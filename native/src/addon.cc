@@ -415,6 +415,14 @@ Napi::Value Flock(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// finit_module(-1, "", 0): loads nothing, and tells whether the kernel has module support at
+// all. The errno it fails with: EBADF (there is support), ENOSYS (none), EPERM (no privilege,
+// or modules_disabled). Instant, so synchronous.
+Napi::Value ProbeModuleSupport(const Napi::CallbackInfo& info) {
+  long rc = syscall(SYS_finit_module, -1, "", 0);
+  return Napi::Number::New(info.Env(), rc == 0 ? 0 : errno);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->index_class = Napi::Persistent(IndexObject::Define(env));
@@ -426,6 +434,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decompress", Napi::Function::New<DecompressData>(env, "decompress"));
   exports.Set("fnmatch", Napi::Function::New<Fnmatch>(env, "fnmatch"));
   exports.Set("flock", Napi::Function::New<Flock>(env, "flock"));
+  exports.Set("probeModuleSupport",
+              Napi::Function::New<ProbeModuleSupport>(env, "probeModuleSupport"));
   return exports;
 }
 

@@ -31,6 +31,7 @@ Commands:
   policy check|lint   what the host policy decides for a request; check the policy
   status              modules kmodload inserted or containers hold, and who holds them
   gc                  drop the holds of containers that are gone (--unload: and unload)
+  doctor              will this host load modules for containers, and if not, why
 
 Options:
   -h, --help          show this help (\`kmodload COMMAND --help\` for a command's)
@@ -146,4 +147,17 @@ pid now belongs to another process (the start time differs). A hold without a us
                     modprobe.d remove rule keeps its module (-d, -S, -C: which modprobe.d)
   --state-dir DIR   where holds are kept (default /run/kmodload)
   --json            the result as JSON
+`;
+
+export const DOCTOR_HELP = `Usage: kmodload doctor [--json] [-d DIR] [-S VER] [-C DIR] [--policy FILE]...
+                       [--hookspec FILE]... [--hooks-dir DIR]...
+
+Answers "will this host load modules for containers, and if not, why", one line per check
+(ok, warn or fail, and the reason): kernel module support (finit_module probed with an
+invalid fd), /proc/sys/kernel/modules_disabled, lockdown, module signature enforcement,
+the module tree and whether its indexes are current, its compression against the kernel's,
+modprobe.d, the host policy, and each hook configuration found (iSulad hook specs, hooks.d
+directories; --hookspec and --hooks-dir name others): the path it runs exists, is
+absolute, root-owned, executable and not world-writable.
+Exit status: 0 when no check fails, 1 otherwise.
 `;

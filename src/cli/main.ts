@@ -7,7 +7,15 @@ import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
 import { oneLine } from '../text';
 import { usageError } from './args';
-import { GC_HELP, GLOBAL_HELP, LOAD_HELP, POLICY_HELP, STATUS_HELP, UNLOAD_HELP } from './help';
+import {
+  DOCTOR_HELP,
+  GC_HELP,
+  GLOBAL_HELP,
+  LOAD_HELP,
+  POLICY_HELP,
+  STATUS_HELP,
+  UNLOAD_HELP,
+} from './help';
 import type { CliIO } from './io';
 
 export type { CliIO } from './io';
@@ -53,6 +61,7 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
       else if (topic === 'policy') write(io.stdout, POLICY_HELP);
       else if (topic === 'status') write(io.stdout, STATUS_HELP);
       else if (topic === 'gc') write(io.stdout, GC_HELP);
+      else if (topic === 'doctor') write(io.stdout, DOCTOR_HELP);
       else if (topic === 'hook' || topic === 'hook-config') {
         return (await hookCommands())[topic === 'hook' ? 'runHookCommand' : 'runHookConfigCommand'](
           ['--help'],
@@ -79,6 +88,8 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
       return (await import('./holds-command.js')).runStatusCommand(rest, io);
     case 'gc':
       return (await import('./holds-command.js')).runGcCommand(rest, io);
+    case 'doctor':
+      return (await import('./doctor-command.js')).runDoctorCommand(rest, io);
     default:
       if (command.startsWith('-')) throw usageError(`unknown option '${command}'`);
       throw usageError(`unknown command '${command}'`);

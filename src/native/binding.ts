@@ -43,6 +43,9 @@ export interface NativeBinding {
   /** flock(2) on an open fd. Synchronous: `operation` must include LOCK_NB (or be LOCK_UN);
    *  throws (code EWOULDBLOCK/EAGAIN) when another process holds the lock. */
   flock(fd: number, operation: number): void;
+  /** finit_module(-1, "", 0)'s errno: EBADF (9) means the kernel has module support,
+   *  ENOSYS (38) that it has none, EPERM (1) no privilege or modules_disabled. */
+  probeModuleSupport(): number;
 }
 
 // flock(2) operations.

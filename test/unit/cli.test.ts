@@ -580,3 +580,38 @@ describe('kmodload status and gc', () => {
     });
   });
 });
+
+describe('kmodload doctor', () => {
+  it('says in one line that this kernel cannot load modules, and checks what it is pointed at', () => {
+    inScratch('doctor', (dir) => {
+      const hooks = path.join(dir, 'hooks.d');
+      fs.mkdirSync(hooks);
+      const wrapper = path.join(dir, 'kmodload-hook');
+      fs.writeFileSync(wrapper, '#!/bin/sh\n', { mode: 0o755 });
+      const entry = (hookPath: string) =>
+        JSON.stringify({
+          version: '1.0.0',
+          hook: { path: hookPath, args: ['kmodload', 'hook'] },
+          when: { always: true },
+          stages: ['prestart'],
+        });
+      fs.writeFileSync(path.join(hooks, 'a.json'), entry(wrapper));
+      fs.writeFileSync(path.join(hooks, 'b.json'), entry(path.join(dir, 'missing-hook')));
+      const result = kmodload(['doctor', ...tree61(), '--hooks-dir', hooks]);
+      expect(result.status).toBe(EXIT.failed);
+      const lines = result.stdout.trim().split('\n');
+      expect(lines[0]).toMatch(
+        /^fail kernel module support: the running kernel \(.*\) has no module support \(finit_module: ENOSYS\)$/,
+      );
+      expect(lines).toContain(`ok   module tree: ${tree.moduleDir} with current indexes`);
+      expect(lines).toContain(`ok   hook ${hooks}/a.json: ${wrapper} (hook)`);
+      expect(lines).toContain(`fail hook ${hooks}/b.json: ${dir}/missing-hook does not exist`);
+      const json = JSON.parse(kmodload(['doctor', '--json', ...tree61()]).stdout) as {
+        ok: boolean;
+        checks: Array<{ name: string; level: string }>;
+      };
+      expect(json.ok).toBe(false);
+      expect(json.checks.find((c) => c.name === 'kernel module support')?.level).toBe('fail');
+    });
+  });
+});
