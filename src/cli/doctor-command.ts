@@ -8,8 +8,8 @@ import util from 'node:util';
 import { EXIT } from '../errors';
 import { oneLine } from '../text';
 import type { OptionSpec } from './args';
-import { allValues, flag, lastValue, parseArgs, usageError } from './args';
-import { writeJson } from './common';
+import { allValues, flag, parseArgs, usageError } from './args';
+import { treeOptions, writeJson } from './common';
 import { DOCTOR_HELP } from './help';
 import type { CliIO } from './io';
 
@@ -292,14 +292,10 @@ export async function runDoctorCommand(argv: string[], io: CliIO): Promise<numbe
   }
   const extra = parsed.operands[0];
   if (extra !== undefined) throw usageError(`unexpected argument '${extra}'`, 'doctor');
-  const options: Parameters<typeof doctor>[0] = {};
-  const root = lastValue(parsed, 'dirname');
-  if (root !== undefined) options.root = root;
-  const version = lastValue(parsed, 'set-version');
-  if (version !== undefined) options.kernelVersion = version;
-  const configDirs = allValues(parsed, 'config');
-  if (configDirs.length > 0) options.configDirs = configDirs;
-  options.policyFiles = allValues(parsed, 'policy');
+  const options: Parameters<typeof doctor>[0] = {
+    ...treeOptions(parsed),
+    policyFiles: allValues(parsed, 'policy'),
+  };
   const hookspecs = allValues(parsed, 'hookspec');
   const hooksDirs = allValues(parsed, 'hooks-dir');
   if (hookspecs.length > 0 || hooksDirs.length > 0) {
