@@ -32,6 +32,7 @@ Commands:
   status              modules kmodload inserted or containers hold, and who holds them
   gc                  drop the holds of containers that are gone (--unload: and unload)
   doctor              will this host load modules for containers, and if not, why
+  install-node        put the hook on a node for CRI-O/podman (hooks.d); --uninstall
 
 Options:
   -h, --help          show this help (\`kmodload COMMAND --help\` for a command's)
@@ -160,4 +161,22 @@ modprobe.d, the host policy, and each hook configuration found (iSulad hook spec
 directories; --hookspec and --hooks-dir name others): the path it runs exists, is
 absolute, root-owned, executable and not world-writable.
 Exit status: 0 when no check fails, 1 otherwise.
+`;
+
+export const INSTALL_NODE_HELP = `Usage: kmodload install-node [--root DIR] [--libexec DIR] [--hooks-dir DIR]
+                             [--policy FILE]... [--log FILE|none] [--unload-on-stop] [--always]
+                             [-d DIR] [-S VER] [-C DIR] [-n]
+       kmodload install-node [--root DIR] [--libexec DIR] [--hooks-dir DIR] --uninstall
+
+Installs the hook on a node for CRI-O and podman: this Node.js binary and this package
+under LIBEXEC (default /usr/local/libexec/kmodload), the wrapper LIBEXEC/kmodload-hook,
+and HOOKS_DIR/kmodload.json (default /etc/containers/oci/hooks.d), which CRI-O picks up
+without a restart. --policy copies the (checked) policy to /etc/kmodload/policy.conf.
+Every path is the host's; --root DIR writes them under DIR (the DaemonSet mounts the
+host's directories there). Re-running replaces everything atomically (an upgrade);
+--uninstall removes the hooks.d file, then LIBEXEC (the policy and the log stay).
+  --log FILE|none     the hook's log (default /var/log/kmodload/hook.log)
+  --unload-on-stop    the hook also runs at poststop and unloads what nobody holds
+  --always            run for every container, not only annotated ones
+  -d, -S, -C, -n      added to the hook's arguments (see kmodload hook --help)
 `;

@@ -11,6 +11,7 @@ import {
   DOCTOR_HELP,
   GC_HELP,
   GLOBAL_HELP,
+  INSTALL_NODE_HELP,
   LOAD_HELP,
   POLICY_HELP,
   STATUS_HELP,
@@ -62,6 +63,7 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
       else if (topic === 'status') write(io.stdout, STATUS_HELP);
       else if (topic === 'gc') write(io.stdout, GC_HELP);
       else if (topic === 'doctor') write(io.stdout, DOCTOR_HELP);
+      else if (topic === 'install-node') write(io.stdout, INSTALL_NODE_HELP);
       else if (topic === 'hook' || topic === 'hook-config') {
         return (await hookCommands())[topic === 'hook' ? 'runHookCommand' : 'runHookConfigCommand'](
           ['--help'],
@@ -90,6 +92,8 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
       return (await import('./holds-command.js')).runGcCommand(rest, io);
     case 'doctor':
       return (await import('./doctor-command.js')).runDoctorCommand(rest, io);
+    case 'install-node':
+      return (await import('./install-node-command.js')).runInstallNodeCommand(rest, io);
     default:
       if (command.startsWith('-')) throw usageError(`unknown option '${command}'`);
       throw usageError(`unknown command '${command}'`);
