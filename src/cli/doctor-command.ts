@@ -1,6 +1,7 @@
 // `kmodload doctor`: will this host load modules for containers, and if not, why. One line per
 // check, ok / warn / fail and the reason; exit 0 when nothing fails, 1 otherwise.
 
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -219,6 +220,12 @@ function hookEntryProblem(entry: { path: string }): string | undefined {
   if (stat.uid !== 0) return `${entry.path} is not owned by root`;
   if (stat.mode & 0o002) return `${entry.path} is world-writable`;
   if (!(stat.mode & 0o111)) return `${entry.path} is not executable`;
+  // It runs: as a runtime would start it, with an empty environment.
+  const run = spawnSync(entry.path, ['--version'], { encoding: 'utf8', env: {}, timeout: 20_000 });
+  if (run.status !== 0 || !run.stdout.startsWith('kmodload ')) {
+    const why = run.error ? run.error.message : `exit status ${run.status}`;
+    return `${entry.path} does not run (${why}): ${(run.stderr || run.stdout).trim().split('\n')[0] ?? ''}`;
+  }
   return undefined;
 }
 

@@ -235,5 +235,40 @@ describe('kmodload install-node', () => {
     expect(records.map((r) => [r.stage, r.request, r.exitStatus, r.dryRun])).toEqual([
       ['prestart', ['ip_vs', 'ip_vs_wrr'], 0, true],
     ]);
+    // doctor finds the installed hook and runs it.
+    const doctor = cli(['doctor', '--hooks-dir', hooksDir]);
+    expect(doctor.stdout).toContain(
+      `ok   hook ${hooksDir}/kmodload.json: ${libexec}/kmodload-hook`,
+    );
+
+    // The DaemonSet's preStop: uninstall, again from inside a container.
+    const uninstall = podman([
+      ...common,
+      ...['-v', '/usr:/usr:ro', '-v', '/lib64:/lib64:ro', '-v', '/lib:/lib:ro'],
+      ...[
+        '-v',
+        `${repo}:${repo}:ro`,
+        '-v',
+        `${kmodload.dir}:${kmodload.dir}:ro`,
+        '-v',
+        `${host}:${host}`,
+      ],
+      IMAGE,
+      process.execPath,
+      kmodload.cli,
+      ...[
+        'install-node',
+        '--root',
+        '/',
+        '--libexec',
+        libexec,
+        '--hooks-dir',
+        hooksDir,
+        '--uninstall',
+      ],
+    ]);
+    expect(uninstall.status).toBe(0);
+    expect(fs.readdirSync(hooksDir)).toEqual([]);
+    expect(fs.existsSync(path.join(libexec, 'kmodload-hook'))).toBe(false);
   });
 });

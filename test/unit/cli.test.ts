@@ -587,7 +587,11 @@ describe('kmodload doctor', () => {
       const hooks = path.join(dir, 'hooks.d');
       fs.mkdirSync(hooks);
       const wrapper = path.join(dir, 'kmodload-hook');
-      fs.writeFileSync(wrapper, '#!/bin/sh\n', { mode: 0o755 });
+      fs.writeFileSync(wrapper, '#!/bin/sh\necho "kmodload 0.1.0"\n', { mode: 0o755 });
+      const broken = path.join(dir, 'broken-hook');
+      fs.writeFileSync(broken, '#!/bin/sh\necho "node: not found" >&2; exit 127\n', {
+        mode: 0o755,
+      });
       const entry = (hookPath: string) =>
         JSON.stringify({
           version: '1.0.0',
@@ -597,6 +601,7 @@ describe('kmodload doctor', () => {
         });
       fs.writeFileSync(path.join(hooks, 'a.json'), entry(wrapper));
       fs.writeFileSync(path.join(hooks, 'b.json'), entry(path.join(dir, 'missing-hook')));
+      fs.writeFileSync(path.join(hooks, 'c.json'), entry(broken));
       const result = kmodload(['doctor', ...tree61(), '--hooks-dir', hooks]);
       expect(result.status).toBe(EXIT.failed);
       const lines = result.stdout.trim().split('\n');
@@ -606,6 +611,9 @@ describe('kmodload doctor', () => {
       expect(lines).toContain(`ok   module tree: ${tree.moduleDir} with current indexes`);
       expect(lines).toContain(`ok   hook ${hooks}/a.json: ${wrapper} (hook)`);
       expect(lines).toContain(`fail hook ${hooks}/b.json: ${dir}/missing-hook does not exist`);
+      expect(lines).toContain(
+        `fail hook ${hooks}/c.json: ${broken} does not run (exit status 127): node: not found`,
+      );
       const json = JSON.parse(kmodload(['doctor', '--json', ...tree61()]).stdout) as {
         ok: boolean;
         checks: Array<{ name: string; level: string }>;
