@@ -171,6 +171,71 @@ async function policyRows(root, version, all) {
   }
 }
 
+/** Peak RSS (KiB) of one `node ARGS` run: the child reports its own maxRSS at exit through a
+ *  preloaded file, so no external tool is needed (both sides pay the same preload). */
+function peakRss(args, input) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-rss-'));
+  try {
+    const preload = path.join(dir, 'rss.js');
+    const out = path.join(dir, 'rss');
+    fs.writeFileSync(
+      preload,
+      `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, String(process.resourceUsage().maxRSS)));`,
+    );
+    spawnSync(process.execPath, ['-r', preload, ...args], { input });
+    return Number(fs.readFileSync(out, 'utf8'));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Whole processes against `node -e 0` in the same run: what a runtime pays per hook. */
+async function processRows(root, version) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-bench-process-'));
+  try {
+    const cli = path.join(__dirname, '..', 'bin', 'kmodload.js');
+    const conf = path.join(dir, 'modprobe.d');
+    fs.mkdirSync(conf);
+    const bundleOf = (env) => {
+      const bundle = fs.mkdtempSync(path.join(dir, 'bundle-'));
+      fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify({ process: { env } }));
+      return JSON.stringify({ id: 'bench', status: 'creating', bundle });
+    };
+    const tree = ['-d', root, '-S', version, '-C', conf];
+    const rows = [
+      ['hook, nothing asked', ['hook', '--state', 'prestart'], bundleOf(['PATH=/bin'])],
+      [
+        'hook, seed planned (dry run)',
+        ['hook', '--state', 'prestart', '-n', ...tree],
+        bundleOf([`KERNEL_MODULES=${SEED.join(',')}`]),
+      ],
+      ['load --show-depends (seed)', ['load', '--show-depends', ...tree, ...SEED], undefined],
+      ['--help', ['--help'], undefined],
+    ];
+    const run = (args, input) => () => {
+      const r = spawnSync(process.execPath, args, { input });
+      if (r.status !== 0) throw new Error(`${args.join(' ')}: exit ${r.status}: ${r.stderr}`);
+    };
+    const baselineRss = peakRss(['-e', '0']);
+    for (const [label, args, input] of rows) {
+      const times = await alternate(21, run([cli, ...args], input), run(['-e', '0']));
+      const o = stats(times.a);
+      const b = stats(times.b);
+      const range = (x) => `${x.median.toFixed(1)} (${x.min.toFixed(1)}-${x.max.toFixed(1)})`;
+      const rss = peakRss([cli, ...args], input);
+      console.log(
+        `${label.padEnd(34)} ${range(o).padStart(22)} ms  node -e 0 ${range(b).padStart(22)} ms  x${(
+          o.median / b.median
+        ).toFixed(
+          2,
+        )}  RSS ${(rss / 1024).toFixed(1)} MiB (+${((rss - baselineRss) / 1024).toFixed(1)})`,
+      );
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function row(label, ours, baseline, baselineLabel) {
   const ratio = baseline / ours;
   console.log(
@@ -246,6 +311,9 @@ async function main() {
     '1 x spawn modprobe -a',
   );
   db.close();
+
+  console.log(`\n${'whole processes: medians (min-max) of 21 alternating runs, peak RSS'}`);
+  await processRows(root, version);
 
   console.log(
     `\n${'host policy: medians (min-max) of alternating runs'.padEnd(44)} ${'with policy'.padStart(26)}      ${'baseline'.padEnd(18)} ${'time'.padStart(26)}      extra`,

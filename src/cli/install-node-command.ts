@@ -16,6 +16,7 @@ import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
 import { DEFAULT_HOOK_LOG } from '../hook/command';
 import { formatHookConfig, installWrapper } from '../hook/config';
+import { packageRoot } from '../package-root';
 import { DEFAULT_POLICY_FILE } from '../policy/types';
 import { errorText } from '../text';
 import type { OptionSpec } from './args';
@@ -42,11 +43,6 @@ const SPECS: OptionSpec[] = [
   { long: 'dry-run', short: 'n' },
   { long: 'help', short: 'h' },
 ];
-
-/** The package this CLI runs from (dist/cli -> the package root). */
-function packageRoot(): string {
-  return path.resolve(__dirname, '..', '..');
-}
 
 function failure(what: string, error: unknown): KmodloadError {
   return new KmodloadError(`cannot ${what}: ${errorText(error)}`, EXIT.environment);

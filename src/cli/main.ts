@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
+import { packageRoot } from '../package-root';
 import { oneLine } from '../text';
 import { usageError } from './args';
 import {
@@ -26,7 +27,7 @@ type CommandRunner = (argv: string[], io: CliIO) => Promise<number>;
 /** The package version, read from package.json next to dist/ (or src/). */
 export function packageVersion(): string {
   try {
-    const file = path.join(__dirname, '..', '..', 'package.json');
+    const file = path.join(packageRoot(), 'package.json');
     const json = JSON.parse(fs.readFileSync(file, 'utf8')) as { version?: unknown };
     return typeof json.version === 'string' ? json.version : 'unknown';
   } catch {

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
+import { packageRoot } from '../package-root';
 import { KERNEL_MODULES_ANNOTATION } from './request';
 import type { HookStage } from './stage';
 
@@ -139,7 +140,7 @@ function shellQuote(word: string): string {
 
 /** The package's CLI entry point, found from this file (src/hook or dist/hook). */
 export function defaultCliPath(): string {
-  return path.resolve(__dirname, '..', '..', 'bin', 'kmodload.js');
+  return path.join(packageRoot(), 'bin', 'kmodload.js');
 }
 
 export interface WrapperOptions {

@@ -4,18 +4,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { EXIT, KmodloadError } from '../errors';
+import { packageRoot } from '../package-root';
 import type { NativeBinding } from './binding';
 
-/** Where the addon is looked for unless KMODLOAD_ADDON names another file. Both src/native
- *  and dist/native sit two levels below the package root. */
-export const DEFAULT_ADDON_PATH = path.resolve(
-  __dirname,
-  '..',
-  '..',
-  'build',
-  'Release',
-  'kmodload.node',
-);
+/** Where the addon is looked for unless KMODLOAD_ADDON names another file. */
+export function defaultAddonPath(): string {
+  return path.join(packageRoot(), 'build', 'Release', 'kmodload.node');
+}
 
 let cached: NativeBinding | undefined;
 
@@ -23,7 +18,7 @@ let cached: NativeBinding | undefined;
  *  default build output. */
 export function addonPath(env: NodeJS.ProcessEnv = process.env): string {
   const override = env.KMODLOAD_ADDON;
-  return override ? path.resolve(override) : DEFAULT_ADDON_PATH;
+  return override ? path.resolve(override) : defaultAddonPath();
 }
 
 /** The native binding, loaded once and cached. Throws KmodloadError (EXIT.environment) when

@@ -23,9 +23,9 @@ afterEach(() => {
 
 describe('loadBinding', () => {
   it('defaults to build/Release/kmodload.node under the package root', async () => {
-    const { DEFAULT_ADDON_PATH, addonPath } = await freshAddonModule();
-    expect(DEFAULT_ADDON_PATH).toBe(path.join(repoRoot, 'build', 'Release', 'kmodload.node'));
-    expect(addonPath({})).toBe(DEFAULT_ADDON_PATH);
+    const { defaultAddonPath, addonPath } = await freshAddonModule();
+    expect(defaultAddonPath()).toBe(path.join(repoRoot, 'build', 'Release', 'kmodload.node'));
+    expect(addonPath({})).toBe(defaultAddonPath());
     expect(addonPath({ KMODLOAD_ADDON: '/x/y.node' })).toBe('/x/y.node');
   });
 
