@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
-import { DEFAULT_HOOK_LOG } from '../hook/command';
+import { DEFAULT_HOOK_LOG, loaderArguments } from '../hook/command';
 import { formatHookConfig, installWrapper } from '../hook/config';
 import { packageRoot } from '../package-root';
 import { DEFAULT_POLICY_FILE } from '../policy/types';
@@ -128,14 +128,8 @@ export async function runInstallNodeCommand(argv: string[], io: CliIO): Promise<
 
   const wrapper = path.join(libexec, 'kmodload-hook');
   const log = lastValue(parsed, 'log') ?? DEFAULT_HOOK_LOG;
-  // The loader's options, for the hook's arguments (a tree elsewhere, or a dry run).
-  const hookArgs = log === 'none' ? [] : ['--log', log];
-  const treeRoot = lastValue(parsed, 'dirname');
-  if (treeRoot !== undefined) hookArgs.push('-d', path.resolve(treeRoot));
-  const version = lastValue(parsed, 'set-version');
-  if (version !== undefined) hookArgs.push('-S', version);
-  for (const dir of allValues(parsed, 'config')) hookArgs.push('-C', path.resolve(dir));
-  if (flag(parsed, 'dry-run')) hookArgs.push('--dry-run');
+  // The loader's options go to the hook's arguments (a tree elsewhere, or a dry run).
+  const hookArgs = [...(log === 'none' ? [] : ['--log', log]), ...loaderArguments(parsed)];
   try {
     replaceFile(onHost(path.join(libexec, 'node')), fs.readFileSync(process.execPath), 0o755);
     replacePackage(onHost(path.join(libexec, 'lib')));

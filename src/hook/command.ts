@@ -223,6 +223,19 @@ export async function runHookCommand(
   return result.exitStatus;
 }
 
+/** -d, -S, -C and -n as arguments for a hook entry: absolute paths, since runtimes start hooks
+ *  in the bundle directory, where relative ones would point. */
+export function loaderArguments(parsed: ParsedArgs): string[] {
+  const args: string[] = [];
+  const root = lastValue(parsed, 'dirname');
+  if (root !== undefined) args.push('-d', path.resolve(root));
+  const kernelVersion = lastValue(parsed, 'set-version');
+  if (kernelVersion !== undefined) args.push('-S', kernelVersion);
+  for (const dir of allValues(parsed, 'config')) args.push('-C', path.resolve(dir));
+  if (flag(parsed, 'dry-run')) args.push('--dry-run');
+  return args;
+}
+
 /** `kmodload hook-config ARGS`: prints a configuration, optionally installs the wrapper. */
 export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<number> {
   let format: HookConfigFormat = 'isulad';
@@ -275,12 +288,7 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
     const stateDir = lastValue(parsed, 'state-dir');
     if (stateDir !== undefined) extraArgs.push('--state-dir', path.resolve(stateDir));
     if (flag(parsed, 'unload-on-stop')) options.unloadOnStop = true;
-    const root = lastValue(parsed, 'dirname');
-    if (root !== undefined) extraArgs.push('-d', path.resolve(root));
-    const kernelVersion = lastValue(parsed, 'set-version');
-    if (kernelVersion !== undefined) extraArgs.push('-S', kernelVersion);
-    for (const dir of allValues(parsed, 'config')) extraArgs.push('-C', path.resolve(dir));
-    if (flag(parsed, 'dry-run')) extraArgs.push('--dry-run');
+    extraArgs.push(...loaderArguments(parsed));
     options.wrapperPath = wrapperPath;
     options.extraArgs = extraArgs;
     const text = formatHookConfig(format, options);

@@ -158,3 +158,15 @@ export function modprobeInsmods(fixture: Fixture, names: string[], configDir?: s
 export function tempDir(label: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `kmodload-${label}-`));
 }
+
+/** A podman image from a static busybox (sh, echo), made offline with `podman import`. */
+export function busyboxImage(scratch: string, name = 'localhost/kmodload-test-busybox'): string {
+  const rootfs = fs.mkdtempSync(path.join(scratch, 'rootfs-'));
+  fs.mkdirSync(path.join(rootfs, 'bin'));
+  fs.copyFileSync('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
+  for (const applet of ['sh', 'echo']) fs.symlinkSync('busybox', path.join(rootfs, 'bin', applet));
+  const tar = spawnSync('tar', ['-C', rootfs, '-c', '.'], { maxBuffer: 64 << 20 });
+  const imported = spawnSync('podman', ['import', '-', name], { input: tar.stdout });
+  if (imported.status !== 0) throw new Error(`podman import failed: ${String(imported.stderr)}`);
+  return name;
+}

@@ -9,9 +9,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { EXIT } from '../../src/errors';
 import type { HookLogRecord } from '../../src/hook/log';
-import { fixtureTree, install, repo, tempDir, type Fixture, type Installation } from './harness';
-
-const IMAGE = 'localhost/kmodload-test-busybox';
+import {
+  busyboxImage,
+  fixtureTree,
+  install,
+  repo,
+  tempDir,
+  type Fixture,
+  type Installation,
+} from './harness';
 
 let scratch: string;
 let fixture: Fixture;
@@ -167,13 +173,7 @@ describe('kmodload install-node', () => {
     // installer container sees at the same path.
     const host = path.join(scratch, 'host');
     fs.mkdirSync(host);
-    const rootfs = path.join(scratch, 'rootfs');
-    fs.mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
-    fs.copyFileSync('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
-    for (const applet of ['sh', 'echo'])
-      fs.symlinkSync('busybox', path.join(rootfs, 'bin', applet));
-    const tar = spawnSync('tar', ['-C', rootfs, '-c', '.'], { maxBuffer: 64 << 20 });
-    expect(spawnSync('podman', ['import', '-', IMAGE], { input: tar.stdout }).status).toBe(0);
+    const image = busyboxImage(scratch);
     const podman = (args: string[]) =>
       spawnSync('podman', ['--runtime', 'runc', '--cgroup-manager', 'cgroupfs', ...args], {
         encoding: 'utf8',
@@ -192,24 +192,23 @@ describe('kmodload install-node', () => {
     const libexec = path.join(host, 'libexec');
     const hooksDir = path.join(host, 'hooks.d');
     const log = path.join(host, 'hook.log');
-    // The installer's image: node and its libraries from this machine, kmodload's package.
-    const installer = podman([
-      ...common,
-      ...['-v', '/usr:/usr:ro', '-v', '/lib64:/lib64:ro', '-v', '/lib:/lib:ro'],
-      ...[
-        '-v',
-        `${repo}:${repo}:ro`,
-        '-v',
-        `${kmodload.dir}:${kmodload.dir}:ro`,
-        '-v',
-        `${host}:${host}`,
-      ],
-      IMAGE,
-      process.execPath,
-      kmodload.cli,
-      'install-node',
-      ...['--root', '/', '--libexec', libexec, '--hooks-dir', hooksDir, '--log', log],
-      ...['-d', fixture.root, '-S', fixture.version, '--dry-run'],
+    // The installer's image: node and its libraries from this machine, kmodload's package,
+    // and the host's directories.
+    const installNode = (args: string[]) =>
+      podman([
+        ...common,
+        ...['-v', '/usr:/usr:ro', '-v', '/lib64:/lib64:ro', '-v', '/lib:/lib:ro'],
+        ...['-v', `${repo}:${repo}:ro`, '-v', `${kmodload.dir}:${kmodload.dir}:ro`],
+        ...['-v', `${host}:${host}`],
+        image,
+        process.execPath,
+        kmodload.cli,
+        'install-node',
+        ...['--root', '/', '--libexec', libexec, '--hooks-dir', hooksDir],
+        ...args,
+      ]);
+    const installer = installNode([
+      ...['--log', log, '-d', fixture.root, '-S', fixture.version, '--dry-run'],
     ]);
     expect([installer.status, installer.stderr]).toEqual([0, '']);
     expect(installer.stdout).toBe(
@@ -222,7 +221,7 @@ describe('kmodload install-node', () => {
       ...common,
       '--annotation',
       'org.kmodload.kernel-modules=ip_vs ip_vs_wrr',
-      IMAGE,
+      image,
       '/bin/echo',
       'container-ran',
     ]);
@@ -242,31 +241,7 @@ describe('kmodload install-node', () => {
     );
 
     // The DaemonSet's preStop: uninstall, again from inside a container.
-    const uninstall = podman([
-      ...common,
-      ...['-v', '/usr:/usr:ro', '-v', '/lib64:/lib64:ro', '-v', '/lib:/lib:ro'],
-      ...[
-        '-v',
-        `${repo}:${repo}:ro`,
-        '-v',
-        `${kmodload.dir}:${kmodload.dir}:ro`,
-        '-v',
-        `${host}:${host}`,
-      ],
-      IMAGE,
-      process.execPath,
-      kmodload.cli,
-      ...[
-        'install-node',
-        '--root',
-        '/',
-        '--libexec',
-        libexec,
-        '--hooks-dir',
-        hooksDir,
-        '--uninstall',
-      ],
-    ]);
+    const uninstall = installNode(['--uninstall']);
     expect(uninstall.status).toBe(0);
     expect(fs.readdirSync(hooksDir)).toEqual([]);
     expect(fs.existsSync(path.join(libexec, 'kmodload-hook'))).toBe(false);

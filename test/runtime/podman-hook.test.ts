@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/errors';
 import type { HookLogRecord } from '../../src/hook/log';
 import {
+  busyboxImage,
   fixtureTree,
   hookConfig,
   install,
@@ -19,24 +20,16 @@ import {
   type Installation,
 } from './harness';
 
-const IMAGE = 'localhost/kmodload-test-busybox';
-
 let scratch: string;
 let fixture: Fixture;
 let kmodload: Installation;
+let image: string;
 
 beforeAll(() => {
   scratch = tempDir('podman');
   fixture = fixtureTree('6.1');
   kmodload = install(path.join(scratch, 'install'));
-  // An offline image: a static busybox, imported.
-  const rootfs = path.join(scratch, 'rootfs');
-  fs.mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
-  fs.copyFileSync('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
-  for (const applet of ['sh', 'echo']) fs.symlinkSync('busybox', path.join(rootfs, 'bin', applet));
-  const tar = spawnSync('tar', ['-C', rootfs, '-c', '.'], { maxBuffer: 64 << 20 });
-  const imported = spawnSync('podman', ['import', '-', IMAGE], { input: tar.stdout });
-  if (imported.status !== 0) throw new Error(`podman import failed: ${imported.stderr}`);
+  image = busyboxImage(scratch);
 }, 120_000);
 
 afterAll(() => {
@@ -84,7 +77,7 @@ function podmanRun(hooks: string, options: string[]): ReturnType<typeof spawnSyn
       '--ulimit',
       'nproc=1024:1024',
       ...options,
-      IMAGE,
+      image,
       '/bin/echo',
       'container-ran',
     ],
