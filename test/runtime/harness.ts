@@ -170,3 +170,19 @@ export function busyboxImage(scratch: string, name = 'localhost/kmodload-test-bu
   if (imported.status !== 0) throw new Error(`podman import failed: ${String(imported.stderr)}`);
   return name;
 }
+
+export interface TestInstallation {
+  scratch: string;
+  fixture: Fixture;
+  kmodload: Installation;
+}
+
+/** A scratch directory (removed by `removeScratch`), the 6.1 tree and an installation in it. */
+export function setUpInstallation(label: string): TestInstallation {
+  const scratch = tempDir(label);
+  return { scratch, fixture: fixtureTree('6.1'), kmodload: install(path.join(scratch, 'install')) };
+}
+
+export function removeScratch(scratch: string | undefined): void {
+  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+}

@@ -11,12 +11,11 @@ import { EXIT } from '../../src/errors';
 import type { HookLogRecord } from '../../src/hook/log';
 import {
   busyboxImage,
-  fixtureTree,
-  install,
   repo,
-  tempDir,
   type Fixture,
   type Installation,
+  removeScratch,
+  setUpInstallation,
 } from './harness';
 
 let scratch: string;
@@ -24,14 +23,9 @@ let fixture: Fixture;
 let kmodload: Installation;
 
 beforeAll(() => {
-  scratch = tempDir('install-node');
-  fixture = fixtureTree('6.1');
-  kmodload = install(path.join(scratch, 'install'));
+  ({ scratch, fixture, kmodload } = setUpInstallation('install-node'));
 }, 120_000);
-
-afterAll(() => {
-  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
-});
+afterAll(() => removeScratch(scratch));
 
 function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
   const run = spawnSync(process.execPath, [kmodload.cli, ...args], { encoding: 'utf8' });

@@ -7,13 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/errors';
 import type { HookLogRecord } from '../../src/hook/log';
 import {
-  fixtureTree,
   hookConfig,
-  install,
   modprobeInsmods,
-  tempDir,
   type Fixture,
   type Installation,
+  removeScratch,
+  setUpInstallation,
 } from './harness';
 import { runLcrHook, type LcrHookEntry } from './lcr';
 
@@ -22,14 +21,9 @@ let fixture: Fixture;
 let kmodload: Installation;
 
 beforeAll(() => {
-  scratch = tempDir('lcr');
-  fixture = fixtureTree('6.1');
-  kmodload = install(path.join(scratch, 'install'));
-});
-
-afterAll(() => {
-  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
-});
+  ({ scratch, fixture, kmodload } = setUpInstallation('lcr'));
+}, 120_000);
+afterAll(() => removeScratch(scratch));
 
 let count = 0;
 /** iSulad's bundle: <graph>/engines/lcr/<id> with the OCI config.json. */

@@ -11,13 +11,12 @@ import { EXIT } from '../../src/errors';
 import type { HookLogRecord } from '../../src/hook/log';
 import {
   busyboxImage,
-  fixtureTree,
   hookConfig,
-  install,
   modprobeInsmods,
-  tempDir,
   type Fixture,
   type Installation,
+  removeScratch,
+  setUpInstallation,
 } from './harness';
 
 let scratch: string;
@@ -26,15 +25,10 @@ let kmodload: Installation;
 let image: string;
 
 beforeAll(() => {
-  scratch = tempDir('podman');
-  fixture = fixtureTree('6.1');
-  kmodload = install(path.join(scratch, 'install'));
+  ({ scratch, fixture, kmodload } = setUpInstallation('podman'));
   image = busyboxImage(scratch);
 }, 120_000);
-
-afterAll(() => {
-  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
-});
+afterAll(() => removeScratch(scratch));
 
 let count = 0;
 /** A hooks directory holding `hook-config --format hooks.d ARGS`, and the hook's log. */
