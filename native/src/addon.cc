@@ -1,5 +1,6 @@
-// Node-API surface of kmodload: module syscalls, the index reader, decompression and
-// fnmatch. Deliberately thin: no module-tree logic lives here. The TypeScript shape is
+// Node-API surface of kmodload: module syscalls (one insert path, with user-space
+// decompression when the kernel cannot decompress), the index reader, flock and fnmatch.
+// Deliberately thin: no module-tree logic lives here. The TypeScript shape is
 // src/native/binding.ts.
 #include <errno.h>
 #include <fcntl.h>
@@ -17,29 +18,22 @@
 
 #include "decompress.h"
 #include "index_reader.h"
+#include "module_file.h"
 
 namespace kmodload {
 namespace {
 
-std::string ErrnoName(int err) {
-  // Linux's ENOTSUP and EOPNOTSUPP share a number; glibc names it EOPNOTSUPP, Node ENOTSUP.
-  if (err == ENOTSUP) return "ENOTSUP";
-  const char* name = strerrorname_np(err);
-  return name ? name : "E" + std::to_string(err);
-}
-
-// An error shaped like fs's: "ENOENT: No such file or directory, open '/x'", with code,
-// errno (positive, as the kernel returns it), syscall and path.
+// A failed call as a JS Error carrying the raw facts: errno (positive, as the kernel returns
+// it), syscall, path and, where the errno alone says too little, detail. The code ('ENOENT')
+// and the fs-style message are made in one place, src/native/system-error.ts, from Node's own
+// errno table: naming errno values here would need strerrorname_np (glibc 2.32).
 Napi::Error SystemError(Napi::Env env, int err, const std::string& syscall, const std::string& path,
                         const std::string& detail = "") {
-  std::string code = ErrnoName(err);
-  std::string message = code + ": " + (detail.empty() ? strerror(err) : detail) + ", " + syscall;
-  if (!path.empty()) message += " '" + path + "'";
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", code);
+  Napi::Error error = Napi::Error::New(env, detail.empty() ? syscall : detail);
   error.Set("errno", Napi::Number::New(env, err));
   error.Set("syscall", syscall);
   if (!path.empty()) error.Set("path", path);
+  if (!detail.empty()) error.Set("detail", detail);
   return error;
 }
 
@@ -67,17 +61,6 @@ uint32_t Flags(const Napi::CallbackInfo& info, size_t i) {
     throw ArgError(info.Env(), "flags must be an unsigned 32-bit integer");
   }
   return static_cast<uint32_t>(value);
-}
-
-std::vector<uint8_t> Bytes(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (!info[i].IsTypedArray() ||
-      info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    throw ArgError(info.Env(), std::string(what) + " must be a Uint8Array or Buffer");
-  }
-  // Copied: the worker runs on another thread and the caller's ArrayBuffer could be
-  // detached or reused meanwhile.
-  Napi::Uint8Array array = info[i].As<Napi::Uint8Array>();
-  return std::vector<uint8_t>(array.Data(), array.Data() + array.ByteLength());
 }
 
 // Runs f (which may throw Napi::Error for bad arguments) and turns a synchronous throw into
@@ -109,7 +92,9 @@ class PromiseWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     if (err_ != 0) {
-      deferred_.Reject(SystemError(env, err_, syscall_, path_, detail_).Value());
+      Napi::Error error = SystemError(env, err_, syscall_, path_, detail_);
+      Decorate(env, error);
+      deferred_.Reject(error.Value());
     } else {
       deferred_.Resolve(Result(env));
     }
@@ -117,6 +102,8 @@ class PromiseWorker : public Napi::AsyncWorker {
   void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
 
   virtual Napi::Value Result(Napi::Env env) { return env.Undefined(); }
+  // Adds worker-specific properties to the error it rejects with.
+  virtual void Decorate(Napi::Env, Napi::Error&) {}
 
   void Fail(int err, const char* syscall, std::string detail = "") {
     err_ = err;
@@ -133,44 +120,84 @@ class PromiseWorker : public Napi::AsyncWorker {
   std::string detail_;
 };
 
-class FinitModuleWorker : public PromiseWorker {
+// finit_module(2) flag: the fd holds a compressed module the kernel decompresses itself.
+constexpr uint32_t kModuleInitCompressedFile = 4;
+
+// The one insert path, as kmod takes it. The file is opened once; its first bytes say whether
+// it is compressed. A plain file, or one the kernel decompresses itself, goes to
+// finit_module(fd). Otherwise, or when finit_module says ENOSYS (no such syscall), or EINVAL
+// to the compressed flag (a kernel that does not know it), the same fd is read, decompressed
+// in user space if need be, and the image goes to init_module. `attempts` records the steps
+// taken, for results and tests: "finit_module", "finit_module(compressed)", "decompress(xz)",
+// "init_module".
+class InsertModuleWorker : public PromiseWorker {
  public:
-  FinitModuleWorker(Napi::Env env, std::string path, std::string params, uint32_t flags)
-      : PromiseWorker(env), params_(std::move(params)), flags_(flags) {
+  InsertModuleWorker(Napi::Env env, std::string path, std::string params, uint32_t flags,
+                     std::vector<std::string> kernel_formats)
+      : PromiseWorker(env),
+        params_(std::move(params)),
+        flags_(flags),
+        kernel_formats_(std::move(kernel_formats)) {
     path_ = std::move(path);
   }
 
   void Execute() override {
-    int fd = open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Fail(errno, "open");
-    long rc = syscall(SYS_finit_module, fd, params_.c_str(), flags_);
-    int err = errno;
-    close(fd);
-    if (rc != 0) Fail(err, "finit_module");
+    try {
+      Insert();
+    } catch (const ModuleFileError& e) {
+      Fail(e.err(), e.syscall(), e.what());
+    } catch (const std::bad_alloc&) {
+      Fail(ENOMEM, "read");
+    }
+  }
+
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("attempts", Attempts(env));
+    return result;
+  }
+
+ protected:
+  void Decorate(Napi::Env env, Napi::Error& error) override {
+    error.Set("attempts", Attempts(env));
   }
 
  private:
+  void Insert() {
+    ModuleFile file = ModuleFile::Open(path_);
+    const Codec* codec = file.codec();
+    if (codec == nullptr || file.KernelDecodes(kernel_formats_)) {
+      uint32_t flags = flags_ | (codec ? kModuleInitCompressedFile : 0);
+      attempts_.push_back(codec ? "finit_module(compressed)" : "finit_module");
+      if (syscall(SYS_finit_module, file.fd(), params_.c_str(), flags) == 0) return;
+      int err = errno;
+      bool fall_back = err == ENOSYS || (codec != nullptr && err == EINVAL);
+      if (!fall_back) return Fail(err, "finit_module");
+    }
+    if (codec) attempts_.push_back(std::string("decompress(") + codec->name + ")");
+    Decompressed image = file.Image();
+    struct Free {
+      uint8_t* data;
+      ~Free() { free(data); }
+    } release{image.data};
+    attempts_.push_back("init_module");
+    if (syscall(SYS_init_module, image.data, image.size, params_.c_str()) != 0) {
+      Fail(errno, "init_module");
+    }
+  }
+
+  Napi::Array Attempts(Napi::Env env) {
+    Napi::Array array = Napi::Array::New(env, attempts_.size());
+    for (size_t i = 0; i < attempts_.size(); i++) {
+      array.Set(static_cast<uint32_t>(i), attempts_[i]);
+    }
+    return array;
+  }
+
   std::string params_;
   uint32_t flags_;
-};
-
-class InitModuleWorker : public PromiseWorker {
- public:
-  // The image has no name of its own: `label` (the module's file or name) is what errors
-  // carry as their path, so a failure says which module it was.
-  InitModuleWorker(Napi::Env env, std::vector<uint8_t> image, std::string params, std::string label)
-      : PromiseWorker(env), image_(std::move(image)), params_(std::move(params)) {
-    path_ = std::move(label);
-  }
-
-  void Execute() override {
-    long rc = syscall(SYS_init_module, image_.data(), image_.size(), params_.c_str());
-    if (rc != 0) Fail(errno, "init_module");
-  }
-
- private:
-  std::vector<uint8_t> image_;
-  std::string params_;
+  std::vector<std::string> kernel_formats_;
+  std::vector<std::string> attempts_;
 };
 
 class DeleteModuleWorker : public PromiseWorker {
@@ -189,40 +216,38 @@ class DeleteModuleWorker : public PromiseWorker {
   uint32_t flags_;
 };
 
-class DecompressWorker : public PromiseWorker {
+// What init_module would be given for a module file: its bytes, decompressed if need be,
+// through the same ModuleFile path as InsertModuleWorker. For inspection (tests, doctor).
+class ReadModuleImageWorker : public PromiseWorker {
  public:
-  DecompressWorker(Napi::Env env, std::vector<uint8_t> input, Compression format)
-      : PromiseWorker(env), input_(std::move(input)), format_(format) {}
+  ReadModuleImageWorker(Napi::Env env, std::string path) : PromiseWorker(env) {
+    path_ = std::move(path);
+  }
 
-  ~DecompressWorker() override { free(output_.data); }
+  ~ReadModuleImageWorker() override { free(image_.data); }
 
   void Execute() override {
     try {
-      output_ = Decompress(input_.data(), input_.size(), format_);
-    } catch (const DecompressError& e) {
-      Fail(e.err(), "decompress", e.what());
+      ModuleFile file = ModuleFile::Open(path_);
+      format_ = file.codec() ? file.codec()->name : "";
+      image_ = file.Image();
+    } catch (const ModuleFileError& e) {
+      Fail(e.err(), e.syscall(), e.what());
     } catch (const std::bad_alloc&) {
-      Fail(ENOMEM, "decompress");
+      Fail(ENOMEM, "read");
     }
-    std::vector<uint8_t>().swap(input_);
   }
 
   Napi::Value Result(Napi::Env env) override {
-    Decompressed out = output_;
-    output_ = Decompressed{nullptr, 0};
-    if (out.size == 0) {
-      free(out.data);
-      return Napi::Buffer<uint8_t>::New(env, 0);
-    }
-    // NewOrCopy copies (and runs the finalizer at once) where external buffers are not allowed.
-    return Napi::Buffer<uint8_t>::NewOrCopy(env, out.data, out.size,
-                                            [](Napi::Env, uint8_t* data) { free(data); });
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("format", format_.empty() ? env.Null() : Napi::String::New(env, format_));
+    result.Set("image", Napi::Buffer<uint8_t>::Copy(env, image_.data, image_.size));
+    return result;
   }
 
  private:
-  std::vector<uint8_t> input_;
-  Compression format_;
-  Decompressed output_{nullptr, 0};
+  std::string format_;
+  Decompressed image_{nullptr, 0};
 };
 
 // The JS object behind NativeIndex. Lookups are synchronous: the file is mapped.
@@ -342,21 +367,32 @@ class OpenIndexWorker : public PromiseWorker {
   std::string syscall_name_;
 };
 
-Napi::Value FinitModule(const Napi::CallbackInfo& info) {
+std::vector<std::string> Strings(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (!info[i].IsArray()) throw ArgError(info.Env(), std::string(what) + " must be an array");
+  Napi::Array array = info[i].As<Napi::Array>();
+  std::vector<std::string> out;
+  for (uint32_t k = 0; k < array.Length(); k++) {
+    Napi::Value item = array.Get(k);
+    if (!item.IsString()) throw ArgError(info.Env(), std::string(what) + " must hold strings");
+    out.push_back(item.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
+Napi::Value InsertModule(const Napi::CallbackInfo& info) {
   return PromiseCall(info, [&]() -> Napi::Value {
     std::string path = CString(info, 0, "path");
     std::string params = CString(info, 1, "params");
     uint32_t flags = Flags(info, 2);
-    return (new FinitModuleWorker(info.Env(), path, params, flags))->Start();
+    std::vector<std::string> formats = Strings(info, 3, "kernelFormats");
+    return (new InsertModuleWorker(info.Env(), path, params, flags, std::move(formats)))->Start();
   });
 }
 
-Napi::Value InitModule(const Napi::CallbackInfo& info) {
+Napi::Value ReadModuleImage(const Napi::CallbackInfo& info) {
   return PromiseCall(info, [&]() -> Napi::Value {
-    std::vector<uint8_t> image = Bytes(info, 0, "image");
-    std::string params = CString(info, 1, "params");
-    std::string label = info[2].IsUndefined() ? "" : CString(info, 2, "label");
-    return (new InitModuleWorker(info.Env(), std::move(image), params, label))->Start();
+    std::string path = CString(info, 0, "path");
+    return (new ReadModuleImageWorker(info.Env(), path))->Start();
   });
 }
 
@@ -372,24 +408,6 @@ Napi::Value OpenIndex(const Napi::CallbackInfo& info) {
   return PromiseCall(info, [&]() -> Napi::Value {
     std::string path = CString(info, 0, "path");
     return (new OpenIndexWorker(info.Env(), path))->Start();
-  });
-}
-
-Napi::Value DecompressData(const Napi::CallbackInfo& info) {
-  return PromiseCall(info, [&]() -> Napi::Value {
-    std::vector<uint8_t> data = Bytes(info, 0, "data");
-    std::string name = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
-    Compression format;
-    if (name == "gzip") {
-      format = Compression::kGzip;
-    } else if (name == "xz") {
-      format = Compression::kXz;
-    } else if (name == "zstd") {
-      format = Compression::kZstd;
-    } else {
-      throw ArgError(info.Env(), "format must be 'gzip', 'xz' or 'zstd'");
-    }
-    return (new DecompressWorker(info.Env(), std::move(data), format))->Start();
   });
 }
 
@@ -427,11 +445,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->index_class = Napi::Persistent(IndexObject::Define(env));
   env.SetInstanceData(data);
-  exports.Set("finitModule", Napi::Function::New<FinitModule>(env, "finitModule"));
-  exports.Set("initModule", Napi::Function::New<InitModule>(env, "initModule"));
+  exports.Set("insertModule", Napi::Function::New<InsertModule>(env, "insertModule"));
+  exports.Set("readModuleImage", Napi::Function::New<ReadModuleImage>(env, "readModuleImage"));
   exports.Set("deleteModule", Napi::Function::New<DeleteModule>(env, "deleteModule"));
   exports.Set("openIndex", Napi::Function::New<OpenIndex>(env, "openIndex"));
-  exports.Set("decompress", Napi::Function::New<DecompressData>(env, "decompress"));
   exports.Set("fnmatch", Napi::Function::New<Fnmatch>(env, "fnmatch"));
   exports.Set("flock", Napi::Function::New<Flock>(env, "flock"));
   exports.Set("probeModuleSupport",

@@ -4,6 +4,7 @@
 #include <errno.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 namespace kmodload {
@@ -111,6 +112,14 @@ class Library {
 
   const Api& Get() {
     std::call_once(once_, [this] {
+      // A process that already has the library's functions (node links zlib in statically
+      // and exports it) must use those: a second copy dlopen()ed beside them would have its
+      // internal calls bound to the first copy's symbols, which mixes two zlibs' private
+      // state and crashes.
+      if (resolve_(RTLD_DEFAULT, &api_)) {
+        ok_ = true;
+        return;
+      }
       void* handle = dlopen(soname_, RTLD_NOW | RTLD_LOCAL);
       if (handle == nullptr) {
         const char* why = dlerror();
@@ -338,19 +347,37 @@ Decompressed Unzstd(const uint8_t* data, size_t size, size_t cap) {
   return out.Take();
 }
 
+Decompressed Checked(const uint8_t* data, size_t size, size_t cap, const char* name,
+                     Decompressed (*decode)(const uint8_t*, size_t, size_t)) {
+  if (size == 0) Bad(std::string(name) + " data is truncated");
+  return decode(data, size, cap);
+}
+
+constexpr uint8_t kGzipMagic[] = {0x1f, 0x8b};
+constexpr uint8_t kXzMagic[] = {0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00};
+constexpr uint8_t kZstdMagic[] = {0x28, 0xb5, 0x2f, 0xfd};
+
+const Codec kCodecs[] = {
+    {Compression::kGzip, "gzip", kGzipMagic, sizeof kGzipMagic,
+     [](const uint8_t* d, size_t n, size_t cap) { return Checked(d, n, cap, "gzip", Gunzip); }},
+    {Compression::kXz, "xz", kXzMagic, sizeof kXzMagic,
+     [](const uint8_t* d, size_t n, size_t cap) { return Checked(d, n, cap, "xz", Unxz); }},
+    {Compression::kZstd, "zstd", kZstdMagic, sizeof kZstdMagic,
+     [](const uint8_t* d, size_t n, size_t cap) { return Checked(d, n, cap, "zstd", Unzstd); }},
+};
+
 }  // namespace
 
-Decompressed Decompress(const uint8_t* data, size_t size, Compression format, size_t max_output) {
-  switch (format) {
-    case Compression::kGzip:
-      if (size == 0) Bad("gzip data is truncated");
-      return Gunzip(data, size, max_output);
-    case Compression::kXz:
-      if (size == 0) Bad("xz data is truncated");
-      return Unxz(data, size, max_output);
-    case Compression::kZstd:
-      if (size == 0) Bad("zstd data is truncated");
-      return Unzstd(data, size, max_output);
+const Codec* CodecFor(const uint8_t* head, size_t size) {
+  for (const Codec& codec : kCodecs) {
+    if (size >= codec.magic_size && memcmp(head, codec.magic, codec.magic_size) == 0) return &codec;
+  }
+  return nullptr;
+}
+
+const Codec& CodecOf(Compression format) {
+  for (const Codec& codec : kCodecs) {
+    if (codec.format == format) return codec;
   }
   Bad("unknown compression format");
 }

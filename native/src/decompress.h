@@ -31,8 +31,26 @@ struct Decompressed {
   size_t size;
 };
 
-// Decompresses every member/stream/frame of data. Thread-safe. The caller owns the result.
-Decompressed Decompress(const uint8_t* data, size_t size, Compression format,
-                        size_t max_output = kMaxDecompressedSize);
+// One compression format a module file may come in: recognised by its first bytes, as kmod
+// does (a .ko may be compressed and a .ko.xz may not be, whatever the name says), and decoded
+// whole. The one table of formats is kCodecs in decompress.cc.
+struct Codec {
+  Compression format;
+  // The name /sys/module/compression uses for it ("gzip", "xz", "zstd").
+  const char* name;
+  const uint8_t* magic;
+  size_t magic_size;
+  // Decompresses every member/stream/frame of data. Thread-safe. The caller owns the result.
+  Decompressed (*decode)(const uint8_t* data, size_t size, size_t max_output);
+};
+
+// The longest magic: how many leading bytes CodecFor() may look at.
+constexpr size_t kMaxMagicSize = 6;
+
+// The codec whose magic starts head, or nullptr for a plain (uncompressed) file.
+const Codec* CodecFor(const uint8_t* head, size_t size);
+
+// The codec of that format (for callers that already know it).
+const Codec& CodecOf(Compression format);
 
 }  // namespace kmodload

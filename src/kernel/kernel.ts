@@ -4,10 +4,18 @@
 /** What /sys/module/NAME says. `undefined`: the kernel does not know the module. */
 export type InitState = 'live' | 'coming' | 'going' | undefined;
 
+export interface InsertOptions {
+  /** finit_module flags: MODULE_INIT_IGNORE_MODVERSIONS, MODULE_INIT_IGNORE_VERMAGIC. */
+  flags?: number;
+  /** Formats the kernel decompresses itself (what compression() returns). */
+  kernelFormats: readonly string[];
+}
+
 export interface Kernel {
-  finitModule(path: string, params: string, flags: number): Promise<void>;
-  /** `label`: the module's path or name, for errors (the image itself carries none). */
-  initModule(image: Uint8Array, params: string, label?: string): Promise<void>;
+  /** Inserts a module file: finit_module, or init_module with the image decompressed in user
+   *  space when the kernel cannot take the file as it is (see NativeBinding.insertModule).
+   *  Rejects with a SystemError whose `syscall` says which step failed. */
+  insertModule(path: string, params: string, options: InsertOptions): Promise<void>;
   deleteModule(name: string, flags: number): Promise<void>;
   /** /sys/module/NAME/initstate; a directory without that file reads as 'coming'. */
   initState(name: string): Promise<InitState>;

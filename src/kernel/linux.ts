@@ -5,7 +5,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { NativeBinding } from '../native/binding';
-import type { InitState, Kernel } from './kernel';
+import type { InitState, InsertOptions, Kernel } from './kernel';
 
 export interface LinuxKernelOptions {
   /** Where sysfs is mounted. Default '/sys'; tests point it at a directory they made. */
@@ -35,14 +35,9 @@ export class LinuxKernel implements Kernel {
     this.getBinding = options.binding ?? defaultBinding;
   }
 
-  async finitModule(modulePath: string, params: string, flags: number): Promise<void> {
+  async insertModule(modulePath: string, params: string, options: InsertOptions): Promise<void> {
     const binding = await this.getBinding();
-    await binding.finitModule(modulePath, params, flags);
-  }
-
-  async initModule(image: Uint8Array, params: string, label?: string): Promise<void> {
-    const binding = await this.getBinding();
-    await binding.initModule(image, params, label);
+    await binding.insertModule(modulePath, params, options.flags ?? 0, options.kernelFormats);
   }
 
   async deleteModule(name: string, flags: number): Promise<void> {

@@ -1,13 +1,14 @@
 // Turns kernel and file errors into the { code, errno, message } a ModuleResult carries, with a
 // text a person can act on (the kernel's errno alone rarely says what to do).
 
-import { constants } from 'node:os';
+import { errnoNumber } from '../errno';
 import { errorText } from '../text';
 
 export interface ModuleError {
   /** 'ENOSYS', 'EPERM' ... as Node names errno values. */
   code: string;
-  /** Positive errno, 0 when the failure is not an errno (e.g. an install command). */
+  /** Positive errno, 0 when the failure is not an errno (an install command's exit status:
+   *  code 'ECOMMAND'). */
   errno: number;
   /** One line: what failed and, where useful, why. */
   message: string;
@@ -42,8 +43,17 @@ function errnoOf(code: string, fallback: unknown): number {
   if (typeof fallback === 'number' && Number.isFinite(fallback) && fallback !== 0) {
     return Math.abs(fallback);
   }
-  const value = (constants.errno as Record<string, number | undefined>)[code];
-  return value ?? 0;
+  return errnoNumber(code);
+}
+
+/** A failure this package decides itself, with an errno code ('EPERM', 'ENOENT'...). */
+export function moduleError(code: string, message: string): ModuleError {
+  return { code, errno: errnoNumber(code), message };
+}
+
+/** An install command that ran and failed: not an errno, its exit status is in the message. */
+export function commandError(message: string): ModuleError {
+  return { code: 'ECOMMAND', errno: 0, message };
 }
 
 /** The code of an error value, if it has one. */

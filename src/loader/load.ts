@@ -12,23 +12,15 @@
 // - ENOSYS (a kernel without module support) ends the whole call at once: every other insert
 //   would fail the same way.
 
-import { promises as fs } from 'node:fs';
 import { EXIT, KmodloadError } from '../errors';
 import type { InitState, Kernel } from '../kernel/kernel';
-import { MODULE_INIT_COMPRESSED_FILE } from '../kernel/kernel';
-import type { CompressionFormat } from '../native/binding';
 import { classifyInstallCommand, shellRuleRefusal } from '../planner/install-command';
 import type { InstallAction, Plan, Probe, ProbeStep } from '../planner/plan';
 import type { CommandRunner } from './commands';
 import { expandCommand, runShellCommand } from './commands';
-import type { ModuleCompression } from './compression';
-import { detectCompression } from './compression';
 import type { ModuleError } from './errno';
-import { errorCode, fileError, kernelError } from './errno';
+import { commandError, fileError, kernelError, moduleError } from './errno';
 import type { LoadResult, ModuleResult } from './types';
-
-/** Decompresses a whole module image in user space. */
-export type Decompressor = (data: Uint8Array, format: CompressionFormat) => Promise<Uint8Array>;
 
 export interface ExecuteOptions {
   kernel: Kernel;
@@ -38,14 +30,7 @@ export interface ExecuteOptions {
   allowInstallCommands?: boolean;
   /** Runs install commands; default /bin/sh -c. */
   runCommand?: CommandRunner;
-  /** User-space decompression; default the addon's. */
-  decompress?: Decompressor;
 }
-
-const addonDecompress: Decompressor = async (data, format) => {
-  const { loadBinding } = await import('../native/addon.js');
-  return loadBinding().decompress(data, format);
-};
 
 /** What an install step amounts to: the planner's verdict, or the same reading of a rule in a
  *  plan made elsewhere. */
@@ -111,7 +96,6 @@ class PlanRunner {
   constructor(
     private readonly options: ExecuteOptions,
     private readonly runCommand: CommandRunner,
-    private readonly decompress: Decompressor,
   ) {}
 
   async run(plan: Plan): Promise<LoadResult> {
@@ -198,11 +182,7 @@ class PlanRunner {
       // assertPlanRunnable refuses these first; this keeps the loader safe on its own.
       return this.record(request, step, {
         status: 'failed',
-        error: {
-          code: 'EPERM',
-          errno: 1,
-          message: `refused by the rule 'install ${step.name} ${command.trim()}'`,
-        },
+        error: moduleError('EPERM', `refused by the rule 'install ${step.name} ${command.trim()}'`),
       });
     }
     if (this.options.dryRun) return this.record(request, step, { status: 'would-load' });
@@ -212,11 +192,9 @@ class PlanRunner {
     const detail = outcome.lastErrorLine ? `: ${outcome.lastErrorLine}` : '';
     return this.record(request, step, {
       status: 'failed',
-      error: {
-        code: 'EINVAL',
-        errno: 22,
-        message: `install command '${expanded}' exited with status ${outcome.status}${detail}`,
-      },
+      error: commandError(
+        `install command '${expanded}' exited with status ${outcome.status}${detail}`,
+      ),
     });
   }
 
@@ -226,11 +204,7 @@ class PlanRunner {
     if (path === undefined) {
       return this.record(request, step, {
         status: 'failed',
-        error: {
-          code: 'ENOENT',
-          errno: 2,
-          message: `module ${step.name} has no file in modules.dep`,
-        },
+        error: moduleError('ENOENT', `module ${step.name} has no file in modules.dep`),
       });
     }
     const error = await this.insert(path, step.options);
@@ -245,61 +219,24 @@ class PlanRunner {
   /** Inserts one module file; resolves to the error, or undefined on success. */
   private async insert(path: string, params: string): Promise<ModuleError | undefined> {
     const kernel = this.options.kernel;
-    let compression: ModuleCompression | undefined;
+    let kernelFormats: string[];
     try {
-      compression = await detectCompression(path);
-    } catch (error) {
-      return fileError(error, `cannot read module file ${path}`);
-    }
-    const format = compression?.format;
-
-    let inKernel = false;
-    try {
-      inKernel =
-        compression === undefined ||
-        (compression.kernelDecodable && (await this.kernelDecompresses(compression.format)));
+      this.kernelCompression ??= kernel.compression();
+      kernelFormats = await this.kernelCompression;
     } catch (error) {
       rethrowIfEnvironment(error);
       return fileError(error, "cannot read the kernel's module compression");
     }
-    if (inKernel) {
-      const flags = format === undefined ? 0 : MODULE_INIT_COMPRESSED_FILE;
-      try {
-        await kernel.finitModule(path, params, flags);
-        return undefined;
-      } catch (error) {
-        rethrowIfEnvironment(error);
-        // ENOSYS: a kernel without finit_module; kmod then reads the file and uses init_module.
-        if (errorCode(error) !== 'ENOSYS') return kernelError(error);
-      }
-    }
-
-    let image: Uint8Array;
     try {
-      image = await fs.readFile(path);
-    } catch (error) {
-      return fileError(error, `cannot read module file ${path}`);
-    }
-    if (format !== undefined) {
-      try {
-        image = await this.decompress(image, format);
-      } catch (error) {
-        rethrowIfEnvironment(error);
-        return fileError(error, `cannot decompress ${format} module file ${path}`);
-      }
-    }
-    try {
-      await kernel.initModule(image, params, path);
+      await kernel.insertModule(path, params, { kernelFormats });
       return undefined;
     } catch (error) {
       rethrowIfEnvironment(error);
-      return kernelError(error);
+      // The kernel's answer, or the module file's problem (open, read, decompress).
+      const syscall = (error as { syscall?: unknown } | null)?.syscall;
+      if (syscall === 'finit_module' || syscall === 'init_module') return kernelError(error);
+      return fileError(error, `cannot read module file ${path}`);
     }
-  }
-
-  private async kernelDecompresses(format: CompressionFormat): Promise<boolean> {
-    this.kernelCompression ??= this.options.kernel.compression();
-    return (await this.kernelCompression).includes(format);
   }
 
   private record(
@@ -335,10 +272,6 @@ function rethrowIfEnvironment(error: unknown): void {
  */
 export async function executePlan(plan: Plan, options: ExecuteOptions): Promise<LoadResult> {
   assertPlanRunnable(plan, options);
-  const runner = new PlanRunner(
-    options,
-    options.runCommand ?? runShellCommand,
-    options.decompress ?? addonDecompress,
-  );
+  const runner = new PlanRunner(options, options.runCommand ?? runShellCommand);
   return runner.run(plan);
 }

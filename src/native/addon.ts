@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
 import { packageRoot } from '../package-root';
 import type { NativeBinding } from './binding';
+import { wrapBinding } from './system-error';
 
 /** Where the addon is looked for unless KMODLOAD_ADDON names another file. */
 export function defaultAddonPath(): string {
@@ -34,7 +35,7 @@ export function loadBinding(): NativeBinding {
   }
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    cached = require(file) as NativeBinding;
+    cached = wrapBinding(require(file) as NativeBinding);
   } catch (error) {
     const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
     throw new KmodloadError(`cannot load native addon ${file}: ${reason}`, EXIT.environment, {

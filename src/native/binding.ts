@@ -1,5 +1,6 @@
-// The shape of the compiled addon (native/src). Everything that blocks returns a Promise
-// and runs on libuv's thread pool; failures are Node-style errors (see SystemError).
+// The shape of the compiled addon (native/src), as loadBinding() hands it out: everything that
+// blocks returns a Promise and runs on libuv's thread pool; failures are Node-style errors
+// (see SystemError), named in system-error.ts from the errno the addon reports.
 
 /** An error as `fs` makes them: `code` ('EEXIST'), `errno` (positive), `syscall`, `path`. */
 export interface SystemError extends Error {
@@ -29,15 +30,31 @@ export interface NativeIndex {
 
 export type CompressionFormat = 'gzip' | 'xz' | 'zstd';
 
+/** The steps an insert took: 'finit_module', 'finit_module(compressed)', 'decompress(xz)',
+ *  'init_module'. Errors from insertModule carry the same list as `attempts`. */
+export interface InsertOutcome {
+  attempts: string[];
+}
+
 export interface NativeBinding {
-  finitModule(path: string, params: string, flags: number): Promise<void>;
-  /** `label` (the module's path or name) names the module in errors: their `path` and message. */
-  initModule(image: Uint8Array, params: string, label?: string): Promise<void>;
+  /**
+   * Inserts a module file, as kmod does: opened once (regular files only, non-blocking), its
+   * compression read from its first bytes; finit_module(fd) when it is plain or the kernel
+   * decompresses the format (`kernelFormats`, from /sys/module/compression), otherwise, or when
+   * finit_module answers ENOSYS (or EINVAL to the compressed flag), the same fd read and
+   * decompressed in user space (1 GiB cap) for init_module. `flags`: MODULE_INIT_IGNORE_*.
+   */
+  insertModule(
+    path: string,
+    params: string,
+    flags: number,
+    kernelFormats: readonly string[],
+  ): Promise<InsertOutcome>;
+  /** The image insertModule would give init_module: the file's bytes, decompressed. */
+  readModuleImage(path: string): Promise<{ format: CompressionFormat | null; image: Buffer }>;
   deleteModule(name: string, flags: number): Promise<void>;
   /** Opens and maps a kmod index file; rejects (code EBADMSG / ENOENT ...) on a bad file. */
   openIndex(path: string): Promise<NativeIndex>;
-  /** Decompresses a whole module image in user space. */
-  decompress(data: Uint8Array, format: CompressionFormat): Promise<Buffer>;
   /** libc fnmatch(pattern, string, 0), the matcher kmod uses for aliases. */
   fnmatch(pattern: string, string: string): boolean;
   /** flock(2) on an open fd. Synchronous: `operation` must include LOCK_NB (or be LOCK_UN);

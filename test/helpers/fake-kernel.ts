@@ -1,46 +1,35 @@
 // A Kernel that records every call and answers from a table: live and coming modules,
 // injected errors per module (EEXIST, ENODEV, EPERM, ENOEXEC, ENOSYS ...), races, the list of
-// in-kernel decompressors, refcounts and holders. Insert and delete change its state like the
+// in-kernel decompressors (passed to every insert), refcounts and holders. Insert and delete change its state like the
 // real kernel would, so a run can be followed by another.
 
-import type { InitState, Kernel } from '../../src/kernel/kernel';
+import * as fs from 'node:fs';
+
+import { errnoNumber } from '../../src/errno';
+import type { InitState, InsertOptions, Kernel } from '../../src/kernel/kernel';
 
 export type FakeCall =
-  | { op: 'finitModule'; name: string; path: string; params: string; flags: number }
-  | { op: 'initModule'; name: string; image: Uint8Array; params: string }
+  | {
+      op: 'insertModule';
+      name: string;
+      path: string;
+      params: string;
+      flags: number;
+      kernelFormats: readonly string[];
+    }
   | { op: 'deleteModule'; name: string; flags: number };
 
 /** An errno-style error as the addon produces them. */
 export function systemError(code: string, syscall: string, what: string): Error {
-  const errnos: Record<string, number> = {
-    EPERM: 1,
-    ENOENT: 2,
-    ENOEXEC: 8,
-    EAGAIN: 11,
-    EBUSY: 16,
-    EEXIST: 17,
-    ENODEV: 19,
-    EINVAL: 22,
-    ENOSYS: 38,
-    EKEYREJECTED: 129,
-  };
-  const error = new Error(`${syscall} ${what}: ${code}`) as Error & {
+  const error = new Error(`${code}: ${syscall} '${what}'`) as Error & {
     code: string;
     errno: number;
     syscall: string;
   };
   error.code = code;
-  error.errno = errnos[code] ?? 0;
+  error.errno = errnoNumber(code);
   error.syscall = syscall;
   return error;
-}
-
-/** The module name stored in a module image's .modinfo ("name=..."). */
-export function moduleNameOfImage(image: Uint8Array): string {
-  const text = Buffer.from(image.buffer, image.byteOffset, image.byteLength).toString('latin1');
-  const match = /\0name=([A-Za-z0-9_-]+)\0/.exec(text);
-  if (!match?.[1]) throw new Error('fake kernel: image has no modinfo name');
-  return match[1];
 }
 
 function nameOfPath(path: string): string {
@@ -50,7 +39,8 @@ function nameOfPath(path: string): string {
 
 type Fault = {
   code: string;
-  syscall?: 'finit_module' | 'init_module' | 'delete_module';
+  /** Which call fails: an insert (default: both) or a delete. */
+  syscall?: 'insert_module' | 'delete_module';
   times: number;
 };
 
@@ -131,13 +121,15 @@ export class FakeKernel implements Kernel {
     return fault.code;
   }
 
-  private insert(name: string, syscall: 'finit_module' | 'init_module'): void {
+  private insert(name: string): void {
+    // Errors say finit_module, as the kernel's answers to an insert do.
+    const syscall = 'finit_module';
     if (this.racers.has(name)) {
       this.racers.delete(name);
       this.states.set(name, 'live');
       throw systemError('EEXIST', syscall, name);
     }
-    const code = this.fault(name, syscall);
+    const code = this.fault(name, 'insert_module');
     if (code) throw systemError(code, syscall, name);
     if (this.states.get(name) === 'live') throw systemError('EEXIST', syscall, name);
     this.states.set(name, 'live');
@@ -154,16 +146,14 @@ export class FakeKernel implements Kernel {
     return [...this.states.keys()].filter((name) => this.states.get(name) !== undefined).sort();
   }
 
-  async finitModule(path: string, params: string, flags: number): Promise<void> {
+  async insertModule(path: string, params: string, options: InsertOptions): Promise<void> {
+    // The addon opens the file first: a missing one fails there, before any syscall.
+    if (!fs.existsSync(path)) throw systemError('ENOENT', 'open', path);
     const name = nameOfPath(path);
-    this.calls.push({ op: 'finitModule', name, path, params, flags });
-    this.insert(name, 'finit_module');
-  }
-
-  async initModule(image: Uint8Array, params: string): Promise<void> {
-    const name = moduleNameOfImage(image);
-    this.calls.push({ op: 'initModule', name, image: new Uint8Array(image), params });
-    this.insert(name, 'init_module');
+    const flags = options.flags ?? 0;
+    const kernelFormats = [...options.kernelFormats];
+    this.calls.push({ op: 'insertModule', name, path, params, flags, kernelFormats });
+    this.insert(name);
   }
 
   async deleteModule(name: string, flags: number): Promise<void> {

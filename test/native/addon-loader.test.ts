@@ -66,7 +66,7 @@ describe('loadBinding', () => {
     const { loadBinding } = await freshAddonModule();
     const binding = loadBinding();
     expect(loadBinding()).toBe(binding);
-    for (const fn of ['finitModule', 'initModule', 'deleteModule', 'openIndex', 'decompress']) {
+    for (const fn of ['insertModule', 'readModuleImage', 'deleteModule', 'openIndex', 'flock']) {
       expect(typeof (binding as unknown as Record<string, unknown>)[fn], fn).toBe('function');
     }
     expect(binding.fnmatch('a*', 'abc')).toBe(true);

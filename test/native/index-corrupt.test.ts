@@ -176,7 +176,7 @@ describe('hostile hand-made indexes', () => {
       errno: 2,
       syscall: 'open',
       path: missing,
-      message: `ENOENT: No such file or directory, open '${missing}'`,
+      message: `ENOENT: no such file or directory, open '${missing}'`,
     });
     await expect(binding.openIndex(tmp)).rejects.toMatchObject({ code: 'EISDIR', path: tmp });
   });

@@ -1,10 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT, KmodloadError } from '../../src/errors';
-import { MODULE_INIT_COMPRESSED_FILE } from '../../src/kernel/kernel';
 import { executePlan } from '../../src/loader/load';
 import { failureSummary } from '../../src/loader/summary';
 import type { InitState } from '../../src/kernel/kernel';
@@ -42,7 +40,7 @@ const IP_VS_ORDER = [
 ];
 
 describe('executePlan: order and kernel state', () => {
-  it('inserts every module in plan order with finit_module, flags 0, and the options', async () => {
+  it('inserts every module in plan order, flags 0, with the options', async () => {
     const kernel = new FakeKernel();
     const p = ipVsPlan(tree);
     const target = p.requests[0]?.probes[0]?.steps.at(-1) as ProbeStep;
@@ -50,7 +48,7 @@ describe('executePlan: order and kernel state', () => {
     const result = await executePlan(p, { kernel });
     expect(result.ok).toBe(true);
     expect(kernel.inserted()).toEqual(IP_VS_ORDER);
-    expect(kernel.calls.every((c) => c.op === 'finitModule' && c.flags === 0)).toBe(true);
+    expect(kernel.calls.every((c) => c.op === 'insertModule' && c.flags === 0)).toBe(true);
     expect(kernel.calls.at(-1)).toMatchObject({ params: 'conn_tab_bits=12', path: target.path });
     expect(statuses(result.modules)).toEqual(IP_VS_ORDER.map((n) => `loaded ${n}`));
     expect(result.modules[0]).toMatchObject({ request: 'ip_vs', required: false });
@@ -170,18 +168,7 @@ describe('executePlan: failures', () => {
     expect(failed?.error?.message).toMatch(/CAP_SYS_MODULE/);
   });
 
-  it('falls back to init_module with the file bytes when finit_module gives ENOSYS', async () => {
-    const kernel = new FakeKernel().fail('libcrc32c', 'ENOSYS', { syscall: 'finit_module' });
-    const result = await executePlan(ipVsPlan(tree), { kernel });
-    expect(result.ok).toBe(true);
-    const init = kernel.calls.find((c) => c.op === 'initModule');
-    expect(init?.name).toBe('libcrc32c');
-    const original = fs.readFileSync(insmod(tree, 'libcrc32c').path as string);
-    expect(Buffer.compare(Buffer.from((init as { image: Uint8Array }).image), original)).toBe(0);
-    expect(statuses(result.modules)).toContain('loaded libcrc32c');
-  });
-
-  it('ENOSYS from both syscalls (no module support) ends the whole call', async () => {
+  it('ENOSYS (no module support) ends the whole call', async () => {
     const kernel = new FakeKernel();
     for (const name of [...IP_VS_ORDER, 'ip_vs_wrr']) kernel.fail(name, 'ENOSYS');
     const p = plan(tree, [
@@ -190,10 +177,7 @@ describe('executePlan: failures', () => {
     ]);
     const result = await executePlan(p, { kernel });
     expect(result.ok).toBe(false);
-    expect(kernel.calls.map((c) => `${c.op} ${c.name}`)).toEqual([
-      'finitModule crc32c_intel',
-      'initModule crc32c_intel',
-    ]);
+    expect(kernel.calls.map((c) => `${c.op} ${c.name}`)).toEqual(['insertModule crc32c_intel']);
     expect(result.modules).toHaveLength(1);
     expect(result.modules[0]?.error).toMatchObject({ code: 'ENOSYS', errno: 38 });
     expect(result.modules[0]?.error?.message).toMatch(/no module support/);
@@ -510,95 +494,31 @@ describe('executePlan: refusal, dry run, install rules', () => {
   });
 });
 
-describe('executePlan: compressed modules', () => {
-  const tools = {
-    gzip: ['gzip', '-c'],
-    xz: ['xz', '-c', '--check=crc32'],
-    zstd: ['zstd', '-q', '-c'],
-  };
-  let original: Buffer;
-  const copies: Record<string, string> = {};
-
-  beforeAll(() => {
-    const source = insmod(tree, 'dummy').path as string;
-    original = fs.readFileSync(source);
-    for (const [format, [tool, ...args]] of Object.entries(tools)) {
-      // Named plain `.ko`: detection goes by magic bytes, not by the name.
-      const file = path.join(tmp, `${format}`, 'dummy.ko');
-      fs.mkdirSync(path.dirname(file), { recursive: true });
-      fs.writeFileSync(file, execFileSync(tool as string, [...args, source]));
-      copies[format] = file;
-    }
+describe('executePlan: the insert', () => {
+  // Which syscall and which decompression are the addon's choice (test/native/insert.test.ts);
+  // the loader passes the kernel's formats and reports what failed.
+  it("passes the kernel's own decompressors to every insert, read once", async () => {
+    const kernel = new FakeKernel();
+    kernel.compressionList = ['xz', 'zstd'];
+    const result = await executePlan(ipVsPlan(tree), { kernel });
+    expect(result.ok).toBe(true);
+    expect(kernel.calls.length).toBeGreaterThan(1);
+    for (const call of kernel.calls) expect(call).toMatchObject({ kernelFormats: ['xz', 'zstd'] });
   });
 
-  const onePlan = (file: string) =>
-    plan(tree, [
+  it('a module file that cannot be read or decompressed fails naming the file', async () => {
+    const file = path.join(tmp, 'corrupt', 'dummy.ko.xz');
+    const kernel = new FakeKernel();
+    kernel.insertModule = () => {
+      const error = systemError('EBADMSG', 'decompress', file);
+      return Promise.reject(error);
+    };
+    const p = plan(tree, [
       request('dummy', [probe('dummy', [insmod(tree, 'dummy', { target: true, path: file })])]),
     ]);
-
-  for (const format of Object.keys(tools)) {
-    it(`${format}: decompresses in user space and calls init_module when the kernel cannot`, async () => {
-      const kernel = new FakeKernel();
-      kernel.compressionList = format === 'xz' ? ['gzip'] : ['xz'];
-      const result = await executePlan(onePlan(copies[format] as string), { kernel });
-      expect(result.ok).toBe(true);
-      expect(kernel.calls).toHaveLength(1);
-      const call = kernel.calls[0];
-      expect(call?.op).toBe('initModule');
-      const image = (call as { image: Uint8Array }).image;
-      expect(Buffer.compare(Buffer.from(image), original)).toBe(0);
-    });
-
-    it(`${format}: hands the file to finit_module with MODULE_INIT_COMPRESSED_FILE when the kernel can`, async () => {
-      const kernel = new FakeKernel();
-      kernel.compressionList = [format];
-      const result = await executePlan(onePlan(copies[format] as string), { kernel });
-      expect(result.ok).toBe(true);
-      expect(kernel.calls).toEqual([
-        {
-          op: 'finitModule',
-          name: 'dummy',
-          path: copies[format],
-          params: '',
-          flags: MODULE_INIT_COMPRESSED_FILE,
-        },
-      ]);
-    });
-  }
-
-  it('xz with a CRC64 check goes through user space even when the kernel decompresses xz', async () => {
-    const file = path.join(tmp, 'crc64', 'dummy.ko');
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    const source = insmod(tree, 'dummy').path as string;
-    fs.writeFileSync(file, execFileSync('xz', ['-c', '--check=crc64', source]));
-    const kernel = new FakeKernel();
-    kernel.compressionList = ['xz'];
-    const result = await executePlan(onePlan(file), { kernel });
-    expect(result.ok).toBe(true);
-    expect(kernel.calls).toMatchObject([{ op: 'initModule' }]);
-    const image = (kernel.calls[0] as { image: Uint8Array }).image;
-    expect(Buffer.compare(Buffer.from(image), original)).toBe(0);
-  });
-
-  it('a plain module named .ko.xz goes to finit_module uncompressed', async () => {
-    const file = path.join(tmp, 'plain', 'dummy.ko.xz');
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, original);
-    const kernel = new FakeKernel();
-    kernel.compressionList = ['xz'];
-    await executePlan(onePlan(file), { kernel });
-    expect(kernel.calls).toMatchObject([{ op: 'finitModule', flags: 0 }]);
-  });
-
-  it('a corrupt compressed file fails with a message naming the file, no syscall', async () => {
-    const file = path.join(tmp, 'corrupt', 'dummy.ko.xz');
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    const xz = fs.readFileSync(copies.xz as string);
-    fs.writeFileSync(file, xz.subarray(0, Math.floor(xz.length / 2)));
-    const kernel = new FakeKernel();
-    const result = await executePlan(onePlan(file), { kernel });
+    const result = await executePlan(p, { kernel });
     expect(result.ok).toBe(false);
-    expect(kernel.calls).toEqual([]);
-    expect(result.modules[0]?.error?.message).toContain(`cannot decompress xz module file ${file}`);
+    expect(result.modules[0]?.error).toMatchObject({ code: 'EBADMSG', errno: 74 });
+    expect(result.modules[0]?.error?.message).toContain(`cannot read module file ${file}`);
   });
 });
