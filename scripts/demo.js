@@ -332,7 +332,8 @@ async function main(argv) {
   });
   const [, root, version] = fetched.stdout.trim().split(' ');
   if (fetched.code !== 0 || !root || !version) {
-    throw new DemoError(lastLine(fetched.stderr) || 'fetching the kernel failed', EXIT.environment);
+    const why = lastLine(fetched.stderr) || `exit ${fetched.code}`;
+    throw new DemoError(`fetching Debian's 6.1 kernel failed: ${why}`, EXIT.environment);
   }
   const kernel = { root, version, vmlinuz: path.join(root, 'boot', `vmlinuz-${version}`) };
   timings.fetch = Date.now() - t0;

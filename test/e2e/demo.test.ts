@@ -4,6 +4,8 @@
 // the request loaded.
 
 import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { kernelByFlavour, PROJECT_ROOT } from './harness';
@@ -38,12 +40,6 @@ const LSMOD_PROMPT = '  guest# lsmod | grep ip_vs';
 let run: Finished;
 let version: string;
 
-beforeAll(async () => {
-  version = (await kernelByFlavour('6.1')).version;
-  run = await npmRunDemo();
-  console.log(`npm run demo: exit ${String(run.status)}; ${run.stdout.trim().split('\n').pop()}`);
-}, 900_000);
-
 /** The lines printed under the Nth `lsmod | grep ip_vs` prompt. */
 function lsmodBlock(n: number): string[] {
   const lines = run.stdout.split('\n');
@@ -59,6 +55,12 @@ function lsmodBlock(n: number): string[] {
 }
 
 describe('npm run demo', () => {
+  beforeAll(async () => {
+    version = (await kernelByFlavour('6.1')).version;
+    run = await npmRunDemo();
+    console.log(`npm run demo: exit ${String(run.status)}; ${run.stdout.trim().split('\n').pop()}`);
+  }, 900_000);
+
   it('finishes with status 0 and a progress line per phase, in order', () => {
     expect(run.status, `stdout:\n${run.stdout}\nstderr:\n${run.stderr}`).toBe(0);
     const phases = ['fetching', 'building the image', 'booting', 'running'].map((phase, i) =>
@@ -116,6 +118,34 @@ describe('npm run demo, refusals (one line, documented status)', () => {
     const r = spawnSync(process.execPath, [demo, '--kernel'], { encoding: 'utf8' });
     expect(r.status).toBe(2);
     expect(r.stderr).toBe('kmodload demo: unexpected argument --kernel (usage: npm run demo)\n');
+  });
+
+  it('a package missing, not root: names it in one line, status 4', () => {
+    // dpkg-query answering "not installed" for runc, as on a machine without it; as an
+    // ordinary user, so the demo cannot install it itself.
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-demo-test-'));
+    try {
+      fs.writeFileSync(
+        path.join(bin, 'dpkg-query'),
+        '#!/bin/sh\ncase "$*" in *runc*) exit 1 ;; esac\nexec /usr/bin/dpkg-query "$@"\n',
+      );
+      fs.chmodSync(bin, 0o755);
+      fs.chmodSync(path.join(bin, 'dpkg-query'), 0o755);
+      const r = spawnSync(
+        'setpriv',
+        ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, demo],
+        {
+          encoding: 'utf8',
+          env: { ...process.env, HOME: bin, PATH: `${bin}:${process.env.PATH}` },
+        },
+      );
+      expect(r.stderr).toBe(
+        'kmodload demo: missing Debian packages: runc (run as root, or apt-get install them)\n',
+      );
+      expect(r.status).toBe(4);
+    } finally {
+      fs.rmSync(bin, { recursive: true, force: true });
+    }
   });
 
   it('no apt: says what it needs, status 4', () => {
