@@ -142,13 +142,12 @@ function describeHookLog(log) {
   const at = entries.findIndex((e) => e && Array.isArray(e.request) && e.request.length > 0);
   if (at < 0) return { text: log.trim() || '(empty)', record: undefined };
   const record = entries[at];
-  // eslint-disable-next-line @typescript-eslint/no-unused-vars
-  const { plan, verdict, ...rest } = record;
-  rest.results = (record.results ?? []).map((r) => {
-    // eslint-disable-next-line @typescript-eslint/no-unused-vars
-    const { path: _path, ...short } = r;
-    return short;
-  });
+  const rest = Object.fromEntries(
+    Object.entries(record).filter(([key]) => key !== 'plan' && key !== 'verdict'),
+  );
+  rest.results = (record.results ?? []).map((r) =>
+    Object.fromEntries(Object.entries(r).filter(([key]) => key !== 'path')),
+  );
   return { text: JSON.stringify(rest), record };
 }
 
