@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Prepares real module trees from Debian's kernel packages, cached between runs.
-#   scripts/fetch-kernels.sh            -> prints "<flavour> <root> <version>" per kernel
+#   scripts/fetch-kernels.sh [FLAVOUR...] -> prints "<flavour> <root> <version>" per kernel
 # Each root holds lib/modules/<version>/ (with depmod's indexes) and boot/vmlinuz-<version>,
 # so it can be given to `modprobe -d <root> -S <version>` and to `kmodload -d`.
-# Flavours: 6.1 (plain .ko, no in-kernel decompression), 6.12 (.ko.xz, in-kernel xz).
+# Flavours: 6.1 (plain .ko, no in-kernel decompression), 6.12 (.ko.xz, in-kernel xz); both
+# unless some are named.
 set -euo pipefail
 
 cache="${KMODLOAD_CACHE:-/var/cache/kmodload}"
@@ -67,5 +68,11 @@ prepare() {
   echo "$flavour $root $ver"
 }
 
-prepare 6.1 linux-image-amd64
-prepare 6.12 linux-image-6.12-amd64
+[ $# -gt 0 ] || set -- 6.1 6.12
+for flavour in "$@"; do
+  case "$flavour" in
+    6.1) prepare 6.1 linux-image-amd64 ;;
+    6.12) prepare 6.12 linux-image-6.12-amd64 ;;
+    *) echo "fetch-kernels: unknown flavour $flavour (6.1 or 6.12)" >&2; exit 2 ;;
+  esac
+done

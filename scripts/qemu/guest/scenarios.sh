@@ -279,3 +279,18 @@ set_seed() {
   install_hook
   s1
 }
+
+# `npm run demo` (scripts/demo.js): the seed's example as a person would try it on a host,
+# lsmod before and after a runc container that asks for KERNEL_MODULES=ip_vs,ip_vs_wrr
+# through the hook as `kmodload hook-config` installs it (default log file). Under TCG a hook
+# takes several seconds: the runtime's timeout is raised from its default 30 s.
+set_demo() {
+  run demo.before sh -c '/usr/sbin/lsmod | grep ip_vs'
+  run demo.hook $KMODLOAD hook-config --format oci --install-wrapper $HOOK --timeout 120
+  cp /tmp/run.out /run/hooks-oci.json
+  node /opt/e2e/make-bundle.js /opt/e2e/config.template.json /run/hooks-oci.json oci \
+    ip_vs,ip_vs_wrr /run/demo /bin/sh -c 'echo "container started, KERNEL_MODULES=$KERNEL_MODULES"'
+  run demo.runc runc run --no-pivot --bundle /run/demo kmodload-demo
+  run demo.after sh -c '/usr/sbin/lsmod | grep ip_vs'
+  run demo.hooklog cat /var/log/kmodload/hook.log
+}
