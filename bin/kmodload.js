@@ -31,6 +31,9 @@ if (cli) {
   cli.main(process.argv.slice(2), io).then(
     (status) => {
       process.exitCode = status;
+      // 128 + N: a signal interrupted the hook, which logged it; work still pending (a
+      // syscall on a worker thread) must not keep the process alive.
+      if (status >= 128) process.exit(status);
     },
     (error) => {
       // main() never rejects; this is the last guard against a stack trace.

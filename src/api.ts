@@ -5,7 +5,7 @@ import { EXIT, KmodloadError } from './errors';
 import type { Kernel } from './kernel/kernel';
 import { LinuxKernel } from './kernel/linux';
 import { executePlan } from './loader/load';
-import type { LoadResult, UnloadResult } from './loader/types';
+import type { LoadResult, ModuleResult, UnloadResult } from './loader/types';
 import type { UnloadTarget } from './loader/unload';
 import { executeUnload } from './loader/unload';
 import type { Plan } from './planner/plan';
@@ -35,6 +35,8 @@ export type LoadOptions = ResolverOptions &
     policy?: Policy | readonly string[] | null;
     /** Who asks, for the policy's `when` conditions. */
     requester?: Requester;
+    /** Called with each module's result as soon as it is known. */
+    onModuleResult?: (result: ModuleResult) => void;
   };
 
 export type UnloadOptions = ResolverOptions & {
@@ -164,6 +166,7 @@ export async function loadPlan(plan: Plan, options: LoadOptions = {}): Promise<L
     kernel: options.kernel ?? new LinuxKernel(),
     dryRun: options.dryRun ?? false,
     allowInstallCommands: options.allowInstallCommands ?? false,
+    ...(options.onModuleResult ? { onModuleResult: options.onModuleResult } : {}),
   });
 }
 

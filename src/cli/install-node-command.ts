@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
-import { DEFAULT_HOOK_LOG, loaderArguments } from '../hook/command';
+import { DEFAULT_HOOK_LOG, loaderArguments } from './hook-command';
 import { formatHookConfig, installWrapper } from '../hook/config';
 import { packageRoot } from '../package-root';
 import { DEFAULT_POLICY_FILE } from '../policy/types';

@@ -43,7 +43,7 @@ async function hookCommands(): Promise<{
   runHookCommand: CommandRunner;
   runHookConfigCommand: CommandRunner;
 }> {
-  return import('../hook/command.js');
+  return import('./hook-command.js');
 }
 
 async function dispatch(argv: string[], io: CliIO): Promise<number> {

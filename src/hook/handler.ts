@@ -2,9 +2,13 @@
 // protocol (exit status + one line) and for the log. The loader is only required once a
 // container actually asks for modules: the no-request path must stay cheap, because a
 // hooks.d entry with `when.always` runs the hook for every container on the node.
+// Every run ends in exactly one log line: a normal end, a refusal before the state could be
+// read (finishRefusedRun), or an interruption by a signal (HookRun.interrupt).
+
+import os from 'node:os';
 
 import type { LoadOptions } from '../api';
-import { EXIT, KmodloadError, type ExitStatus } from '../errors';
+import { EXIT, KmodloadError } from '../errors';
 import type { LoadResult, ModuleResult } from '../loader/types';
 import type { Plan } from '../planner/plan';
 import type { HoldsOptions } from '../holds/holds';
@@ -32,12 +36,13 @@ export type HookLoadOptions = Pick<
   | 'dryRun'
   | 'allowInstallCommands'
   | 'strictConfig'
+  | 'onModuleResult'
 >;
 
 /** The per-module result of the public `load()`. */
 export type HookModuleResult = ModuleResult;
 
-/** What the hook needs of the public API (src/index.ts): plan once, then run that plan. */
+/** What the hook needs of the public API (src/api.ts): plan once, then run that plan. */
 export interface HookLoader {
   resolve(names: string[], options?: HookLoadOptions): Promise<Plan>;
   loadPlan(plan: Plan, options?: HookLoadOptions): Promise<LoadResult>;
@@ -81,7 +86,8 @@ export type HookAction =
 
 export interface HookResult {
   ok: boolean;
-  exitStatus: ExitStatus;
+  /** An EXIT status; 128 + the signal's number when the run was interrupted. */
+  exitStatus: number;
   action: HookAction;
   /** The error line, without the "kmodload: " prefix. */
   message?: string;
@@ -104,9 +110,8 @@ export interface HookResult {
 const POD_ANNOTATIONS = ['io.kubernetes.pod.namespace', 'io.kubernetes.pod.name'];
 
 // Lazily: requiring the public API loads the planner and, on first use, the addon.
-function defaultLoader(): HookLoader {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require('../index') as HookLoader;
+async function defaultLoader(): Promise<HookLoader> {
+  return import('../api.js');
 }
 
 function planSteps(plan: Plan | undefined): HookLogStep[] {
@@ -159,24 +164,74 @@ export async function handleHook(
   input: string | Uint8Array | ContainerState | Record<string, unknown>,
   options: HookOptions = {},
 ): Promise<HookResult> {
+  return startHook(input, options).result;
+}
+
+/** A hook run under way: its result, or, if a signal ends the process first, what it had
+ *  done so far. */
+export interface HookRunHandle {
+  result: Promise<HookResult>;
+  /** Ends the run now: writes the log line (`"interrupted": true`, with the modules inserted
+   *  so far) and returns the result, exit status 128 + the signal's number. Later calls, and
+   *  the run's own end, write nothing more. */
+  interrupt(signal: NodeJS.Signals): HookResult;
+}
+
+/** handleHook, with a handle to interrupt it. */
+export function startHook(
+  input: string | Uint8Array | ContainerState | Record<string, unknown>,
+  options: HookOptions = {},
+): HookRunHandle {
   const started = performance.now();
-  const run: HookRun = {
+  const run = newRun(options);
+  let ended: HookResult | undefined;
+  const end = (): HookResult => (ended ??= finish(run, options, started));
+  const result = (async () => {
+    try {
+      await decide(input, options, run);
+    } catch (error) {
+      fail(run, error);
+    }
+    return end();
+  })();
+  return {
+    result,
+    interrupt(signal) {
+      if (ended) return ended;
+      run.interruptedBy = signal;
+      const inserted = run.modules.filter((m) => m.status === 'loaded').map((m) => m.name);
+      const what = inserted.length > 0 ? `after loading ${inserted.join(',')}` : 'nothing loaded';
+      run.failure = new KmodloadError(`interrupted by ${signal} (${what})`, EXIT.failed);
+      run.action = 'failed';
+      return end();
+    },
+  };
+}
+
+/** The result and log line of a run refused before its state could be read (stdin too large,
+ *  or never closed). */
+export function finishRefusedRun(error: unknown, options: HookOptions = {}): HookResult {
+  const run = newRun(options);
+  fail(run, error);
+  return finish(run, options, performance.now());
+}
+
+function newRun(options: HookOptions): HookRun {
+  return {
     stage: options.stage,
     policyKeys: [],
     modules: [],
     action: 'refused',
     warnings: [],
   };
-  try {
-    await decide(input, options, run);
-  } catch (error) {
-    run.failure = asKmodloadError(error, run.request?.modules ?? []);
-    run.action =
-      run.failure.exitStatus === EXIT.failed || run.failure.exitStatus === EXIT.internal
-        ? 'failed'
-        : 'refused';
-  }
-  return finish(run, options, started);
+}
+
+function fail(run: HookRun, error: unknown): void {
+  run.failure = asKmodloadError(error, run.request?.modules ?? []);
+  run.action =
+    run.failure.exitStatus === EXIT.failed || run.failure.exitStatus === EXIT.internal
+      ? 'failed'
+      : 'refused';
 }
 
 /** What one run found and did, filled in as it goes so that a failure keeps what was known. */
@@ -195,6 +250,8 @@ interface HookRun {
   /** Poststop: what releasing the container's hold did. */
   release?: HookLogRelease;
   warnings: string[];
+  /** The signal that ended the run before it was done. */
+  interruptedBy?: NodeJS.Signals;
 }
 
 /** Parses the state, reads the request and the policy, plans, checks and loads. */
@@ -233,7 +290,7 @@ async function decide(
   if (problem) throw policyApi.brokenPolicyError(problem, read.problems.length);
   run.policyKeys = policyApi.annotationKeysUsed(read.policy);
 
-  const loader = options.loader ?? defaultLoader();
+  const loader = options.loader ?? (await defaultLoader());
   const loadOptions: HookLoadOptions = {
     // A container may not load what the host blacklisted, even by its exact name
     // (modprobe -b); install commands never run from a hook (no shell, no PATH).
@@ -242,6 +299,8 @@ async function decide(
     dryRun: options.dryRun === true,
     // A modprobe.d file that cannot be read is a blacklist that protects nothing.
     strictConfig: true,
+    // Kept as they come, so an interrupted run can log what it inserted.
+    onModuleResult: (result) => run.modules.push(result),
   };
   if (options.root !== undefined) loadOptions.root = options.root;
   if (options.kernelVersion !== undefined) loadOptions.kernelVersion = options.kernelVersion;
@@ -255,6 +314,7 @@ async function decide(
     annotations: request.annotations,
   });
   const result = await loader.loadPlan(plan, loadOptions);
+  // The same results (a stand-in loader may not report them one by one).
   run.modules = result.modules;
   const { failureSummary } = await import('../loader/summary.js');
   const summary = failureSummary(result);
@@ -352,7 +412,11 @@ function loggedAnnotations(run: HookRun): Record<string, string> {
 function finish(run: HookRun, options: HookOptions, started: number): HookResult {
   const { state, stage, request, plan, modules, action, failure } = run;
   const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
-  const exitStatus: ExitStatus = failure ? failure.exitStatus : EXIT.ok;
+  const exitStatus: number = run.interruptedBy
+    ? 128 + os.constants.signals[run.interruptedBy]
+    : failure
+      ? failure.exitStatus
+      : EXIT.ok;
   const message = failure ? oneLine(failure.message) : undefined;
   const record: HookLogRecord = {
     time: new Date().toISOString(),
@@ -379,6 +443,7 @@ function finish(run: HookRun, options: HookOptions, started: number): HookResult
     durationMs,
     exitStatus,
   };
+  if (run.interruptedBy) record.interrupted = true;
   if (message !== undefined) record.error = message;
 
   const result: HookResult = {

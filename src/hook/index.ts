@@ -1,9 +1,11 @@
 // The programmatic hook API: the same parsing and handling `kmodload hook` uses, for runtimes
 // and services written in Node. Requiring this module does not load the addon or the planner.
+// The `kmodload hook` command itself lives in src/cli/hook-command.ts.
 
-export { handleHook } from './handler';
+export { finishRefusedRun, handleHook, startHook } from './handler';
 export type {
   HookAction,
+  HookRunHandle,
   HookLoadOptions,
   HookLoader,
   HookModuleResult,
@@ -23,12 +25,7 @@ export {
 export type { HookRequest, ReadRequestOptions } from './request';
 export { HOOK_STAGES, LOAD_STAGES, inferStage, isLoadStage, parseStage } from './stage';
 export type { HookStage } from './stage';
-export {
-  MAX_STATE_BYTES,
-  checkContainerState,
-  parseContainerState,
-  readContainerState,
-} from './state';
+export { MAX_STATE_BYTES, checkContainerState, parseContainerState } from './state';
 export type { ContainerState, ContainerStatus } from './state';
 export {
   DEFAULT_WRAPPER_PATH,
@@ -40,5 +37,3 @@ export {
 } from './config';
 export type { HookConfigFormat, HookConfigOptions, WrapperOptions } from './config';
 export type { HookLogRecord, HookLogResult, HookLogStep } from './log';
-export { runHookCommand, runHookConfigCommand } from './command';
-export type { CliIO } from './command';

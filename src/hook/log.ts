@@ -48,7 +48,11 @@ export interface HookLogRecord {
   /** Poststop: the container's hold released, and what that unloaded or left. */
   release?: HookLogRelease;
   durationMs: number;
+  /** The hook's exit status: an EXIT value, or 128 + the signal's number when interrupted. */
   exitStatus: number;
+  /** Set when a signal (SIGTERM, SIGINT) ended the run before it was done: `results` then
+   *  lists what had been done so far. */
+  interrupted?: true;
   error?: string;
   /** Problems that did not change the outcome. */
   warnings?: string[];
@@ -77,10 +81,14 @@ export function appendLogLine(file: string, record: HookLogRecord): void {
     fd = fs.openSync(file, flags, 0o640);
   }
   try {
-    const written = fs.writeSync(fd, line, 0, line.length);
-    // A short write to a regular file means the disk is full; finish the line rather than
-    // leave half a record (it can then interleave, which a reader sees as one bad line).
-    if (written < line.length) fs.writeSync(fd, line, written, line.length - written);
+    // A short write to a regular file means the disk is (nearly) full; finish the line rather
+    // than leave half a record. A write that makes no progress at all ends the attempt.
+    let written = 0;
+    while (written < line.length) {
+      const n = fs.writeSync(fd, line, written, line.length - written);
+      if (n <= 0) throw new Error(`short write (${written} of ${line.length} bytes)`);
+      written += n;
+    }
   } finally {
     fs.closeSync(fd);
   }

@@ -3,7 +3,7 @@
 // `bundlePath`; iSulad's lxc runtime adds `root` and may leave out `status`.
 
 import { EXIT, KmodloadError } from '../errors';
-import { decodeUtf8, quote, readBounded } from './text';
+import { decodeUtf8, quote } from './text';
 
 /** Largest state we accept on stdin. Real states are a few hundred bytes; annotations can
  *  make them bigger (Kubernetes caps them at 256 KiB in all), never megabytes. */
@@ -91,19 +91,4 @@ export function checkAnnotations(
     annotations[key] = entry;
   }
   return annotations;
-}
-
-/** Reads the state from a hook's stdin (bounded) and parses it. */
-export async function readContainerState(stdin: NodeJS.ReadableStream): Promise<ContainerState> {
-  let bytes: Buffer;
-  try {
-    bytes = await readBounded(stdin, MAX_STATE_BYTES, 'container state on stdin');
-  } catch (error) {
-    if (error instanceof KmodloadError) throw error;
-    throw new KmodloadError(
-      `cannot read container state on stdin: ${(error as Error).message}`,
-      EXIT.environment,
-    );
-  }
-  return parseContainerState(bytes);
 }

@@ -30,6 +30,9 @@ export interface ExecuteOptions {
   allowInstallCommands?: boolean;
   /** Runs install commands; default /bin/sh -c. */
   runCommand?: CommandRunner;
+  /** Called with each module's result as soon as it is known (the hook logs what was
+   *  inserted so far if it is interrupted). */
+  onModuleResult?: (result: ModuleResult) => void;
 }
 
 /** What an install step amounts to: the planner's verdict, or the same reading of a rule in a
@@ -256,6 +259,7 @@ class PlanRunner {
     const recorded = { result, failed: outcome.status === 'failed' };
     this.done.set(step.name, recorded);
     this.results.push(result);
+    this.options.onModuleResult?.(result);
     return recorded;
   }
 }

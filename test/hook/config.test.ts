@@ -5,7 +5,7 @@ import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/errors';
-import { DEFAULT_HOOK_LOG, runHookConfigCommand } from '../../src/hook/command';
+import { DEFAULT_HOOK_LOG, runHookConfigCommand } from '../../src/cli/hook-command';
 import {
   DEFAULT_WRAPPER_PATH,
   defaultCliPath,

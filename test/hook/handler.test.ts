@@ -1,10 +1,11 @@
+import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EXIT, KmodloadError } from '../../src/errors';
-import { runHookCommand as runHookCommandWith } from '../../src/hook/command';
+import { runHookCommand as runHookCommandWith } from '../../src/cli/hook-command';
 import {
   handleHook as handleHookWith,
   type HookLoader,
@@ -501,6 +502,72 @@ describe('runHookCommand', () => {
     );
     expect(stdin.destroyed).toBe(true);
     expect(await runHookCommand(['--stdin-timeout', '0'], io('').io)).toBe(EXIT.usage);
+  });
+
+  it('every run is logged: a state too large or never sent is one line too', async () => {
+    const log = path.join(scratch, 'refused-runs.log');
+    const big = io(Buffer.alloc(5 * 1024 * 1024, 0x20));
+    expect(await runHookCommand(['--log', log], big.io, { loader: untouchable })).toBe(
+      EXIT.environment,
+    );
+    const stdin = new PassThrough();
+    const silent = io('');
+    const status = await runHookCommand(
+      ['--log', log, '--stdin-timeout', '1'],
+      { ...silent.io, stdin },
+      { loader: untouchable },
+    );
+    expect(status).toBe(EXIT.environment);
+    const lines = fs.readFileSync(log, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(2);
+    const [tooBig, never] = lines.map((line) => JSON.parse(line) as HookLogRecord);
+    expect(tooBig).toMatchObject({ id: null, exitStatus: EXIT.environment, results: [] });
+    expect(tooBig?.error).toMatch(/^container state on stdin is larger than \d+ bytes$/);
+    expect(never?.error).toMatch(/^no container state on stdin within 1 s/);
+  });
+
+  it('SIGTERM mid-load: exit 143 and one log line with what was inserted so far', async () => {
+    const log = path.join(scratch, 'interrupted.log');
+    const signals = new EventEmitter();
+    let reached: () => void = () => undefined;
+    const midway = new Promise<void>((resolve) => (reached = resolve));
+    const loader: HookLoader = {
+      ...fakeLoader(),
+      // Inserts libcrc32c, then hangs in the next insert until the runtime kills the hook.
+      loadPlan(_plan, options) {
+        options?.onModuleResult?.({
+          request: 'ip_vs',
+          name: 'libcrc32c',
+          status: 'loaded',
+          required: true,
+          path: `${MODULE_DIR}/kernel/libcrc32c.ko`,
+        });
+        reached();
+        return new Promise(() => undefined);
+      },
+    };
+    const streams = io(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
+    const pending = runHookCommand(['--state=prestart', '--log', log], streams.io, {
+      loader,
+      signals: signals as unknown as Pick<NodeJS.Process, 'once' | 'off'>,
+    });
+    await midway;
+    signals.emit('SIGTERM', 'SIGTERM');
+    expect(await pending).toBe(143);
+    expect(streams.err()).toBe('kmodload: interrupted by SIGTERM (after loading libcrc32c)\n');
+    const lines = fs.readFileSync(log, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const record = JSON.parse(lines[0] as string) as HookLogRecord;
+    expect(record).toMatchObject({ interrupted: true, exitStatus: 143, request: ['ip_vs'] });
+    expect(record.results).toEqual([
+      {
+        request: 'ip_vs',
+        name: 'libcrc32c',
+        status: 'loaded',
+        path: `${MODULE_DIR}/kernel/libcrc32c.ko`,
+      },
+    ]);
+    expect(signals.listenerCount('SIGTERM') + signals.listenerCount('SIGINT')).toBe(0);
   });
 
   it('an empty stdin at a load stage is an error, at poststop it is not', async () => {

@@ -2,7 +2,8 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { EXIT, KmodloadError } from '../../src/errors';
 import { inferStage, isLoadStage, parseStage } from '../../src/hook/stage';
-import { MAX_STATE_BYTES, parseContainerState, readContainerState } from '../../src/hook/state';
+import { MAX_STATE_BYTES, parseContainerState } from '../../src/hook/state';
+import { readBounded } from '../../src/hook/text';
 
 function thrown(fn: () => unknown): KmodloadError {
   try {
@@ -91,14 +92,16 @@ describe('parseContainerState', () => {
   });
 
   it('reads stdin, refusing more than the limit', async () => {
-    const state = await readContainerState(Readable.from([Buffer.from('{"id":'), '"a"}']));
+    const read = (stdin: Readable) =>
+      readBounded(stdin, MAX_STATE_BYTES, 'container state on stdin').then(parseContainerState);
+    const state = await read(Readable.from([Buffer.from('{"id":'), '"a"}']));
     expect(state.id).toBe('a');
     const big = Readable.from(
       (function* () {
         for (let i = 0; i <= MAX_STATE_BYTES / 65536; i++) yield Buffer.alloc(65536, 0x20);
       })(),
     );
-    const error = await readContainerState(big).then(
+    const error = await read(big).then(
       () => undefined,
       (caught: unknown) => caught as KmodloadError,
     );

@@ -42,7 +42,7 @@ export interface Installation {
 export function install(dir: string): Installation {
   fs.mkdirSync(path.join(dir, 'bin'), { recursive: true });
   compileSources(path.join(dir, 'dist'));
-  for (const file of ['dist/cli/main.js', 'dist/hook/command.js', 'dist/index.js']) {
+  for (const file of ['dist/cli/main.js', 'dist/cli/hook-command.js', 'dist/index.js']) {
     if (!fs.existsSync(path.join(dir, file))) throw new Error(`build produced no ${file}`);
   }
   fs.copyFileSync(path.join(repo, 'bin', 'kmodload.js'), path.join(dir, 'bin', 'kmodload.js'));

@@ -393,7 +393,7 @@ describe('the installed hook outside a runtime', () => {
       );
 
     const idle = await loadedFiles(['PATH=/bin']);
-    expect(idle).toContain('dist/hook/command.js');
+    expect(idle).toContain('dist/cli/hook-command.js');
     expect(heavy(idle)).toEqual([]);
     // The same probe sees them when a container does ask: the check above can fail.
     const busy = await loadedFiles(['KERNEL_MODULES=ip_vs']);

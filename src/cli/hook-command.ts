@@ -3,9 +3,9 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import type { OptionSpec, ParsedArgs } from '../cli/args';
-import { allValues, flag, lastValue, parseArgs, usageError } from '../cli/args';
-import type { CliIO } from '../cli/io';
+import type { OptionSpec, ParsedArgs } from './args';
+import { allValues, flag, lastValue, parseArgs, usageError } from './args';
+import type { CliIO } from './io';
 import { EXIT, KmodloadError } from '../errors';
 import { errorText, oneLine } from '../text';
 import {
@@ -16,12 +16,22 @@ import {
   installWrapper,
   type HookConfigFormat,
   type HookConfigOptions,
-} from './config';
-import { handleHook, type HookLoader, type HookOptions } from './handler';
-import { KERNEL_MODULES_ANNOTATION, KERNEL_MODULES_ENV, MAX_MODULE_NAME_LENGTH } from './request';
-import { isLoadStage, parseStage, type HookStage } from './stage';
-import { MAX_STATE_BYTES } from './state';
-import { quote, readBounded } from './text';
+} from '../hook/config';
+import {
+  finishRefusedRun,
+  startHook,
+  type HookLoader,
+  type HookOptions,
+  type HookResult,
+} from '../hook/handler';
+import {
+  KERNEL_MODULES_ANNOTATION,
+  KERNEL_MODULES_ENV,
+  MAX_MODULE_NAME_LENGTH,
+} from '../hook/request';
+import { isLoadStage, parseStage, type HookStage } from '../hook/stage';
+import { MAX_STATE_BYTES } from '../hook/state';
+import { quote, readBounded } from '../hook/text';
 import { DEFAULT_POLICY_DIR, DEFAULT_POLICY_FILE } from '../policy/types';
 import { DEFAULT_STATE_DIR } from '../holds/defaults';
 
@@ -156,12 +166,14 @@ async function readStdin(stdin: NodeJS.ReadableStream, timeoutSeconds: number): 
   }
 }
 
-/** `kmodload hook ARGS`: the OCI hook. Returns the exit status. `deps.loader` stands in for
- *  the public API in tests. */
+/** `kmodload hook ARGS`: the OCI hook. Returns the exit status; on SIGTERM or SIGINT it
+ *  returns at once (128 + the signal's number) after logging the run as interrupted, and the
+ *  caller exits. `deps.loader` stands in for the public API in tests, `deps.signals` for the
+ *  process's signal events. */
 export async function runHookCommand(
   argv: string[],
   io: CliIO,
-  deps: { loader?: HookLoader } = {},
+  deps: { loader?: HookLoader; signals?: Pick<NodeJS.Process, 'once' | 'off'> } = {},
 ): Promise<number> {
   const options: HookOptions = {};
   if (deps.loader) options.loader = deps.loader;
@@ -209,12 +221,32 @@ export async function runHookCommand(
         error instanceof KmodloadError
           ? error.message
           : `cannot read container state on stdin: ${(error as Error).message}`;
-      return fail(io, new KmodloadError(message, EXIT.environment));
+      return report(io, finishRefusedRun(new KmodloadError(message, EXIT.environment), options));
     }
   }
 
-  const result = await handleHook(input, options);
-  // One line, whatever happened: runtimes show a hook's stderr as one message.
+  // A runtime that gives up on the hook (its timeout) kills it: the log line still says what
+  // was done until then.
+  const signals = deps.signals ?? process;
+  const run = startHook(input, options);
+  let interrupted: ((signal: NodeJS.Signals) => void) | undefined;
+  const stopped = new Promise<HookResult>((resolve) => {
+    interrupted = (signal) => resolve(run.interrupt(signal));
+  });
+  const onSignal = interrupted as (signal: NodeJS.Signals) => void;
+  signals.once('SIGTERM', onSignal);
+  signals.once('SIGINT', onSignal);
+  try {
+    return report(io, await Promise.race([run.result, stopped]));
+  } finally {
+    signals.off('SIGTERM', onSignal);
+    signals.off('SIGINT', onSignal);
+  }
+}
+
+/** Writes the run's one stderr line (runtimes show a hook's stderr as one message) and
+ *  returns its exit status. */
+function report(io: CliIO, result: HookResult): number {
   const lines: string[] = [];
   if (!result.ok) lines.push(result.message ?? 'hook failed');
   for (const warning of result.warnings) lines.push(`warning: ${warning}`);
