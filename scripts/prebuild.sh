@@ -4,15 +4,33 @@
 #   prebuilds/linux-arm64/kmodload.napi.glibc.node   (g++-aarch64-linux-gnu)
 # Node-API, so one file per platform and architecture serves every Node version >= 20.
 # Each is checked to need nothing newer than glibc 2.28 (scripts/check-glibc.sh).
-#   scripts/prebuild.sh [x64] [arm64]     (default: both)
+#   scripts/prebuild.sh [--if-missing] [x64] [arm64]     (default: both)
+# --if-missing: only the architectures that prebuilds/ lacks (the tests' way to make sure).
 # It builds in a scratch copy of the native sources, so the checkout's build/ (the
 # development build the tests load) is left as it is. `npm pack` runs it (prepack).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
+if_missing=false
+if [ "${1:-}" = --if-missing ]; then
+  if_missing=true
+  shift
+fi
 arches=("$@")
 [ ${#arches[@]} -gt 0 ] || arches=(x64 arm64)
+
+# One build at a time (test files may ask at once); the lock goes when the script exits.
+exec 9>"$repo/.prebuilds.lock"
+flock 9
+if $if_missing; then
+  wanted=("${arches[@]}")
+  arches=()
+  for arch in "${wanted[@]}"; do
+    [ -f "prebuilds/linux-$arch/kmodload.napi.glibc.node" ] || arches+=("$arch")
+  done
+  [ ${#arches[@]} -gt 0 ] || exit 0
+fi
 
 # node-gyp takes the headers of the Node it runs under from its install prefix, never a download.
 if [ -z "${npm_config_nodedir:-}" ]; then
