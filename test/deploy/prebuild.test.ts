@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/errors';
 import { addonCandidates, defaultAddonPath, PREBUILD_FILE } from '../../src/native/addon';
 import { REPO_ROOT, toolEnv } from '../helpers/trees';
-import { ensurePrebuilds, packTarball } from './pack';
+import { ensurePrebuilds, packDependencies, packTarball } from './pack';
 
 const CHECK = path.join(REPO_ROOT, 'scripts', 'check-glibc.sh');
 const prebuild = (arch: string): string =>
@@ -92,6 +92,45 @@ describe('prebuilds', () => {
       expect(files, file).toContain(file);
     }
     expect(files.filter((f) => f.startsWith('build/') || f.startsWith('test/'))).toEqual([]);
+  });
+});
+
+describe('without a fitting prebuild', () => {
+  it('npm install of the tarball compiles the addon with node-gyp, and it is used', () => {
+    const packed = path.join(scratch, 'packed');
+    const app = path.join(scratch, 'app');
+    fs.mkdirSync(packed);
+    fs.mkdirSync(app);
+    const tarballs = [packTarball(packed).tarball, ...packDependencies(packed)];
+    // node-gyp-build's own switch for "no prebuild fits": npm --build-from-source.
+    const install = spawnSync(
+      'npm',
+      [
+        'install',
+        '--offline',
+        '--no-audit',
+        '--no-fund',
+        '--foreground-scripts',
+        '--build-from-source',
+        ...tarballs,
+      ],
+      { cwd: app, encoding: 'utf8', env: toolEnv() },
+    );
+    expect(install.status, install.stdout + install.stderr).toBe(0);
+    expect(install.stdout + install.stderr).toMatch(/gyp info ok/);
+    const pkg = path.join(app, 'node_modules', 'kmodload');
+    const built = path.join(pkg, 'build', 'Release', 'kmodload.node');
+    expect(fs.existsSync(built)).toBe(true);
+    const loaded = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        "const a = require('kmodload/dist/native/addon'); a.loadBinding(); console.log(a.addonPath())",
+      ],
+      { cwd: app, encoding: 'utf8', env: { ...toolEnv(), KMODLOAD_ADDON: '' } },
+    );
+    expect(loaded.stderr).toBe('');
+    expect(loaded.stdout.trim()).toBe(built);
   });
 });
 
