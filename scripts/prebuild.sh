@@ -7,7 +7,8 @@
 #   scripts/prebuild.sh [--if-missing] [x64] [arm64]     (default: both)
 # --if-missing: only the architectures that prebuilds/ lacks (the tests' way to make sure).
 # It builds in a scratch copy of the native sources, so the checkout's build/ (the
-# development build the tests load) is left as it is. `npm pack` runs it (prepack).
+# development build the tests load) is left as it is. `npm pack` runs it (prepack); its
+# progress goes to stderr, so `npm pack --json` keeps stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -35,7 +36,7 @@ fi
 # node-gyp takes the headers of the Node it runs under from its install prefix, never a download.
 if [ -z "${npm_config_nodedir:-}" ]; then
   prefix=$(dirname "$(dirname "$(command -v node)")")
-  [ -f "$prefix/include/node/node_api.h" ] && export npm_config_nodedir=$prefix
+  if [ -f "$prefix/include/node/node_api.h" ]; then export npm_config_nodedir=$prefix; fi
 fi
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/kmodload-prebuild.XXXXXX")
@@ -70,7 +71,7 @@ for arch in "${arches[@]}"; do
   env "${env[@]}" "$repo/node_modules/.bin/prebuildify" --napi --tag-libc --name kmodload.napi \
     --arch "$arch" --strip --strip-bin "$strip" --out "$out" --quiet "$scratch" \
     || { echo "prebuild: prebuildify for linux-$arch failed" >&2; exit 1; }
-  bash scripts/check-glibc.sh "$out/prebuilds/linux-$arch/kmodload.napi.glibc.node"
+  bash scripts/check-glibc.sh "$out/prebuilds/linux-$arch/kmodload.napi.glibc.node" >&2
 done
 
 # Replace only the architectures built now.
@@ -79,4 +80,4 @@ for arch in "${arches[@]}"; do
   rm -rf "prebuilds/linux-$arch"
   mv "$out/prebuilds/linux-$arch" prebuilds/
 done
-ls prebuilds/*/*.node
+ls prebuilds/*/*.node >&2
