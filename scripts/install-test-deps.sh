@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives for real: kmod (modprobe, the oracle, and
 # depmod), qemu and busybox (real kernels), runc (a real runtime), the compressors (fixtures),
-# clang and its runtimes (sanitizer build, fuzzing), clang-format (lint), podman (a hooks.d client).
+# clang and its runtimes (sanitizer build, fuzzing), clang-format (lint), podman (a hooks.d client),
+# the arm64 cross compiler (prebuilt addon) and debootstrap (the fresh-host root).
 #   scripts/install-test-deps.sh [PACKAGE...]   (only those packages, e.g. for `npm run demo`)
 set -euo pipefail
-pkgs=(kmod qemu-system-x86 busybox-static cpio runc podman zstd xz-utils gzip strace util-linux clang libclang-rt-14-dev clang-format)
+pkgs=(kmod qemu-system-x86 busybox-static cpio runc podman zstd xz-utils gzip strace util-linux clang libclang-rt-14-dev clang-format
+  g++-aarch64-linux-gnu debootstrap)
 [ $# -eq 0 ] || pkgs=("$@")
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `npm test`: every test, on a fresh machine too. Installs the Debian packages the tests need,
-# fetches the kernel fixtures, builds, then runs: the vitest suites (unit, native, differential
-# against modprobe, runc), the qemu suite on its own (its guests want both cores), the native
-# tests again under AddressSanitizer/UBSan, and a short fuzzing run of the index reader.
+# fetches the kernel fixtures and the Debian 11 root, builds (the prebuilt addons too), then
+# runs: the vitest suites (unit, native, differential against modprobe, runc, install on a
+# fresh host), the qemu suite on its own (its guests want both cores), the native tests again
+# under AddressSanitizer/UBSan, and a short fuzzing run of the index reader.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,10 @@ suite() {
   fi
   rm -f "$report"
 }
+
+# The addons npm pack ships (test/deploy installs the packed tarball on a Debian 11 root).
+bash scripts/fetch-roots.sh >/dev/null || status=1
+bash scripts/prebuild.sh >/dev/null || status=1
 
 suite --exclude 'test/e2e/**'
 suite test/e2e

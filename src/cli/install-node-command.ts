@@ -16,6 +16,7 @@ import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
 import { DEFAULT_HOOK_LOG, loaderArguments } from './hook-command';
 import { formatHookConfig, installWrapper } from '../hook/config';
+import { defaultAddonPath } from '../native/addon';
 import { packageRoot } from '../package-root';
 import { DEFAULT_POLICY_FILE } from '../policy/types';
 import { errorText } from '../text';
@@ -63,12 +64,8 @@ function replacePackage(dir: string): void {
   const old = `${dir}.${process.pid}.old`;
   fs.rmSync(fresh, { recursive: true, force: true });
   const from = packageRoot();
-  for (const part of [
-    'bin',
-    'dist',
-    'package.json',
-    path.join('build', 'Release', 'kmodload.node'),
-  ]) {
+  // The addon this process would load: built from source or the prebuild.
+  for (const part of ['bin', 'dist', 'package.json', path.relative(from, defaultAddonPath(from))]) {
     fs.cpSync(path.join(from, part), path.join(fresh, part), { recursive: true });
   }
   if (fs.existsSync(dir)) fs.renameSync(dir, old);

@@ -8,15 +8,30 @@ import { packageRoot } from '../package-root';
 import type { NativeBinding } from './binding';
 import { wrapBinding } from './system-error';
 
-/** Where the addon is looked for unless KMODLOAD_ADDON names another file. */
-export function defaultAddonPath(): string {
-  return path.join(packageRoot(), 'build', 'Release', 'kmodload.node');
+/** The prebuilt addon's file name (scripts/prebuild.sh, prebuildify's naming, which
+ *  node-gyp-build matches at install time). */
+export const PREBUILD_FILE = 'kmodload.napi.glibc.node';
+
+/** Where the addon is looked for unless KMODLOAD_ADDON names another file, in order: the
+ *  addon compiled from source (npm install without a fitting prebuild, or a checkout), then
+ *  the prebuilt one shipped for this platform and architecture. */
+export function addonCandidates(root: string = packageRoot()): [string, string] {
+  return [
+    path.join(root, 'build', 'Release', 'kmodload.node'),
+    path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, PREBUILD_FILE),
+  ];
+}
+
+/** The first candidate that exists, or the first one (the build output) when none does. */
+export function defaultAddonPath(root?: string): string {
+  const candidates = addonCandidates(root);
+  return candidates.find((file) => fs.existsSync(file)) ?? candidates[0];
 }
 
 let cached: NativeBinding | undefined;
 
 /** The addon's path: env KMODLOAD_ADDON (resolved against the working directory) or the
- *  default build output. */
+ *  first candidate found. */
 export function addonPath(env: NodeJS.ProcessEnv = process.env): string {
   const override = env.KMODLOAD_ADDON;
   return override ? path.resolve(override) : defaultAddonPath();
@@ -28,8 +43,10 @@ export function loadBinding(): NativeBinding {
   if (cached) return cached;
   const file = addonPath();
   if (!fs.existsSync(file)) {
+    const prebuild = `prebuilds/${process.platform}-${process.arch}/${PREBUILD_FILE}`;
+    const also = process.env.KMODLOAD_ADDON ? '' : `, nor ${prebuild}`;
     throw new KmodloadError(
-      `native addon not built: run npm install (${file} is missing)`,
+      `native addon not built: run npm install (${file} is missing${also})`,
       EXIT.environment,
     );
   }

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Prepares a Debian 11 (bullseye, glibc 2.31) root with debootstrap --variant=minbase, cached
+# between runs: a host with no compiler, no make, no python and no Node, on which the packed
+# tarball is installed (test/deploy).
+#   scripts/fetch-roots.sh          -> prints "bullseye <root>"
+# The packages come from the Debian mirror this machine's apt already uses (its bookworm
+# entry), or from KMODLOAD_DEBIAN_MIRROR.
+set -euo pipefail
+
+cache="${KMODLOAD_CACHE:-/var/cache/kmodload}"
+suite=bullseye
+root="$cache/roots/$suite"
+mkdir -p "$cache/roots"
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "fetch-roots: missing $1 (apt-get install $2)" >&2; exit 1; }; }
+need debootstrap debootstrap
+need flock util-linux
+
+exec 9>"$cache/.roots.lock"
+flock 9
+
+if [ -f "$root/.ready" ]; then
+  echo "$suite $root"
+  exit 0
+fi
+
+[ "$(id -u)" -eq 0 ] || { echo "fetch-roots: debootstrap needs root" >&2; exit 1; }
+
+# The URL of the main Debian archive among apt's sources: the package file whose release is
+# labelled Debian (not Debian-Security) with a plain codename (not -updates).
+mirror=${KMODLOAD_DEBIAN_MIRROR:-}
+if [ -z "$mirror" ]; then
+  mirror=$(apt-cache policy 2>/dev/null | awk '
+    /^ *[0-9]+ (https?|file):/ { url = $2; next }
+    /release / && url != "" {
+      if ($0 ~ /l=Debian,/ && $0 ~ /n=[a-z]+,/) { print url; exit }
+      url = ""
+    }')
+fi
+[ -n "$mirror" ] || { echo "fetch-roots: no Debian mirror in apt's sources (set KMODLOAD_DEBIAN_MIRROR)" >&2; exit 1; }
+
+scratch=""
+cleanup() { [ -z "$scratch" ] || rm -rf "$scratch"; }
+trap cleanup EXIT
+scratch=$(mktemp -d "$cache/roots/.debootstrap-$suite.XXXXXX")
+chmod 755 "$scratch"
+if ! debootstrap --variant=minbase "$suite" "$scratch" "$mirror" >"$scratch.log" 2>&1; then
+  tail -n 20 "$scratch.log" >&2
+  rm -f "$scratch.log"
+  echo "fetch-roots: debootstrap $suite from $mirror failed" >&2
+  exit 1
+fi
+rm -f "$scratch.log"
+# Only what debootstrap's minbase brings: the test relies on there being no toolchain.
+rm -rf "$scratch/var/cache/apt/archives/"*.deb
+touch "$scratch/.ready"
+rm -rf "$root"
+mv "$scratch" "$root"
+scratch=""
+echo "$suite $root"

@@ -1,0 +1,165 @@
+// npm install of the packed tarball on a fresh host: a Debian 11 root (glibc 2.31) with no
+// compiler, no make, no python, into which only a Node 20 binary and its npm are copied. The
+// install must take the prebuilt addon and run no node-gyp; the installed CLI then plans the
+// 6.1 tree exactly as kmod's modprobe does, and the hook plans a container's request (dry run).
+//
+// Installation is offline (npm install --offline) from the tarball and the dependencies packed
+// from node_modules: the root reaches no registry.
+//
+// The same root without Node, running the single executable: freshHost() without copyNode()
+// is that host; copyIntoHost(host, 'build/kmodload') and runInHost() run it there.
+
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { PREBUILD_FILE } from '../../src/native/addon';
+import { kernelTree, toolEnv } from '../helpers/trees';
+import type { FreshHost } from './fresh-host';
+import { copyNode, freshHost, removeFreshHost, runInHost } from './fresh-host';
+import { ensurePrebuilds, packDependencies, packTarball } from './pack';
+
+const MODULES = ['ip_vs', 'ip_vs_wrr'];
+
+let host: FreshHost;
+let app: string; // inside the root
+let tarballs: string[]; // inside the root
+
+/** What kmod's modprobe prints for MODULES, with the tree where the root sees it. */
+function modprobeShowDepends(): string {
+  const output = execFileSync(
+    'modprobe',
+    ['-a', '-d', host.tree.root, '-S', host.tree.version, '--show-depends', ...MODULES],
+    { encoding: 'utf8', env: toolEnv() },
+  );
+  return output.split(host.tree.root).join(host.treeInside);
+}
+
+beforeAll(() => {
+  ensurePrebuilds();
+  host = freshHost(kernelTree('6.1'));
+  copyNode(host);
+  const packed = path.join(host.dir, 'packed');
+  fs.mkdirSync(packed);
+  const { tarball } = packTarball(packed);
+  tarballs = [tarball, ...packDependencies(packed)].map(
+    (file) => `${host.inside}/packed/${path.basename(file)}`,
+  );
+  app = `${host.inside}/app`;
+  fs.mkdirSync(path.join(host.dir, 'app'));
+});
+
+afterAll(() => {
+  removeFreshHost(host);
+});
+
+describe('a Debian 11 host without a toolchain', () => {
+  it('has glibc 2.31, Node 20 only as copied in, and no compiler, make or python', () => {
+    const result = runInHost(
+      host,
+      'ldd --version | head -n1; node --version; ' +
+        'for t in cc gcc c++ g++ clang make python python3; do command -v $t || true; done',
+    );
+    expect(result.stderr).toBe('');
+    const [libc, node, ...tools] = result.stdout.trim().split('\n');
+    expect(libc).toMatch(/ 2\.31$/);
+    expect(node).toBe(process.version);
+    expect(tools).toEqual([]);
+  });
+
+  it('installs the packed tarball with npm, taking the prebuild and compiling nothing', () => {
+    const result = runInHost(
+      host,
+      `cd ${app} && npm install --offline --no-audit --no-fund --no-update-notifier ` +
+        `--foreground-scripts --loglevel=info ${tarballs.join(' ')} 2>&1`,
+    );
+    expect(result.status, result.stdout).toBe(0);
+    // The install script ran (node-gyp-build), and node-gyp did not.
+    expect(result.stdout).toMatch(/^> node-gyp-build$/m);
+    expect(result.stdout).not.toMatch(/gyp info|gyp ERR|node-gyp rebuild/);
+    const installed = path.join(host.dir, 'app', 'node_modules', 'kmodload');
+    expect(fs.existsSync(path.join(installed, 'build'))).toBe(false);
+    expect(fs.readdirSync(path.join(installed, 'prebuilds')).sort()).toEqual([
+      'linux-arm64',
+      'linux-x64',
+    ]);
+  });
+
+  it('loads the prebuilt addon there', () => {
+    const script =
+      "const a = require('kmodload/dist/native/addon'); const b = a.loadBinding(); " +
+      "console.log(a.addonPath()); console.log(b.fnmatch('ip_vs*', 'ip_vs_wrr'))";
+    const result = runInHost(host, `cd ${app} && node -e "${script}"`);
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toBe(
+      `${app}/node_modules/kmodload/prebuilds/linux-${process.arch}/${PREBUILD_FILE}\ntrue\n`,
+    );
+  });
+
+  it('kmodload load --show-depends on the 6.1 tree prints what modprobe prints', () => {
+    const { treeInside, tree } = host;
+    const result = runInHost(
+      host,
+      `cd ${app} && ./node_modules/.bin/kmodload load --show-depends ` +
+        `-d ${treeInside} -S ${tree.version} ${MODULES.join(' ')}`,
+    );
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(result.stdout).toBe(modprobeShowDepends());
+    expect(result.stdout).toContain('/kernel/net/netfilter/ipvs/ip_vs_wrr.ko');
+  });
+
+  it('the installed hook plans a container request under a dry run', () => {
+    const bundle = path.join(host.dir, 'bundle');
+    fs.mkdirSync(bundle);
+    fs.writeFileSync(
+      path.join(bundle, 'config.json'),
+      JSON.stringify({
+        ociVersion: '1.0.2',
+        process: { args: ['sh'], cwd: '/', env: ['PATH=/bin', `KERNEL_MODULES=${MODULES}`] },
+        root: { path: 'rootfs' },
+      }),
+    );
+    const state = {
+      ociVersion: '1.0.2',
+      id: 'fresh-host',
+      status: 'creating',
+      pid: 1,
+      bundle: `${host.inside}/bundle`,
+    };
+    const log = `${host.inside}/hook.log`;
+    const result = runInHost(
+      host,
+      `cd ${app} && ./node_modules/.bin/kmodload hook --state prestart -n ` +
+        `-d ${host.treeInside} -S ${host.tree.version} --log ${log} ` +
+        `--state-dir ${host.inside}/run`,
+      JSON.stringify(state),
+    );
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const [record, ...more] = fs
+      .readFileSync(path.join(host.dir, 'hook.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(more).toEqual([]);
+    expect(record).toMatchObject({
+      id: 'fresh-host',
+      stage: 'prestart',
+      dryRun: true,
+      request: MODULES,
+      exitStatus: 0,
+    });
+    const plan = (record?.plan as { path: string }[]).map((step) => step.path);
+    const insmods = modprobeShowDepends()
+      .trim()
+      .split('\n')
+      .map((line) => line.replace(/^insmod (\S+).*$/, '$1'));
+    expect(plan).toEqual(insmods);
+    expect((record?.results as { status: string }[]).every((r) => r.status === 'would-load')).toBe(
+      true,
+    );
+  });
+});
