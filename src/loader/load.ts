@@ -14,8 +14,8 @@
 
 import { EXIT, KmodloadError } from '../errors';
 import type { InitState, Kernel } from '../kernel/kernel';
-import { classifyInstallCommand, shellRuleRefusal } from '../planner/install-command';
-import type { InstallAction, Plan, Probe, ProbeStep } from '../planner/plan';
+import { ruleVerdict, type RuleVerdict } from '../planner/rules';
+import type { Plan, Probe, ProbeStep } from '../planner/plan';
 import type { CommandRunner } from './commands';
 import { expandCommand, runShellCommand } from './commands';
 import type { ModuleError } from './errno';
@@ -35,10 +35,9 @@ export interface ExecuteOptions {
   onModuleResult?: (result: ModuleResult) => void;
 }
 
-/** What an install step amounts to: the planner's verdict, or the same reading of a rule in a
- *  plan made elsewhere. */
-function installAction(step: ProbeStep): InstallAction {
-  return step.installAction ?? classifyInstallCommand(step.command ?? '');
+/** The verdict on an install step's rule, when shell commands may or may not run. */
+function installVerdict(step: ProbeStep, allowCommands: boolean): RuleVerdict {
+  return ruleVerdict('install', step.name, step.command ?? '', allowCommands);
 }
 
 /**
@@ -58,8 +57,8 @@ export function assertPlanRunnable(
       const shell = request.probes
         .filter((probe) => !probe.skipped)
         .flatMap((probe) => probe.steps)
-        .find((step) => step.kind === 'install' && installAction(step) === 'shell');
-      if (shell) reason = shellRuleRefusal(shell.name, shell.command ?? '');
+        .find((step) => step.kind === 'install' && installVerdict(step, false).action === 'shell');
+      if (shell) reason = installVerdict(shell, false).refusal;
     }
     reason ??= plan.policy?.violations.find((v) => v.request === request.request)?.reason;
     if (reason !== undefined) {
@@ -179,13 +178,13 @@ class PlanRunner {
 
   private async runInstall(request: string, step: ProbeStep): Promise<StepOutcome> {
     const command = step.command ?? '';
-    const action = installAction(step);
-    if (action === 'noop') return this.record(request, step, { status: 'skipped' });
-    if (action === 'forbid' || !this.options.allowInstallCommands) {
+    const verdict = installVerdict(step, this.options.allowInstallCommands === true);
+    if (verdict.action === 'noop') return this.record(request, step, { status: 'skipped' });
+    if (verdict.refusal !== undefined) {
       // assertPlanRunnable refuses these first; this keeps the loader safe on its own.
       return this.record(request, step, {
         status: 'failed',
-        error: moduleError('EPERM', `refused by the rule 'install ${step.name} ${command.trim()}'`),
+        error: moduleError('EPERM', verdict.refusal),
       });
     }
     if (this.options.dryRun) return this.record(request, step, { status: 'would-load' });

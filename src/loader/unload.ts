@@ -10,12 +10,12 @@
 
 import { EXIT, KmodloadError } from '../errors';
 import type { Kernel } from '../kernel/kernel';
-import { classifyInstallCommand } from '../planner/install-command';
+import { ruleVerdict } from '../planner/rules';
 import { O_NONBLOCK, O_TRUNC } from '../kernel/kernel';
 import type { CommandRunner } from './commands';
 import { runShellCommand } from './commands';
 import type { ModuleError } from './errno';
-import { errorCode, kernelError } from './errno';
+import { commandError, errorCode, kernelError, moduleError } from './errno';
 import type { UnloadModuleResult, UnloadResult, UnloadStatus } from './types';
 
 /** What unloading needs from the module database (ModuleDatabase provides it). */
@@ -83,16 +83,8 @@ async function assertRemovable(
       };
       const command = db.removeCommand(name);
       if (command) {
-        const action = classifyInstallCommand(command);
-        if (action === 'forbid') {
-          refuse(`module ${name} is protected by the rule 'remove ${name} ${command.trim()}'`);
-        }
-        if (action === 'shell' && !options.allowRemoveCommands) {
-          refuse(
-            `module ${name} has the rule 'remove ${name} ${command.trim()}', which needs a ` +
-              'shell; refused (allow remove commands to run it)',
-          );
-        }
+        const verdict = ruleVerdict('remove', name, command, options.allowRemoveCommands === true);
+        if (verdict.refusal !== undefined) refuse(verdict.refusal);
         continue;
       }
       if (db.isBuiltin(name)) refuse(`module ${name} is builtin`);
@@ -150,11 +142,13 @@ class Remover {
       // this.removed matters in a dry run only: there the holders we "removed" are still there.
       const busy = await inUseReason(kernel, name, this.removed);
       if (busy !== undefined) {
-        this.record(request, name, required ? 'failed' : 'in-use', required, {
-          code: 'EBUSY',
-          errno: 16,
-          message: busy,
-        });
+        this.record(
+          request,
+          name,
+          required ? 'failed' : 'in-use',
+          required,
+          moduleError('EBUSY', busy),
+        );
         ok = false;
       } else {
         ok = await this.delete(request, name, required);
@@ -220,17 +214,13 @@ class Remover {
     command: string,
     required: boolean,
   ): Promise<boolean> {
-    const action = classifyInstallCommand(command);
-    if (action === 'noop') {
+    const verdict = ruleVerdict('remove', name, command, this.options.allowRemoveCommands === true);
+    if (verdict.action === 'noop') {
       this.record(request, name, 'skipped', required);
       return true;
     }
-    if (action === 'forbid' || !this.options.allowRemoveCommands) {
-      this.record(request, name, 'failed', required, {
-        code: 'EPERM',
-        errno: 1,
-        message: `remove rule '${command.trim()}' refused`,
-      });
+    if (verdict.refusal !== undefined) {
+      this.record(request, name, 'failed', required, moduleError('EPERM', verdict.refusal));
       return false;
     }
     if (this.options.dryRun) {
@@ -243,11 +233,13 @@ class Remover {
       return true;
     }
     const detail = outcome.lastErrorLine ? `: ${outcome.lastErrorLine}` : '';
-    this.record(request, name, 'failed', required, {
-      code: 'EINVAL',
-      errno: 22,
-      message: `remove command '${command}' exited with status ${outcome.status}${detail}`,
-    });
+    this.record(
+      request,
+      name,
+      'failed',
+      required,
+      commandError(`remove command '${command}' exited with status ${outcome.status}${detail}`),
+    );
     return false;
   }
 

@@ -4,7 +4,8 @@ import { loadBinding } from '../native/addon';
 import type { NativeBinding } from '../native/binding';
 
 export { ModuleDatabase, type ResolverOptions } from '../db';
-export { classifyInstallCommand } from './install-command';
+export { classifyInstallCommand, ruleVerdict } from './rules';
+export type { RuleKind, RuleVerdict } from './rules';
 export * from './plan';
 export { planRequests, type PlanOptions } from './plan-requests';
 export { formatShowDepends, showDependsExitStatus } from './show-depends';

@@ -2,7 +2,7 @@
 // whether kmodload may carry it out without a shell.
 import type { ModuleDatabase } from '../db';
 import type { Plan, PlanError, Probe, RequestPlan } from './plan';
-import { shellRuleRefusal } from './install-command';
+import { ruleVerdict } from './rules';
 import { probeModule } from './probe';
 
 export interface PlanOptions {
@@ -53,22 +53,15 @@ function refusal(
   opts: PlanOptions,
 ): PlanError | undefined {
   const steps = probes.flatMap((p) => p.steps);
-  const rule = (name: string, command: string | undefined): string =>
-    `'install ${name} ${command ?? ''}'`;
+  const refusal = (step: (typeof steps)[number]): string =>
+    ruleVerdict('install', step.name, step.command ?? '', opts.allowInstallCommands === true)
+      .refusal ?? '';
 
   const forbidden = steps.find((s) => s.required && s.installAction === 'forbid');
-  if (forbidden) {
-    return {
-      reason: 'forbidden',
-      message: `module ${forbidden.name} is forbidden by the rule ${rule(forbidden.name, forbidden.command)}`,
-    };
-  }
+  if (forbidden) return { reason: 'forbidden', message: refusal(forbidden) };
   const shell = steps.find((s) => s.installAction === 'shell');
   if (shell && !opts.allowInstallCommands) {
-    return {
-      reason: 'install-command',
-      message: shellRuleRefusal(shell.name, shell.command ?? ''),
-    };
+    return { reason: 'install-command', message: refusal(shell) };
   }
   const missing = steps.find((s) => s.required && s.missing);
   if (missing) {

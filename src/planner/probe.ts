@@ -11,7 +11,7 @@
 // modprobe really prints some modules twice (ext4 with a softdep on one of its dependencies).
 // Each lookup match is probed with fresh visited marks.
 import type { ModuleDatabase, ModuleRef } from '../db';
-import { classifyInstallCommand } from './install-command';
+import { classifyInstallCommand, ruleVerdict } from './rules';
 import type { HostBlock, Probe, ProbeStep } from './plan';
 
 export interface ProbeOptions {
@@ -107,12 +107,9 @@ function hostBlock(db: ModuleDatabase, name: string): HostBlock | undefined {
     return { kind: 'blacklist', rule: `blacklist ${name}`, ...origin(`blacklist ${name}`) };
   }
   const install = db.installRule(name);
-  if (install && classifyInstallCommand(install.command) !== 'shell') {
-    return {
-      kind: 'install',
-      rule: `install ${install.module} ${install.command.trim()}`,
-      ...origin(`install ${install.module}`),
-    };
+  const verdict = install && ruleVerdict('install', install.module, install.command, true);
+  if (install && verdict && verdict.action !== 'shell') {
+    return { kind: 'install', rule: verdict.rule, ...origin(`install ${install.module}`) };
   }
   return undefined;
 }

@@ -345,7 +345,7 @@ describe('executePlan: refusal, dry run, install rules', () => {
       if (command === '/bin/false') {
         dummy.error = {
           reason: 'forbidden',
-          message: `module dummy is forbidden by the rule 'install dummy ${command}'`,
+          message: `the rule 'install dummy ${command}' forbids loading module dummy`,
         };
       }
       const p = plan(tree, [dummy]);
@@ -372,8 +372,8 @@ describe('executePlan: refusal, dry run, install rules', () => {
     const p = plan(tree, [request('dummy', [probe('dummy', steps)])]);
     const error = await executePlan(p, { kernel: new FakeKernel() }).catch((e: unknown) => e);
     expect((error as KmodloadError).message).toBe(
-      "cannot load dummy: module dummy has the install rule 'install dummy modprobe " +
-        "--ignore-install dummy', which needs a shell (not allowed)",
+      "cannot load dummy: the rule 'install dummy modprobe --ignore-install dummy' needs a " +
+        'shell to run (not allowed)',
     );
   });
 

@@ -269,7 +269,7 @@ describe('executeUnload', () => {
     ).catch((e: unknown) => e);
     expect((error as KmodloadError).exitStatus).toBe(EXIT.refused);
     expect((error as KmodloadError).message).toBe(
-      "cannot unload dummy: module dummy is protected by the rule 'remove dummy /usr/bin/false x'",
+      "cannot unload dummy: the rule 'remove dummy /usr/bin/false x' forbids removing module dummy",
     );
     expect(kernel.calls).toEqual([]);
   });
