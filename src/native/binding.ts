@@ -15,7 +15,8 @@ export interface IndexValue {
   priority: number;
 }
 
-/** A mapped modules.*.bin file. Lookups are synchronous: the file is already in memory. */
+/** A modules.*.bin file read into memory. Lookups are synchronous and bounded: each reaches a
+ *  node at most once and a wildcard's fnmatch() work is capped (EBADMSG beyond). */
 export interface NativeIndex {
   /** Exact lookup: the values stored under exactly `key`, in kmod's order (by priority). */
   exact(key: string): IndexValue[];
@@ -23,7 +24,7 @@ export interface NativeIndex {
   wildcard(key: string): IndexValue[];
   /** Every key with its values, in trie order (tests and the text comparison use it). */
   entries(): Array<{ key: string; values: IndexValue[] }>;
-  /** Unmaps the file. Further calls throw. */
+  /** Frees the copy. Further calls throw. */
   close(): void;
 }
 
@@ -34,7 +35,8 @@ export interface NativeBinding {
   /** `label` (the module's path or name) names the module in errors: their `path` and message. */
   initModule(image: Uint8Array, params: string, label?: string): Promise<void>;
   deleteModule(name: string, flags: number): Promise<void>;
-  /** Opens and maps a kmod index file; rejects (code EBADMSG / ENOENT ...) on a bad file. */
+  /** Reads a kmod index file (regular file, at most 32 MiB) into memory; rejects (code
+   *  EBADMSG / ENOENT / EFBIG ...) on a bad file. A 0-byte file is an empty index. */
   openIndex(path: string): Promise<NativeIndex>;
   /** Decompresses a whole module image in user space. */
   decompress(data: Uint8Array, format: CompressionFormat): Promise<Buffer>;
