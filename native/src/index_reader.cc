@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <unordered_set>
 #include <utility>
@@ -41,6 +42,12 @@ constexpr size_t kMinValueSize = 5;
 // measured on, while the costliest lookup in Debian 12's modules.alias.bin (a key starting
 // `of:N`) counts about 75 KiB: room for trees with many times more device-tree aliases.
 constexpr size_t kMaxWildcardBytes = 2u << 20;
+
+// Node reads one wildcard lookup may make. kmod's search can legitimately read a subtree more
+// than once (a key holding '*' steps into the '*' child that was searched already), so the
+// reach-once rule holds per subtree search, and this caps their sum: Debian 12's costliest
+// lookups read a few thousand nodes; this many take a few ms.
+constexpr size_t kMaxWildcardReads = 1u << 18;
 
 uint32_t ReadBe32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
@@ -91,7 +98,8 @@ struct IndexReader::Node {
 
 // One lookup over the file's bytes. Remembers every node it reached: a well-formed trie is a
 // tree, so a node reached a second time (child slots sharing a node, a cycle) is corruption,
-// and no lookup visits more nodes than the file holds.
+// and no walk reads more nodes than the file holds. (A wildcard lookup is one literal walk
+// plus subtree searches, each with its own record; see SearchFrom.)
 class IndexReader::Walk {
  public:
   explicit Walk(const IndexReader& reader)
@@ -105,6 +113,9 @@ class IndexReader::Walk {
   bool Read(uint32_t raw, Node* node) {
     size_t pos = raw & kOffsetMask;
     if (pos == 0) return false;
+    if (++reads_ > read_limit_) {
+      Corrupt("wildcard search beyond " + std::to_string(read_limit_) + " node reads");
+    }
     // A node without flags occupies no bytes: depmod writes an empty root at the very end.
     if (pos > size_ || (pos == size_ && (raw & ~kOffsetMask) != 0)) {
       Corrupt("node offset " + Hex(pos) + " beyond end of file");
@@ -213,6 +224,31 @@ class IndexReader::Walk {
     pattern->resize(pattern->size() - pushed);
   }
 
+  // One subtree search of kmod's level 2, with its own record of the nodes it reached: from
+  // the wildcard at prefix byte j of node, or from node's child `wild`.
+  void SearchFrom(const Node& node, size_t j, std::string* pattern, const char* subkey,
+                  size_t subkey_len, std::vector<Found>* out) {
+    std::unordered_set<size_t> outer;
+    outer.swap(seen_);
+    SearchAll(node, j, pattern, subkey, subkey_len, out);
+    outer.swap(seen_);
+  }
+
+  void SearchChild(const Node& node, char wild, std::string* pattern, const char* subkey,
+                   size_t subkey_len, std::vector<Found>* out) {
+    std::unordered_set<size_t> outer;
+    outer.swap(seen_);
+    Node child;
+    if (Child(node, wild, &child)) {
+      pattern->push_back(wild);
+      SearchAll(child, 0, pattern, subkey, subkey_len, out);
+      pattern->pop_back();
+    }
+    outer.swap(seen_);
+  }
+
+  void LimitReads(size_t limit) { read_limit_ = limit; }
+
   void Dump(const Node& node, std::string* key, std::vector<IndexEntry>* out) {
     Extend(key, node.prefix, node.prefix_len);
     if (node.value_count > 0) out->push_back(IndexEntry{*key, Values(node)});
@@ -233,6 +269,8 @@ class IndexReader::Walk {
   uint32_t root_;
   std::unordered_set<size_t> seen_;
   size_t matched_ = 0;
+  size_t reads_ = 0;
+  size_t read_limit_ = SIZE_MAX;
 };
 
 void IndexReader::Close() {
@@ -323,6 +361,7 @@ std::vector<IndexValue> IndexReader::Exact(const std::string& key) const {
 
 std::vector<IndexValue> IndexReader::Wildcard(const std::string& key) const {
   Walk walk(*this);
+  walk.LimitReads(kMaxWildcardReads);
   std::vector<Found> found;
   Node node;
   if (!walk.Root(&node)) return {};
@@ -335,18 +374,14 @@ std::vector<IndexValue> IndexReader::Wildcard(const std::string& key) const {
     for (size_t j = 0; j < node.prefix_len; j++) {
       char ch = node.prefix[j];
       if (ch == '*' || ch == '?' || ch == '[') {
-        walk.SearchAll(node, j, &pattern, k + i + j, key.size() - i - j, &found);
+        walk.SearchFrom(node, j, &pattern, k + i + j, key.size() - i - j, &found);
         return KmodOrder(&found);
       }
       if (ch != k[i + j]) return KmodOrder(&found);
     }
     i += node.prefix_len;
     for (char wild : {'*', '?', '['}) {
-      Node child;
-      if (!walk.Child(node, wild, &child)) continue;
-      pattern.push_back(wild);
-      walk.SearchAll(child, 0, &pattern, k + i, key.size() - i, &found);
-      pattern.pop_back();
+      walk.SearchChild(node, wild, &pattern, k + i, key.size() - i, &found);
     }
     if (k[i] == '\0') {
       walk.Collect(node, &found);
