@@ -184,6 +184,25 @@ describe('kmodload with a corrupt index (CLI)', () => {
     expect(lines[0]).not.toMatch(/internal error/);
   });
 
+  it('an addon that is there but does not load is exit 4; one that is absent falls back', () => {
+    const broken = path.join(tmp, 'broken.node');
+    fs.writeFileSync(broken, 'not a shared object\n');
+    const args = [CLI, 'load', '--show-depends', '-d', path.join(TREES, 'ipvs'), '-S', VERSION];
+    const run = (addon: string): { status: number | null; stderr: string; stdout: string } =>
+      spawnSync(process.execPath, [...args, '-C', tmp, 'crc32c'], {
+        encoding: 'utf8',
+        env: { ...process.env, KMODLOAD_ADDON: addon },
+      });
+    const failed = run(broken);
+    expect(failed.status).toBe(4);
+    expect(failed.stdout).toBe('');
+    expect(failed.stderr.trim().split('\n')).toHaveLength(1);
+    expect(failed.stderr).toContain(`cannot load native addon ${broken}`);
+    const absent = run(path.join(tmp, 'absent.node'));
+    expect({ status: absent.status, stderr: absent.stderr }).toEqual({ status: 0, stderr: '' });
+    expect(absent.stdout).toContain('crc32c_generic.ko');
+  });
+
   it('an intact copy answers (the failures above come from the damage)', () => {
     const root = corruptCopy(() => {});
     const { status, stderr } = showDependsCli(root, 'crc32c');
