@@ -11,6 +11,8 @@ const { execFileSync, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { monitorEventLoopDelay } = require('node:perf_hooks');
+const { setImmediate: nextTurn, setTimeout: sleep } = require('node:timers/promises');
 const { openModuleDatabase, planRequests, formatShowDepends } = require('../dist/planner');
 
 const SEED = ['ip_vs', 'ip_vs_wrr'];
@@ -236,6 +238,44 @@ async function processRows(root, version) {
   }
 }
 
+/** The longest event-loop stall (ms, from monitorEventLoopDelay at 1 ms resolution) while a
+ *  service opens the tree with openModuleTree() and resolves `names` one request each, as
+ *  separate requests would come, then closes it. */
+async function serviceStall(root, version, names) {
+  const { openModuleTree } = require('../dist/index.js');
+  const histogram = monitorEventLoopDelay({ resolution: 1 });
+  histogram.enable();
+  // Let the monitor's timer start before the work does.
+  await sleep(5);
+  const tree = await openModuleTree({ root, kernelVersion: version });
+  for (const name of names) {
+    tree.resolve([name]);
+    await nextTurn();
+  }
+  tree.close();
+  await sleep(5);
+  histogram.disable();
+  return histogram.max / 1e6;
+}
+
+/** Stall rows: the .bin tree and its text-only copy, alternately, medians (min-max). */
+async function stallRows(root, textRoot, version, names) {
+  const bin = [];
+  const text = [];
+  await alternate(
+    9,
+    async () => bin.push(await serviceStall(root, version, names)),
+    async () => text.push(await serviceStall(textRoot, version, names)),
+  );
+  // alternate() runs one warm-up of each first (the addon's dlopen, module loading): drop it.
+  bin.shift();
+  text.shift();
+  const range = (s) => `${s.median.toFixed(1)} (${s.min.toFixed(1)}-${s.max.toFixed(1)})`;
+  console.log(
+    `${'longest event-loop stall, open + 200 names'.padEnd(44)} ${range(stats(bin)).padStart(20)} ms   ${'text files'.padEnd(10)} ${range(stats(text)).padStart(20)} ms`,
+  );
+}
+
 function row(label, ours, baseline, baselineLabel) {
   const ratio = baseline / ours;
   console.log(
@@ -348,6 +388,10 @@ async function main() {
     );
     binDb.close();
     textDb.close();
+    console.log(
+      `\n${'event loop: max delay (monitorEventLoopDelay, 1 ms), medians (min-max) of 9 runs'}`,
+    );
+    await stallRows(root, textRoot, version, random);
   } finally {
     fs.rmSync(textRoot, { recursive: true, force: true });
   }

@@ -38,6 +38,15 @@ while read -r flavour root version; do
     rm -rf "$small"
   fi
 done < <("$repo/scripts/fetch-kernels.sh")
+# The checked-in depmod-made trees (empty indexes included), and seeds for the target's
+# generator of hostile shapes (first byte 0xC5: shared child slots, cycles, many values).
+for bin in "$repo"/test/fixtures/trees/*/lib/modules/*/modules.*.bin; do
+  [ -f "$bin" ] && cp "$bin" "$seeds/fixture-$(echo "${bin#"$repo"/test/fixtures/trees/}" | tr / -)"
+done
+for params in '\x05\x20\x5f\x0f\xa0\x01' '\x08\x61\x00\x00\x10\x00ab' \
+  '\x02\x2a\x00\x17\x70\x02*' '\x30\x20\x60\x00\x01\x03a*b?'; do
+  printf "\xc5$params" >"$seeds/craft-$(printf '%s' "$params" | md5sum | cut -c1-8)"
+done
 
 echo "fuzz: running index_fuzz for ${seconds}s (corpus $corpus)"
 "$build/index_fuzz" -max_total_time="$seconds" -timeout=60 -rss_limit_mb=4096 \

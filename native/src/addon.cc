@@ -250,7 +250,9 @@ class ReadModuleImageWorker : public PromiseWorker {
   Decompressed image_{nullptr, 0};
 };
 
-// The JS object behind NativeIndex. Lookups are synchronous: the file is mapped.
+// The JS object behind NativeIndex. Lookups are synchronous: the file is in memory, every node
+// is reached at most once per lookup and a wildcard lookup's fnmatch() work is capped, so each
+// call is bounded by the (capped) file size.
 class IndexObject : public Napi::ObjectWrap<IndexObject> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -345,7 +347,7 @@ class OpenIndexWorker : public PromiseWorker {
     } catch (const IndexError& e) {
       // Syscall failures carry the syscall's name; format problems a description.
       std::string what = e.what();
-      if (what == "open" || what == "fstat" || what == "mmap") {
+      if (what == "open" || what == "fstat" || what == "read") {
         syscall_name_ = what;
         Fail(e.err(), syscall_name_.c_str());
       } else {

@@ -1,13 +1,19 @@
+// kmod's binary index (libkmod-index.c): a path-compressed trie, big-endian u32s throughout.
+// Lookups reproduce kmod's: exact search walks the key; wildcard search (aliases) also
+// descends into every '*', '?' and '[' subtree and tests the rebuilt pattern with fnmatch();
+// values found are ordered as kmod's add_value() orders them.
 #include "index_reader.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <unordered_set>
 #include <utility>
 
 namespace kmodload {
@@ -26,12 +32,22 @@ constexpr uint32_t kOffsetMask = 0x0FFFFFFF;
 // Children are indexed by 7-bit ASCII; kmod keeps at most 128 child slots per node.
 constexpr int kChildMax = 128;
 
-// Real trees nest a few hundred nodes at most (one per key byte). The limit keeps a hostile
-// file from exhausting the stack through a deep or cyclic chain of nodes.
-constexpr size_t kMaxDepth = 2048;
-
 // Smallest encoding of one value: a u32 priority and an empty NUL-terminated string.
 constexpr size_t kMinValueSize = 5;
+
+// Work one wildcard lookup may hand to fnmatch(), counted as pattern plus key bytes per call
+// (glibc's fnmatch() is about linear in both here). Every node is reached at most once and no
+// key is longer than kMaxKeyLength, so a lookup is bounded anyway; this cap keeps the bound
+// small enough for the event loop: about 15 ms of fnmatch() at worst on the machine this was
+// measured on, while the costliest lookup in Debian 12's modules.alias.bin (a key starting
+// `of:N`) counts about 75 KiB: room for trees with many times more device-tree aliases.
+constexpr size_t kMaxWildcardBytes = 2u << 20;
+
+// Node reads one wildcard lookup may make. kmod's search can legitimately read a subtree more
+// than once (a key holding '*' steps into the '*' child that was searched already), so the
+// reach-once rule holds per subtree search, and this caps their sum: Debian 12's costliest
+// lookups read a few thousand nodes; this many take a few ms.
+constexpr size_t kMaxWildcardReads = 1u << 18;
 
 uint32_t ReadBe32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
@@ -47,12 +63,24 @@ std::string Hex(size_t value) {
   throw IndexError(EBADMSG, "corrupt index: " + why);
 }
 
-// kmod's add_value(): a value goes before the first one whose priority is not lower, so the
-// list is sorted by priority and, among equal priorities, the last inserted comes first.
-void InsertByPriority(std::vector<IndexValue>* out, IndexValue value) {
-  auto it = out->begin();
-  while (it != out->end() && it->priority < value.priority) ++it;
-  out->insert(it, std::move(value));
+// A value with its position in the search, for kmod's order.
+struct Found {
+  IndexValue value;
+  size_t seq;
+};
+
+// kmod's add_value() inserts each value found before the first one whose priority is not
+// lower: the result is sorted by priority and, among equal priorities, the value found LAST
+// comes first. Sorting once gives the same list in O(n log n).
+std::vector<IndexValue> KmodOrder(std::vector<Found>* found) {
+  std::sort(found->begin(), found->end(), [](const Found& a, const Found& b) {
+    if (a.value.priority != b.value.priority) return a.value.priority < b.value.priority;
+    return a.seq > b.seq;
+  });
+  std::vector<IndexValue> out;
+  out.reserve(found->size());
+  for (Found& f : *found) out.push_back(std::move(f.value));
+  return out;
 }
 
 }  // namespace
@@ -68,14 +96,15 @@ struct IndexReader::Node {
   size_t values_pos = 0;
 };
 
-// One lookup over the mapping. Counts visited nodes so that a file whose child offsets form
-// cycles or a DAG cannot make a lookup run away: a well-formed trie has fewer nodes than
-// bytes, and every traversal here visits each node at most once.
+// One lookup over the file's bytes. Remembers every node it reached: a well-formed trie is a
+// tree, so a node reached a second time (child slots sharing a node, a cycle) is corruption,
+// and no walk reads more nodes than the file holds. (A wildcard lookup is one literal walk
+// plus subtree searches, each with its own record; see SearchFrom.)
 class IndexReader::Walk {
  public:
   explicit Walk(const IndexReader& reader)
-      : data_(reader.data_), size_(reader.size_), root_(reader.root_), budget_(reader.size_ + 16) {
-    if (data_ == nullptr) throw IndexError(EBADF, "index is closed");
+      : data_(reader.data_.data()), size_(reader.data_.size()), root_(reader.root_) {
+    if (reader.closed_) throw IndexError(EBADF, "index is closed");
   }
 
   bool Root(Node* node) { return Read(root_, node); }
@@ -84,8 +113,16 @@ class IndexReader::Walk {
   bool Read(uint32_t raw, Node* node) {
     size_t pos = raw & kOffsetMask;
     if (pos == 0) return false;
-    if (++visits_ > budget_) Corrupt("too many nodes visited (cyclic child offsets?)");
-    if (pos >= size_) Corrupt("node offset " + Hex(pos) + " beyond end of file");
+    if (++reads_ > read_limit_) {
+      Corrupt("wildcard search beyond " + std::to_string(read_limit_) + " node reads");
+    }
+    // A node without flags occupies no bytes: depmod writes an empty root at the very end.
+    if (pos > size_ || (pos == size_ && (raw & ~kOffsetMask) != 0)) {
+      Corrupt("node offset " + Hex(pos) + " beyond end of file");
+    }
+    if ((raw & ~kOffsetMask) != 0 && !seen_.insert(pos).second) {
+      Corrupt("node at " + Hex(pos) + " reached twice (shared or cyclic child offsets)");
+    }
     *node = Node();
     node->offset = pos;
     if (raw & kFlagPrefix) {
@@ -93,6 +130,7 @@ class IndexReader::Walk {
       if (nul == nullptr) Corrupt("unterminated prefix at " + Hex(pos));
       node->prefix = reinterpret_cast<const char*>(data_ + pos);
       node->prefix_len = static_cast<const uint8_t*>(nul) - (data_ + pos);
+      if (node->prefix_len > kMaxKeyLength) Corrupt("prefix longer than a key at " + Hex(pos));
       pos += node->prefix_len + 1;
     }
     if (raw & kFlagChildren) {
@@ -148,39 +186,78 @@ class IndexReader::Walk {
     return values;
   }
 
-  void Enter(size_t depth) {
-    if (depth > kMaxDepth) Corrupt("trie deeper than " + std::to_string(kMaxDepth) + " nodes");
+  void Collect(const Node& node, std::vector<Found>* out) {
+    ForEachValue(node, [&](IndexValue v) { out->push_back(Found{std::move(v), out->size()}); });
+  }
+
+  // The key (or pattern) built along the path; a path longer than any key is corruption
+  // (and bounds the recursion depth).
+  static void Extend(std::string* key, const char* bytes, size_t len) {
+    if (key->size() + len > kMaxKeyLength) {
+      Corrupt("key longer than " + std::to_string(kMaxKeyLength) + " bytes");
+    }
+    key->append(bytes, len);
   }
 
   // kmod's wildcard level 3: below a wildcard, every stored key is a pattern to test against
   // the rest of the query. Children are visited before the node's own values.
-  void SearchAll(const Node& node, size_t j, std::string* pattern, const char* subkey, size_t depth,
-                 std::vector<IndexValue>* out) {
-    Enter(depth);
+  void SearchAll(const Node& node, size_t j, std::string* pattern, const char* subkey,
+                 size_t subkey_len, std::vector<Found>* out) {
     size_t pushed = node.prefix_len - j;
-    pattern->append(node.prefix + j, pushed);
+    Extend(pattern, node.prefix + j, pushed);
     for (int ch = node.first; ch <= node.last; ch++) {
       Node child;
       if (!Child(node, ch, &child)) continue;
-      pattern->push_back(static_cast<char>(ch));
-      SearchAll(child, 0, pattern, subkey, depth + 1, out);
+      char byte = static_cast<char>(ch);
+      Extend(pattern, &byte, 1);
+      SearchAll(child, 0, pattern, subkey, subkey_len, out);
       pattern->pop_back();
     }
-    if (node.value_count > 0 && fnmatch(pattern->c_str(), subkey, 0) == 0) {
-      ForEachValue(node, [&](IndexValue v) { InsertByPriority(out, std::move(v)); });
+    if (node.value_count > 0) {
+      matched_ += pattern->size() + subkey_len + 1;
+      if (matched_ > kMaxWildcardBytes) {
+        Corrupt("wildcard search beyond " + std::to_string(kMaxWildcardBytes) +
+                " bytes of patterns and key");
+      }
+      if (fnmatch(pattern->c_str(), subkey, 0) == 0) Collect(node, out);
     }
     pattern->resize(pattern->size() - pushed);
   }
 
-  void Dump(const Node& node, std::string* key, size_t depth, std::vector<IndexEntry>* out) {
-    Enter(depth);
-    key->append(node.prefix, node.prefix_len);
+  // One subtree search of kmod's level 2, with its own record of the nodes it reached: from
+  // the wildcard at prefix byte j of node, or from node's child `wild`.
+  void SearchFrom(const Node& node, size_t j, std::string* pattern, const char* subkey,
+                  size_t subkey_len, std::vector<Found>* out) {
+    std::unordered_set<size_t> outer;
+    outer.swap(seen_);
+    SearchAll(node, j, pattern, subkey, subkey_len, out);
+    outer.swap(seen_);
+  }
+
+  void SearchChild(const Node& node, char wild, std::string* pattern, const char* subkey,
+                   size_t subkey_len, std::vector<Found>* out) {
+    std::unordered_set<size_t> outer;
+    outer.swap(seen_);
+    Node child;
+    if (Child(node, wild, &child)) {
+      pattern->push_back(wild);
+      SearchAll(child, 0, pattern, subkey, subkey_len, out);
+      pattern->pop_back();
+    }
+    outer.swap(seen_);
+  }
+
+  void LimitReads(size_t limit) { read_limit_ = limit; }
+
+  void Dump(const Node& node, std::string* key, std::vector<IndexEntry>* out) {
+    Extend(key, node.prefix, node.prefix_len);
     if (node.value_count > 0) out->push_back(IndexEntry{*key, Values(node)});
     for (int ch = node.first; ch <= node.last; ch++) {
       Node child;
       if (!Child(node, ch, &child)) continue;
-      key->push_back(static_cast<char>(ch));
-      Dump(child, key, depth + 1, out);
+      char byte = static_cast<char>(ch);
+      Extend(key, &byte, 1);
+      Dump(child, key, out);
       key->pop_back();
     }
     key->resize(key->size() - node.prefix_len);
@@ -190,83 +267,75 @@ class IndexReader::Walk {
   const uint8_t* data_;
   size_t size_;
   uint32_t root_;
-  size_t budget_;
-  size_t visits_ = 0;
+  std::unordered_set<size_t> seen_;
+  size_t matched_ = 0;
+  size_t reads_ = 0;
+  size_t read_limit_ = SIZE_MAX;
 };
 
-IndexReader::IndexReader(const uint8_t* data, size_t size, bool mapped)
-    : data_(data), size_(size), mapped_(mapped), root_(0) {}
-
-IndexReader::IndexReader(IndexReader&& other) noexcept
-    : data_(other.data_), size_(other.size_), mapped_(other.mapped_), root_(other.root_) {
-  other.data_ = nullptr;
-  other.size_ = 0;
-}
-
-IndexReader& IndexReader::operator=(IndexReader&& other) noexcept {
-  if (this != &other) {
-    Close();
-    data_ = other.data_;
-    size_ = other.size_;
-    mapped_ = other.mapped_;
-    root_ = other.root_;
-    other.data_ = nullptr;
-    other.size_ = 0;
-  }
-  return *this;
-}
-
-IndexReader::~IndexReader() { Close(); }
-
 void IndexReader::Close() {
-  if (data_ != nullptr && mapped_) munmap(const_cast<uint8_t*>(data_), size_);
-  data_ = nullptr;
-  size_ = 0;
+  std::vector<uint8_t>().swap(data_);
+  closed_ = true;
 }
 
-void IndexReader::CheckHeader(const uint8_t* data, size_t size, uint32_t* root) {
-  if (size < kHeaderSize) Corrupt("file shorter than the 12-byte header");
-  uint32_t magic = ReadBe32(data);
+void IndexReader::Load() {
+  if (data_.empty()) return;  // depmod's empty index: no header, no nodes
+  if (data_.size() < kHeaderSize) Corrupt("file shorter than the 12-byte header");
+  uint32_t magic = ReadBe32(data_.data());
   if (magic != kMagic) Corrupt("bad magic " + Hex(magic));
-  uint32_t version = ReadBe32(data + 4);
+  uint32_t version = ReadBe32(data_.data() + 4);
   if ((version >> 16) != kMajorVersion) {
     Corrupt("unsupported format version " + std::to_string(version >> 16));
   }
-  *root = ReadBe32(data + 8);
+  root_ = ReadBe32(data_.data() + 8);
 }
 
 IndexReader IndexReader::FromBuffer(const uint8_t* data, size_t size) {
-  uint32_t root;
-  CheckHeader(data, size, &root);
-  IndexReader reader(data, size, false);
-  reader.root_ = root;
+  IndexReader reader;
+  if (size > kMaxFileSize) throw IndexError(EFBIG, "larger than the index size cap");
+  reader.data_.assign(data, data + size);
+  reader.Load();
   return reader;
 }
 
 IndexReader IndexReader::Open(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO put in place of an index must not hang the opening thread.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw IndexError(errno, "open");
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
   struct stat st;
-  if (fstat(fd, &st) < 0) {
-    int err = errno;
-    close(fd);
-    throw IndexError(err, "fstat");
+  if (fstat(fd, &st) < 0) throw IndexError(errno, "fstat");
+  if (S_ISDIR(st.st_mode)) throw IndexError(EISDIR, "read");
+  if (!S_ISREG(st.st_mode)) Corrupt("not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > kMaxFileSize) {
+    throw IndexError(EFBIG, "larger than " + std::to_string(kMaxFileSize) + " bytes");
   }
-  if (!S_ISREG(st.st_mode)) {
-    close(fd);
-    throw IndexError(S_ISDIR(st.st_mode) ? EISDIR : EBADMSG, "not a regular file");
+  IndexReader reader;
+  // Read to EOF, not to st_size: the file may shrink or grow meanwhile; what was read is what
+  // is parsed (a truncated copy is then corrupt, never a fault).
+  reader.data_.resize(static_cast<size_t>(st.st_size) + 1);
+  size_t length = 0;
+  for (;;) {
+    if (length == reader.data_.size()) {
+      if (length > kMaxFileSize) {
+        throw IndexError(EFBIG, "larger than " + std::to_string(kMaxFileSize) + " bytes");
+      }
+      reader.data_.resize(std::min(length * 2 + 4096, kMaxFileSize + 1));
+    }
+    ssize_t n = read(fd, reader.data_.data() + length, reader.data_.size() - length);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw IndexError(errno, "read");
+    }
+    if (n == 0) break;
+    length += static_cast<size_t>(n);
   }
-  size_t size = static_cast<size_t>(st.st_size);
-  if (size < kHeaderSize) {
-    close(fd);
-    Corrupt("file shorter than the 12-byte header");
-  }
-  void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  int map_err = errno;
-  close(fd);
-  if (map == MAP_FAILED) throw IndexError(map_err, "mmap");
-  IndexReader reader(static_cast<const uint8_t*>(map), size, true);
-  CheckHeader(reader.data_, size, &reader.root_);  // on throw, reader's destructor unmaps
+  reader.data_.resize(length);
+  reader.data_.shrink_to_fit();
+  reader.Load();
   return reader;
 }
 
@@ -292,9 +361,10 @@ std::vector<IndexValue> IndexReader::Exact(const std::string& key) const {
 
 std::vector<IndexValue> IndexReader::Wildcard(const std::string& key) const {
   Walk walk(*this);
-  std::vector<IndexValue> out;
+  walk.LimitReads(kMaxWildcardReads);
+  std::vector<Found> found;
   Node node;
-  if (!walk.Root(&node)) return out;
+  if (!walk.Root(&node)) return {};
   std::string pattern;
   const char* k = key.c_str();
   size_t i = 0;
@@ -304,25 +374,21 @@ std::vector<IndexValue> IndexReader::Wildcard(const std::string& key) const {
     for (size_t j = 0; j < node.prefix_len; j++) {
       char ch = node.prefix[j];
       if (ch == '*' || ch == '?' || ch == '[') {
-        walk.SearchAll(node, j, &pattern, k + i + j, 1, &out);
-        return out;
+        walk.SearchFrom(node, j, &pattern, k + i + j, key.size() - i - j, &found);
+        return KmodOrder(&found);
       }
-      if (ch != k[i + j]) return out;
+      if (ch != k[i + j]) return KmodOrder(&found);
     }
     i += node.prefix_len;
     for (char wild : {'*', '?', '['}) {
-      Node child;
-      if (!walk.Child(node, wild, &child)) continue;
-      pattern.push_back(wild);
-      walk.SearchAll(child, 0, &pattern, k + i, 1, &out);
-      pattern.pop_back();
+      walk.SearchChild(node, wild, &pattern, k + i, key.size() - i, &found);
     }
     if (k[i] == '\0') {
-      walk.ForEachValue(node, [&](IndexValue v) { InsertByPriority(&out, std::move(v)); });
-      return out;
+      walk.Collect(node, &found);
+      return KmodOrder(&found);
     }
     Node child;
-    if (!walk.Child(node, static_cast<unsigned char>(k[i]), &child)) return out;
+    if (!walk.Child(node, static_cast<unsigned char>(k[i]), &child)) return KmodOrder(&found);
     node = child;
     i++;
   }
@@ -334,7 +400,7 @@ std::vector<IndexEntry> IndexReader::Entries() const {
   Node node;
   if (!walk.Root(&node)) return out;
   std::string key;
-  walk.Dump(node, &key, 0, &out);
+  walk.Dump(node, &key, &out);
   return out;
 }
 

@@ -1,6 +1,9 @@
-// Reader for kmod's binary trie indexes (modules.*.bin). Pure C++ without Node-API so the
-// fuzz target links it alone. The file is untrusted: every offset is checked against the
-// mapping and any inconsistency raises IndexError instead of reading out of bounds.
+// Reader for kmod's binary trie indexes (modules.*.bin), following libkmod-index.c's format
+// and search order. Pure C++ without Node-API so the fuzz target links it alone. The file is
+// untrusted: it is read whole into memory (no mapping, so a file truncated while in use cannot
+// fault the process), every offset is checked against that copy, each lookup reaches every
+// node at most once (a node reached twice is a DAG or a cycle: corruption), and any
+// inconsistency raises IndexError instead of reading out of bounds.
 #pragma once
 
 #include <cstddef>
@@ -33,17 +36,24 @@ struct IndexEntry {
 
 class IndexReader {
  public:
-  // Maps the file read-only. Throws IndexError (errno of open/mmap, or EBADMSG for a bad
-  // header).
+  // Largest index file read (EFBIG beyond). Debian's biggest, modules.alias.bin, is ~1.3 MB.
+  static constexpr size_t kMaxFileSize = 32u << 20;
+  // Longest stored key (bytes). depmod's keys are module names, aliases and symbols; kmod
+  // normalises a request into a PATH_MAX buffer, so nothing longer can ever match.
+  static constexpr size_t kMaxKeyLength = 4096;
+
+  // Reads the whole regular file (opened non-blocking, at most kMaxFileSize bytes). Throws
+  // IndexError: errno of open/fstat/read, EFBIG over the cap, EBADMSG for a bad header. A
+  // 0-byte file is an empty index, as depmod writes one for an empty source.
   static IndexReader Open(const std::string& path);
-  // Reads from caller-owned memory that must outlive the reader (fuzzing, tests).
+  // Reads a copy of data (fuzzing, tests).
   static IndexReader FromBuffer(const uint8_t* data, size_t size);
 
-  IndexReader(IndexReader&& other) noexcept;
-  IndexReader& operator=(IndexReader&& other) noexcept;
+  IndexReader(IndexReader&& other) noexcept = default;
+  IndexReader& operator=(IndexReader&& other) noexcept = default;
   IndexReader(const IndexReader&) = delete;
   IndexReader& operator=(const IndexReader&) = delete;
-  ~IndexReader();
+  ~IndexReader() = default;
 
   // Values of the node matching the whole key, in file order (depmod writes them by
   // priority; kmod's exact search takes them as stored).
@@ -54,19 +64,19 @@ class IndexReader {
   std::vector<IndexEntry> Entries() const;
 
   void Close();
-  bool closed() const { return data_ == nullptr; }
+  bool closed() const { return closed_; }
+  size_t size() const { return data_.size(); }
 
  private:
   struct Node;
   class Walk;
 
-  IndexReader(const uint8_t* data, size_t size, bool mapped);
-  static void CheckHeader(const uint8_t* data, size_t size, uint32_t* root);
+  IndexReader() = default;
+  void Load();
 
-  const uint8_t* data_;
-  size_t size_;
-  bool mapped_;
-  uint32_t root_;
+  std::vector<uint8_t> data_;
+  bool closed_ = false;
+  uint32_t root_ = 0;  // 0: no root node (an empty index)
 };
 
 }  // namespace kmodload

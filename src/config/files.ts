@@ -2,7 +2,7 @@
 // `*.conf` files; a file name already seen in an earlier directory (or earlier -C path) hides
 // later ones; then all files are parsed in byte order of their NAME, whatever directory they
 // come from. The tree's modules.softdep takes part under its own name.
-import * as fs from 'node:fs';
+import { promises as fs, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
 
@@ -26,52 +26,60 @@ export interface ConfigFile {
  * `mustExist`, a path that does not exist or a directory that cannot be listed is an error
  * (the caller named them: -C), not something to skip as kmod does.
  */
-export function listConfigFiles(
+export async function listConfigFiles(
   configPaths: readonly string[],
   moduleDir: string,
   mustExist = false,
-): ConfigFile[] {
+): Promise<ConfigFile[]> {
   const byName = new Map<string, ConfigFile>();
   const add = (name: string, file: string): void => {
     if (!byName.has(name)) byName.set(name, { name, file });
   };
 
   add('modules.softdep', `${moduleDir}/modules.softdep`);
-  for (const configPath of configPaths) {
-    let stat: fs.Stats;
-    try {
-      stat = fs.statSync(configPath);
-    } catch (error) {
-      if (mustExist) throw unreadable(configPath, error);
-      continue; // a missing directory is normal (/run/modprobe.d)
-    }
-    if (stat.isFile()) {
-      // A file given directly (-C FILE) is read whatever its name.
-      add(path.basename(configPath), configPath);
-      continue;
-    }
-    if (!stat.isDirectory()) continue;
-    let entries: string[];
-    try {
-      entries = fs.readdirSync(configPath);
-    } catch (error) {
-      if (mustExist) throw unreadable(configPath, error);
-      continue;
-    }
-    for (const name of entries) {
-      if (name.startsWith('.') || name.length < 6 || !name.endsWith('.conf')) continue;
-      const file = `${configPath}/${name}`;
-      try {
-        if (fs.statSync(file).isDirectory()) continue;
-      } catch {
-        continue; // dangling symlink
-      }
-      add(name, file);
-    }
+  // Every path and directory is looked at concurrently; shadowing follows the given order.
+  const listed = await Promise.allSettled(configPaths.map((p) => listPath(p, mustExist)));
+  for (const result of listed) {
+    if (result.status === 'rejected') throw result.reason; // the first bad path given
+    for (const { name, file } of result.value) add(name, file);
   }
   return [...byName.values()].sort((a, b) =>
     Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)),
   );
+}
+
+/** The candidate files of one -C path or directory, in directory order. */
+async function listPath(configPath: string, mustExist: boolean): Promise<ConfigFile[]> {
+  let stat: Stats;
+  try {
+    stat = await fs.stat(configPath);
+  } catch (error) {
+    if (mustExist) throw unreadable(configPath, error);
+    return []; // a missing directory is normal (/run/modprobe.d)
+  }
+  // A file given directly (-C FILE) is read whatever its name.
+  if (stat.isFile()) return [{ name: path.basename(configPath), file: configPath }];
+  if (!stat.isDirectory()) return [];
+  let entries: string[];
+  try {
+    entries = await fs.readdir(configPath);
+  } catch (error) {
+    if (mustExist) throw unreadable(configPath, error);
+    return [];
+  }
+  const candidates = entries
+    .filter((name) => !name.startsWith('.') && name.length >= 6 && name.endsWith('.conf'))
+    .map((name) => ({ name, file: `${configPath}/${name}` }));
+  const kept = await Promise.all(
+    candidates.map(async (candidate) => {
+      try {
+        return (await fs.stat(candidate.file)).isDirectory() ? undefined : candidate;
+      } catch {
+        return undefined; // dangling symlink
+      }
+    }),
+  );
+  return kept.filter((c): c is ConfigFile => c !== undefined);
 }
 
 function unreadable(configPath: string, error: unknown): KmodloadError {

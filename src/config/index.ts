@@ -37,7 +37,7 @@ export interface LoadConfigOptions {
 export async function loadModprobeConfig(opts: LoadConfigOptions): Promise<ModprobeConfig> {
   const config = emptyConfig();
   const strict = opts.strict === true;
-  const files = listConfigFiles(
+  const files = await listConfigFiles(
     opts.configDirs ?? DEFAULT_CONFIG_DIRS,
     opts.moduleDir,
     strict && opts.configDirs !== undefined,

@@ -81,19 +81,31 @@ export class ModuleDatabase {
     binding: NativeBinding | undefined,
   ): Promise<ModuleDatabase> {
     const moduleDir = moduleDirectory(opts.root, opts.kernelVersion);
-    if (!fs.existsSync(moduleDir)) {
+    try {
+      await fs.promises.stat(moduleDir);
+    } catch {
       throw new KmodloadError(`module directory ${moduleDir} does not exist`, EXIT.environment);
     }
     const match: Matcher = binding ? (p, s) => binding.fnmatch(p, s) : jsFnmatch;
-    const config = await loadModprobeConfig({
-      moduleDir,
-      ...(opts.strictConfig ? { strict: true } : {}),
-      ...(opts.configDirs ? { configDirs: opts.configDirs } : {}),
-      ...(opts.kernelCommandLine !== undefined
-        ? { kernelCommandLine: opts.kernelCommandLine }
-        : {}),
-    });
-    const indexes = await ModuleIndexes.open(moduleDir, match, binding);
+    // Configuration and indexes are read at once; a configuration error is reported first.
+    const [configRead, indexesRead] = await Promise.allSettled([
+      loadModprobeConfig({
+        moduleDir,
+        ...(opts.strictConfig ? { strict: true } : {}),
+        ...(opts.configDirs ? { configDirs: opts.configDirs } : {}),
+        ...(opts.kernelCommandLine !== undefined
+          ? { kernelCommandLine: opts.kernelCommandLine }
+          : {}),
+      }),
+      ModuleIndexes.open(moduleDir, match, binding),
+    ]);
+    if (configRead.status === 'rejected') {
+      if (indexesRead.status === 'fulfilled') indexesRead.value.close();
+      throw configRead.reason;
+    }
+    if (indexesRead.status === 'rejected') throw indexesRead.reason;
+    const config = configRead.value;
+    const indexes = indexesRead.value;
     return new ModuleDatabase(
       moduleDir,
       opts.kernelVersion ?? os.release(),

@@ -1,20 +1,29 @@
-// The five kmod indexes of a module directory. A `.bin` file is mapped through the addon
-// once, when the database opens; without it (no addon, or a tree without binary indexes) the
-// text file is read on first use. Both answer identically (see trie.ts).
-import * as fs from 'node:fs';
-
+// The five kmod indexes of a module directory, all read when the database opens, off the
+// event loop: a `.bin` file is read into memory by the addon on libuv's thread pool; where
+// there is none (no addon, or a tree without binary indexes) the text file is read
+// asynchronously and built into a trie in slices (text-indexes.ts), so planning, which is
+// synchronous, never touches the disk for an index. Both answer identically (see trie.ts).
+//
+// kmod reads a missing index as empty; so do these (a tree may lack modules.builtin.bin). A
+// corrupt one is EXIT.environment with the file named, at open or at the lookup that meets
+// the damage: never an internal error.
 import { EXIT, KmodloadError } from '../errors';
-import type { NativeBinding } from '../native/binding';
+import { FileReadError, readRegularFile } from '../files';
+import type { IndexValue, NativeBinding, NativeIndex } from '../native/binding';
+import { errorText } from '../text';
 import type { Matcher } from './fnmatch';
 import {
-  aliasIndexFromText,
-  builtinAliasIndexFromModinfo,
-  builtinIndexFromText,
-  depIndexFromText,
+  aliasIndexBuild,
+  builtinAliasIndexBuild,
+  builtinIndexBuild,
+  depIndexBuild,
+  paced,
 } from './text-indexes';
-import { TextIndex, type KeyIndex } from './trie';
+import type { KeyIndex } from './trie';
 
 export type IndexKind = 'dep' | 'alias' | 'symbols' | 'builtin' | 'builtinAlias';
+
+const KINDS: readonly IndexKind[] = ['dep', 'alias', 'symbols', 'builtin', 'builtinAlias'];
 
 const BIN_FILES: Record<IndexKind, string> = {
   dep: 'modules.dep.bin',
@@ -33,97 +42,155 @@ export const TEXT_FILES: Record<IndexKind, string> = {
   builtinAlias: 'modules.builtin.modinfo',
 };
 
+/** Largest text index file read (the addon caps `.bin` files alike). Debian 12's largest,
+ *  modules.alias, is about 1.4 MB. */
+export const MAX_INDEX_FILE_BYTES = 32 * 1024 * 1024;
+
+/** The error for a damaged or unreadable index: one line, the file named. */
+function indexError(file: string, error: unknown): KmodloadError {
+  // The addon's messages read "EBADMSG: corrupt index: <why>, index_exact '<file>'": the
+  // file is named here once, so keep what comes before the syscall and path.
+  const text = errorText(error);
+  const reason = text.replace(/, [a-z_]+ '[^']*'$/, '');
+  return new KmodloadError(`cannot read module index ${file}: ${reason}`, EXIT.environment, {
+    cause: error,
+  });
+}
+
+/** A `.bin` index whose failures (a corrupt part met by a lookup) are KmodloadErrors. */
+class BinaryIndex implements KeyIndex {
+  constructor(
+    private readonly index: NativeIndex,
+    readonly file: string,
+  ) {}
+
+  exact(key: string): IndexValue[] {
+    try {
+      return this.index.exact(key);
+    } catch (error) {
+      throw indexError(this.file, error);
+    }
+  }
+
+  wildcard(key: string): IndexValue[] {
+    try {
+      return this.index.wildcard(key);
+    } catch (error) {
+      throw indexError(this.file, error);
+    }
+  }
+
+  close(): void {
+    this.index.close();
+  }
+}
+
 export class ModuleIndexes {
   private readonly open = new Map<IndexKind, KeyIndex>();
-  private depOrder: Map<string, number> | undefined;
 
   private constructor(
     private readonly moduleDir: string,
     private readonly fnmatch: Matcher,
   ) {}
 
-  /** Maps every `.bin` present (when the addon is there); text files wait for first use. */
+  /**
+   * Reads every index: the `.bin` files through the addon when there is one, the text files
+   * for the rest. Nothing is read later.
+   * @throws KmodloadError (EXIT.environment) naming the file: corrupt, unreadable, not a
+   *   regular file, or over the size cap.
+   */
   static async open(
     moduleDir: string,
     fnmatch: Matcher,
     binding: NativeBinding | undefined,
   ): Promise<ModuleIndexes> {
     const indexes = new ModuleIndexes(moduleDir, fnmatch);
-    if (!binding) return indexes;
-    const kinds = Object.keys(BIN_FILES) as IndexKind[];
-    const opened = await Promise.allSettled(
-      kinds.map(async (kind) => {
-        const file = `${moduleDir}/${BIN_FILES[kind]}`;
-        if (!fs.existsSync(file)) return;
-        indexes.open.set(kind, await binding.openIndex(file));
-      }),
-    );
-    const failure = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failure) {
+    try {
+      if (binding) await indexes.openBinary(binding);
+      const missing = KINDS.filter((kind) => !indexes.open.has(kind));
+      if (missing.length > 0) await indexes.openText(missing);
+    } catch (error) {
       indexes.close();
-      const reason =
-        failure.reason instanceof Error ? failure.reason.message : String(failure.reason);
-      throw new KmodloadError(`cannot read module index: ${reason}`, EXIT.environment, {
-        cause: failure.reason,
-      });
+      throw error;
     }
     return indexes;
   }
 
-  /** True when this index answers from a `.bin` file. */
-  isBinary(kind: IndexKind): boolean {
-    const index = this.open.get(kind);
-    return index !== undefined && !(index instanceof TextIndex);
+  private async openBinary(binding: NativeBinding): Promise<void> {
+    const opened = await Promise.allSettled(
+      KINDS.map(async (kind) => {
+        const file = `${this.moduleDir}/${BIN_FILES[kind]}`;
+        try {
+          this.open.set(kind, new BinaryIndex(await binding.openIndex(file), file));
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'ENOENT') return; // text stands in
+          throw indexError(file, error);
+        }
+      }),
+    );
+    const failure = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failure) throw failure.reason;
   }
 
-  get(kind: IndexKind): KeyIndex {
-    let index = this.open.get(kind);
-    if (!index) {
-      index = this.loadText(kind);
-      this.open.set(kind, index);
+  /** Reads the text files at once, then builds their tries one after the other, in slices. */
+  private async openText(kinds: IndexKind[]): Promise<void> {
+    // Alias and symbol priorities are module positions in modules.dep.
+    const needDep = kinds.includes('dep') || kinds.includes('alias') || kinds.includes('symbols');
+    const wanted = needDep && !kinds.includes('dep') ? [...kinds, 'dep' as const] : kinds;
+    const contents = new Map<IndexKind, string>();
+    await Promise.all(
+      wanted.map(async (kind) => contents.set(kind, await this.readText(TEXT_FILES[kind]))),
+    );
+    const text = (kind: IndexKind): string => contents.get(kind) ?? '';
+    let order = new Map<string, number>();
+    if (needDep) {
+      const dep = await paced(depIndexBuild(text('dep'), this.fnmatch));
+      order = dep.order;
+      if (kinds.includes('dep')) this.open.set('dep', dep.index);
     }
-    return index;
-  }
-
-  private loadText(kind: IndexKind): KeyIndex {
-    const content = this.readText(TEXT_FILES[kind]);
-    switch (kind) {
-      case 'dep': {
-        const { index, order } = depIndexFromText(content, this.fnmatch);
-        this.depOrder = order;
-        return index;
+    for (const kind of kinds) {
+      switch (kind) {
+        case 'dep':
+          break;
+        case 'alias':
+        case 'symbols':
+          this.open.set(
+            kind,
+            await paced(aliasIndexBuild(text(kind), this.fnmatch, order, kind === 'alias')),
+          );
+          break;
+        case 'builtin':
+          this.open.set(kind, await paced(builtinIndexBuild(text(kind), this.fnmatch)));
+          break;
+        case 'builtinAlias':
+          this.open.set(kind, await paced(builtinAliasIndexBuild(text(kind), this.fnmatch)));
+          break;
       }
-      case 'alias':
-        return aliasIndexFromText(content, this.fnmatch, this.moduleOrder(), true);
-      case 'symbols':
-        return aliasIndexFromText(content, this.fnmatch, this.moduleOrder(), false);
-      case 'builtin':
-        return builtinIndexFromText(content, this.fnmatch);
-      case 'builtinAlias':
-        return builtinAliasIndexFromModinfo(content, this.fnmatch);
     }
-  }
-
-  /** Module positions in modules.dep: the priorities depmod gave alias matches. */
-  private moduleOrder(): Map<string, number> {
-    if (!this.depOrder) {
-      this.depOrder = depIndexFromText(this.readText(TEXT_FILES.dep), this.fnmatch).order;
-    }
-    return this.depOrder;
   }
 
   /** A missing text file is an empty index, as a missing .bin is for kmod. */
-  private readText(name: string): string {
+  private async readText(name: string): Promise<string> {
+    const file = `${this.moduleDir}/${name}`;
     try {
-      return fs.readFileSync(`${this.moduleDir}/${name}`, 'utf8');
+      return (await readRegularFile(file, MAX_INDEX_FILE_BYTES)).toString('utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
-      throw new KmodloadError(
-        `cannot read ${this.moduleDir}/${name}: ${(error as Error).message}`,
-        EXIT.environment,
-        { cause: error },
-      );
+      if (error instanceof FileReadError && error.code === 'ENOENT') return '';
+      throw new KmodloadError(`cannot read ${file}: ${errorText(error)}`, EXIT.environment, {
+        cause: error,
+      });
     }
+  }
+
+  /** True when this index answers from a `.bin` file. */
+  isBinary(kind: IndexKind): boolean {
+    return this.open.get(kind) instanceof BinaryIndex;
+  }
+
+  get(kind: IndexKind): KeyIndex {
+    const index = this.open.get(kind);
+    if (!index) throw new KmodloadError('the module database is closed', EXIT.internal);
+    return index;
   }
 
   close(): void {

@@ -18,14 +18,15 @@ export interface KeyIndex {
 
 interface TrieNode {
   prefix: string;
-  children: Map<string, TrieNode>;
+  /** Absent on leaves (most nodes): fewer objects for the collector to copy. */
+  children: Map<string, TrieNode> | undefined;
   /** Children in byte order, computed once the trie is complete. */
   sorted?: Array<[string, TrieNode]>;
   values: IndexValue[];
 }
 
 function newNode(prefix: string): TrieNode {
-  return { prefix, children: new Map(), values: [] };
+  return { prefix, children: undefined, values: [] };
 }
 
 /** depmod's and kmod's insertion: before the first value of equal or higher priority. */
@@ -37,7 +38,7 @@ function addValue(values: IndexValue[], value: string, priority: number): void {
 
 function sortedChildren(node: TrieNode): Array<[string, TrieNode]> {
   if (!node.sorted) {
-    node.sorted = [...node.children.entries()].sort((a, b) =>
+    node.sorted = [...(node.children ?? [])].sort((a, b) =>
       a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0,
     );
   }
@@ -76,11 +77,11 @@ export class TextIndex implements KeyIndex {
         addValue(node.values, value, priority);
         return;
       }
-      const child = node.children.get(ch);
+      const child = node.children?.get(ch);
       if (!child) {
         const leaf = newNode(key.slice(i + 1));
         leaf.values.push({ value, priority });
-        node.children.set(ch, leaf);
+        (node.children ??= new Map()).set(ch, leaf);
         return;
       }
       node = child;
@@ -96,7 +97,7 @@ export class TextIndex implements KeyIndex {
       i += node.prefix.length;
       const ch = key[i];
       if (ch === undefined) return node.values.slice();
-      node = node.children.get(ch);
+      node = node.children?.get(ch);
       i++;
     }
     return [];
@@ -117,7 +118,7 @@ export class TextIndex implements KeyIndex {
       }
       i += node.prefix.length;
       for (const wild of ['*', '?', '[']) {
-        const child = node.children.get(wild);
+        const child = node.children?.get(wild);
         if (child) this.collect(child, 0, wild, key.slice(i), out);
       }
       const ch = key[i];
@@ -125,7 +126,7 @@ export class TextIndex implements KeyIndex {
         for (const v of node.values) addValue(out, v.value, v.priority);
         return out;
       }
-      node = node.children.get(ch);
+      node = node.children?.get(ch);
       i++;
     }
     return out;
@@ -147,7 +148,7 @@ export class TextIndex implements KeyIndex {
   }
 
   close(): void {
-    this.root.children.clear();
+    this.root.children = undefined;
     this.root.values = [];
   }
 }

@@ -16,7 +16,8 @@ export interface IndexValue {
   priority: number;
 }
 
-/** A mapped modules.*.bin file. Lookups are synchronous: the file is already in memory. */
+/** A modules.*.bin file read into memory. Lookups are synchronous and bounded: each reaches a
+ *  node at most once and a wildcard's fnmatch() work is capped (EBADMSG beyond). */
 export interface NativeIndex {
   /** Exact lookup: the values stored under exactly `key`, in kmod's order (by priority). */
   exact(key: string): IndexValue[];
@@ -24,7 +25,7 @@ export interface NativeIndex {
   wildcard(key: string): IndexValue[];
   /** Every key with its values, in trie order (tests and the text comparison use it). */
   entries(): Array<{ key: string; values: IndexValue[] }>;
-  /** Unmaps the file. Further calls throw. */
+  /** Frees the copy. Further calls throw. */
   close(): void;
 }
 
@@ -53,7 +54,8 @@ export interface NativeBinding {
   /** The image insertModule would give init_module: the file's bytes, decompressed. */
   readModuleImage(path: string): Promise<{ format: CompressionFormat | null; image: Buffer }>;
   deleteModule(name: string, flags: number): Promise<void>;
-  /** Opens and maps a kmod index file; rejects (code EBADMSG / ENOENT ...) on a bad file. */
+  /** Reads a kmod index file (regular file, at most 32 MiB) into memory; rejects (code
+   *  EBADMSG / ENOENT / EFBIG ...) on a bad file. A 0-byte file is an empty index. */
   openIndex(path: string): Promise<NativeIndex>;
   /** libc fnmatch(pattern, string, 0), the matcher kmod uses for aliases. */
   fnmatch(pattern: string, string: string): boolean;

@@ -1,6 +1,8 @@
 // The resolver: module database + modprobe.d -> ordered plan, and its --show-depends text.
+import { promises as fs } from 'node:fs';
+
 import { ModuleDatabase, type ResolverOptions } from '../db';
-import { loadBinding } from '../native/addon';
+import { addonPath, loadBinding } from '../native/addon';
 import type { NativeBinding } from '../native/binding';
 
 export { ModuleDatabase, type ResolverOptions } from '../db';
@@ -11,19 +13,24 @@ export { planRequests, type PlanOptions } from './plan-requests';
 export { formatShowDepends, showDependsExitStatus } from './show-depends';
 
 /**
- * Opens the module tree <root>/lib/modules/<version> with its configuration. The `.bin`
- * indexes are read through the addon; without the addon, or for a tree without them, the
- * text files give the same answers. Rejects with KmodloadError (EXIT.environment) when the
- * directory is missing or an index is unreadable.
+ * Opens the module tree <root>/lib/modules/<version> with its configuration, reading every
+ * index before it returns (planning then reads nothing). The `.bin` indexes are read through
+ * the addon; without the addon (not built), or for a tree without them, the text files give
+ * the same answers. Rejects with KmodloadError (EXIT.environment) when the directory is
+ * missing, an index is unreadable or corrupt, or the addon exists but cannot be loaded.
  */
 export async function openModuleDatabase(opts: ResolverOptions = {}): Promise<ModuleDatabase> {
-  return ModuleDatabase.open(opts, optionalBinding());
+  return ModuleDatabase.open(opts, await optionalBinding());
 }
 
-function optionalBinding(): NativeBinding | undefined {
+/** The addon, or undefined when it is not there at all. One that is there but does not load
+ *  (built for another Node ABI, damaged) is an error: answering from the text files instead
+ *  would hide a broken installation until a load needs the addon anyway. */
+async function optionalBinding(): Promise<NativeBinding | undefined> {
   try {
-    return loadBinding();
-  } catch {
-    return undefined; // not built: the text indexes and the JS fnmatch stand in
+    await fs.access(addonPath());
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
   }
+  return loadBinding();
 }

@@ -1,6 +1,9 @@
 // Truncated, bit-flipped and hand-crafted hostile index files: openIndex rejects or lookups
 // return or throw EBADMSG, never a crash (this file runs in a forked worker, so a crash
-// would fail it) and never a hang on cyclic offsets.
+// would fail it) and never a hang on cyclic offsets. The reader reaches each node at most
+// once per lookup, so shared or cyclic child offsets fail at the second visit: the hostile
+// cases below end after a few hundred node reads by construction, whatever the machine.
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -94,6 +97,16 @@ function craft(size: number, root: number, parts: Array<[number, number[]]>): Ui
   return buf;
 }
 
+/** What fn throws; fails the test when it returns. */
+function thrown(fn: () => unknown): SystemError {
+  try {
+    fn();
+  } catch (error) {
+    return error as SystemError;
+  }
+  throw new Error('expected an exception');
+}
+
 function be32(n: number): number[] {
   return [(n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
 }
@@ -128,7 +141,9 @@ describe('damaged copies of the real 6.1 indexes', () => {
       for (const length of lengths) {
         const what = `${name} truncated to ${length}`;
         const index = await tryOpen(original.subarray(0, length), what);
-        if (length < 12) expect(index, what).toBeNull();
+        // 0 bytes is depmod's empty index; anything else shorter than the header is corrupt.
+        if (length === 0) expect(index?.entries(), what).toEqual([]);
+        else if (length < 12) expect(index, what).toBeNull();
         if (index) {
           failures += exercise(index, keys, what);
           index.close();
@@ -181,6 +196,24 @@ describe('hostile hand-made indexes', () => {
     await expect(binding.openIndex(tmp)).rejects.toMatchObject({ code: 'EISDIR', path: tmp });
   });
 
+  it("depmod's empty indexes are valid and empty: 0 bytes, and a header whose root is an empty node at the end", async () => {
+    for (const [label, data] of [
+      ['0 bytes', Buffer.alloc(0)],
+      ['12 bytes, root at 0xc without flags', craft(12, 12, [])],
+    ] as const) {
+      const index = (await tryOpen(data, label))!;
+      expect(index, label).not.toBeNull();
+      expect(index.entries()).toEqual([]);
+      expect(index.exact('libcrc32c')).toEqual([]);
+      expect(index.exact('')).toEqual([]);
+      expect(index.wildcard('crc32c')).toEqual([]);
+      index.close();
+    }
+    // With flags, a node needs bytes: the same offset is then beyond the end of the file.
+    const flagged = (await tryOpen(craft(12, VALUES | 12, []), 'flagged root at end'))!;
+    expect(() => flagged.exact('a')).toThrow(/EBADMSG.*beyond end of file/);
+  });
+
   it('an index with a null root is empty', async () => {
     const index = (await tryOpen(craft(12, 0, []), 'null root'))!;
     expect(index.entries()).toEqual([]);
@@ -210,13 +243,98 @@ describe('hostile hand-made indexes', () => {
     }
     const chain = [0x61, 0x61, ...be32(self), ...be32(0)];
     const cyclicA = (await tryOpen(craft(64, self, [[12, chain]]), 'a cycle'))!;
-    // Exact lookups consume one key byte per node, so they end; the walk of everything does not.
-    expect(cyclicA.exact('a'.repeat(30))).toEqual([]);
-    expect(() => cyclicA.exact('a'.repeat(1000))).toThrow(/EBADMSG/);
-    expect(() => cyclicA.entries()).toThrow(/EBADMSG/);
+    // The root answers for the empty key; the second step reaches the root again.
+    expect(cyclicA.exact('')).toEqual([]);
+    expectIndexError(thrown(() => cyclicA.exact('a')), 'exact a');
+    expectIndexError(thrown(() => cyclicA.exact('a'.repeat(1000))), 'exact a x 1000');
+    expectIndexError(thrown(() => cyclicA.entries()), 'entries');
   });
 
-  it('a DAG that shares children exponentially stops at the visit budget', async () => {
+  it('a longer cycle (root -> a -> b -> root) is EBADMSG at the second visit', async () => {
+    // root@12 --'a'--> n1@22 --'b'--> root
+    const root = CHILDS | VALUES | 12;
+    const n1 = CHILDS | VALUES | 22;
+    const data = craft(64, root, [
+      [12, [0x61, 0x61, ...be32(n1), ...be32(0)]],
+      [22, [0x62, 0x62, ...be32(root), ...be32(0)]],
+    ]);
+    const index = (await tryOpen(data, 'long cycle'))!;
+    expect(index.exact('a')).toEqual([]);
+    for (const [label, op] of [
+      ['exact', () => index.exact('aba')],
+      ['wildcard', () => index.wildcard('abab')],
+      ['entries', () => index.entries()],
+    ] as const) {
+      const error = thrown(op);
+      expectIndexError(error, label);
+      expect(error.message).toMatch(/reached twice/);
+    }
+  });
+
+  it('child slots all pointing at one node holding 4,000 values fail at once (EBADMSG)', async () => {
+    // The crafted class: a 21 KB file whose root has 96 child slots (' '..'\x7f') that all
+    // point at one node with 4,000 values. Followed naively, every slot yields the 4,000
+    // values again (and again at each level when the node points at itself); here the
+    // second slot reaches a node already seen.
+    const valueBytes: number[] = [];
+    for (let i = 0; i < 4000; i++) valueBytes.push(...be32(4000 - i), 0x6d, 0);
+    const shared = 12 + 2 + 4 * 96;
+    const sharedRaw = CHILDS | VALUES | shared;
+    const rootChildren: number[] = [];
+    for (let c = 0; c < 96; c++) rootChildren.push(...be32(sharedRaw));
+    const data = craft(shared + 2 + 4 * 96 + 4 + valueBytes.length, CHILDS | 12, [
+      [12, [0x20, 0x7f, ...rootChildren]],
+      [shared, [0x20, 0x7f, ...rootChildren, ...be32(4000), ...valueBytes]],
+    ]);
+    expect(data.length).toBeGreaterThan(20_000);
+    expect(data.length).toBeLessThan(40_000);
+    const index = (await tryOpen(data, 'shared children'))!;
+    // One path reaches the node once: its 4,000 values, in file order.
+    const values = index.exact('*');
+    expect(values).toHaveLength(4000);
+    expect(values[0]).toEqual({ value: 'm', priority: 4000 });
+    for (const [label, op] of [
+      ['entries', () => index.entries()],
+      ['wildcard *', () => index.wildcard('x')],
+      ['wildcard', () => index.wildcard('pci:v00008086d00001533sv00000000sd00000000bc02')],
+      ['exact twice', () => index.exact('**')],
+    ] as const) {
+      const error = thrown(op);
+      expectIndexError(error, label);
+      expect(error.message).toMatch(/reached twice/);
+    }
+  });
+
+  it('a node with a huge value count, reached once, is sorted by priority', async () => {
+    // 20,000 values with priorities cycling 0..9 under a '*' pattern: the wildcard result is
+    // sorted by priority and, among equal priorities, the value stored last comes first
+    // (kmod's add_value()).
+    const valueBytes: number[] = [];
+    const count = 20_000;
+    for (let i = 0; i < count; i++) {
+      valueBytes.push(...be32(i % 10), ...Buffer.from(`v${i}`), 0);
+    }
+    const node = CHILDS | 12;
+    const star = VALUES | 22;
+    const data = craft(22 + 4 + valueBytes.length, node, [
+      [12, [0x2a, 0x2a, ...be32(star), ...be32(0)]],
+      [22, [...be32(count), ...valueBytes]],
+    ]);
+    const index = (await tryOpen(data, 'many values'))!;
+    const found = index.wildcard('anything');
+    expect(found).toHaveLength(count);
+    expect(found[0]).toEqual({ value: `v${count - 10}`, priority: 0 });
+    expect(found[1]).toEqual({ value: `v${count - 20}`, priority: 0 });
+    expect(found[count - 1]).toEqual({ value: 'v9', priority: 9 });
+    for (let i = 1; i < count; i++) {
+      expect(found[i]!.priority >= found[i - 1]!.priority).toBe(true);
+    }
+    expect(index.exact('*').map((v) => v.value)).toEqual(
+      Array.from({ length: count }, (_, i) => `v${i}`),
+    );
+  });
+
+  it('a DAG that shares children exponentially fails at the first shared node', async () => {
     // 24 levels of nodes whose 96 children all point at the next level: 96^24 paths.
     const parts: Array<[number, number[]]> = [];
     const levels = 24;
@@ -253,7 +371,36 @@ describe('hostile hand-made indexes', () => {
     expect(() => unterminatedValue.exact('')).toThrow(/EBADMSG/);
   });
 
-  it('a closed index throws instead of reading unmapped memory', async () => {
+  it('reads a copy: truncating the file after opening changes nothing (no mapping to fault)', async () => {
+    const file = path.join(tmp, 'shrinking.bin');
+    fs.copyFileSync(path.join(kernelTree('6.1').moduleDir, 'modules.dep.bin'), file);
+    const index = await binding.openIndex(file);
+    const before = index.exact('ip_vs');
+    expect(before).toHaveLength(1);
+    fs.truncateSync(file, 100);
+    expect(index.exact('ip_vs')).toEqual(before);
+    expect(index.entries().length).toBeGreaterThan(1000);
+    index.close();
+  });
+
+  it('refuses a FIFO (without blocking) and a file over the size cap', async () => {
+    const fifo = path.join(tmp, 'fifo.bin');
+    execFileSync('mkfifo', [fifo]);
+    await expect(binding.openIndex(fifo)).rejects.toMatchObject({
+      code: 'EBADMSG',
+      message: expect.stringMatching(/not a regular file/),
+    });
+    const big = path.join(tmp, 'big.bin');
+    fs.writeFileSync(big, craft(12, 0, []));
+    fs.truncateSync(big, 32 * 1024 * 1024 + 1); // sparse: nothing is written
+    await expect(binding.openIndex(big)).rejects.toMatchObject({ code: 'EFBIG', path: big });
+    fs.truncateSync(big, 32 * 1024 * 1024);
+    const atCap = await binding.openIndex(big);
+    expect(atCap.entries()).toEqual([]);
+    atCap.close();
+  });
+
+  it('a closed index throws instead of reading freed memory', async () => {
     const index = await binding.openIndex(
       path.join(kernelTree('6.1').moduleDir, 'modules.builtin.bin'),
     );

@@ -142,7 +142,7 @@ describe('configuration files', () => {
     return d;
   };
 
-  it('orders files by name across directories; the first directory hides the same name', () => {
+  it('orders files by name across directories; the first directory hides the same name', async () => {
     const a = tmp();
     const b = tmp();
     const moduleDir = tmp();
@@ -155,7 +155,7 @@ describe('configuration files', () => {
     fs.mkdirSync(path.join(b, 'dir.conf'));
     const file = path.join(tmp(), 'rules');
     fs.writeFileSync(file, '');
-    const listed = listConfigFiles([a, b, '/no/such/dir', file], moduleDir);
+    const listed = await listConfigFiles([a, b, '/no/such/dir', file], moduleDir);
     expect(listed.map((f) => f.file)).toEqual([
       `${b}/a.conf`,
       `${moduleDir}/modules.softdep`,
