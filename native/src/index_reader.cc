@@ -13,7 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <unordered_set>
+#include <set>
 #include <utility>
 
 namespace kmodload {
@@ -228,7 +228,7 @@ class IndexReader::Walk {
   // the wildcard at prefix byte j of node, or from node's child `wild`.
   void SearchFrom(const Node& node, size_t j, std::string* pattern, const char* subkey,
                   size_t subkey_len, std::vector<Found>* out) {
-    std::unordered_set<size_t> outer;
+    std::set<size_t> outer;
     outer.swap(seen_);
     SearchAll(node, j, pattern, subkey, subkey_len, out);
     outer.swap(seen_);
@@ -236,7 +236,7 @@ class IndexReader::Walk {
 
   void SearchChild(const Node& node, char wild, std::string* pattern, const char* subkey,
                    size_t subkey_len, std::vector<Found>* out) {
-    std::unordered_set<size_t> outer;
+    std::set<size_t> outer;
     outer.swap(seen_);
     Node child;
     if (Child(node, wild, &child)) {
@@ -267,7 +267,9 @@ class IndexReader::Walk {
   const uint8_t* data_;
   size_t size_;
   uint32_t root_;
-  std::unordered_set<size_t> seen_;
+  // std::set, not unordered_set: the hash table's bucket array would need a libstdc++ newer
+  // than EL8's (GLIBCXX_3.4.29, scripts/check-glibc.sh).
+  std::set<size_t> seen_;
   size_t matched_ = 0;
   size_t reads_ = 0;
   size_t read_limit_ = SIZE_MAX;
