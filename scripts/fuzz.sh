@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes the index reader (native/src/index_reader.cc) with libFuzzer + ASan + UBSan, then
-# the policy parser and evaluator (scripts/fuzz-policy.js, on the compiled dist/).
+# Fuzzes the index reader (native/src/index_reader.cc) and the insert path's file handling
+# (native/src/module_file.cc, decompress.cc) with libFuzzer + ASan + UBSan, then the policy
+# parser and evaluator (scripts/fuzz-policy.js, on the compiled dist/).
 #   scripts/fuzz.sh [SECONDS]     run each for SECONDS (default 30); non-zero exit on a crash
 # The corpus starts from the real modules.*.bin of the fixture trees and from a small tree
 # made with depmod (small inputs mutate faster); it is kept in .cache/fuzz between runs and
@@ -51,6 +52,23 @@ done
 echo "fuzz: running index_fuzz for ${seconds}s (corpus $corpus)"
 "$build/index_fuzz" -max_total_time="$seconds" -timeout=60 -rss_limit_mb=4096 \
   -print_final_stats=1 -artifact_prefix="$work/crashes/" "$corpus" "$seeds"
+
+# The insert path's file handling, seeded with a module (its first 48 KiB) compressed each way
+# the kernel meets modules, whole and cut short.
+files="$work/module-files"
+mkdir -p "$files/corpus" "$files/seeds"
+if [ ! -f "$files/seeds/plain" ]; then
+  module=$("$repo/scripts/fetch-kernels.sh" | awk '$1 == "6.1" { print $2 "/lib/modules/" $3 }')
+  head -c 49152 "$module/kernel/fs/fat/fat.ko" >"$files/seeds/plain"
+  gzip -9 -c "$files/seeds/plain" >"$files/seeds/gzip"
+  xz --check=crc32 -c "$files/seeds/plain" >"$files/seeds/xz"
+  xz -c "$files/seeds/plain" >"$files/seeds/xz-crc64"
+  zstd -q -c "$files/seeds/plain" >"$files/seeds/zstd"
+  for kind in gzip xz zstd; do head -c 200 "$files/seeds/$kind" >"$files/seeds/$kind-cut"; done
+fi
+echo "fuzz: running module_file_fuzz for ${seconds}s (corpus $files/corpus)"
+"$build/module_file_fuzz" -max_total_time="$seconds" -timeout=60 -rss_limit_mb=4096 \
+  -print_final_stats=1 -artifact_prefix="$work/crashes/" "$files/corpus" "$files/seeds"
 
 [ -f "$repo/dist/policy/index.js" ] || (cd "$repo" && npx tsc -p tsconfig.build.json)
 node "$repo/scripts/fuzz-policy.js" "$seconds"

@@ -89,7 +89,7 @@ bool ModuleFile::KernelDecodes(const std::vector<std::string>& kernel_formats) c
   return true;
 }
 
-Decompressed ModuleFile::Image() const {
+Decompressed ModuleFile::Image(size_t max_output) const {
   // Read to EOF, not to st_size: the size may change under us, and the cap holds either way.
   Block file;
   size_t capacity = 0;
@@ -120,7 +120,7 @@ Decompressed ModuleFile::Image() const {
     return plain;
   }
   try {
-    return codec_->decode(file.data, used, kMaxDecompressedSize);
+    return codec_->decode(file.data, used, max_output);
   } catch (const DecompressError& e) {
     throw ModuleFileError(e.err(), "decompress", e.what());
   } catch (const std::bad_alloc&) {

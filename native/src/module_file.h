@@ -54,8 +54,9 @@ class ModuleFile {
   bool KernelDecodes(const std::vector<std::string>& kernel_formats) const;
 
   // The bytes init_module needs: the whole file, decompressed when it is compressed.
-  // Read with pread from offset 0, up to kMaxModuleFileSize (EFBIG beyond).
-  Decompressed Image() const;
+  // Read with pread from offset 0, up to kMaxModuleFileSize (EFBIG beyond); decompressed, up
+  // to max_output (the fuzz target lowers it).
+  Decompressed Image(size_t max_output = kMaxDecompressedSize) const;
 
  private:
   explicit ModuleFile(int fd);
