@@ -69,8 +69,9 @@ async function openDatabase(
     return { db: await planner.openModuleDatabase(resolverOptions(options)), planner };
   } catch (error) {
     if (error instanceof KmodloadError) throw error;
-    throw new KmodloadError(`cannot open the module tree: ${errorText(error)}`, EXIT.environment, {
+    throw new KmodloadError(errorText(error), EXIT.environment, {
       cause: error,
+      subject: 'cannot open the module tree',
     });
   }
 }
@@ -221,10 +222,9 @@ function unloadTargets(plan: Plan): UnloadTarget[] {
     // Install rules and blacklists do not matter for removal: only a name that cannot be
     // looked up at all is refused.
     if (request.error && request.probes.length === 0) {
-      throw new KmodloadError(
-        `cannot unload ${request.request}: ${request.error.message}`,
-        EXIT.refused,
-      );
+      throw new KmodloadError(request.error.message, EXIT.refused, {
+        subject: `cannot unload ${request.request}`,
+      });
     }
     return { request: request.request, modules: request.probes.map((probe) => probe.module) };
   });

@@ -19,14 +19,34 @@ export const EXIT = {
 
 export type ExitStatus = (typeof EXIT)[keyof typeof EXIT];
 
-/** An expected failure: its message is one line for a person, no stack trace shown. */
+/**
+ * An expected failure: its message is one line for a person, no stack trace shown. The line
+ * is made here only: "SUBJECT: REASON" when the error says what it is about ("cannot load
+ * ip_vs", "cannot read module index /x"), else the reason alone. Code that adds context asks
+ * `subject` instead of reading the message.
+ */
 export class KmodloadError extends Error {
+  /** What failed: "cannot load ip_vs". Absent when the reason stands alone. */
+  readonly subject: string | undefined;
+  /** Why. */
+  readonly reason: string;
+
   constructor(
-    message: string,
+    reason: string,
     readonly exitStatus: ExitStatus,
-    options?: { cause?: unknown },
+    options: { cause?: unknown; subject?: string } = {},
   ) {
-    super(message, options);
+    super(options.subject === undefined ? reason : `${options.subject}: ${reason}`, {
+      cause: options.cause,
+    });
     this.name = 'KmodloadError';
+    this.subject = options.subject;
+    this.reason = reason;
+  }
+
+  /** This error about `subject`; itself when it already names what it is about. */
+  about(subject: string): KmodloadError {
+    if (this.subject !== undefined) return this;
+    return new KmodloadError(this.reason, this.exitStatus, { cause: this, subject });
   }
 }

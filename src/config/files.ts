@@ -83,9 +83,8 @@ async function listPath(configPath: string, mustExist: boolean): Promise<ConfigF
 }
 
 function unreadable(configPath: string, error: unknown): KmodloadError {
-  const reason = String((error as Error).message).split(', ')[0];
-  return new KmodloadError(
-    `cannot read modprobe configuration ${configPath}: ${reason}`,
-    EXIT.environment,
-  );
+  const reason = String((error as Error).message).split(', ')[0] ?? '';
+  return new KmodloadError(reason, EXIT.environment, {
+    subject: `cannot read modprobe configuration ${configPath}`,
+  });
 }

@@ -68,10 +68,9 @@ async function readConfigFile(file: string, strict: boolean): Promise<Buffer | u
     const bounded = error.code === 'EFTYPE' || error.code === 'EFBIG';
     const gone = error.code === 'ENOENT' || error.code === 'EISDIR';
     if (gone || (!strict && !bounded)) return undefined;
-    throw new KmodloadError(
-      `cannot read modprobe configuration ${file}: ${error.message}`,
-      EXIT.environment,
-    );
+    throw new KmodloadError(error.message, EXIT.environment, {
+      subject: `cannot read modprobe configuration ${file}`,
+    });
   }
 }
 

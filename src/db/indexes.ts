@@ -52,8 +52,9 @@ function indexError(file: string, error: unknown): KmodloadError {
   // file is named here once, so keep what comes before the syscall and path.
   const text = errorText(error);
   const reason = text.replace(/, [a-z_]+ '[^']*'$/, '');
-  return new KmodloadError(`cannot read module index ${file}: ${reason}`, EXIT.environment, {
+  return new KmodloadError(reason, EXIT.environment, {
     cause: error,
+    subject: `cannot read module index ${file}`,
   });
 }
 
@@ -176,8 +177,9 @@ export class ModuleIndexes {
       return (await readRegularFile(file, MAX_INDEX_FILE_BYTES)).toString('utf8');
     } catch (error) {
       if (error instanceof FileReadError && error.code === 'ENOENT') return '';
-      throw new KmodloadError(`cannot read ${file}: ${errorText(error)}`, EXIT.environment, {
+      throw new KmodloadError(errorText(error), EXIT.environment, {
         cause: error,
+        subject: `cannot read ${file}`,
       });
     }
   }

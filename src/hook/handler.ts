@@ -136,22 +136,16 @@ function planSteps(plan: Plan | undefined): HookLogStep[] {
   return steps;
 }
 
+/** The run's failure as one line: about the container's modules, unless it says already
+ *  what it is about. */
 function asKmodloadError(error: unknown, modules: string[]): KmodloadError {
-  if (error instanceof KmodloadError) {
-    if (/^cannot (load|read)/.test(error.message) || modules.length === 0) return error;
-    return new KmodloadError(
-      `cannot load ${modules.join(',')}: ${error.message}`,
-      error.exitStatus,
-      {
-        cause: error,
-      },
-    );
-  }
+  const subject = modules.length > 0 ? `cannot load ${modules.join(',')}` : undefined;
+  if (error instanceof KmodloadError) return subject ? error.about(subject) : error;
   // Not an expected failure: a bug, reported as one line like the rest, with the CLI's status.
   const message = error instanceof Error ? error.message : String(error);
-  const what = modules.length > 0 ? `cannot load ${modules.join(',')}` : 'hook failed';
-  return new KmodloadError(`${what}: internal error: ${message}`, EXIT.internal, {
+  return new KmodloadError(`internal error: ${message}`, EXIT.internal, {
     cause: error,
+    subject: subject ?? 'hook failed',
   });
 }
 

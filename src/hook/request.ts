@@ -46,10 +46,9 @@ export function parseKernelModules(value: string, source: string = KERNEL_MODULE
         name.length > MAX_MODULE_NAME_LENGTH && MODULE_NAME.test(name)
           ? `longer than ${MAX_MODULE_NAME_LENGTH} characters`
           : 'only letters, digits, "_" and "-" are allowed';
-      throw new KmodloadError(
-        `cannot load ${quote(name)}: invalid module name in ${source} (${why})`,
-        EXIT.refused,
-      );
+      throw new KmodloadError(`invalid module name in ${source} (${why})`, EXIT.refused, {
+        subject: `cannot load ${quote(name)}`,
+      });
     }
     if (!names.includes(name)) names.push(name);
   }
@@ -212,8 +211,9 @@ export async function readHookRequest(
     // fs messages read "EACCES: permission denied, open '/x'": the path is ours to print.
     const reason = error instanceof FileReadError ? error.message : errorText(error).split(', ')[0];
     throw new KmodloadError(
-      `cannot read container config ${configPath}: ${reason} (cannot tell which kernel modules it needs)`,
+      `${reason} (cannot tell which kernel modules it needs)`,
       EXIT.environment,
+      { subject: `cannot read container config ${configPath}` },
     );
   }
   if (bytes.length > MAX_CONFIG_BYTES) throw tooLarge(configPath);

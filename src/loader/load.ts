@@ -62,16 +62,15 @@ export function assertPlanRunnable(
     }
     reason ??= plan.policy?.violations.find((v) => v.request === request.request)?.reason;
     if (reason !== undefined) {
-      throw new KmodloadError(`cannot load ${request.request}: ${reason}`, EXIT.refused);
+      throw new KmodloadError(reason, EXIT.refused, { subject: `cannot load ${request.request}` });
     }
   }
   // A limit on the whole request (max-modules).
   const overall = plan.policy?.violations.find((v) => v.request === undefined);
   if (overall) {
-    throw new KmodloadError(
-      `cannot load ${namesForMessage(plan)}: ${overall.reason}`,
-      EXIT.refused,
-    );
+    throw new KmodloadError(overall.reason, EXIT.refused, {
+      subject: `cannot load ${namesForMessage(plan)}`,
+    });
   }
 }
 

@@ -79,7 +79,9 @@ async function assertRemovable(
   for (const target of targets) {
     for (const name of target.modules) {
       const refuse = (reason: string): never => {
-        throw new KmodloadError(`cannot unload ${target.request}: ${reason}`, EXIT.refused);
+        throw new KmodloadError(reason, EXIT.refused, {
+          subject: `cannot unload ${target.request}`,
+        });
       };
       const command = db.removeCommand(name);
       if (command) {

@@ -54,9 +54,10 @@ export function loadBinding(): NativeBinding {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     cached = wrapBinding(require(file) as NativeBinding);
   } catch (error) {
-    const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
-    throw new KmodloadError(`cannot load native addon ${file}: ${reason}`, EXIT.environment, {
+    const reason = error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error);
+    throw new KmodloadError(reason, EXIT.environment, {
       cause: error,
+      subject: `cannot load native addon ${file}`,
     });
   }
   return cached;
