@@ -276,6 +276,37 @@ async function stallRows(root, textRoot, version, names) {
   );
 }
 
+/** A modprobe.d file at the 4 MiB cap, of the lines real files hold, parsed by the loader's
+ *  parser against a bare split of the same text into lines (medians of 9 alternating runs). */
+async function configParseRow() {
+  const { parseConfigFile } = require('../dist/config/parse.js');
+  const { emptyConfig } = require('../dist/config/types.js');
+  const lines = [];
+  let size = 0;
+  for (let i = 0; size < 4 * 1024 * 1024 - 200; i++) {
+    const line =
+      i % 4 === 0
+        ? `# comment ${i}`
+        : i % 4 === 1
+          ? `options mod_${i % 5000} param${i}=${i} other=value`
+          : i % 4 === 2
+            ? `alias pci:v0000${i}d*sv*sd*bc*sc*i* mod-${i % 5000}`
+            : `blacklist mod_${i}`;
+    lines.push(line);
+    size += line.length + 1;
+  }
+  const text = `${lines.join('\n')}\n`;
+  const times = await alternate(
+    9,
+    async () => parseConfigFile(text, 'big.conf', emptyConfig()),
+    async () => text.split('\n'),
+  );
+  const show = (s) => `${s.median.toFixed(1)} (${s.min.toFixed(1)}-${s.max.toFixed(1)})`;
+  console.log(
+    `${`modprobe.d file of ${(text.length / 1048576).toFixed(1)} MiB, parse`.padEnd(44)} ${show(stats(times.a)).padStart(20)} ms   ${'split into lines'.padEnd(16)} ${show(stats(times.b)).padStart(20)} ms`,
+  );
+}
+
 function row(label, ours, baseline, baselineLabel) {
   const ratio = baseline / ours;
   console.log(
@@ -392,6 +423,7 @@ async function main() {
       `\n${'event loop: max delay (monitorEventLoopDelay, 1 ms), medians (min-max) of 9 runs'}`,
     );
     await stallRows(root, textRoot, version, random);
+    await configParseRow();
   } finally {
     fs.rmSync(textRoot, { recursive: true, force: true });
   }

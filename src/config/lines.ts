@@ -38,10 +38,16 @@ export function logicalLines(content: string): LogicalLine[] {
   // The text after a final newline is not a line.
   const count = endsWithNewline ? physical.length - 1 : physical.length;
   const lines: LogicalLine[] = [];
-  let parts: string[] = [];
+  let parts: string[] | undefined;
   for (let n = 0; n < count; n++) {
-    const { text, continues } = unescape(physical[n] as string);
-    parts.push(text);
+    const raw = physical[n] as string;
+    // Most lines have no backslash and join nothing: taken as they are, no copies.
+    if (parts === undefined && !raw.includes('\\')) {
+      lines.push({ text: raw, lineNumber: n + 1 });
+      continue;
+    }
+    const { text, continues } = unescape(raw);
+    (parts ??= []).push(text);
     if (continues && n + 1 < count) continue;
     const line: LogicalLine = { text: parts.join(''), lineNumber: n + 1 };
     if (continues) {
@@ -50,7 +56,7 @@ export function logicalLines(content: string): LogicalLine[] {
       if (endsWithNewline) line.lineNumber = n + 2;
     }
     lines.push(line);
-    parts = [];
+    parts = undefined;
   }
   return lines;
 }

@@ -4,13 +4,18 @@
 /** kmod reads names into PATH_MAX buffers: longer names are cut, not refused. */
 const NAME_MAX_LENGTH = 4095;
 
+const NEEDS_ALIAS_WORK = /[-[\]]/;
+const NEEDS_MODNAME_WORK = /[-.]/;
+
 /**
  * A config or index key with `-` turned into `_` outside `[...]`. Returns undefined for an
  * unbalanced bracket, which kmod treats as a bad name (config line ignored, lookup refused).
  */
 export function aliasNormalize(name: string): string | undefined {
-  let out = '';
   const text = name.length > NAME_MAX_LENGTH ? name.slice(0, NAME_MAX_LENGTH) : name;
+  // Most names need nothing done: no string is built for them.
+  if (!NEEDS_ALIAS_WORK.test(text)) return text;
+  let out = '';
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
     if (c === '-') out += '_';
@@ -27,6 +32,7 @@ export function aliasNormalize(name: string): string | undefined {
 
 /** A module name from a file name or request: `-` -> `_`, cut at the first `.`. */
 export function modnameNormalize(name: string): string {
+  if (name.length <= NAME_MAX_LENGTH && !NEEDS_MODNAME_WORK.test(name)) return name;
   let out = '';
   for (let i = 0; i < name.length && i < NAME_MAX_LENGTH; i++) {
     const c = name[i];

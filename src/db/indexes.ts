@@ -10,7 +10,8 @@
 import { EXIT, KmodloadError } from '../errors';
 import { FileReadError, readRegularFile } from '../files';
 import type { IndexValue, NativeBinding, NativeIndex } from '../native/binding';
-import { errorText } from '../text';
+import { systemErrorReason } from '../native/system-error';
+import { errorText, oneLine } from '../text';
 import type { Matcher } from './fnmatch';
 import {
   aliasIndexBuild,
@@ -49,9 +50,8 @@ export const MAX_INDEX_FILE_BYTES = 32 * 1024 * 1024;
 /** The error for a damaged or unreadable index: one line, the file named. */
 function indexError(file: string, error: unknown): KmodloadError {
   // The addon's messages read "EBADMSG: corrupt index: <why>, index_exact '<file>'": the
-  // file is named here once, so keep what comes before the syscall and path.
-  const text = errorText(error);
-  const reason = text.replace(/, [a-z_]+ '[^']*'$/, '');
+  // file is named here once.
+  const reason = oneLine(systemErrorReason(error));
   return new KmodloadError(reason, EXIT.environment, {
     cause: error,
     subject: `cannot read module index ${file}`,

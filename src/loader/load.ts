@@ -11,15 +11,20 @@
 //   call is ok only when no name failed.
 // - ENOSYS (a kernel without module support) ends the whole call at once: every other insert
 //   would fail the same way.
+// - A module file that exists but cannot be used (not a regular file, over the size cap, a
+//   compressed stream that does not decode) rejects the call (EXIT.environment): the tree is
+//   broken. What was inserted before stays, and is reported through onModuleResult.
 
 import { EXIT, KmodloadError } from '../errors';
+import { systemErrorReason } from '../native/system-error';
+import { oneLine } from '../text';
 import type { InitState, Kernel } from '../kernel/kernel';
 import { ruleVerdict, type RuleVerdict } from '../planner/rules';
 import type { Plan, Probe, ProbeStep } from '../planner/plan';
 import type { CommandRunner } from './commands';
 import { expandCommand, runShellCommand } from './commands';
 import type { ModuleError } from './errno';
-import { commandError, fileError, kernelError, moduleError } from './errno';
+import { commandError, errorCode, fileError, kernelError, moduleError } from './errno';
 import type { LoadResult, ModuleResult } from './types';
 
 export interface ExecuteOptions {
@@ -233,10 +238,15 @@ class PlanRunner {
       return undefined;
     } catch (error) {
       rethrowIfEnvironment(error);
-      // The kernel's answer, or the module file's problem (open, read, decompress).
       const syscall = (error as { syscall?: unknown } | null)?.syscall;
       if (syscall === 'finit_module' || syscall === 'init_module') return kernelError(error);
-      return fileError(error, `cannot read module file ${path}`);
+      // A missing file fails this module, as with modprobe. A file that is there but is not a
+      // regular file, is too large or does not decompress is a broken tree: the run stops.
+      if (errorCode(error) === 'ENOENT') return fileError(error, `cannot read module file ${path}`);
+      throw new KmodloadError(oneLine(systemErrorReason(error)), EXIT.environment, {
+        cause: error,
+        subject: `cannot read module file ${path}`,
+      });
     }
   }
 

@@ -24,6 +24,13 @@ export function nameSystemError(error: unknown): unknown {
   return named;
 }
 
+/** A named addon error's message without its ", syscall 'path'" tail, for a line that names
+ *  the file itself: "EBADMSG: xz data is truncated". Other errors: their message. */
+export function systemErrorReason(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/, [a-z_]+(?: '[^']*')?$/, '');
+}
+
 function namedSync<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
   return (...args) => {
     try {

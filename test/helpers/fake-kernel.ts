@@ -21,7 +21,8 @@ export type FakeCall =
 
 /** An errno-style error as the addon produces them. */
 export function systemError(code: string, syscall: string, what: string): Error {
-  const error = new Error(`${code}: ${syscall} '${what}'`) as Error & {
+  // Worded as the addon's errors are: "CODE: description, syscall 'path'".
+  const error = new Error(`${code}: fake kernel, ${syscall} '${what}'`) as Error & {
     code: string;
     errno: number;
     syscall: string;

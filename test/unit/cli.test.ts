@@ -222,6 +222,28 @@ describe('kmodload load', () => {
     );
   });
 
+  it('a module file that is a FIFO, /dev/zero or a directory: exit 4, one line, no hang', () => {
+    const fixture = path.join(REPO_ROOT, 'test/fixtures/trees/no-aliases');
+    const version = '6.1.0-fixture';
+    inScratch('hostile-module', (dir) => {
+      fs.cpSync(fixture, dir, { recursive: true });
+      const file = path.join(dir, 'lib/modules', version, 'kernel/lib/libcrc32c.ko');
+      for (const make of [
+        () => execFileSync('mkfifo', [file]),
+        () => fs.symlinkSync('/dev/zero', file),
+        () => fs.mkdirSync(file),
+      ]) {
+        fs.rmSync(file, { recursive: true, force: true });
+        make();
+        const { status, stderr } = kmodload(['load', '-d', dir, '-S', version, 'libcrc32c']);
+        expect(status).toBe(EXIT.environment);
+        expect(expectOneErrorLine(stderr)).toBe(
+          `kmodload: cannot read module file ${file}: EINVAL: not a regular file`,
+        );
+      }
+    });
+  });
+
   it('--json reports the failure per module', () => {
     const { status, stdout } = kmodload(['load', ...tree61(), '--json', 'dummy']);
     expect(status).toBe(EXIT.failed);

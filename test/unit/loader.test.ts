@@ -506,7 +506,7 @@ describe('executePlan: the insert', () => {
     for (const call of kernel.calls) expect(call).toMatchObject({ kernelFormats: ['xz', 'zstd'] });
   });
 
-  it('a module file that cannot be read or decompressed fails naming the file', async () => {
+  it('a module file that cannot be read or decompressed stops the run: exit 4, naming the file', async () => {
     const file = path.join(tmp, 'corrupt', 'dummy.ko.xz');
     const kernel = new FakeKernel();
     kernel.insertModule = () => {
@@ -516,9 +516,9 @@ describe('executePlan: the insert', () => {
     const p = plan(tree, [
       request('dummy', [probe('dummy', [insmod(tree, 'dummy', { target: true, path: file })])]),
     ]);
-    const result = await executePlan(p, { kernel });
-    expect(result.ok).toBe(false);
-    expect(result.modules[0]?.error).toMatchObject({ code: 'EBADMSG', errno: 74 });
-    expect(result.modules[0]?.error?.message).toContain(`cannot read module file ${file}`);
+    const error = (await executePlan(p, { kernel }).catch((e: unknown) => e)) as KmodloadError;
+    expect(error).toBeInstanceOf(KmodloadError);
+    expect(error.exitStatus).toBe(EXIT.environment);
+    expect(error.message).toBe(`cannot read module file ${file}: EBADMSG: fake kernel`);
   });
 });
