@@ -11,7 +11,8 @@ const EXIT_STATUS = `Exit status:
       denied by the host policy or over its max-modules (--policy),
       module builtin or in use (unload)
   4   the module tree, configuration, policy, addon or bundle could not be
-      read, or the policy is invalid
+      read, or the policy is invalid; a module file that is not a regular
+      file, too large or does not decompress
   70  internal error (a bug: please report it)`;
 
 const TREE_OPTIONS = `  -d, --dirname=DIR         use DIR as the root of /lib/modules (like modprobe -d)

@@ -79,8 +79,8 @@ appears in the plan; the policy decides what else a container may have (kmodload
 Exit status: 0 loaded or nothing asked, 1 the kernel refused a module, 2 bad usage,
 3 request refused (invalid, unknown, blocked or denied name, install rule, too many
 modules), nothing loaded, 4 container state, config.json, policy, modprobe.d or module
-tree unreadable or invalid, 70 internal error. On failure one line on stderr:
-"kmodload: cannot load NAME: REASON".
+tree unreadable or invalid, 70 internal error, 128+N ended by signal N (143 SIGTERM),
+logged as interrupted. On failure one line on stderr: "kmodload: cannot load NAME: REASON".
 `;
 
 export const HOOK_CONFIG_USAGE = `Usage: kmodload hook-config [--format isulad|oci|hooks.d] [--install-wrapper PATH | --wrapper PATH]
