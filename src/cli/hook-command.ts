@@ -23,6 +23,7 @@ import {
   type HookLoader,
   type HookOptions,
   type HookResult,
+  type HookRunHandle,
 } from '../hook/handler';
 import {
   KERNEL_MODULES_ANNOTATION,
@@ -210,37 +211,50 @@ export async function runHookCommand(
     return fail(io, error);
   }
 
-  let input: Buffer;
-  try {
-    input = await readStdin(io.stdin, stdinTimeout);
-  } catch (error) {
-    // A stage that does nothing does not care what it was sent.
-    if (options.stage && !isLoadStage(options.stage)) input = Buffer.alloc(0);
-    else {
-      const message =
-        error instanceof KmodloadError
-          ? error.message
-          : `cannot read container state on stdin: ${(error as Error).message}`;
-      return report(io, finishRefusedRun(new KmodloadError(message, EXIT.environment), options));
-    }
-  }
-
-  // A runtime that gives up on the hook (its timeout) kills it: the log line still says what
-  // was done until then.
+  // A runtime that gives up on the hook (its timeout) kills it, while it waits for the state
+  // or while it loads: either way the log line says what was done until then.
   const signals = deps.signals ?? process;
-  const run = startHook(input, options);
-  let interrupted: ((signal: NodeJS.Signals) => void) | undefined;
+  let run: HookRunHandle | undefined;
+  let onSignal: (signal: NodeJS.Signals) => void = () => undefined;
   const stopped = new Promise<HookResult>((resolve) => {
-    interrupted = (signal) => resolve(run.interrupt(signal));
+    onSignal = (signal) => {
+      if (run) return resolve(run.interrupt(signal));
+      const waiting = new KmodloadError(
+        `interrupted by ${signal} while waiting for the container state`,
+        EXIT.failed,
+      );
+      resolve(finishRefusedRun(waiting, options, signal));
+    };
   });
-  const onSignal = interrupted as (signal: NodeJS.Signals) => void;
   signals.once('SIGTERM', onSignal);
   signals.once('SIGINT', onSignal);
   try {
+    const input = await Promise.race([readInput(io.stdin, stdinTimeout, options), stopped]);
+    if (!Buffer.isBuffer(input)) return report(io, input);
+    run = startHook(input, options);
     return report(io, await Promise.race([run.result, stopped]));
   } finally {
     signals.off('SIGTERM', onSignal);
     signals.off('SIGINT', onSignal);
+  }
+}
+
+/** The state on stdin, or the logged result of a run refused because it could not be read. */
+async function readInput(
+  stdin: NodeJS.ReadableStream,
+  timeoutSeconds: number,
+  options: HookOptions,
+): Promise<Buffer | HookResult> {
+  try {
+    return await readStdin(stdin, timeoutSeconds);
+  } catch (error) {
+    // A stage that does nothing does not care what it was sent.
+    if (options.stage && !isLoadStage(options.stage)) return Buffer.alloc(0);
+    const message =
+      error instanceof KmodloadError
+        ? error.message
+        : `cannot read container state on stdin: ${(error as Error).message}`;
+    return finishRefusedRun(new KmodloadError(message, EXIT.environment), options);
   }
 }
 

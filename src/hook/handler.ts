@@ -202,11 +202,19 @@ export function startHook(
   };
 }
 
-/** The result and log line of a run refused before its state could be read (stdin too large,
- *  or never closed). */
-export function finishRefusedRun(error: unknown, options: HookOptions = {}): HookResult {
+/** The result and log line of a run that ended before its state could be read: stdin too
+ *  large or never closed, or a signal while waiting for it (`interruptedBy`). */
+export function finishRefusedRun(
+  error: unknown,
+  options: HookOptions = {},
+  interruptedBy?: NodeJS.Signals,
+): HookResult {
   const run = newRun(options);
   fail(run, error);
+  if (interruptedBy) {
+    run.interruptedBy = interruptedBy;
+    run.action = 'failed';
+  }
   return finish(run, options, performance.now());
 }
 

@@ -2,7 +2,7 @@
 // modprobe as the oracle, and this machine's kernel (no module support) for real loads.
 // It is compiled into a private directory so that parallel builds of dist/ cannot race it.
 
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -319,6 +319,59 @@ describe('kmodload hook dispatch', () => {
     const { status, stdout } = kmodload(['hook', '--help']);
     expect(status).toBe(0);
     expect(stdout).toContain('Usage: kmodload hook');
+  });
+});
+
+describe('kmodload hook: a runtime that kills it', () => {
+  /** Starts the hook with stdin left open (the state never comes), sends SIGTERM after `delay`
+   *  ms, as a runtime does when its hook timeout passes; resolves to how it ended. */
+  async function killedAfter(
+    delay: number,
+    log: string,
+  ): Promise<{ code: number | null; signal: string | null; stderr: string }> {
+    const child = spawn(
+      process.execPath,
+      [path.join(buildDir, 'bin', 'kmodload.js'), 'hook', '--log', log],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdin.write('{"id":"c1",');
+    const timer = setTimeout(() => child.kill('SIGTERM'), delay);
+    return new Promise((resolve) =>
+      child.on('exit', (code, signal) => {
+        clearTimeout(timer);
+        resolve({ code, signal, stderr });
+      }),
+    );
+  }
+
+  it('SIGTERM while waiting for the state: exit 143, one stderr line, one log line', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-hook-sigterm-'));
+    try {
+      const log = path.join(dir, 'hook.log');
+      // Before node has started the hook, SIGTERM kills it outright (no handler yet): try again
+      // later. A hook that never handles SIGTERM fails every attempt.
+      let ended = await killedAfter(300, log);
+      for (const delay of [1000, 3000, 8000]) {
+        if (ended.signal !== 'SIGTERM') break;
+        ended = await killedAfter(delay, log);
+      }
+      expect(ended.signal).toBeNull();
+      expect(ended.code).toBe(143);
+      expect(expectOneErrorLine(ended.stderr)).toBe(
+        'kmodload: interrupted by SIGTERM while waiting for the container state',
+      );
+      const lines = fs.readFileSync(log, 'utf8').trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(JSON.parse(lines[0] as string)).toMatchObject({
+        id: null,
+        interrupted: true,
+        exitStatus: 143,
+      });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
