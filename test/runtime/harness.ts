@@ -5,7 +5,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { compileSources } from '../helpers/build';
+import { installSources } from '../helpers/build';
 import { writeBundle } from '../helpers/bundle';
 import { kernelTree, type KernelTree } from '../helpers/trees';
 
@@ -28,16 +28,10 @@ export interface Installation {
  * installs the hook wrapper with the installation's own CLI.
  */
 export function install(dir: string): Installation {
-  fs.mkdirSync(path.join(dir, 'bin'), { recursive: true });
-  compileSources(path.join(dir, 'dist'));
+  const cli = installSources(dir);
   for (const file of ['dist/cli/main.js', 'dist/cli/hook-command.js', 'dist/index.js']) {
     if (!fs.existsSync(path.join(dir, file))) throw new Error(`build produced no ${file}`);
   }
-  fs.copyFileSync(path.join(repo, 'bin', 'kmodload.js'), path.join(dir, 'bin', 'kmodload.js'));
-  fs.copyFileSync(path.join(repo, 'package.json'), path.join(dir, 'package.json'));
-  fs.symlinkSync(path.join(repo, 'build'), path.join(dir, 'build'));
-  fs.symlinkSync(path.join(repo, 'node_modules'), path.join(dir, 'node_modules'));
-  const cli = path.join(dir, 'bin', 'kmodload.js');
   const wrapper = path.join(dir, 'libexec', 'kmodload', 'kmodload-hook');
   execFileSync(process.execPath, [cli, 'hook-config', '--install-wrapper', wrapper], {
     stdio: 'ignore',

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reportError } from '../../src/cli/main';
 import { EXIT, KmodloadError } from '../../src/errors';
 import type { LoadResult } from '../../src/loader/types';
-import { compileSources } from '../helpers/build';
+import { installSources } from '../helpers/build';
 import { writeBundle } from '../helpers/bundle';
 import { memoryIO } from '../helpers/cli-io';
 import type { KernelTree } from '../helpers/trees';
@@ -22,13 +22,7 @@ let tree: KernelTree;
 beforeAll(() => {
   tree = kernelTree('6.1');
   buildDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-cli-'));
-  compileSources(path.join(buildDir, 'dist'));
-  fs.mkdirSync(path.join(buildDir, 'bin'));
-  fs.copyFileSync(
-    path.join(REPO_ROOT, 'bin', 'kmodload.js'),
-    path.join(buildDir, 'bin', 'kmodload.js'),
-  );
-  fs.copyFileSync(path.join(REPO_ROOT, 'package.json'), path.join(buildDir, 'package.json'));
+  installSources(buildDir);
 });
 
 afterAll(() => {
