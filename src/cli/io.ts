@@ -7,8 +7,3 @@ export interface CliIO {
   stderr: NodeJS.WritableStream;
   env: NodeJS.ProcessEnv;
 }
-
-/** The real process's streams and environment. */
-export function processIO(): CliIO {
-  return { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env };
-}

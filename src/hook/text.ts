@@ -11,7 +11,7 @@ export async function readBounded(
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of stream) {
-    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk);
+    const buffer = Buffer.from(chunk);
     size += buffer.length;
     if (size > limit) {
       throw new KmodloadError(`${what} is larger than ${limit} bytes`, EXIT.environment);

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { PREBUILD_FILE } from '../../src/native/addon';
+import { writeBundle } from '../helpers/bundle';
 import { kernelTree, toolEnv } from '../helpers/trees';
 import type { FreshHost } from './fresh-host';
 import { copyNode, freshHost, removeFreshHost, runInHost } from './fresh-host';
@@ -112,16 +113,11 @@ describe('a Debian 11 host without a toolchain', () => {
   });
 
   it('the installed hook plans a container request under a dry run', () => {
-    const bundle = path.join(host.dir, 'bundle');
-    fs.mkdirSync(bundle);
-    fs.writeFileSync(
-      path.join(bundle, 'config.json'),
-      JSON.stringify({
-        ociVersion: '1.0.2',
-        process: { args: ['sh'], cwd: '/', env: ['PATH=/bin', `KERNEL_MODULES=${MODULES}`] },
-        root: { path: 'rootfs' },
-      }),
-    );
+    writeBundle(path.join(host.dir, 'bundle'), {
+      ociVersion: '1.0.2',
+      process: { args: ['sh'], cwd: '/', env: ['PATH=/bin', `KERNEL_MODULES=${MODULES}`] },
+      root: { path: 'rootfs' },
+    });
     const state = {
       ociVersion: '1.0.2',
       id: 'fresh-host',

@@ -1,36 +1,26 @@
 // The command itself: `kmodload load --show-depends` prints what `modprobe -a --show-depends`
 // prints and exits with modprobe's status (0, or 1 for a name that cannot be found).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { writeConfigFixture, type ConfigFixture } from './configs';
-import { kernelTree, REPO_ROOT, type KernelTree } from '../helpers/trees';
+import { installSources } from '../helpers/build';
+import { kernelTree, type KernelTree } from '../helpers/trees';
 import { lineDiff } from './oracle';
 
-const CLI = path.join(REPO_ROOT, 'bin', 'kmodload.js');
-const BUILT = path.join(REPO_ROOT, 'dist', 'cli', 'main.js');
-
-/** bin/kmodload.js runs dist/: compile it when it is missing or older than the sources. */
-function ensureBuilt(): void {
-  const newest = (dir: string): number =>
-    fs
-      .readdirSync(dir, { withFileTypes: true, recursive: true })
-      .filter((e) => e.isFile() && e.name.endsWith('.ts'))
-      .reduce((t, e) => Math.max(t, fs.statSync(path.join(e.parentPath, e.name)).mtimeMs), 0);
-  if (fs.existsSync(BUILT) && fs.statSync(BUILT).mtimeMs >= newest(path.join(REPO_ROOT, 'src')))
-    return;
-  execFileSync(
-    process.execPath,
-    [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'],
-    {
-      cwd: REPO_ROOT,
-      stdio: 'inherit',
-    },
-  );
-}
+// bin/kmodload.js of an installation compiled from src/ for this file alone (never a stale
+// or half-written dist/).
+let buildDir: string;
+let cli: string;
+beforeAll(() => {
+  buildDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-differential-cli-'));
+  cli = installSources(buildDir);
+});
+afterAll(() => fs.rmSync(buildDir, { recursive: true, force: true }));
 
 function run(command: string, args: string[]): { stdout: string; status: number | null } {
   const r = spawnSync(command, args, { encoding: 'utf8' });
@@ -42,7 +32,6 @@ describe.each(['6.1', '6.12'])('kmodload load --show-depends (%s tree)', (flavou
   let fixture: ConfigFixture;
 
   beforeAll(() => {
-    ensureBuilt();
     tree = kernelTree(flavour);
     fixture = writeConfigFixture(tree);
   });
@@ -72,7 +61,7 @@ describe.each(['6.1', '6.12'])('kmodload load --show-depends (%s tree)', (flavou
   it.each(cases)('$title', ({ args, names }) => {
     const common = ['-d', tree.root, '-S', tree.version, ...args(fixture)];
     const theirs = run('modprobe', [...common, '-a', '--show-depends', ...names]);
-    const ours = run(process.execPath, [CLI, 'load', '--show-depends', ...common, ...names]);
+    const ours = run(process.execPath, [cli, 'load', '--show-depends', ...common, ...names]);
     expect(ours.stdout, lineDiff(theirs.stdout, ours.stdout)).toBe(theirs.stdout);
     expect(ours.status).toBe(theirs.status);
   });

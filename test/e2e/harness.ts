@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { parseKernelTrees, type KernelTree } from '../helpers/trees';
 
 const execFileAsync = promisify(execFile);
 
@@ -16,13 +17,7 @@ const QEMU_SCRIPTS = path.join(PROJECT_ROOT, 'scripts', 'qemu');
 /** The marker that starts each result line on the guest's second serial port. */
 export const FRAME = '@@KMODLOAD@@ ';
 
-export interface KernelTree {
-  /** '6.1' or '6.12', as scripts/fetch-kernels.sh names them. */
-  flavour: string;
-  root: string;
-  version: string;
-  vmlinuz: string;
-}
+export type { KernelTree };
 
 /** The kernels of scripts/fetch-kernels.sh (downloaded once, then cached). */
 export async function fetchKernels(): Promise<KernelTree[]> {
@@ -33,14 +28,7 @@ export async function fetchKernels(): Promise<KernelTree[]> {
       maxBuffer: 1 << 20,
     },
   );
-  return stdout
-    .trim()
-    .split('\n')
-    .map((line) => {
-      const [flavour, root, version] = line.split(' ');
-      if (!flavour || !root || !version) throw new Error(`fetch-kernels.sh said: ${line}`);
-      return { flavour, root, version, vmlinuz: path.join(root, 'boot', `vmlinuz-${version}`) };
-    });
+  return parseKernelTrees(stdout);
 }
 
 export async function kernelByFlavour(flavour: string): Promise<KernelTree> {

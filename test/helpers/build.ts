@@ -2,6 +2,7 @@
 // runs a stale dist/ and parallel test files never race on one.
 
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT } from './trees';
 
@@ -25,4 +26,18 @@ export function compileSources(outDir: string): void {
   if (build.status !== 0) {
     throw new Error(`tsc failed (status ${build.status}):\n${build.stdout}${build.stderr}`);
   }
+}
+
+/** Lays out `dir` as an installed package built from this tree: dist/ compiled by
+ *  compileSources, bin/kmodload.js and package.json copied, and the addon's build/ and
+ *  node_modules/ linked from the checkout. Returns the path of its bin/kmodload.js. */
+export function installSources(dir: string): string {
+  compileSources(path.join(dir, 'dist'));
+  fs.mkdirSync(path.join(dir, 'bin'), { recursive: true });
+  const cli = path.join(dir, 'bin', 'kmodload.js');
+  fs.copyFileSync(path.join(REPO_ROOT, 'bin', 'kmodload.js'), cli);
+  fs.copyFileSync(path.join(REPO_ROOT, 'package.json'), path.join(dir, 'package.json'));
+  fs.symlinkSync(path.join(REPO_ROOT, 'build'), path.join(dir, 'build'));
+  fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+  return cli;
 }

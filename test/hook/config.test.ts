@@ -2,7 +2,6 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/errors';
 import { DEFAULT_HOOK_LOG, runHookConfigCommand } from '../../src/cli/hook-command';
@@ -15,6 +14,7 @@ import {
   wrapperScript,
 } from '../../src/hook/config';
 import { KERNEL_MODULES_ANNOTATION } from '../../src/hook/request';
+import { memoryIO } from '../helpers/cli-io';
 
 const repo = path.resolve(__dirname, '..', '..');
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-config-'));
@@ -25,19 +25,9 @@ function readExample(name: string): unknown {
 }
 
 async function run(argv: string[]) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-  const status = await runHookConfigCommand(argv, {
-    stdin: Readable.from([]),
-    stdout,
-    stderr,
-    env: {},
-  });
-  return { status, out, err };
+  const streams = memoryIO();
+  const status = await runHookConfigCommand(argv, streams.io);
+  return { status, out: streams.out(), err: streams.err() };
 }
 
 describe('hook configurations', () => {

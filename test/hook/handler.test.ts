@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EXIT, KmodloadError } from '../../src/errors';
 import { runHookCommand as runHookCommandWith } from '../../src/cli/hook-command';
@@ -15,6 +15,8 @@ import { assertPlanRunnable } from '../../src/loader/load';
 import type { HookLogRecord } from '../../src/hook/log';
 import type * as publicApi from '../../src/index';
 import type { RequestPlan } from '../../src/planner/plan';
+import { writeBundle } from '../helpers/bundle';
+import { memoryIO } from '../helpers/cli-io';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-handler-'));
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
@@ -31,12 +33,9 @@ fs.writeFileSync(notADirectory, '');
 
 let count = 0;
 function bundle(env: string[], annotations?: Record<string, string>): string {
-  const dir = path.join(scratch, `b${count++}`);
-  fs.mkdirSync(dir);
   const config: Record<string, unknown> = { process: { args: ['/bin/sh'], env } };
   if (annotations) config['annotations'] = annotations;
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
-  return dir;
+  return writeBundle(path.join(scratch, `b${count++}`), config);
 }
 
 function stateJson(dir: string | undefined, status = 'creating', id = 'c1'): string {
@@ -389,23 +388,9 @@ describe('handleHook', () => {
   });
 });
 
-function io(stdin: string | Buffer) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: string[] = [];
-  const err: string[] = [];
-  stdout.on('data', (chunk: Buffer) => out.push(chunk.toString()));
-  stderr.on('data', (chunk: Buffer) => err.push(chunk.toString()));
-  return {
-    io: { stdin: Readable.from([Buffer.from(stdin)]), stdout, stderr, env: {} },
-    out: () => out.join(''),
-    err: () => err.join(''),
-  };
-}
-
 describe('runHookCommand', () => {
   it('exit 0 and silence on success', async () => {
-    const streams = io(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
+    const streams = memoryIO(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
     const status = await runHookCommand(['--state', 'prestart'], streams.io, {
       loader: fakeLoader(),
     });
@@ -415,7 +400,7 @@ describe('runHookCommand', () => {
   });
 
   it('ONE stderr line on failure', async () => {
-    const streams = io(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
+    const streams = memoryIO(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
     const status = await runHookCommand(['--state=createRuntime'], streams.io, {
       loader: fakeLoader({ failAt: 'ip_vs' }),
     });
@@ -433,7 +418,7 @@ describe('runHookCommand', () => {
       [['-n=1'], "unknown option '-=' in '-n=1'"],
       [['extra'], 'unexpected argument "extra"'],
     ] as const) {
-      const streams = io('');
+      const streams = memoryIO('');
       expect(await runHookCommand([...argv], streams.io, { loader: untouchable })).toBe(EXIT.usage);
       expect(streams.err()).toMatch(new RegExp(`^kmodload: ${message.replace(/[.*"()]/g, '.')}`));
       expect(streams.err().split('\n')).toHaveLength(2);
@@ -441,7 +426,7 @@ describe('runHookCommand', () => {
   });
 
   it('a failure and a log that cannot be written: still ONE stderr line', async () => {
-    const streams = io(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
+    const streams = memoryIO(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
     const log = path.join(notADirectory, 'x.log');
     const status = await runHookCommand(['--state=prestart', '--log', log], streams.io, {
       loader: fakeLoader({ failAt: 'ip_vs' }),
@@ -454,7 +439,7 @@ describe('runHookCommand', () => {
 
   it('takes bundled short options, as load does', async () => {
     const loader = fakeLoader();
-    const streams = io(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
+    const streams = memoryIO(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
     expect(await runHookCommand(['-nd', '/t', '-S6.1'], streams.io, { loader })).toBe(0);
     expect(streams.err()).toBe('');
     expect(loader.calls[0]).toBe(
@@ -463,7 +448,7 @@ describe('runHookCommand', () => {
   });
 
   it('--help prints usage and exit statuses', async () => {
-    const streams = io('');
+    const streams = memoryIO('');
     expect(await runHookCommand(['-h'], streams.io, { loader: untouchable })).toBe(0);
     expect(streams.out()).toContain('Usage: kmodload hook');
     expect(streams.out()).toContain('3 request refused');
@@ -472,7 +457,7 @@ describe('runHookCommand', () => {
   it('takes -d -S -C -n --log in both spellings', async () => {
     const loader = fakeLoader();
     const log = path.join(scratch, 'cmd.log');
-    const streams = io(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
+    const streams = memoryIO(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
     const status = await runHookCommand(
       ['-d', '/t', '-S6.1', '--config=/c1', '-C', '/c2', '-n', '--log', log],
       streams.io,
@@ -488,7 +473,7 @@ describe('runHookCommand', () => {
   it('a runtime that never closes stdin: exit 4 after --stdin-timeout, one line', async () => {
     const stdin = new PassThrough();
     stdin.write('{"id":"c1","status":"creating"'); // and never the rest, never the end
-    const streams = io('');
+    const streams = memoryIO('');
     const status = await runHookCommand(
       ['--stdin-timeout', '1'],
       { ...streams.io, stdin },
@@ -501,17 +486,17 @@ describe('runHookCommand', () => {
       'kmodload: no container state on stdin within 1 s (the runtime did not close the pipe)\n',
     );
     expect(stdin.destroyed).toBe(true);
-    expect(await runHookCommand(['--stdin-timeout', '0'], io('').io)).toBe(EXIT.usage);
+    expect(await runHookCommand(['--stdin-timeout', '0'], memoryIO('').io)).toBe(EXIT.usage);
   });
 
   it('every run is logged: a state too large or never sent is one line too', async () => {
     const log = path.join(scratch, 'refused-runs.log');
-    const big = io(Buffer.alloc(5 * 1024 * 1024, 0x20));
+    const big = memoryIO(Buffer.alloc(5 * 1024 * 1024, 0x20));
     expect(await runHookCommand(['--log', log], big.io, { loader: untouchable })).toBe(
       EXIT.environment,
     );
     const stdin = new PassThrough();
-    const silent = io('');
+    const silent = memoryIO('');
     const status = await runHookCommand(
       ['--log', log, '--stdin-timeout', '1'],
       { ...silent.io, stdin },
@@ -546,7 +531,7 @@ describe('runHookCommand', () => {
         return new Promise(() => undefined);
       },
     };
-    const streams = io(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
+    const streams = memoryIO(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
     const pending = runHookCommand(['--state=prestart', '--log', log], streams.io, {
       loader,
       signals: signals as unknown as Pick<NodeJS.Process, 'once' | 'off'>,
@@ -571,12 +556,12 @@ describe('runHookCommand', () => {
   });
 
   it('an empty stdin at a load stage is an error, at poststop it is not', async () => {
-    const prestart = io('');
+    const prestart = memoryIO('');
     expect(await runHookCommand(['--state', 'prestart'], prestart.io)).toBe(EXIT.environment);
     expect(prestart.err()).toBe(
       'kmodload: malformed container state on stdin: empty input (a runtime sends the state as JSON)\n',
     );
-    const poststop = io('');
+    const poststop = memoryIO('');
     expect(await runHookCommand(['--state', 'poststop'], poststop.io)).toBe(0);
     expect(poststop.err()).toBe('');
   });

@@ -13,6 +13,8 @@ import {
   requestFromConfig,
 } from '../../src/hook/request';
 import type { ContainerState } from '../../src/hook/state';
+import { writeBundle } from '../helpers/bundle';
+import { thrown } from '../helpers/errors';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-request-'));
 afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
@@ -21,13 +23,7 @@ let bundleCount = 0;
 /** A bundle directory whose config.json holds `content` (a value to JSON-encode, raw bytes,
  *  or nothing at all). */
 function bundle(content?: unknown): string {
-  const dir = path.join(scratch, `bundle-${bundleCount++}`);
-  fs.mkdirSync(dir);
-  if (content instanceof Uint8Array) fs.writeFileSync(path.join(dir, 'config.json'), content);
-  else if (typeof content === 'string') fs.writeFileSync(path.join(dir, 'config.json'), content);
-  else if (content !== undefined)
-    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(content));
-  return dir;
+  return writeBundle(path.join(scratch, `bundle-${bundleCount++}`), content);
 }
 
 function state(dir: string | undefined, annotations: Record<string, string> = {}): ContainerState {
@@ -47,16 +43,6 @@ async function refusal(promise: Promise<unknown>): Promise<KmodloadError> {
   );
   expect(error).toBeInstanceOf(KmodloadError);
   return error as KmodloadError;
-}
-
-function thrown(fn: () => unknown): KmodloadError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(KmodloadError);
-    return error as KmodloadError;
-  }
-  throw new Error('expected a KmodloadError');
 }
 
 describe('parseKernelModules', () => {

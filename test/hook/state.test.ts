@@ -1,19 +1,10 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { EXIT, KmodloadError } from '../../src/errors';
+import { EXIT, type KmodloadError } from '../../src/errors';
 import { inferStage, isLoadStage, parseStage } from '../../src/hook/stage';
 import { MAX_STATE_BYTES, parseContainerState } from '../../src/hook/state';
 import { readBounded } from '../../src/hook/text';
-
-function thrown(fn: () => unknown): KmodloadError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(KmodloadError);
-    return error as KmodloadError;
-  }
-  throw new Error('expected a KmodloadError');
-}
+import { thrown } from '../helpers/errors';
 
 describe('parseContainerState', () => {
   it('reads the state runc sends', () => {

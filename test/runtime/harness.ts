@@ -5,26 +5,14 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { compileSources } from '../helpers/build';
+import { installSources } from '../helpers/build';
+import { writeBundle } from '../helpers/bundle';
+import { kernelTree, type KernelTree } from '../helpers/trees';
 
 export const repo = path.resolve(__dirname, '..', '..');
 
-export interface Fixture {
-  root: string;
-  version: string;
-}
-
-/** The 6.1 tree (plain .ko) from scripts/fetch-kernels.sh, which caches it. */
-export function fixtureTree(flavour = '6.1'): Fixture {
-  const output = execFileSync('bash', [path.join(repo, 'scripts', 'fetch-kernels.sh')], {
-    encoding: 'utf8',
-  });
-  for (const line of output.trim().split('\n')) {
-    const [name, root, version] = line.split(' ');
-    if (name === flavour && root && version) return { root, version };
-  }
-  throw new Error(`fetch-kernels.sh printed no ${flavour} tree:\n${output}`);
-}
+/** A tree of scripts/fetch-kernels.sh (test/helpers/trees.ts reads it). */
+export type Fixture = KernelTree;
 
 export interface Installation {
   dir: string;
@@ -40,16 +28,10 @@ export interface Installation {
  * installs the hook wrapper with the installation's own CLI.
  */
 export function install(dir: string): Installation {
-  fs.mkdirSync(path.join(dir, 'bin'), { recursive: true });
-  compileSources(path.join(dir, 'dist'));
+  const cli = installSources(dir);
   for (const file of ['dist/cli/main.js', 'dist/cli/hook-command.js', 'dist/index.js']) {
     if (!fs.existsSync(path.join(dir, file))) throw new Error(`build produced no ${file}`);
   }
-  fs.copyFileSync(path.join(repo, 'bin', 'kmodload.js'), path.join(dir, 'bin', 'kmodload.js'));
-  fs.copyFileSync(path.join(repo, 'package.json'), path.join(dir, 'package.json'));
-  fs.symlinkSync(path.join(repo, 'build'), path.join(dir, 'build'));
-  fs.symlinkSync(path.join(repo, 'node_modules'), path.join(dir, 'node_modules'));
-  const cli = path.join(dir, 'bin', 'kmodload.js');
   const wrapper = path.join(dir, 'libexec', 'kmodload', 'kmodload-hook');
   execFileSync(process.execPath, [cli, 'hook-config', '--install-wrapper', wrapper], {
     stdio: 'ignore',
@@ -92,8 +74,7 @@ export function makeBundle(parent: string, options: BundleOptions): string {
   fs.chmodSync(path.join(bin, 'busybox'), 0o755);
   fs.symlinkSync('busybox', path.join(bin, 'sh'));
   execFileSync('runc', ['spec', '--bundle', dir]);
-  const configPath = path.join(dir, 'config.json');
-  const config = JSON.parse(fs.readFileSync(configPath, 'utf8')) as {
+  const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as {
     process: { terminal: boolean; args: string[]; env: string[] };
     hooks?: unknown;
     annotations?: Record<string, string>;
@@ -103,8 +84,7 @@ export function makeBundle(parent: string, options: BundleOptions): string {
   config.process.env = options.env;
   config.hooks = options.hooks;
   if (options.annotations) config.annotations = options.annotations;
-  fs.writeFileSync(configPath, JSON.stringify(config, null, 2));
-  return dir;
+  return writeBundle(dir, config);
 }
 
 export interface RuncRun {
@@ -180,7 +160,7 @@ export interface TestInstallation {
 /** A scratch directory (removed by `removeScratch`), the 6.1 tree and an installation in it. */
 export function setUpInstallation(label: string): TestInstallation {
   const scratch = tempDir(label);
-  return { scratch, fixture: fixtureTree('6.1'), kmodload: install(path.join(scratch, 'install')) };
+  return { scratch, fixture: kernelTree('6.1'), kmodload: install(path.join(scratch, 'install')) };
 }
 
 export function removeScratch(scratch: string | undefined): void {

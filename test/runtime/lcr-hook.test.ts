@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/errors';
 import type { HookLogRecord } from '../../src/hook/log';
+import { writeBundle } from '../helpers/bundle';
 import {
   hookConfig,
   modprobeInsmods,
@@ -29,9 +30,7 @@ let count = 0;
 /** iSulad's bundle: <graph>/engines/lcr/<id> with the OCI config.json. */
 function bundle(env: string[]): { id: string; dir: string } {
   const id = `lcr${count++}`;
-  const dir = path.join(scratch, 'engines', 'lcr', id);
-  fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ process: { env } }));
+  const dir = writeBundle(path.join(scratch, 'engines', 'lcr', id), { process: { env } });
   return { id, dir };
 }
 

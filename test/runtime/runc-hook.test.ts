@@ -9,8 +9,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/errors';
 import type { HookLogRecord } from '../../src/hook/log';
+import { kernelTree } from '../helpers/trees';
 import {
-  fixtureTree,
   hookConfig,
   install,
   makeBundle,
@@ -31,7 +31,7 @@ let kmodload: Installation;
 beforeAll(() => {
   scratch = tempDir('runc');
   stateRoot = path.join(scratch, 'runc-state');
-  fixture = fixtureTree('6.1');
+  fixture = kernelTree('6.1');
   kmodload = install(path.join(scratch, 'install'));
 });
 
@@ -397,7 +397,7 @@ describe('the installed hook outside a runtime', () => {
     expect(heavy(idle)).toEqual([]);
     // The same probe sees them when a container does ask: the check above can fail.
     const busy = await loadedFiles(['KERNEL_MODULES=ip_vs']);
-    expect(busy).toContain('dist/index.js');
+    expect(busy).toContain('dist/api.js');
     expect(heavy(busy).some((file) => file.startsWith('dist/planner/'))).toBe(true);
   });
 

@@ -10,7 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reportError } from '../../src/cli/main';
 import { EXIT, KmodloadError } from '../../src/errors';
 import type { LoadResult } from '../../src/loader/types';
-import { compileSources } from '../helpers/build';
+import { installSources } from '../helpers/build';
+import { writeBundle } from '../helpers/bundle';
+import { memoryIO } from '../helpers/cli-io';
 import type { KernelTree } from '../helpers/trees';
 import { REPO_ROOT, kernelTree } from '../helpers/trees';
 
@@ -20,13 +22,7 @@ let tree: KernelTree;
 beforeAll(() => {
   tree = kernelTree('6.1');
   buildDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-cli-'));
-  compileSources(path.join(buildDir, 'dist'));
-  fs.mkdirSync(path.join(buildDir, 'bin'));
-  fs.copyFileSync(
-    path.join(REPO_ROOT, 'bin', 'kmodload.js'),
-    path.join(buildDir, 'bin', 'kmodload.js'),
-  );
-  fs.copyFileSync(path.join(REPO_ROOT, 'package.json'), path.join(buildDir, 'package.json'));
+  installSources(buildDir);
 });
 
 afterAll(() => {
@@ -74,8 +70,7 @@ function inScratch(label: string, use: (dir: string) => void): void {
 
 /** A bundle under `dir` with `config` as its config.json; returns the state a runtime sends. */
 function hookState(dir: string, config: unknown, annotations: Record<string, string> = {}): string {
-  const bundle = fs.mkdtempSync(path.join(dir, 'bundle-'));
-  fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(config));
+  const bundle = writeBundle(fs.mkdtempSync(path.join(dir, 'bundle-')), config);
   return JSON.stringify({ id: 'c', status: 'creating', bundle, annotations });
 }
 
@@ -377,19 +372,15 @@ describe('kmodload hook: a runtime that kills it', () => {
 
 describe('main() error reporting', () => {
   it('an unexpected error is one line with status 70; a KmodloadError keeps its status', async () => {
-    const lines: string[] = [];
-    const io = {
-      stdin: process.stdin,
-      stdout: process.stdout,
-      stderr: { write: (text: string) => lines.push(text) } as unknown as NodeJS.WritableStream,
-      env: {},
-    };
-    expect(reportError(new TypeError('boom\n    at somewhere'), io)).toBe(EXIT.internal);
-    expect(reportError(new KmodloadError('in use\nby x', EXIT.refused), io)).toBe(EXIT.refused);
-    expect(lines).toEqual([
-      'kmodload: internal error: boom\\x0a    at somewhere\n',
-      'kmodload: in use\\x0aby x\n',
-    ]);
+    const streams = memoryIO();
+    expect(reportError(new TypeError('boom\n    at somewhere'), streams.io)).toBe(EXIT.internal);
+    expect(reportError(new KmodloadError('in use\nby x', EXIT.refused), streams.io)).toBe(
+      EXIT.refused,
+    );
+    expect(streams.err()).toBe(
+      'kmodload: internal error: boom\\x0a    at somewhere\nkmodload: in use\\x0aby x\n',
+    );
+    expect(streams.out()).toBe('');
   });
 });
 

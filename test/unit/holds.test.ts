@@ -17,6 +17,7 @@ import {
   type HookResult,
 } from '../../src/hook/handler';
 import { compileSources } from '../helpers/build';
+import { writeBundle } from '../helpers/bundle';
 import { FakeKernel } from '../helpers/fake-kernel';
 import { REPO_ROOT, kernelTree, type KernelTree } from '../helpers/trees';
 
@@ -101,12 +102,9 @@ function host(kernel = new FakeKernel().dependsOn(treeDependencies())): Host {
       pids.set(id, pid);
       fs.mkdirSync(path.join(procRoot, String(pid)));
       fs.writeFileSync(path.join(procRoot, String(pid), 'stat'), procStat(pid, 'sh', 5000 + pid));
-      const bundle = path.join(bundles, id);
-      fs.mkdirSync(bundle);
-      fs.writeFileSync(
-        path.join(bundle, 'config.json'),
-        JSON.stringify({ process: { env: [`KERNEL_MODULES=${request}`] } }),
-      );
+      const bundle = writeBundle(path.join(bundles, id), {
+        process: { env: [`KERNEL_MODULES=${request}`] },
+      });
       const state = { id, status: 'creating', pid, bundle };
       return handleHook(state, options({ stage: 'prestart' }));
     },
@@ -232,11 +230,7 @@ describe('holds and unload on stop (fake kernel, Debian 6.1 plans)', () => {
 
   it('a dry run records nothing; a refused request records nothing', async () => {
     const h = host();
-    const dir = newDir('bundle');
-    fs.writeFileSync(
-      path.join(dir, 'config.json'),
-      JSON.stringify({ process: { env: ['KERNEL_MODULES=ip_vs'] } }),
-    );
+    const dir = writeBundle(newDir('bundle'), { process: { env: ['KERNEL_MODULES=ip_vs'] } });
     await handleHook(
       { id: 'dry', status: 'creating', pid: 1, bundle: dir },
       {

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { resolve } from '../../src/api';
-import { EXIT, KmodloadError } from '../../src/errors';
+import { EXIT } from '../../src/errors';
 import { assertPlanRunnable } from '../../src/loader/load';
 import {
   addPolicyText,
@@ -18,6 +18,7 @@ import {
   type PolicyVerdict,
   type Requester,
 } from '../../src/policy';
+import { thrown } from '../helpers/errors';
 import { kernelTree } from '../helpers/trees';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-policy-'));
@@ -127,15 +128,9 @@ describe('policy parser', () => {
   });
 
   it('parsePolicy refuses with the first problem and a count (exit 4)', () => {
-    let error: unknown;
-    try {
-      parsePolicy('allow ip_vs\nnonsense\ndeny\n', '/p.conf');
-    } catch (caught) {
-      error = caught;
-    }
-    expect(error).toBeInstanceOf(KmodloadError);
-    expect((error as KmodloadError).exitStatus).toBe(EXIT.environment);
-    expect((error as KmodloadError).message).toBe(
+    const error = thrown(() => parsePolicy('allow ip_vs\nnonsense\ndeny\n', '/p.conf'));
+    expect(error.exitStatus).toBe(EXIT.environment);
+    expect(error.message).toBe(
       'invalid policy: /p.conf:2: unknown directive "nonsense" (expected default, max-modules, allow or deny) (and 1 more: kmodload policy lint)',
     );
   });
