@@ -15,8 +15,8 @@
       # arc4random, _dl_find_object, __libc_single_threaded (2.32-2.36); the shared one is only
       # asked for GLIBCXX_3.4.21 (GCC 8 has 3.4.25). libdl.so.2 and libpthread.so.0 by soname:
       # where glibc < 2.34 keeps dlopen and pthread_once.
-      "libraries": ["-Wl,--push-state,--no-as-needed", "-l:libdl.so.2", "-l:libpthread.so.0",
-                    "-Wl,--pop-state"]
+      # Only where the C library is glibc (musl has neither file).
+      "libraries": ["<!@(node -p \"process.report.getReport().header.glibcVersionRuntime ? '-Wl,--push-state,--no-as-needed -l:libdl.so.2 -l:libpthread.so.0 -Wl,--pop-state' : ''\")"]
     }
   ]
 }

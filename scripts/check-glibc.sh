@@ -35,7 +35,7 @@ for file in "$@"; do
       CXXABI_*) newer "${ver#CXXABI_}" "$max_cxxabi" && echo "$ver $sym" ;;
     esac
   done || true)
-  highest=$(printf '%s\n' "$syms" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1)
+  highest=$(printf '%s\n' "$syms" | { grep -o 'GLIBC_[0-9.]*' || true; } | sort -uV | tail -n1)
   if [ -n "$bad" ]; then
     echo "check-glibc: $file needs more than glibc $max_glibc: $(echo "$bad" | sort -uV | tr '\n' ' ')" >&2
     status=1

@@ -53,9 +53,11 @@ let current; // the child process running now, stopped if we are interrupted
 /** Runs a command; resolves with its status and output (stdout, and stderr unless inherited). */
 function runCommand(command, args, options = {}) {
   return new Promise((resolve, reject) => {
+    // Its own process group, so that an interruption stops everything it started.
     const child = spawn(command, args, {
       env: options.env ?? process.env,
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
     });
     current = child;
     let stdout = '';
@@ -213,7 +215,7 @@ async function bootAndRun(kernel, image, logs, timings) {
       resultsLog,
       String(GUEST_TIMEOUT_S),
     ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
   );
   current = child;
   let stderr = '';
@@ -391,8 +393,14 @@ async function main(argv) {
 
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
-    // qemu runs under timeout(1) in its own process group: stop it with us.
-    if (current) current.kill('SIGTERM');
+    // Each child leads its own process group (qemu under timeout(1) has another): stop all.
+    if (current) {
+      try {
+        process.kill(-current.pid, 'SIGTERM');
+      } catch {
+        current.kill('SIGTERM');
+      }
+    }
     process.exit(128 + os.constants.signals[signal]);
   });
 }

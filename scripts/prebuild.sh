@@ -24,11 +24,14 @@ arches=("$@")
 # One build at a time (test files may ask at once); the lock goes when the script exits.
 exec 9>"$repo/.prebuilds.lock"
 flock 9
+# What a prebuild was made from: a prebuild of other sources is stale, as good as missing.
+sources=$(cat binding.gyp native/sources.txt native/src/* | sha256sum | cut -d' ' -f1)
 if $if_missing; then
   wanted=("${arches[@]}")
   arches=()
   for arch in "${wanted[@]}"; do
-    [ -f "prebuilds/linux-$arch/kmodload.napi.glibc.node" ] || arches+=("$arch")
+    [ -f "prebuilds/linux-$arch/kmodload.napi.glibc.node" ] &&
+      [ "$(cat "prebuilds/linux-$arch/.sources" 2>/dev/null)" = "$sources" ] || arches+=("$arch")
   done
   [ ${#arches[@]} -gt 0 ] || exit 0
 fi
@@ -68,10 +71,11 @@ for arch in "${arches[@]}"; do
       ;;
   esac
   rm -rf "$scratch/build"
-  env "${env[@]}" "$repo/node_modules/.bin/prebuildify" --napi --tag-libc --name kmodload.napi \
+  env ${env[@]+"${env[@]}"} "$repo/node_modules/.bin/prebuildify" --napi --tag-libc --name kmodload.napi \
     --arch "$arch" --strip --strip-bin "$strip" --out "$out" --quiet "$scratch" \
     || { echo "prebuild: prebuildify for linux-$arch failed" >&2; exit 1; }
   bash scripts/check-glibc.sh "$out/prebuilds/linux-$arch/kmodload.napi.glibc.node" >&2
+  echo "$sources" >"$out/prebuilds/linux-$arch/.sources"
 done
 
 # Replace only the architectures built now.

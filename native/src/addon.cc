@@ -126,7 +126,7 @@ constexpr uint32_t kModuleInitCompressedFile = 4;
 // The one insert path, as kmod takes it. The file is opened once; its first bytes say whether
 // it is compressed. A plain file, or one the kernel decompresses itself, goes to
 // finit_module(fd). Otherwise, or when finit_module says ENOSYS (no such syscall), or EINVAL
-// to the compressed flag (a kernel that does not know it), the same fd is read, decompressed
+// to the compressed flag (its decoder refused the stream), the same fd is read, decompressed
 // in user space if need be, and the image goes to init_module. `attempts` records the steps
 // taken, for results and tests: "finit_module", "finit_module(compressed)", "decompress(xz)",
 // "init_module".
@@ -171,6 +171,8 @@ class InsertModuleWorker : public PromiseWorker {
       attempts_.push_back(codec ? "finit_module(compressed)" : "finit_module");
       if (syscall(SYS_finit_module, file.fd(), params_.c_str(), flags) == 0) return;
       int err = errno;
+      // ENOSYS: no finit_module. EINVAL to a compressed file: the kernel's decoder refused the
+      // stream (its own limits on options or window size); user space may still read it.
       bool fall_back = err == ENOSYS || (codec != nullptr && err == EINVAL);
       if (!fall_back) return Fail(err, "finit_module");
     }
@@ -217,7 +219,7 @@ class DeleteModuleWorker : public PromiseWorker {
 };
 
 // What init_module would be given for a module file: its bytes, decompressed if need be,
-// through the same ModuleFile path as InsertModuleWorker. For inspection (tests, doctor).
+// through the same ModuleFile path as InsertModuleWorker. For inspection (the tests).
 class ReadModuleImageWorker : public PromiseWorker {
  public:
   ReadModuleImageWorker(Napi::Env env, std::string path) : PromiseWorker(env) {

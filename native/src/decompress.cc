@@ -375,11 +375,4 @@ const Codec* CodecFor(const uint8_t* head, size_t size) {
   return nullptr;
 }
 
-const Codec& CodecOf(Compression format) {
-  for (const Codec& codec : kCodecs) {
-    if (codec.format == format) return codec;
-  }
-  Bad("unknown compression format");
-}
-
 }  // namespace kmodload

@@ -44,13 +44,7 @@ struct Codec {
   Decompressed (*decode)(const uint8_t* data, size_t size, size_t max_output);
 };
 
-// The longest magic: how many leading bytes CodecFor() may look at.
-constexpr size_t kMaxMagicSize = 6;
-
 // The codec whose magic starts head, or nullptr for a plain (uncompressed) file.
 const Codec* CodecFor(const uint8_t* head, size_t size);
-
-// The codec of that format (for callers that already know it).
-const Codec& CodecOf(Compression format);
 
 }  // namespace kmodload

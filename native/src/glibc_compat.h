@@ -40,14 +40,16 @@ __asm__(".symver dlclose,dlclose@" KMODLOAD_GLIBC_BASE);
 __asm__(".symver pthread_once,pthread_once@" KMODLOAD_GLIBC_BASE);
 #endif
 
-#if __GLIBC_PREREQ(2, 33)
+// Only where the prebuilds are made (x86-64, arm64): there glibc's struct stat is the kernel's.
+// On 32-bit targets with _FILE_OFFSET_BITS=64 it is not, and those build from source anyway.
+#if defined(KMODLOAD_GLIBC_BASE) && __GLIBC_PREREQ(2, 33)
 namespace kmodload_glibc {
 inline int fstat(int fd, struct stat* st) { return static_cast<int>(::syscall(SYS_fstat, fd, st)); }
 }  // namespace kmodload_glibc
 #define fstat kmodload_glibc::fstat
 #endif
 
-#if __GLIBC_PREREQ(2, 32) && defined(__cplusplus)
+#if defined(KMODLOAD_GLIBC_BASE) && __GLIBC_PREREQ(2, 32) && defined(__cplusplus)
 #include <sys/single_threaded.h>
 namespace kmodload_glibc {
 inline constexpr char never_single_threaded = 0;

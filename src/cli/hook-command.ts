@@ -80,7 +80,8 @@ appears in the plan; the policy decides what else a container may have (kmodload
 Exit status: 0 loaded or nothing asked, 1 the kernel refused a module, 2 bad usage,
 3 request refused (invalid, unknown, blocked or denied name, install rule, too many
 modules), nothing loaded, 4 container state, config.json, policy, modprobe.d or module
-tree unreadable or invalid, 70 internal error, 128+N ended by signal N (143 SIGTERM),
+tree unreadable or invalid, or a module file unusable (not a regular file, too large,
+does not decompress), 70 internal error, 128+N ended by signal N (143 SIGTERM),
 logged as interrupted. On failure one line on stderr: "kmodload: cannot load NAME: REASON".
 `;
 
@@ -215,10 +216,13 @@ export async function runHookCommand(
   // or while it loads: either way the log line says what was done until then.
   const signals = deps.signals ?? process;
   let run: HookRunHandle | undefined;
+  let interrupted = false;
   let onSignal: (signal: NodeJS.Signals) => void = () => undefined;
   const stopped = new Promise<HookResult>((resolve) => {
     onSignal = (signal) => {
+      interrupted = true;
       if (run) return resolve(run.interrupt(signal));
+      (io.stdin as Partial<NodeJS.ReadStream>).destroy?.();
       const waiting = new KmodloadError(
         `interrupted by ${signal} while waiting for the container state`,
         EXIT.failed,
@@ -229,27 +233,50 @@ export async function runHookCommand(
   signals.once('SIGTERM', onSignal);
   signals.once('SIGINT', onSignal);
   try {
-    const input = await Promise.race([readInput(io.stdin, stdinTimeout, options), stopped]);
+    const reading = readInput(io.stdin, stdinTimeout, options, () => interrupted);
+    const input = await Promise.race([reading, stopped]);
     if (!Buffer.isBuffer(input)) return report(io, input);
     run = startHook(input, options);
-    return report(io, await Promise.race([run.result, stopped]));
+    const result = await Promise.race([run.result, stopped]);
+    // Interrupted after inserting: the container's hold is recorded if that can be done at once
+    // (the runtime may follow SIGTERM with SIGKILL), so the modules can be unloaded later.
+    if (interrupted) await withinSeconds(run.recordInterrupted(), INTERRUPTED_RECORD_SECONDS);
+    return report(io, result);
   } finally {
     signals.off('SIGTERM', onSignal);
     signals.off('SIGINT', onSignal);
   }
 }
 
-/** The state on stdin, or the logged result of a run refused because it could not be read. */
+/** How long an interrupted hook tries to record the container's hold before it exits. */
+const INTERRUPTED_RECORD_SECONDS = 1;
+
+/** Waits for `work` at most `seconds`; its failure is ignored (it only adds a warning). */
+async function withinSeconds(work: Promise<void>, seconds: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, seconds * 1000);
+  });
+  try {
+    await Promise.race([work.catch(() => undefined), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The state on stdin, or the logged result of a run refused because it could not be read.
+ *  Once the run was interrupted (`cancelled`), a late failure logs nothing more. */
 async function readInput(
   stdin: NodeJS.ReadableStream,
   timeoutSeconds: number,
   options: HookOptions,
+  cancelled: () => boolean,
 ): Promise<Buffer | HookResult> {
   try {
     return await readStdin(stdin, timeoutSeconds);
   } catch (error) {
     // A stage that does nothing does not care what it was sent.
-    if (options.stage && !isLoadStage(options.stage)) return Buffer.alloc(0);
+    if (cancelled() || (options.stage && !isLoadStage(options.stage))) return Buffer.alloc(0);
     const message =
       error instanceof KmodloadError
         ? error.message

@@ -4,7 +4,7 @@ import type { LoadOptions } from '../api';
 import { load, resolve } from '../api';
 import { EXIT } from '../errors';
 import { failureSummary } from '../loader/summary';
-import type { ModuleResult } from '../loader/types';
+import type { LoadResult, ModuleResult } from '../loader/types';
 import { oneLine } from '../text';
 import type { OptionSpec } from './args';
 import { allValues, flag, parseArgs, usageError } from './args';
@@ -118,17 +118,28 @@ export async function runLoadCommand(argv: string[], io: CliIO): Promise<number>
   }
 
   if (flag(parsed, 'dry-run')) options.dryRun = true;
-  const result = await load(names, options);
-  if (json) {
-    writeJson(io.stdout, result);
-  } else if (!flag(parsed, 'quiet')) {
-    const verbose = flag(parsed, 'verbose');
-    for (const module of result.modules) {
+  const verbose = flag(parsed, 'verbose');
+  const printLines = (modules: ModuleResult[]): void => {
+    if (json || flag(parsed, 'quiet')) return;
+    for (const module of modules) {
       // ENOSYS is about the kernel, not this module: the stderr line says it once.
       if (module.error?.code === 'ENOSYS') continue;
       io.stdout.write(`${moduleLine(module, verbose)}\n`);
     }
+  };
+  // Kept as they come: a run that stops half-way (an unusable module file) still says what
+  // it loaded before its error line.
+  const done: ModuleResult[] = [];
+  options.onModuleResult = (module) => done.push(module);
+  let result: LoadResult;
+  try {
+    result = await load(names, options);
+  } catch (error) {
+    printLines(done);
+    throw error;
   }
+  if (json) writeJson(io.stdout, result);
+  else printLines(result.modules);
   const failure = failureSummary(result);
   if (failure === undefined) return EXIT.ok;
   io.stderr.write(`kmodload: ${oneLine(failure)}\n`);

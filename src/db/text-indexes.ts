@@ -55,10 +55,6 @@ function* eachLine(content: string, fn: (line: string) => void): Generator<void,
   }
 }
 
-export function lines(content: string): string[] {
-  return content.split('\n').filter((line) => line !== '');
-}
-
 /** modules.dep: key module name, value the whole line, priority the line's position. */
 export function* depIndexBuild(
   content: string,
@@ -131,10 +127,6 @@ export function* builtinIndexBuild(content: string, fnmatch: Matcher): Build<Tex
   const index = new TextIndex(fnmatch);
   yield* eachLine(content, (line) => index.insert(pathToModname(line.trim()), '', 0));
   return index;
-}
-
-export function builtinIndexFromText(content: string, fnmatch: Matcher): TextIndex {
-  return drain(builtinIndexBuild(content, fnmatch));
 }
 
 /** modules.builtin.modinfo: NUL-separated `module.key=value`; only `alias` keys count. */

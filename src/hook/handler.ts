@@ -169,6 +169,9 @@ export interface HookRunHandle {
    *  so far) and returns the result, exit status 128 + the signal's number. Later calls, and
    *  the run's own end, write nothing more. */
   interrupt(signal: NodeJS.Signals): HookResult;
+  /** After interrupt(): records the container's hold on what it inserted, as a finished run
+   *  would, so that it can be unloaded later. The caller bounds how long it waits. */
+  recordInterrupted(): Promise<void>;
 }
 
 /** handleHook, with a handle to interrupt it. */
@@ -195,9 +198,18 @@ export function startHook(
       run.interruptedBy = signal;
       const inserted = run.modules.filter((m) => m.status === 'loaded').map((m) => m.name);
       const what = inserted.length > 0 ? `after loading ${inserted.join(',')}` : 'nothing loaded';
-      run.failure = new KmodloadError(`interrupted by ${signal} (${what})`, EXIT.failed);
+      const subject = run.request ? `cannot load ${run.request.modules.join(',')}` : undefined;
+      run.failure = new KmodloadError(`interrupted by ${signal} (${what})`, EXIT.failed, {
+        ...(subject ? { subject } : {}),
+      });
       run.action = 'failed';
       return end();
+    },
+    async recordInterrupted() {
+      const { state, request } = run;
+      if (!run.interruptedBy || options.dryRun || !state || !request) return;
+      if (!run.modules.some((m) => m.status === 'loaded')) return;
+      await recordHold(state, request, run.modules, false, options, run);
     },
   };
 }
@@ -315,7 +327,16 @@ async function decide(
     source: request.sources,
     annotations: request.annotations,
   });
-  const result = await loader.loadPlan(plan, loadOptions);
+  let result: LoadResult;
+  try {
+    result = await loader.loadPlan(plan, loadOptions);
+  } catch (error) {
+    // Stopped half-way (an unusable module file): what went in is still the container's.
+    if (!options.dryRun && run.modules.some((m) => m.status === 'loaded')) {
+      await recordHold(run.state as ContainerState, request, run.modules, false, options, run);
+    }
+    throw error;
+  }
   // The same results (a stand-in loader may not report them one by one).
   run.modules = result.modules;
   const { failureSummary } = await import('../loader/summary.js');

@@ -86,6 +86,9 @@ function namesForMessage(plan: Plan): string {
   return names.length > 3 ? `${shown},... (${names.length} names)` : shown;
 }
 
+/** The addon's steps on the module file before any syscall (open, fstat, read, decompress). */
+const FILE_STEPS = new Set(['open', 'fstat', 'read', 'decompress']);
+
 /** Thrown inside the runner when the kernel answered ENOSYS: nothing else can load. */
 class NoModuleSupport extends Error {}
 
@@ -238,15 +241,18 @@ class PlanRunner {
       return undefined;
     } catch (error) {
       rethrowIfEnvironment(error);
-      const syscall = (error as { syscall?: unknown } | null)?.syscall;
+      const { syscall, errno } = (error ?? {}) as { syscall?: unknown; errno?: unknown };
       if (syscall === 'finit_module' || syscall === 'init_module') return kernelError(error);
-      // A missing file fails this module, as with modprobe. A file that is there but is not a
-      // regular file, is too large or does not decompress is a broken tree: the run stops.
-      if (errorCode(error) === 'ENOENT') return fileError(error, `cannot read module file ${path}`);
-      throw new KmodloadError(oneLine(systemErrorReason(error)), EXIT.environment, {
-        cause: error,
-        subject: `cannot read module file ${path}`,
-      });
+      // Anything but the addon's account of the module file is not ours to explain: a bug.
+      if (typeof errno !== 'number' || !FILE_STEPS.has(String(syscall))) throw error;
+      // A missing file fails this module, as with modprobe. A file that is there but cannot be
+      // used (not a regular file, too large, does not decompress, no codec library) is a
+      // broken tree: the run stops.
+      const subject = `cannot read module file ${path}`;
+      const reason = oneLine(systemErrorReason(error));
+      if (errorCode(error) === 'ENOENT')
+        return { ...fileError(error, subject), message: `${subject}: ${reason}` };
+      throw new KmodloadError(reason, EXIT.environment, { cause: error, subject });
     }
   }
 

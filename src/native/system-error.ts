@@ -4,6 +4,8 @@
 import { errnoDescription, errnoName } from '../errno';
 import type { NativeBinding, NativeIndex, SystemError } from './binding';
 
+const REASON = Symbol('kmodload.reason');
+
 interface RawError extends Error {
   errno?: unknown;
   syscall?: unknown;
@@ -19,16 +21,21 @@ export function nameSystemError(error: unknown): unknown {
   named.code = errnoName(raw.errno);
   const detail = typeof raw.detail === 'string' ? raw.detail : errnoDescription(raw.errno);
   const where = typeof raw.path === 'string' ? ` '${raw.path}'` : '';
-  named.message = `${named.code}: ${detail}, ${String(raw.syscall)}${where}`;
+  const reason = `${named.code}: ${detail}`;
+  named.message = `${reason}, ${String(raw.syscall)}${where}`;
   delete raw.detail;
+  // For lines that name the file themselves (systemErrorReason); not enumerable, so the
+  // error's fields stay fs's.
+  Object.defineProperty(named, REASON, { value: reason });
   return named;
 }
 
 /** A named addon error's message without its ", syscall 'path'" tail, for a line that names
  *  the file itself: "EBADMSG: xz data is truncated". Other errors: their message. */
 export function systemErrorReason(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.replace(/, [a-z_]+(?: '[^']*')?$/, '');
+  const reason = (error as Record<symbol, unknown> | null)?.[REASON];
+  if (typeof reason === 'string') return reason;
+  return error instanceof Error ? error.message : String(error);
 }
 
 function namedSync<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {

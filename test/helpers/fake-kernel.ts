@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 
 import { errnoNumber } from '../../src/errno';
+import { nameSystemError } from '../../src/native/system-error';
 import type { InitState, InsertOptions, Kernel } from '../../src/kernel/kernel';
 
 export type FakeCall =
@@ -19,18 +20,15 @@ export type FakeCall =
     }
   | { op: 'deleteModule'; name: string; flags: number };
 
-/** An errno-style error as the addon produces them. */
+/** An errno-style error as the addon produces them, named by the same code. */
 export function systemError(code: string, syscall: string, what: string): Error {
-  // Worded as the addon's errors are: "CODE: description, syscall 'path'".
-  const error = new Error(`${code}: fake kernel, ${syscall} '${what}'`) as Error & {
-    code: string;
-    errno: number;
-    syscall: string;
-  };
-  error.code = code;
-  error.errno = errnoNumber(code);
-  error.syscall = syscall;
-  return error;
+  const raw = Object.assign(new Error('fake kernel'), {
+    errno: errnoNumber(code),
+    syscall,
+    path: what,
+    detail: 'fake kernel',
+  });
+  return nameSystemError(raw) as Error;
 }
 
 function nameOfPath(path: string): string {

@@ -511,6 +511,36 @@ describe('runHookCommand', () => {
     expect(never?.error).toMatch(/^no container state on stdin within 1 s/);
   });
 
+  it('a load that stops half-way (exit 4) still records what went in', async () => {
+    const loader: HookLoader = {
+      ...fakeLoader(),
+      async loadPlan(_plan, options) {
+        options?.onModuleResult?.({
+          request: 'ip_vs',
+          name: 'midway_dummy',
+          status: 'loaded',
+          required: true,
+        });
+        throw new KmodloadError('EINVAL: not a regular file', EXIT.environment, {
+          subject: `cannot read module file ${MODULE_DIR}/kernel/ip_vs.ko`,
+        });
+      },
+    };
+    const streams = memoryIO(stateJson(bundle(['KERNEL_MODULES=ip_vs']), 'creating', 'midway'));
+    expect(await runHookCommand(['--state=prestart'], streams.io, { loader })).toBe(
+      EXIT.environment,
+    );
+    expect(streams.err()).toBe(
+      `kmodload: cannot read module file ${MODULE_DIR}/kernel/ip_vs.ko: EINVAL: not a regular file\n`,
+    );
+    const inserted = JSON.parse(fs.readFileSync(path.join(stateDir, 'inserted.json'), 'utf8')) as {
+      modules: Array<{ name: string; by: string }>;
+    };
+    expect(inserted.modules).toContainEqual(
+      expect.objectContaining({ name: 'midway_dummy', by: 'midway' }),
+    );
+  });
+
   it('SIGTERM mid-load: exit 143 and one log line with what was inserted so far', async () => {
     const log = path.join(scratch, 'interrupted.log');
     const signals = new EventEmitter();
@@ -518,20 +548,20 @@ describe('runHookCommand', () => {
     const midway = new Promise<void>((resolve) => (reached = resolve));
     const loader: HookLoader = {
       ...fakeLoader(),
-      // Inserts libcrc32c, then hangs in the next insert until the runtime kills the hook.
+      // Inserts sigterm_dummy, then hangs in the next insert until the runtime kills the hook.
       loadPlan(_plan, options) {
         options?.onModuleResult?.({
           request: 'ip_vs',
-          name: 'libcrc32c',
+          name: 'sigterm_dummy',
           status: 'loaded',
           required: true,
-          path: `${MODULE_DIR}/kernel/libcrc32c.ko`,
+          path: `${MODULE_DIR}/kernel/sigterm_dummy.ko`,
         });
         reached();
         return new Promise(() => undefined);
       },
     };
-    const streams = memoryIO(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
+    const streams = memoryIO(stateJson(bundle(['KERNEL_MODULES=ip_vs']), 'creating', 'sigterm'));
     const pending = runHookCommand(['--state=prestart', '--log', log], streams.io, {
       loader,
       signals: signals as unknown as Pick<NodeJS.Process, 'once' | 'off'>,
@@ -539,7 +569,16 @@ describe('runHookCommand', () => {
     await midway;
     signals.emit('SIGTERM', 'SIGTERM');
     expect(await pending).toBe(143);
-    expect(streams.err()).toBe('kmodload: interrupted by SIGTERM (after loading libcrc32c)\n');
+    expect(streams.err()).toBe(
+      'kmodload: cannot load ip_vs: interrupted by SIGTERM (after loading sigterm_dummy)\n',
+    );
+    // What went in is recorded (a failed start holds nothing), so gc --unload can remove it.
+    const inserted = JSON.parse(fs.readFileSync(path.join(stateDir, 'inserted.json'), 'utf8')) as {
+      modules: Array<{ name: string; by: string }>;
+    };
+    expect(inserted.modules).toContainEqual(
+      expect.objectContaining({ name: 'sigterm_dummy', by: 'sigterm' }),
+    );
     const lines = fs.readFileSync(log, 'utf8').trim().split('\n');
     expect(lines).toHaveLength(1);
     const record = JSON.parse(lines[0] as string) as HookLogRecord;
@@ -547,9 +586,9 @@ describe('runHookCommand', () => {
     expect(record.results).toEqual([
       {
         request: 'ip_vs',
-        name: 'libcrc32c',
+        name: 'sigterm_dummy',
         status: 'loaded',
-        path: `${MODULE_DIR}/kernel/libcrc32c.ko`,
+        path: `${MODULE_DIR}/kernel/sigterm_dummy.ko`,
       },
     ]);
     expect(signals.listenerCount('SIGTERM') + signals.listenerCount('SIGINT')).toBe(0);

@@ -1,6 +1,6 @@
 // What the native tests share. The module trees themselves come from test/helpers/trees.
 import * as path from 'node:path';
-import type { SystemError } from '../../src/native/binding';
+import type { NativeBinding, SystemError } from '../../src/native/binding';
 
 /** depmod's key normalisation: '-' becomes '_', except inside a [...] class. */
 export function normalizeAlias(alias: string): string {
@@ -29,4 +29,16 @@ export async function rejection(promise: Promise<unknown>): Promise<SystemError>
     return error as SystemError;
   }
   throw new Error('expected a rejection');
+}
+
+/** The insert tests hand real module files to the kernel and expect ENOSYS back: on a kernel
+ *  with module support they would load them into the host. Refuse to run there. */
+export function requireNoModuleSupport(binding: NativeBinding): void {
+  const errno = binding.probeModuleSupport();
+  if (errno !== 38) {
+    throw new Error(
+      `these tests expect a kernel without module support (finit_module: ENOSYS); this one ` +
+        `answered errno ${errno}, so they would load modules into it`,
+    );
+  }
 }

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadBinding } from '../../src/native/addon';
 import type { CompressionFormat, NativeBinding, SystemError } from '../../src/native/binding';
-import { rejection } from './fixtures';
+import { rejection, requireNoModuleSupport } from './fixtures';
 import { kernelTree, toolEnv } from '../helpers/trees';
 
 let binding: NativeBinding;
@@ -61,6 +61,7 @@ const variants: Array<{ label: string; format: CompressionFormat; tool: string; 
 
 beforeAll(() => {
   binding = loadBinding();
+  requireNoModuleSupport(binding);
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-decompress-'));
   const dir = kernelTree('6.1').moduleDir;
   modulePath = path.join(dir, 'kernel', 'fs', 'fat', 'fat.ko');

@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 import { addonPath, loadBinding } from '../../src/native/addon';
 import type { NativeBinding } from '../../src/native/binding';
-import { rejection } from './fixtures';
+import { rejection, requireNoModuleSupport } from './fixtures';
 import { kernelTree, toolEnv } from '../helpers/trees';
 
 const O_NONBLOCK = 0o4000;
@@ -22,6 +22,7 @@ let modulePath: string;
 
 beforeAll(() => {
   binding = loadBinding();
+  requireNoModuleSupport(binding);
   const tree = kernelTree('6.1');
   const dep = fs.readFileSync(path.join(tree.moduleDir, 'modules.dep'), 'utf8');
   const line = dep.split('\n').find((l) => l.startsWith('kernel/lib/crc') && l.includes('.ko:'));
