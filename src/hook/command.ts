@@ -11,6 +11,7 @@ import { errorText, oneLine } from '../text';
 import {
   DEFAULT_WRAPPER_PATH,
   HOOK_CONFIG_FORMATS,
+  binaryHowTo,
   formatHookConfig,
   isuladHookPathProblem,
   installWrapper,
@@ -73,7 +74,8 @@ tree unreadable or invalid, 70 internal error. On failure one line on stderr:
 "kmodload: cannot load NAME: REASON".
 `;
 
-export const HOOK_CONFIG_USAGE = `Usage: kmodload hook-config [--format isulad|oci|hooks.d] [--install-wrapper PATH | --wrapper PATH]
+export const HOOK_CONFIG_USAGE = `Usage: kmodload hook-config [--format isulad|oci|hooks.d]
+                           [--install-wrapper PATH | --wrapper PATH | --binary PATH]
                            [--log FILE|none] [--policy FILE]... [--state-dir DIR] [--unload-on-stop]
                            [-d DIR] [-S VER] [-C DIR] [-n] [--timeout SEC] [--always]
 
@@ -87,6 +89,9 @@ The configs name a wrapper script (default ${DEFAULT_WRAPPER_PATH}) that runs
 this node and this kmodload by absolute path, since runtimes give hooks no PATH.
   --install-wrapper PATH  write the wrapper (root-owned, 0755) at PATH and name it
   --wrapper PATH          name PATH without writing it
+  --binary PATH           name PATH, the single executable (npm run build:binary), with
+                          no wrapper; the default when this is the single executable
+                          (then it names itself)
   --log FILE              the hook's log (default ${DEFAULT_HOOK_LOG}; none: no log)
   --policy, --state-dir, -d, -S, -C, -n
                           added to the hook's arguments (see kmodload hook --help)
@@ -251,6 +256,7 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
         { long: 'format', value: true },
         { long: 'wrapper', value: true },
         { long: 'install-wrapper', value: true },
+        { long: 'binary', value: true },
         { long: 'timeout', value: true },
         { long: 'always' },
       ],
@@ -275,9 +281,25 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
     if (installAt !== undefined && nameOnly !== undefined) {
       throw usageError('--install-wrapper and --wrapper exclude each other', 'hook-config');
     }
+    const binaryAt = lastValue(parsed, 'binary');
+    if (binaryAt !== undefined && (installAt ?? nameOnly) !== undefined) {
+      throw usageError(
+        `--binary and --${installAt !== undefined ? 'install-wrapper' : 'wrapper'} exclude each other`,
+        'hook-config',
+      );
+    }
     install = installAt !== undefined;
     const wrapper = installAt ?? nameOnly;
     if (wrapper !== undefined) wrapperPath = path.resolve(wrapper);
+    // The single executable runs every command itself: the configs name it, no wrapper.
+    let binary: string | undefined;
+    if (binaryAt !== undefined) binary = path.resolve(binaryAt);
+    else if (wrapper === undefined) {
+      // Imported here: the hook itself must not load anything under native/.
+      const { runningAsSingleExecutable } = await import('../native/embedded.js');
+      if (runningAsSingleExecutable()) binary = process.execPath;
+    }
+    if (binary !== undefined) wrapperPath = binary;
     const timeout = lastValue(parsed, 'timeout');
     if (timeout !== undefined) options.timeout = seconds(timeout, '--timeout', 'hook-config');
     if (flag(parsed, 'always')) options.always = true;
@@ -294,14 +316,16 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
     const text = formatHookConfig(format, options);
     if (install) installWrapper(wrapperPath);
     // iSulad refuses (at daemon load) a hook that is missing, not root's or world-writable.
-    const refusal = format === 'isulad' ? isuladHookPathProblem(wrapperPath) : undefined;
+    const howTo =
+      binary !== undefined
+        ? binaryHowTo(wrapperPath)
+        : `create it with --install-wrapper ${wrapperPath}`;
+    const refusal = format === 'isulad' ? isuladHookPathProblem(wrapperPath, howTo) : undefined;
     if (refusal !== undefined) {
       throw new KmodloadError(`iSulad would refuse the hook: ${refusal}`, EXIT.environment);
     }
     if (!install && !fs.existsSync(wrapperPath)) {
-      io.stderr.write(
-        `kmodload: note: ${wrapperPath} does not exist yet; create it with --install-wrapper ${wrapperPath}\n`,
-      );
+      io.stderr.write(`kmodload: note: ${wrapperPath} does not exist yet; ${howTo}\n`);
     }
     io.stdout.write(text);
     return EXIT.ok;

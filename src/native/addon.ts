@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
 import { packageRoot } from '../package-root';
 import type { NativeBinding } from './binding';
+import { loadEmbeddedAddon, runningAsSingleExecutable } from './embedded';
 
 /** Where the addon is looked for unless KMODLOAD_ADDON names another file. */
 export function defaultAddonPath(): string {
@@ -22,9 +23,14 @@ export function addonPath(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** The native binding, loaded once and cached. Throws KmodloadError (EXIT.environment) when
- *  the addon is missing or cannot be loaded. */
+ *  the addon is missing or cannot be loaded. In the single executable (build/kmodload) the
+ *  addon is the one embedded in it, unless KMODLOAD_ADDON names another file. */
 export function loadBinding(): NativeBinding {
   if (cached) return cached;
+  if (!process.env.KMODLOAD_ADDON && runningAsSingleExecutable()) {
+    cached = loadEmbeddedAddon<NativeBinding>();
+    return cached;
+  }
   const file = addonPath();
   if (!fs.existsSync(file)) {
     throw new KmodloadError(
