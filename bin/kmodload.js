@@ -1,18 +1,29 @@
 #!/usr/bin/env node
-// The installed command: runs the compiled CLI (dist/) and turns its answer into the exit status.
+// The installed command: runs the CLI bundled into one file (dist/kmodload.js, made by
+// npm run build) or, where only tsc has run since, from dist/'s per-file output.
 'use strict';
 
-// A reader that goes away (`kmodload ... | head`) must not turn into a stack trace.
-for (const stream of [process.stdout, process.stderr]) {
-  stream.on('error', (error) => {
-    if (error && error.code === 'EPIPE') return;
-    process.exitCode = 70;
-  });
+const fs = require('node:fs');
+const path = require('node:path');
+
+const dist = path.join(__dirname, '..', 'dist');
+
+/** The bundle, unless tsc has written dist/ after it (a stale bundle must not run). */
+function entryFile() {
+  const bundle = path.join(dist, 'kmodload.js');
+  const entry = path.join(dist, 'cli', 'entry.js');
+  try {
+    const bundled = fs.statSync(bundle).mtimeMs;
+    const compiled = fs.statSync(entry, { throwIfNoEntry: false });
+    return compiled && compiled.mtimeMs > bundled ? entry : bundle;
+  } catch {
+    return entry;
+  }
 }
 
 let cli;
 try {
-  cli = require('../dist/cli/main.js');
+  cli = require(entryFile());
 } catch (error) {
   // EXIT.environment: the installation is incomplete. Without dist/ there is no oneLine():
   // the first line of the reason will do.
@@ -21,22 +32,4 @@ try {
   process.exitCode = 4;
 }
 
-if (cli) {
-  const io = {
-    stdin: process.stdin,
-    stdout: process.stdout,
-    stderr: process.stderr,
-    env: process.env,
-  };
-  cli.main(process.argv.slice(2), io).then(
-    (status) => {
-      process.exitCode = status;
-    },
-    (error) => {
-      // main() never rejects; this is the last guard against a stack trace.
-      const reason = require('../dist/text.js').errorText(error);
-      process.stderr.write(`kmodload: internal error: ${reason}\n`);
-      process.exitCode = 70;
-    },
-  );
-}
+if (cli) cli.run(process.argv.slice(2));

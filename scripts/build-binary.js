@@ -21,22 +21,10 @@ function fail(message) {
   process.exit(1);
 }
 
-/** The bundled main script (also what the bench and tests read). */
+/** The bundled main script: src/cli/binary-main.ts with everything it imports. */
 function bundle(outfile) {
-  const esbuild = require('esbuild');
-  esbuild.buildSync({
-    entryPoints: [path.join(root, 'src', 'cli', 'binary-main.ts')],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    legalComments: 'none',
-    logLevel: 'warning',
-    define: {
-      KMODLOAD_BUNDLED_VERSION: JSON.stringify(require(path.join(root, 'package.json')).version),
-    },
-  });
+  const { bundleOptions } = require('./bundle.js');
+  require('esbuild').buildSync(bundleOptions('src/cli/binary-main.ts', outfile));
 }
 
 /** Builds the single executable at `output` (default build/kmodload); returns `output`.
