@@ -23,8 +23,7 @@ function fail(message) {
 
 /** The bundled main script: src/cli/binary-main.ts with everything it imports. */
 function bundle(outfile) {
-  const { bundleOptions } = require('./bundle.js');
-  require('esbuild').buildSync(bundleOptions('src/cli/binary-main.ts', outfile));
+  fs.writeFileSync(outfile, require('./bundle.js').bundleText('src/cli/binary-main.ts', outfile));
 }
 
 /** Builds the single executable at `output` (default build/kmodload); returns `output`.

@@ -161,6 +161,63 @@ async function readStdin(stdin: NodeJS.ReadableStream, timeoutSeconds: number): 
   }
 }
 
+function stateTooLarge(): KmodloadError {
+  return new KmodloadError(
+    `container state on stdin is larger than ${MAX_STATE_BYTES} bytes`,
+    EXIT.environment,
+  );
+}
+
+/**
+ * The state read without waiting and without process.stdin (whose stream and socket modules
+ * cost more start-up than the read): stdin opened again, non-blocking, through /proc/self/fd,
+ * and read until EOF or until nothing more is there yet. Runtimes write the state and close
+ * the pipe as they start the hook, so the end is usually there already. Undefined when that
+ * open fails (no /proc, a socket) or the first read does.
+ */
+function readStdinNow(fd: number): { data: Buffer; complete: boolean } | undefined {
+  let own: number;
+  try {
+    own = fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const buffer = Buffer.allocUnsafe(64 * 1024);
+      let count: number;
+      try {
+        count = fs.readSync(own, buffer, 0, buffer.length, null);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EAGAIN') {
+          return { data: Buffer.concat(chunks, size), complete: false };
+        }
+        if (size === 0) return undefined;
+        throw error;
+      }
+      if (count === 0) return { data: Buffer.concat(chunks, size), complete: true };
+      size += count;
+      if (size > MAX_STATE_BYTES) throw stateTooLarge();
+      chunks.push(buffer.subarray(0, count));
+    }
+  } finally {
+    fs.closeSync(own);
+  }
+}
+
+/** The state on stdin: what is there now, then (when the writer is not done) the rest from the
+ *  stream, under the timeout. */
+async function readState(io: CliIO, timeoutSeconds: number): Promise<Buffer> {
+  const now = io.stdinFd === undefined ? undefined : readStdinNow(io.stdinFd);
+  if (now?.complete) return now.data;
+  const before = now?.data ?? Buffer.alloc(0);
+  const rest = await readStdin(io.stdin, timeoutSeconds);
+  if (before.length + rest.length > MAX_STATE_BYTES) throw stateTooLarge();
+  return Buffer.concat([before, rest]);
+}
+
 /** `kmodload hook ARGS`: the OCI hook. Returns the exit status. `deps.loader` stands in for
  *  the public API in tests. */
 export async function runHookCommand(
@@ -205,7 +262,7 @@ export async function runHookCommand(
 
   let input: Buffer;
   try {
-    input = await readStdin(io.stdin, stdinTimeout);
+    input = await readState(io, stdinTimeout);
   } catch (error) {
     // A stage that does nothing does not care what it was sent.
     if (options.stage && !isLoadStage(options.stage)) input = Buffer.alloc(0);

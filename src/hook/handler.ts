@@ -159,7 +159,8 @@ export async function handleHook(
   input: string | Uint8Array | ContainerState | Record<string, unknown>,
   options: HookOptions = {},
 ): Promise<HookResult> {
-  const started = performance.now();
+  // process.hrtime, not performance.now(): the global `performance` loads perf_hooks.
+  const started = process.hrtime.bigint();
   const run: HookRun = {
     stage: options.stage,
     policyKeys: [],
@@ -349,9 +350,9 @@ function loggedAnnotations(run: HookRun): Record<string, string> {
 }
 
 /** The result and the log line of a run. */
-function finish(run: HookRun, options: HookOptions, started: number): HookResult {
+function finish(run: HookRun, options: HookOptions, started: bigint): HookResult {
   const { state, stage, request, plan, modules, action, failure } = run;
-  const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+  const durationMs = Math.round(Number(process.hrtime.bigint() - started) / 1000) / 1000;
   const exitStatus: ExitStatus = failure ? failure.exitStatus : EXIT.ok;
   const message = failure ? oneLine(failure.message) : undefined;
   const record: HookLogRecord = {

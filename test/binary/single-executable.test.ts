@@ -4,7 +4,7 @@
 // asked), hook-config naming the executable itself; and the embedded addon loaded from an
 // unnamed file, never a named one.
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -129,6 +129,30 @@ describe('the single executable', () => {
     ];
     expect(record.results.map((result) => result.path)).toEqual(insmods);
     expect(new Set(record.results.map((result) => result.status))).toEqual(new Set(['would-load']));
+  });
+
+  it('the hook reads a state that the runtime writes slowly, in two parts', async () => {
+    // What is there at start-up is read at once; the rest comes from the stream.
+    const log = path.join(scratch, 'slow.log');
+    const text = state('slow', [`KERNEL_MODULES=${SEED.join(',')}`]);
+    const child = spawn(
+      binary,
+      ['hook', '--state', 'prestart', '-n', ...treeArgs(), '--log', log, '--state-dir', scratch],
+      { env: {}, cwd: scratch, stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    child.stdin.write(text.slice(0, 20));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    child.stdin.end(text.slice(20));
+    expect(await closed).toBe(0);
+    expect(stderr).toBe('');
+    const record = JSON.parse(fs.readFileSync(log, 'utf8').trim()) as {
+      id: string;
+      request: string[];
+    };
+    expect(record).toMatchObject({ id: 'slow', request: SEED });
   });
 
   it('the hook with nothing asked succeeds and says nothing', () => {
