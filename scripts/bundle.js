@@ -41,7 +41,7 @@ function bundleOptions(entry, outfile) {
 // esbuild gives every module that default-imports a Node builtin (`import fs from 'node:fs'`)
 // its own copy of the builtin's properties (__toESM): some 30 copies of fs and path at
 // start-up. An object whose prototype is the builtin answers the same property reads.
-const BUILTIN_IMPORT = /__toESM\(require\("(node:[a-z_/]+)"\)\)/g;
+const BUILTIN_IMPORT = /__toESM\(require\("(node:[a-z0-9_/]+)"\)\)/g;
 // Builtins that only some commands use, and that are costly to load (child_process brings
 // net, dgram and the streams; crypto its whole tree): loaded on first property read instead
 // of when the module importing them is initialised.
