@@ -44,7 +44,7 @@ function loadBundle(bundle, source) {
   const mod = new Module(bundle, module);
   mod.filename = bundle;
   mod.loaded = true;
-  Module._cache[bundle] = mod;
+  require.cache[bundle] = mod;
   const fn = script.runInThisContext();
   fn.call(mod.exports, mod.exports, Module.createRequire(bundle), mod, bundle, dist);
   return mod.exports;
