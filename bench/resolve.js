@@ -16,6 +16,8 @@ const { setImmediate: nextTurn, setTimeout: sleep } = require('node:timers/promi
 const { openModuleDatabase, planRequests, formatShowDepends } = require('../dist/planner');
 
 const SEED = ['ip_vs', 'ip_vs_wrr'];
+/** Rounds of every whole-process row (each side runs once per round). */
+const PROCESS_ROUNDS = 21;
 
 function fixture() {
   const out = execFileSync('bash', [path.join(__dirname, '..', 'scripts', 'fetch-kernels.sh')], {
@@ -173,9 +175,10 @@ async function policyRows(root, version, all) {
   }
 }
 
-/** Peak RSS (KiB) of one `node ARGS` run: the child reports its own maxRSS at exit through a
- *  preloaded file, so no external tool is needed (both sides pay the same preload). */
-function peakRss(args, input) {
+/** Peak RSS (KiB) of one run of `command ARGS`: the child reports its own maxRSS at exit
+ *  through a file preloaded with NODE_OPTIONS (which the single executable honours too), so
+ *  no external tool is needed and every side pays the same preload. */
+function peakRss(command, args, input, wrap = (argv) => argv) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-rss-'));
   try {
     const preload = path.join(dir, 'rss.js');
@@ -184,18 +187,65 @@ function peakRss(args, input) {
       preload,
       `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, String(process.resourceUsage().maxRSS)));`,
     );
-    spawnSync(process.execPath, ['-r', preload, ...args], { input });
+    const [program, ...rest] = wrap([command, ...args]);
+    spawnSync(program, rest, {
+      input,
+      env: { ...process.env, NODE_OPTIONS: `--require ${preload}` },
+    });
     return Number(fs.readFileSync(out, 'utf8'));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
-/** Whole processes against `node -e 0` in the same run: what a runtime pays per hook. */
+/** Runs each of `fns` once per round, `rounds` times (after one warm-up each), in an order
+ *  that rotates every round, so that drift on a noisy machine hits all alike; returns each
+ *  one's times in ms. */
+async function alternateAll(rounds, fns) {
+  const times = fns.map(() => []);
+  for (const fn of fns) await fn();
+  for (let i = 0; i < rounds; i++) {
+    for (let k = 0; k < fns.length; k++) {
+      const j = (i + k) % fns.length;
+      const start = process.hrtime.bigint();
+      await fns[j]();
+      times[j].push(Number(process.hrtime.bigint() - start) / 1e6);
+    }
+  }
+  return times;
+}
+
+/** A fake /sys/module in which the seed's modules (and their dependencies) are live, and a
+ *  wrapper that runs a command in a private mount namespace with it mounted over /sys/module
+ *  (unshare and mount: root only). */
+function liveSysModule(dir, names) {
+  const fake = path.join(dir, 'sys-module');
+  for (const name of names) {
+    fs.mkdirSync(path.join(fake, name, 'holders'), { recursive: true });
+    fs.writeFileSync(path.join(fake, name, 'initstate'), 'live\n');
+    fs.writeFileSync(path.join(fake, name, 'refcnt'), '1\n');
+  }
+  return (argv) => [
+    'unshare',
+    '-m',
+    '--propagation',
+    'private',
+    'sh',
+    '-c',
+    `mount --bind ${fake} /sys/module && exec "$@"`,
+    'sh',
+    ...argv,
+  ];
+}
+
+/** Whole processes against `node -e 0` in the same run: what a runtime pays per hook. The
+ *  installed CLI (node bin/kmodload.js) and, when built, the single executable (build/kmodload)
+ *  run in the same rounds as the baseline. */
 async function processRows(root, version) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-bench-process-'));
   try {
     const cli = path.join(__dirname, '..', 'bin', 'kmodload.js');
+    const binary = path.join(__dirname, '..', 'build', 'kmodload');
     const conf = path.join(dir, 'modprobe.d');
     fs.mkdirSync(conf);
     const bundleOf = (env) => {
@@ -204,35 +254,62 @@ async function processRows(root, version) {
       return JSON.stringify({ id: 'bench', status: 'creating', bundle });
     };
     const tree = ['-d', root, '-S', version, '-C', conf];
-    const rows = [
-      ['hook, nothing asked', ['hook', '--state', 'prestart'], bundleOf(['PATH=/bin'])],
-      [
-        'hook, seed planned (dry run)',
-        ['hook', '--state', 'prestart', '-n', ...tree],
-        bundleOf([`KERNEL_MODULES=${SEED.join(',')}`]),
-      ],
-      ['load --show-depends (seed)', ['load', '--show-depends', ...tree, ...SEED], undefined],
-      ['--help', ['--help'], undefined],
-    ];
-    const run = (args, input) => () => {
-      const r = spawnSync(process.execPath, args, { input });
-      if (r.status !== 0) throw new Error(`${args.join(' ')}: exit ${r.status}: ${r.stderr}`);
-    };
-    const baselineRss = peakRss(['-e', '0']);
-    for (const [label, args, input] of rows) {
-      const times = await alternate(21, run([cli, ...args], input), run(['-e', '0']));
-      const o = stats(times.a);
-      const b = stats(times.b);
-      const range = (x) => `${x.median.toFixed(1)} (${x.min.toFixed(1)}-${x.max.toFixed(1)})`;
-      const rss = peakRss([cli, ...args], input);
-      console.log(
-        `${label.padEnd(34)} ${range(o).padStart(22)} ms  node -e 0 ${range(b).padStart(22)} ms  x${(
-          o.median / b.median
-        ).toFixed(
-          2,
-        )}  RSS ${(rss / 1024).toFixed(1)} MiB (+${((rss - baselineRss) / 1024).toFixed(1)})`,
+    const hook = ['hook', '--state', 'prestart', '--log', path.join(dir, 'hook.log')];
+    const seedState = bundleOf([`KERNEL_MODULES=${SEED.join(',')}`]);
+    const seedModules = formatShowDepends(
+      planRequests(await openModuleDatabase({ root, kernelVersion: version }), SEED),
+    )
+      .split('\n')
+      .filter((l) => l.startsWith('insmod '))
+      .map((l) =>
+        path
+          .basename(l.split(' ')[1])
+          .replace(/\.ko(\..*)?$/, '')
+          .replace(/-/g, '_'),
       );
+    const live = liveSysModule(dir, seedModules);
+    const direct = (argv) => argv;
+    const rows = [
+      ['hook, nothing asked', hook, bundleOf(['PATH=/bin']), direct],
+      ['hook, seed planned (dry run)', [...hook, '-n', ...tree], seedState, direct],
+      ['hook, seed already live (dry run)*', [...hook, '-n', ...tree], seedState, live],
+      [
+        'load --show-depends (seed)',
+        ['load', '--show-depends', ...tree, ...SEED],
+        undefined,
+        direct,
+      ],
+      ['--help', ['--help'], undefined, direct],
+    ];
+    const sides = [['node bin/kmodload.js', process.execPath, [cli]]];
+    if (fs.existsSync(binary)) sides.push(['build/kmodload', binary, []]);
+    const run = (argv, input) => () => {
+      const r = spawnSync(argv[0], argv.slice(1), { input });
+      if (r.status !== 0) throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.stderr}`);
+    };
+    const range = (x) => `${x.median.toFixed(1)} (${x.min.toFixed(1)}-${x.max.toFixed(1)})`;
+    const mib = (kib) => `${(kib / 1024).toFixed(1)} MiB`;
+    for (const [label, args, input, wrap] of rows) {
+      const baselineArgv = wrap([process.execPath, '-e', '0']);
+      const fns = [run(baselineArgv, undefined)];
+      for (const [, command, pre] of sides) fns.push(run(wrap([command, ...pre, ...args]), input));
+      const times = await alternateAll(PROCESS_ROUNDS, fns);
+      const baseline = stats(times[0]);
+      const baselineRss = peakRss(process.execPath, ['-e', '0'], undefined, wrap);
+      console.log(`${label}: node -e 0 ${range(baseline)} ms, RSS ${mib(baselineRss)}`);
+      sides.forEach(([name, command, pre], k) => {
+        const o = stats(times[k + 1]);
+        const rss = peakRss(command, [...pre, ...args], input, wrap);
+        console.log(
+          `  ${name.padEnd(22)} ${range(o).padStart(22)} ms  x${(o.median / baseline.median).toFixed(2)}  RSS ${mib(rss)} (+${((rss - baselineRss) / 1024).toFixed(1)})`,
+        );
+      });
     }
+    if (sides.length === 1)
+      console.log('(npm run build:binary adds the single executable to these rows)');
+    console.log(
+      "* in a mount namespace where /sys/module is a fake tree with the seed's modules live; node -e 0 runs under the same unshare/mount wrapper",
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -383,7 +460,9 @@ async function main() {
   );
   db.close();
 
-  console.log(`\n${'whole processes: medians (min-max) of 21 alternating runs, peak RSS'}`);
+  console.log(
+    `\nwhole processes: medians (min-max) of ${PROCESS_ROUNDS} alternating rounds, ratio to node -e 0, peak RSS`,
+  );
   await processRows(root, version);
 
   console.log(

@@ -11,6 +11,7 @@ bash scripts/install-test-deps.sh
 bash scripts/fetch-kernels.sh >/dev/null
 [ -f build/Release/kmodload.node ] || npx node-gyp rebuild
 npx tsc -p tsconfig.build.json
+node scripts/bundle.js
 
 passed=0
 failed=0

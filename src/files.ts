@@ -2,7 +2,15 @@
 // file (a FIFO would block the hook forever, /dev/zero would fill memory), it is opened
 // non-blocking, and it is read up to a cap whatever its size claims.
 
-import fsSync, { promises as fs, constants as fsConstants, type Stats } from 'node:fs';
+import fsSync, { constants as fsConstants, type Stats } from 'node:fs';
+
+// fs's callback API, promised by hand: fs.promises would load its own module graph (file
+// handles, streams, readline), which costs a short-lived hook more start-up than its reads.
+function call<T>(start: (done: (error: NodeJS.ErrnoException | null, value: T) => void) => void) {
+  return new Promise<T>((resolve, reject) => {
+    start((error, value) => (error ? reject(error) : resolve(value)));
+  });
+}
 
 /** Why a file could not be read, with an errno-style code ('ENOENT', 'EISDIR', 'EFBIG'...). */
 export class FileReadError extends Error {
@@ -29,15 +37,17 @@ function describe(error: unknown): { code: string; reason: string } {
  * @throws FileReadError: missing, unreadable, not a regular file, or larger than `limit`.
  */
 export async function readRegularFile(file: string, limit: number): Promise<Buffer> {
-  let handle: fs.FileHandle;
+  let fd: number;
   try {
-    handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    fd = await call<number>((done) =>
+      fsSync.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK, done),
+    );
   } catch (error) {
     const { code, reason } = describe(error);
     throw new FileReadError(file, code, reason);
   }
   try {
-    const stat = await handle.stat();
+    const stat = await call<Stats>((done) => fsSync.fstat(fd, done));
     assertRegular(file, stat);
     // Read to the end, not to st_size: /proc and /sys files say 0 and have content. One
     // byte more than the cap tells "exactly at the cap" from "over it".
@@ -45,7 +55,10 @@ export async function readRegularFile(file: string, limit: number): Promise<Buff
     let length = 0;
     let chunk = Buffer.alloc(Math.min(Math.max(stat.size + 1, 64 * 1024), limit + 1));
     for (;;) {
-      const { bytesRead } = await handle.read(chunk, 0, chunk.length, null);
+      const target = chunk;
+      const bytesRead = await call<number>((done) =>
+        fsSync.read(fd, target, 0, target.length, null, done),
+      );
       if (bytesRead === 0) break;
       chunks.push(chunk.subarray(0, bytesRead));
       length += bytesRead;
@@ -65,7 +78,7 @@ export async function readRegularFile(file: string, limit: number): Promise<Buff
     const { code, reason } = describe(error);
     throw new FileReadError(file, code, reason);
   } finally {
-    await handle.close();
+    await call<void>((done) => fsSync.close(fd, (error) => done(error, undefined)));
   }
 }
 
@@ -111,3 +124,12 @@ export function readRegularFileSync(file: string, limit: number): Buffer {
     fsSync.closeSync(fd);
   }
 }
+
+/** The few fs.promises calls the hook's path makes, on fs's callback API (see call()). */
+export const fsAsync = {
+  lstat: (file: string): Promise<Stats> => call<Stats>((done) => fsSync.lstat(file, done)),
+  stat: (file: string): Promise<Stats> => call<Stats>((done) => fsSync.stat(file, done)),
+  readdir: (dir: string): Promise<string[]> => call<string[]>((done) => fsSync.readdir(dir, done)),
+  readFile: (file: string, encoding: BufferEncoding): Promise<string> =>
+    call<string>((done) => fsSync.readFile(file, encoding, done)),
+};

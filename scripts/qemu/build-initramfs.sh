@@ -8,7 +8,8 @@
 #                unpacks in turn (uncompressed: under TCG, gzip -1 delayed /init by ~4.6 s):
 #                base (busybox, node, kmod, runc and their libraries; cached),
 #                tree (the module subset with every modules.* index; cached per kernel),
-#                project (kmodload as a user installs it, the scenario scripts; always fresh)
+#                project (kmodload as a user installs it, the scenario scripts, and a root
+#                with the single executable and no node; always fresh)
 #   tree/        the full module tree after recompression and depmod, for host-side oracles
 #   modules.txt  the module files copied into the guest
 # --no-project leaves kmodload out (to check the harness itself with modprobe only).
@@ -285,6 +286,9 @@ if [ "$with_project" = 1 ]; then
     || [ -f "$pkg/dist/cli/main.js" ] \
     || { echo "build-initramfs: TypeScript build failed" >&2; exit 1; }
   [ -f "$pkg/dist/cli/main.js" ] || { echo "build-initramfs: dist/cli/main.js not built" >&2; exit 1; }
+  # The CLI in one file with its code cache, as npm run build makes it.
+  node "$project/scripts/bundle.js" "$pkg/dist/kmodload.js" \
+    || { echo "build-initramfs: scripts/bundle.js failed" >&2; exit 1; }
   find "$pkg/dist" -name '*.map' -delete
   cp "$project/package.json" "$pkg/"
   cp -r "$project/bin" "$pkg/bin"
@@ -299,7 +303,7 @@ if [ "$with_project" = 1 ]; then
       if (e.isDirectory()) walk(p);
       else if (p.endsWith(".js")) for (const m of fs.readFileSync(p, "utf8").matchAll(/(?:require|import)\(\s*["\x27]([^"\x27]+)["\x27]\s*\)/g)) {
         const id = m[1];
-        if (!id.startsWith(".") && !builtin.has(id.replace(/^node:/, ""))) bad.push(`${p}: ${id}`);
+        if (!id.startsWith(".") && !builtin.has(id.replace(/^node:/, "")) && !require("module").isBuiltin(id)) bad.push(`${p}: ${id}`);
       } } };
     walk(process.argv[1]);
     if (bad.length) { console.error("build-initramfs: runtime requires packages:\n" + bad.join("\n")); process.exit(1); }
@@ -311,6 +315,36 @@ if [ "$with_project" = 1 ]; then
   mkdir -p "$stage/usr/bin"
   ln -s ../lib/node_modules/kmodload/bin/kmodload.js "$stage/usr/bin/kmodload"
   chmod 755 "$pkg/bin/kmodload.js"
+fi
+# ---------- a root with the single executable and no node (scenario 12) ----------
+# /opt/nonode is chrooted into: build/kmodload, busybox, runc, the libraries they link to and
+# the addon's decompression libraries, the modprobe.d files; the guest mounts the module tree,
+# /proc, /sys, /dev and the container's rootfs into it.
+if [ "$with_project" = 1 ]; then
+  nonode="$stage/opt/nonode"
+  mkdir -p "$nonode"/usr/{bin,sbin,lib,lib64} "$nonode"/{dev,proc,sys,tmp,run,etc,root}
+  for d in bin sbin lib lib64; do ln -s "usr/$d" "$nonode/$d"; done
+  node "$project/scripts/build-binary.js" "$nonode/usr/bin/kmodload" >&2 \
+    || { echo "build-initramfs: npm run build:binary failed" >&2; exit 1; }
+  while read -r lib; do
+    [ -n "$lib" ] && put "$nonode" "$lib"
+  done < <(ldd "$nonode/usr/bin/kmodload" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}')
+  put_with_libs "$nonode" "$runc_bin" /usr/sbin/runc
+  cp "$busybox_bin" "$nonode/usr/bin/busybox"
+  for applet in sh cat ls test true; do ln -s busybox "$nonode/usr/bin/$applet"; done
+  for soname in libz.so.1 liblzma.so.5 libzstd.so.1; do
+    put "$nonode" "$(ldconfig -p | awk -v n="$soname" '$1 == n && /x86-64/ && !f {print $NF; f = 1}')"
+  done
+  mkdir -p "$nonode/etc/modprobe.d" "$nonode/usr/lib/modules" "$nonode/opt/e2e/rootfs"
+  cp "$here/guest/modprobe.conf" "$nonode/etc/modprobe.d/kmodload-e2e.conf"
+  for conf in /usr/lib/modprobe.d/*.conf; do
+    [ -f "$conf" ] && put "$nonode" "$conf"
+  done
+  cp /etc/ld.so.conf "$nonode/etc/"
+  [ -d /etc/ld.so.conf.d ] && cp -r /etc/ld.so.conf.d "$nonode/etc/"
+  ldconfig -r "$nonode"
+  echo 'root:x:0:0:root:/root:/bin/sh' > "$nonode/etc/passwd"
+  echo 'root:x:0:' > "$nonode/etc/group"
 fi
 make_cpio "$stage" "$out/project.cpio"
 

@@ -11,6 +11,7 @@ import { errorText, oneLine } from '../text';
 import {
   DEFAULT_WRAPPER_PATH,
   HOOK_CONFIG_FORMATS,
+  binaryHowTo,
   formatHookConfig,
   isuladHookPathProblem,
   installWrapper,
@@ -85,7 +86,8 @@ does not decompress), 70 internal error, 128+N ended by signal N (143 SIGTERM),
 logged as interrupted. On failure one line on stderr: "kmodload: cannot load NAME: REASON".
 `;
 
-export const HOOK_CONFIG_USAGE = `Usage: kmodload hook-config [--format isulad|oci|hooks.d] [--install-wrapper PATH | --wrapper PATH]
+export const HOOK_CONFIG_USAGE = `Usage: kmodload hook-config [--format isulad|oci|hooks.d]
+                           [--install-wrapper PATH | --wrapper PATH | --binary PATH]
                            [--log FILE|none] [--policy FILE]... [--state-dir DIR] [--unload-on-stop]
                            [-d DIR] [-S VER] [-C DIR] [-n] [--timeout SEC] [--always]
 
@@ -99,6 +101,9 @@ The configs name a wrapper script (default ${DEFAULT_WRAPPER_PATH}) that runs
 this node and this kmodload by absolute path, since runtimes give hooks no PATH.
   --install-wrapper PATH  write the wrapper (root-owned, 0755) at PATH and name it
   --wrapper PATH          name PATH without writing it
+  --binary PATH           name PATH, the single executable (npm run build:binary), with
+                          no wrapper; the default when this is the single executable
+                          (then it names itself)
   --log FILE              the hook's log (default ${DEFAULT_HOOK_LOG}; none: no log)
   --policy, --state-dir, -d, -S, -C, -n
                           added to the hook's arguments (see kmodload hook --help)
@@ -168,6 +173,63 @@ async function readStdin(stdin: NodeJS.ReadableStream, timeoutSeconds: number): 
   }
 }
 
+function stateTooLarge(): KmodloadError {
+  return new KmodloadError(
+    `container state on stdin is larger than ${MAX_STATE_BYTES} bytes`,
+    EXIT.environment,
+  );
+}
+
+/**
+ * The state read without waiting and without process.stdin (whose stream and socket modules
+ * cost more start-up than the read): stdin opened again, non-blocking, through /proc/self/fd,
+ * and read until EOF or until nothing more is there yet. Runtimes write the state and close
+ * the pipe as they start the hook, so the end is usually there already. Undefined when that
+ * open fails (no /proc, a socket) or the first read does.
+ */
+function readStdinNow(fd: number): { data: Buffer; complete: boolean } | undefined {
+  let own: number;
+  try {
+    own = fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const buffer = Buffer.allocUnsafe(64 * 1024);
+      let count: number;
+      try {
+        count = fs.readSync(own, buffer, 0, buffer.length, null);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EAGAIN') {
+          return { data: Buffer.concat(chunks, size), complete: false };
+        }
+        if (size === 0) return undefined;
+        throw error;
+      }
+      if (count === 0) return { data: Buffer.concat(chunks, size), complete: true };
+      size += count;
+      if (size > MAX_STATE_BYTES) throw stateTooLarge();
+      chunks.push(buffer.subarray(0, count));
+    }
+  } finally {
+    fs.closeSync(own);
+  }
+}
+
+/** The state on stdin: what is there now, then (when the writer is not done) the rest from the
+ *  stream, under the timeout. */
+async function readState(io: CliIO, timeoutSeconds: number): Promise<Buffer> {
+  const now = io.stdinFd === undefined ? undefined : readStdinNow(io.stdinFd);
+  if (now?.complete) return now.data;
+  const before = now?.data ?? Buffer.alloc(0);
+  const rest = await readStdin(io.stdin, timeoutSeconds);
+  if (before.length + rest.length > MAX_STATE_BYTES) throw stateTooLarge();
+  return Buffer.concat([before, rest]);
+}
+
 /** `kmodload hook ARGS`: the OCI hook. Returns the exit status; on SIGTERM or SIGINT it
  *  returns at once (128 + the signal's number) after logging the run as interrupted, and the
  *  caller exits. `deps.loader` stands in for the public API in tests, `deps.signals` for the
@@ -233,7 +295,7 @@ export async function runHookCommand(
   signals.once('SIGTERM', onSignal);
   signals.once('SIGINT', onSignal);
   try {
-    const reading = readInput(io.stdin, stdinTimeout, options, () => interrupted);
+    const reading = readInput(io, stdinTimeout, options, () => interrupted);
     const input = await Promise.race([reading, stopped]);
     if (!Buffer.isBuffer(input)) return report(io, input);
     run = startHook(input, options);
@@ -267,13 +329,13 @@ async function withinSeconds(work: Promise<void>, seconds: number): Promise<void
 /** The state on stdin, or the logged result of a run refused because it could not be read.
  *  Once the run was interrupted (`cancelled`), a late failure logs nothing more. */
 async function readInput(
-  stdin: NodeJS.ReadableStream,
+  io: CliIO,
   timeoutSeconds: number,
   options: HookOptions,
   cancelled: () => boolean,
 ): Promise<Buffer | HookResult> {
   try {
-    return await readStdin(stdin, timeoutSeconds);
+    return await readState(io, timeoutSeconds);
   } catch (error) {
     // A stage that does nothing does not care what it was sent.
     if (cancelled() || (options.stage && !isLoadStage(options.stage))) return Buffer.alloc(0);
@@ -324,6 +386,7 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
         { long: 'format', value: true },
         { long: 'wrapper', value: true },
         { long: 'install-wrapper', value: true },
+        { long: 'binary', value: true },
         { long: 'timeout', value: true },
         { long: 'always' },
       ],
@@ -348,9 +411,25 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
     if (installAt !== undefined && nameOnly !== undefined) {
       throw usageError('--install-wrapper and --wrapper exclude each other', 'hook-config');
     }
+    const binaryAt = lastValue(parsed, 'binary');
+    if (binaryAt !== undefined && (installAt ?? nameOnly) !== undefined) {
+      throw usageError(
+        `--binary and --${installAt !== undefined ? 'install-wrapper' : 'wrapper'} exclude each other`,
+        'hook-config',
+      );
+    }
     install = installAt !== undefined;
     const wrapper = installAt ?? nameOnly;
     if (wrapper !== undefined) wrapperPath = path.resolve(wrapper);
+    // The single executable runs every command itself: the configs name it, no wrapper.
+    let binary: string | undefined;
+    if (binaryAt !== undefined) binary = path.resolve(binaryAt);
+    else if (wrapper === undefined) {
+      // Imported here: the hook itself must not load anything under native/.
+      const { runningAsSingleExecutable } = await import('../native/embedded.js');
+      if (runningAsSingleExecutable()) binary = process.execPath;
+    }
+    if (binary !== undefined) wrapperPath = binary;
     const timeout = lastValue(parsed, 'timeout');
     if (timeout !== undefined) options.timeout = seconds(timeout, '--timeout', 'hook-config');
     if (flag(parsed, 'always')) options.always = true;
@@ -367,14 +446,16 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
     const text = formatHookConfig(format, options);
     if (install) installWrapper(wrapperPath);
     // iSulad refuses (at daemon load) a hook that is missing, not root's or world-writable.
-    const refusal = format === 'isulad' ? isuladHookPathProblem(wrapperPath) : undefined;
+    const howTo =
+      binary !== undefined
+        ? binaryHowTo(wrapperPath)
+        : `create it with --install-wrapper ${wrapperPath}`;
+    const refusal = format === 'isulad' ? isuladHookPathProblem(wrapperPath, howTo) : undefined;
     if (refusal !== undefined) {
       throw new KmodloadError(`iSulad would refuse the hook: ${refusal}`, EXIT.environment);
     }
     if (!install && !fs.existsSync(wrapperPath)) {
-      io.stderr.write(
-        `kmodload: note: ${wrapperPath} does not exist yet; create it with --install-wrapper ${wrapperPath}\n`,
-      );
+      io.stderr.write(`kmodload: note: ${wrapperPath} does not exist yet; ${howTo}\n`);
     }
     io.stdout.write(text);
     return EXIT.ok;

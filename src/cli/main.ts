@@ -24,8 +24,12 @@ export type { CliIO } from './io';
 
 type CommandRunner = (argv: string[], io: CliIO) => Promise<number>;
 
+// Replaced by the bundler (scripts/build-binary.js): the single executable has no package.json.
+declare const KMODLOAD_BUNDLED_VERSION: string | undefined;
+
 /** The package version, read from package.json next to dist/ (or src/). */
 export function packageVersion(): string {
+  if (typeof KMODLOAD_BUNDLED_VERSION === 'string') return KMODLOAD_BUNDLED_VERSION;
   try {
     const file = path.join(packageRoot(), 'package.json');
     const json = JSON.parse(fs.readFileSync(file, 'utf8')) as { version?: unknown };

@@ -22,7 +22,8 @@ export const DEFAULT_HOOK_TIMEOUT = 30;
 export const HOOK_CONFIG_FORMATS: readonly HookConfigFormat[] = ['isulad', 'oci', 'hooks.d'];
 
 export interface HookConfigOptions {
-  /** Absolute path of the executable the runtime runs (the wrapper). */
+  /** Absolute path of the executable the runtime runs: the wrapper, or the single executable
+   *  (build/kmodload), which needs none. */
   wrapperPath?: string;
   /** Extra arguments for every hook entry, after `--state STAGE` (e.g. ['--log', FILE]). */
   extraArgs?: string[];
@@ -111,13 +112,16 @@ export function hookConfig(format: HookConfigFormat, options: HookConfigOptions 
  * Why iSulad would refuse `file` as a hook path (it checks when the daemon loads the spec:
  * absolute, exists, owned by root, not world-writable, symlinks followed), or undefined.
  */
-export function isuladHookPathProblem(file: string): string | undefined {
+export function isuladHookPathProblem(
+  file: string,
+  howToCreate = `create it with --install-wrapper ${file}`,
+): string | undefined {
   if (!path.isAbsolute(file)) return `${file} is not an absolute path`;
   let stat: fs.Stats;
   try {
     stat = fs.statSync(file);
   } catch {
-    return `${file} does not exist (create it with --install-wrapper ${file})`;
+    return `${file} does not exist (${howToCreate})`;
   }
   if (!stat.isFile()) return `${file} is not a regular file`;
   if (stat.uid !== 0) return `${file} is owned by uid ${stat.uid}, not root`;
@@ -131,6 +135,11 @@ export function formatHookConfig(
   options: HookConfigOptions = {},
 ): string {
   return `${JSON.stringify(hookConfig(format, options), null, 2)}\n`;
+}
+
+/** How to put the single executable at `file`, for messages. */
+export function binaryHowTo(file: string): string {
+  return `copy build/kmodload, made by npm run build:binary, to ${file}`;
 }
 
 /** Single-quotes a word for /bin/sh. */

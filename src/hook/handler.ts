@@ -5,8 +5,6 @@
 // Every run ends in exactly one log line: a normal end, a refusal before the state could be
 // read (finishRefusedRun), or an interruption by a signal (HookRun.interrupt).
 
-import os from 'node:os';
-
 import type { LoadOptions } from '../api';
 import { EXIT, KmodloadError } from '../errors';
 import type { LoadResult, ModuleResult } from '../loader/types';
@@ -106,6 +104,12 @@ export interface HookResult {
   warnings: string[];
 }
 
+/** The signals the hook command handles, by number (no `os` module on the hook's path). */
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> & Record<'SIGTERM' | 'SIGINT', number> = {
+  SIGINT: 2,
+  SIGTERM: 15,
+};
+
 /** Kubernetes' pod identity, logged when present so the log answers "which pod asked". */
 const POD_ANNOTATIONS = ['io.kubernetes.pod.namespace', 'io.kubernetes.pod.name'];
 
@@ -179,7 +183,8 @@ export function startHook(
   input: string | Uint8Array | ContainerState | Record<string, unknown>,
   options: HookOptions = {},
 ): HookRunHandle {
-  const started = performance.now();
+  // process.hrtime, not performance.now(): the global `performance` loads perf_hooks.
+  const started = process.hrtime.bigint();
   const run = newRun(options);
   let ended: HookResult | undefined;
   const end = (): HookResult => (ended ??= finish(run, options, started));
@@ -227,7 +232,7 @@ export function finishRefusedRun(
     run.interruptedBy = interruptedBy;
     run.action = 'failed';
   }
-  return finish(run, options, performance.now());
+  return finish(run, options, process.hrtime.bigint());
 }
 
 function newRun(options: HookOptions): HookRun {
@@ -432,11 +437,11 @@ function loggedAnnotations(run: HookRun): Record<string, string> {
 }
 
 /** The result and the log line of a run. */
-function finish(run: HookRun, options: HookOptions, started: number): HookResult {
+function finish(run: HookRun, options: HookOptions, started: bigint): HookResult {
   const { state, stage, request, plan, modules, action, failure } = run;
-  const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+  const durationMs = Math.round(Number(process.hrtime.bigint() - started) / 1000) / 1000;
   const exitStatus: number = run.interruptedBy
-    ? 128 + os.constants.signals[run.interruptedBy]
+    ? 128 + SIGNAL_NUMBERS[run.interruptedBy]
     : failure
       ? failure.exitStatus
       : EXIT.ok;

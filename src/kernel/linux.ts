@@ -2,8 +2,8 @@
 // first syscall only, so reading state (dry runs, --show-depends, the hook's empty path) never
 // loads the .node file.
 
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { fsAsync as fs } from '../files';
 import type { NativeBinding } from '../native/binding';
 import type { InitState, InsertOptions, Kernel } from './kernel';
 

@@ -7,6 +7,7 @@ import { EXIT, KmodloadError } from '../errors';
 import { packageRoot } from '../package-root';
 import type { NativeBinding } from './binding';
 import { wrapBinding } from './system-error';
+import { loadEmbeddedAddon, runningAsSingleExecutable } from './embedded';
 
 /** The prebuilt addon's file name (scripts/prebuild.sh, prebuildify's naming, which
  *  node-gyp-build matches at install time). */
@@ -38,9 +39,14 @@ export function addonPath(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** The native binding, loaded once and cached. Throws KmodloadError (EXIT.environment) when
- *  the addon is missing or cannot be loaded. */
+ *  the addon is missing or cannot be loaded. In the single executable (build/kmodload) the
+ *  addon is the one embedded in it, unless KMODLOAD_ADDON names another file. */
 export function loadBinding(): NativeBinding {
   if (cached) return cached;
+  if (!process.env.KMODLOAD_ADDON && runningAsSingleExecutable()) {
+    cached = loadEmbeddedAddon<NativeBinding>();
+    return cached;
+  }
   const file = addonPath();
   if (!fs.existsSync(file)) {
     const prebuild = `prebuilds/${process.platform}-${process.arch}/${PREBUILD_FILE}`;

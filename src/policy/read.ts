@@ -3,10 +3,9 @@
 // parsed refuses every request: an operator must never believe a policy protects them while
 // it is being ignored.
 
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
-import { FileReadError, readRegularFile } from '../files';
+import { FileReadError, fsAsync as fs, readRegularFile } from '../files';
 import { addPolicyText, emptyPolicy, formatProblem } from './parse';
 import { DEFAULT_POLICY_DIR, DEFAULT_POLICY_FILE, type Policy, type PolicyProblem } from './types';
 

@@ -47,9 +47,10 @@ export interface GuestImage {
   dir: string;
 }
 
-/** A scratch directory per kernel for images and logs (kept for a look after a failure). */
+/** A scratch directory per checkout and kernel for images and logs (kept for a look after a
+ *  failure). Per checkout: two checkouts on one machine must not boot each other's images. */
 export function workDir(kernel: KernelTree): string {
-  const dir = path.join(os.tmpdir(), 'kmodload-e2e', kernel.version);
+  const dir = path.join(os.tmpdir(), 'kmodload-e2e', path.basename(PROJECT_ROOT), kernel.version);
   fs.mkdirSync(dir, { recursive: true });
   return dir;
 }

@@ -1,8 +1,9 @@
-// End to end on real Debian kernels under qemu: kmodload as installed (compiled JS + addon),
-// its hook run by runc, kmod's modprobe as the oracle in the same guest. Each kernel boots
-// twice: `main` (-cpu max: scenarios 1, 2, 5, 6, 7, 8, 10) and `qemu64` (no SSE4.2: scenario 9,
-// plus 3, 4 and 11, which do not depend on the CPU). All four guests run at once; the guest
-// scripts are scripts/qemu/guest/, the checks are here.
+// End to end on real Debian kernels under qemu: kmodload as installed (compiled JS + addon)
+// and as the single executable in a root without node, its hook run by runc, kmod's modprobe
+// as the oracle in the same guest. Each kernel boots twice: `main` (-cpu max: scenarios 1, 2,
+// 5, 6, 7, 8, 10, 12, 13) and `qemu64` (no SSE4.2: scenario 9, plus 3, 4 and 11, which do not
+// depend on the CPU). All four guests run at once; the guest scripts are scripts/qemu/guest/,
+// the checks are here.
 
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
@@ -538,6 +539,76 @@ describe.each(FLAVOURS)('Debian %s kernel under qemu', (flavour) => {
       ),
       'the log records the refusal and the policy file',
       's10.hooklog',
+    );
+    p.assertNone();
+  });
+
+  it('12: no node: runc runs the single executable as the hook; it loads what modprobe -a loads', () => {
+    const { main } = kernelRuns(flavour);
+    const p = new Problems(main);
+    p.check(main.get('s12.before').mods.length === 0, 'starts with no module', 's12.before');
+    const root = main.get('s12.no_node');
+    p.check(
+      root.rc === 0 && root.out.includes('kmodload') && !/\bnode\b/.test(root.out),
+      'the chroot has the single executable and no node',
+      's12.no_node',
+    );
+    const hooks = main.get('s12.hooks');
+    let paths: string[] = [];
+    try {
+      const printed = JSON.parse(hooks.out) as { hooks: Record<string, Array<{ path: string }>> };
+      paths = Object.values(printed.hooks).flatMap((entries) => entries.map((e) => e.path));
+    } catch {
+      // reported below
+    }
+    p.check(
+      hooks.rc === 0 && paths.length === 2 && paths.every((file) => file === '/usr/bin/kmodload'),
+      'hook-config run from the executable names the executable itself',
+      's12.hooks',
+    );
+    const runc = main.get('s12.runc');
+    p.check(runc.rc === 0 && runc.out.includes('container-ran'), 'the container ran', 's12.runc');
+    p.check(
+      sameModules(runc, main.get('s12.modprobe')) && runc.mods.includes('ip_vs_wrr'),
+      'same modules as modprobe -a',
+      's12.runc',
+      's12.modprobe',
+    );
+    p.check(
+      hookLog(main.get('s12.hooklog')).some(
+        (r) => r.id === 'e2e-s12' && r.stage === 'createRuntime' && r.exitStatus === 0,
+      ),
+      'the hook logged its createRuntime run',
+      's12.hooklog',
+    );
+    p.assertNone();
+  });
+
+  it('13: the seed request as whole processes: kmodload load, the single executable, modprobe -a, node -e 0', () => {
+    const { main } = kernelRuns(flavour);
+    const p = new Problems(main);
+    const rounds = [1, 2, 3];
+    const kinds = ['modprobe', 'kmodload', 'binary', 'node'] as const;
+    for (const i of rounds) {
+      for (const kind of kinds) {
+        const record = main.get(`s13.${i}.${kind}`);
+        p.check(record.rc === 0, `${kind} succeeded`, `s13.${i}.${kind}`);
+      }
+      for (const kind of ['kmodload', 'binary']) {
+        p.check(
+          sameModules(main.get(`s13.${i}.${kind}`), main.get(`s13.${i}.modprobe`)),
+          `${kind}: same modules as modprobe -a`,
+          `s13.${i}.${kind}`,
+          `s13.${i}.modprobe`,
+        );
+      }
+    }
+    // Figures only (TCG, one boot): the median of the three rounds of each.
+    const median = (kind: string) =>
+      rounds.map((i) => main.get(`s13.${i}.${kind}`).ms).sort((a, b) => a - b)[1];
+    console.log(
+      `${main.name}: seed request in the guest, median of 3 (ms): ` +
+        kinds.map((kind) => `${kind} ${median(kind)}`).join(', '),
     );
     p.assertNone();
   });

@@ -6,7 +6,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT } from './trees';
 
-/** Compiles src/ into `outDir` (as dist/ is laid out: outDir/cli/main.js ...). */
+/** Compiles src/ into `outDir` as `npm run build` lays out dist/: outDir/cli/main.js ...
+ *  (tsc), and outDir/kmodload.js, the CLI in one file (scripts/bundle.js), which
+ *  bin/kmodload.js runs. */
 export function compileSources(outDir: string): void {
   const build = spawnSync(
     process.execPath,
@@ -25,6 +27,14 @@ export function compileSources(outDir: string): void {
   );
   if (build.status !== 0) {
     throw new Error(`tsc failed (status ${build.status}):\n${build.stdout}${build.stderr}`);
+  }
+  const bundle = spawnSync(
+    process.execPath,
+    [path.join(REPO_ROOT, 'scripts', 'bundle.js'), path.join(outDir, 'kmodload.js')],
+    { cwd: REPO_ROOT, encoding: 'utf8' },
+  );
+  if (bundle.status !== 0) {
+    throw new Error(`bundle failed (status ${bundle.status}):\n${bundle.stdout}${bundle.stderr}`);
   }
 }
 

@@ -79,6 +79,28 @@ describe('hook configurations', () => {
     expect((await run(['--format', 'oci', '--wrapper', open])).status).toBe(0);
   });
 
+  it('--binary names the single executable, with no wrapper (and never writes one)', async () => {
+    const missing = path.join(scratch, 'kmodload-binary');
+    const refused = await run(['--format', 'isulad', '--binary', missing]);
+    expect(refused.status).toBe(EXIT.environment);
+    expect(refused.err).toBe(
+      `kmodload: iSulad would refuse the hook: ${missing} does not exist (copy build/kmodload, made by npm run build:binary, to ${missing})\n`,
+    );
+    const oci = await run(['--format', 'oci', '--binary', missing, '--log', 'none']);
+    expect(oci.status).toBe(0);
+    expect(oci.err).toBe(
+      `kmodload: note: ${missing} does not exist yet; copy build/kmodload, made by npm run build:binary, to ${missing}\n`,
+    );
+    expect(JSON.parse(oci.out)).toEqual(hookConfig('oci', { wrapperPath: missing }));
+    expect(fs.existsSync(missing)).toBe(false);
+    const both = await run(['--binary', missing, '--install-wrapper', missing]);
+    expect(both.status).toBe(EXIT.usage);
+    expect(both.err).toBe(
+      'kmodload: --binary and --install-wrapper exclude each other (see kmodload hook-config --help)\n',
+    );
+    expect(fs.existsSync(missing)).toBe(false);
+  });
+
   it('hooks.d: version 1.0.0, selected by the annotation, prestart', () => {
     const file = hookConfig('hooks.d') as {
       version: string;

@@ -237,6 +237,53 @@ s11() {
   unload_all s11.clean
 }
 
+# 12. No node: the seed's request through runc in a chroot (/opt/nonode, see build-initramfs.sh)
+# that has the single executable, busybox and runc, and no node. The configuration is the one
+# the executable prints for itself (it names itself, no wrapper); modprobe -a follows.
+NONODE=/opt/nonode
+s12_mount() {
+  # A mount point of its own: runc (--no-pivot) changes the propagation of its root.
+  mount --bind $NONODE $NONODE
+  mount -t proc proc $NONODE/proc
+  mount --rbind /sys $NONODE/sys
+  mount --bind /dev $NONODE/dev
+  mount -t tmpfs tmpfs $NONODE/run
+  mount -t tmpfs tmpfs $NONODE/tmp
+  mount --bind /usr/lib/modules $NONODE/usr/lib/modules
+  mount --bind /opt/e2e/rootfs $NONODE/opt/e2e/rootfs
+}
+s12() {
+  unload_all s12.before
+  s12_mount
+  run s12.no_node chroot $NONODE /bin/sh -c 'ls /usr/bin /usr/sbin; command -v node || exit 0; exit 1'
+  run s12.hooks chroot $NONODE /usr/bin/kmodload hook-config --format oci --log /run/hook.log
+  cp /tmp/run.out /run/hooks-nonode.json
+  node /opt/e2e/make-bundle.js /opt/e2e/config.template.json /run/hooks-nonode.json oci \
+    ip_vs,ip_vs_wrr $NONODE/run/s12
+  run s12.runc chroot $NONODE runc run --no-pivot --bundle /run/s12 e2e-s12
+  run s12.hooklog cat $NONODE/run/hook.log
+  umount -l $NONODE
+  unload_all s12.mid
+  run s12.modprobe $MODPROBE -a ip_vs ip_vs_wrr
+  unload_all s12.clean
+}
+
+# 13. The seed's request as whole processes, in this boot: kmodload load (node), the single
+# executable, modprobe -a, and node -e 0 as the baseline; three rounds, alternating.
+s13() {
+  for i in 1 2 3; do
+    unload_all s13.$i.pre
+    run s13.$i.modprobe $MODPROBE -a ip_vs ip_vs_wrr
+    unload_all s13.$i.mid
+    run s13.$i.kmodload $KMODLOAD load ip_vs ip_vs_wrr
+    unload_all s13.$i.mid2
+    run s13.$i.binary $NONODE/usr/bin/kmodload load ip_vs ip_vs_wrr
+    unload_all s13.$i.mid3
+    run s13.$i.node node -e 0
+  done
+  unload_all s13.clean
+}
+
 # 9. On a CPU without SSE4.2 crc32c_intel's init fails (ENODEV): do what modprobe does.
 # This boot also carries scenarios 3 and 4, which do not depend on the CPU, so that the two
 # boots of a kernel take about as long as each other.
@@ -266,12 +313,21 @@ set_main() {
   s2
   s8
   s10
+  s12
+  s13
 }
 
 # Checks the harness itself: kmod's modprobe loads the seed's set.
 set_smoke() {
   run smoke.modprobe $MODPROBE -a ip_vs ip_vs_wrr
   unload_all smoke.clean
+}
+
+# Scenarios 12 and 13 alone: a quick manual check of the single executable (not used by the
+# test suite).
+set_nonode() {
+  s12
+  s13
 }
 
 # Scenario 1 alone: a quick manual check of an image (not used by the test suite).

@@ -1,0 +1,21 @@
+// The process around the CLI: what bin/kmodload.js and the single executable run. main() never
+// throws; this turns its answer into the exit status.
+
+import { errorText } from '../text';
+import { processIO } from './io';
+import { main } from './main';
+
+/** Runs `kmodload ARGV...` in this process and sets process.exitCode. */
+export function run(argv: string[]): void {
+  const io = processIO();
+  main(argv, io).then(
+    (status) => {
+      process.exitCode = status;
+    },
+    (error: unknown) => {
+      // main() never rejects; this is the last guard against a stack trace.
+      io.stderr.write(`kmodload: internal error: ${errorText(error)}\n`);
+      process.exitCode = 70;
+    },
+  );
+}
