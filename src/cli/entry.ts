@@ -11,6 +11,9 @@ export function run(argv: string[]): void {
   main(argv, io).then(
     (status) => {
       process.exitCode = status;
+      // 128 + N: a signal interrupted the hook, which logged it; work still pending (a
+      // syscall on a worker thread, the stdin read) must not keep the process alive.
+      if (status >= 128) process.exit(status);
     },
     (error: unknown) => {
       // main() never rejects; this is the last guard against a stack trace.

@@ -105,10 +105,7 @@ export interface HookResult {
 }
 
 /** The signals the hook command handles, by number (no `os` module on the hook's path). */
-const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> & Record<'SIGTERM' | 'SIGINT', number> = {
-  SIGINT: 2,
-  SIGTERM: 15,
-};
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGTERM: 15 };
 
 /** Kubernetes' pod identity, logged when present so the log answers "which pod asked". */
 const POD_ANNOTATIONS = ['io.kubernetes.pod.namespace', 'io.kubernetes.pod.name'];
@@ -441,7 +438,7 @@ function finish(run: HookRun, options: HookOptions, started: bigint): HookResult
   const { state, stage, request, plan, modules, action, failure } = run;
   const durationMs = Math.round(Number(process.hrtime.bigint() - started) / 1000) / 1000;
   const exitStatus: number = run.interruptedBy
-    ? 128 + SIGNAL_NUMBERS[run.interruptedBy]
+    ? 128 + (SIGNAL_NUMBERS[run.interruptedBy] ?? 0)
     : failure
       ? failure.exitStatus
       : EXIT.ok;
