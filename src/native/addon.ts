@@ -38,13 +38,25 @@ export function addonPath(env: NodeJS.ProcessEnv = process.env): string {
   return override ? path.resolve(override) : defaultAddonPath();
 }
 
+/** Whether there is an addon to load: the one embedded in the single executable, or a file
+ *  (one that exists but cannot be read counts: loading it then says why). */
+export async function addonPresent(): Promise<boolean> {
+  if (!process.env.KMODLOAD_ADDON && runningAsSingleExecutable()) return true;
+  try {
+    await fs.promises.access(addonPath());
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ENOENT';
+  }
+}
+
 /** The native binding, loaded once and cached. Throws KmodloadError (EXIT.environment) when
  *  the addon is missing or cannot be loaded. In the single executable (build/kmodload) the
  *  addon is the one embedded in it, unless KMODLOAD_ADDON names another file. */
 export function loadBinding(): NativeBinding {
   if (cached) return cached;
   if (!process.env.KMODLOAD_ADDON && runningAsSingleExecutable()) {
-    cached = loadEmbeddedAddon<NativeBinding>();
+    cached = wrapBinding(loadEmbeddedAddon<NativeBinding>());
     return cached;
   }
   const file = addonPath();

@@ -1,8 +1,7 @@
 // The resolver: module database + modprobe.d -> ordered plan, and its --show-depends text.
-import { promises as fs } from 'node:fs';
 
 import { ModuleDatabase, type ResolverOptions } from '../db';
-import { addonPath, loadBinding } from '../native/addon';
+import { addonPresent, loadBinding } from '../native/addon';
 import type { NativeBinding } from '../native/binding';
 
 export { ModuleDatabase, type ResolverOptions } from '../db';
@@ -27,10 +26,5 @@ export async function openModuleDatabase(opts: ResolverOptions = {}): Promise<Mo
  *  (built for another Node ABI, damaged) is an error: answering from the text files instead
  *  would hide a broken installation until a load needs the addon anyway. */
 async function optionalBinding(): Promise<NativeBinding | undefined> {
-  try {
-    await fs.access(addonPath());
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-  }
-  return loadBinding();
+  return (await addonPresent()) ? loadBinding() : undefined;
 }

@@ -410,7 +410,7 @@ describe('the installed hook outside a runtime', () => {
     const busy = await loadedFiles(['KERNEL_MODULES=ip_vs']);
     expect(busy.filter((file) => file.startsWith('dist/'))).toEqual(['dist/kmodload.js']);
     expect(heavy(busy).some((file) => file.endsWith('.node'))).toBe(true);
-    expect(heavy(busy).some((file) => /^open .*\/modules\.dep\.bin$/.test(file))).toBe(true);
+    expect(heavy(busy).some((file) => /^open .*\/modules\.softdep$/.test(file))).toBe(true);
   });
 
   it('many hooks appending to one log at once leave whole lines', async () => {
