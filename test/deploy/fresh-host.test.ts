@@ -6,8 +6,8 @@
 // Installation is offline (npm install --offline) from the tarball and the dependencies packed
 // from node_modules: the root reaches no registry.
 //
-// The same root without Node, running the single executable: freshHost() without copyNode()
-// is that host; copyIntoHost(host, 'build/kmodload') and runInHost() run it there.
+// The same root without Node at all then runs the single executable (npm run build:binary)
+// for the same commands.
 
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,7 +19,7 @@ import { PREBUILD_FILE } from '../../src/native/addon';
 import { writeBundle } from '../helpers/bundle';
 import { kernelTree, toolEnv } from '../helpers/trees';
 import type { FreshHost } from './fresh-host';
-import { copyNode, freshHost, removeFreshHost, runInHost } from './fresh-host';
+import { copyIntoHost, copyNode, freshHost, removeFreshHost, runInHost } from './fresh-host';
 import { ensurePrebuilds, packDependencies, packTarball } from './pack';
 
 const MODULES = ['ip_vs', 'ip_vs_wrr'];
@@ -157,5 +157,71 @@ describe('a Debian 11 host without a toolchain', () => {
     expect((record?.results as { status: string }[]).every((r) => r.status === 'would-load')).toBe(
       true,
     );
+  });
+});
+
+describe('the same Debian 11 root without Node: the single executable', () => {
+  let bare: FreshHost;
+  let binary: string; // inside the root
+
+  beforeAll(() => {
+    bare = freshHost(kernelTree('6.1'));
+    const built = path.join(bare.dir, 'build', 'kmodload');
+    fs.mkdirSync(path.dirname(built));
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { buildBinary } = require('../../scripts/build-binary.js') as {
+      buildBinary(output: string): string;
+    };
+    buildBinary(built);
+    binary = copyIntoHost(bare, built);
+    fs.rmSync(path.dirname(built), { recursive: true, force: true });
+  }, 300_000);
+
+  afterAll(() => {
+    removeFreshHost(bare);
+  });
+
+  it('has no node anywhere', () => {
+    const result = runInHost(bare, 'command -v node nodejs npm || echo none');
+    expect(result.stdout).toBe('none\n');
+  });
+
+  it('load --show-depends on the 6.1 tree prints what modprobe prints', () => {
+    const result = runInHost(
+      bare,
+      `${binary} load --show-depends -d ${bare.treeInside} -S ${bare.tree.version} ${MODULES.join(' ')}`,
+    );
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const expected = execFileSync(
+      'modprobe',
+      ['-a', '-d', bare.tree.root, '-S', bare.tree.version, '--show-depends', ...MODULES],
+      { encoding: 'utf8', env: toolEnv() },
+    );
+    expect(result.stdout).toBe(expected.split(bare.tree.root).join(bare.treeInside));
+  });
+
+  it('the hook plans a container request under a dry run', () => {
+    writeBundle(path.join(bare.dir, 'bundle'), {
+      ociVersion: '1.0.2',
+      process: { args: ['sh'], cwd: '/', env: [`KERNEL_MODULES=${MODULES}`] },
+      root: { path: 'rootfs' },
+    });
+    const state = { ociVersion: '1.0.2', id: 'no-node', status: 'creating', pid: 1 };
+    const log = `${bare.inside}/hook.log`;
+    const result = runInHost(
+      bare,
+      `${binary} hook --state prestart -n -d ${bare.treeInside} -S ${bare.tree.version} ` +
+        `--log ${log} --state-dir ${bare.inside}/run`,
+      JSON.stringify({ ...state, bundle: `${bare.inside}/bundle` }),
+    );
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const lines = fs.readFileSync(path.join(bare.dir, 'hook.log'), 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const record = JSON.parse(lines[0] as string) as { results: { status: string }[] };
+    expect(record).toMatchObject({ id: 'no-node', dryRun: true, request: MODULES, exitStatus: 0 });
+    expect(record.results.length).toBeGreaterThan(0);
+    expect(record.results.every((r) => r.status === 'would-load')).toBe(true);
   });
 });
