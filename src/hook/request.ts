@@ -4,7 +4,7 @@
 
 import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
-import { FileReadError, readRegularFileSync } from '../files';
+import { FileReadError, readRegularFile } from '../files';
 import { errorText } from '../text';
 import type { RequestSource } from '../policy/types';
 import { checkAnnotations, type ContainerState } from './state';
@@ -187,10 +187,10 @@ export async function readHookRequest(
     );
   }
   const bundle = path.resolve(options.cwd ?? process.cwd(), state.bundle);
-  // Synchronous: a hook reads this one small file, and fs.promises costs the hook's start-up
-  // more than the read itself.
-  const read = async (file: string): Promise<Uint8Array> =>
-    options.readFile ? options.readFile(file) : readRegularFileSync(file, MAX_CONFIG_BYTES);
+  // Off the event loop (handleHook is library API too), on fs's callback API (no fs.promises
+  // on the hook's path).
+  const read = (file: string): Promise<Uint8Array> =>
+    options.readFile ? options.readFile(file) : readRegularFile(file, MAX_CONFIG_BYTES);
   let configPath = path.join(bundle, 'config.json');
   let bytes: Uint8Array;
   try {
