@@ -325,7 +325,10 @@ export async function withStateLock<T>(
   }
   try {
     const deadline = Date.now() + (options.lockTimeoutMs ?? 20_000);
-    for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
+    // Polled, since a blocking flock() would hold a thread with no way to give up. Backing off
+    // to a fifth of a second, with jitter: many hooks at once (a node starting its pods) must
+    // not spend the CPU the holder needs to finish, and must not wake in step.
+    for (let wait = 2; ; wait = Math.min(wait * 2, 200)) {
       try {
         binding.flock(handle.fd, LOCK_EX | LOCK_NB);
         break;
@@ -338,7 +341,7 @@ export async function withStateLock<T>(
             EXIT.environment,
           );
         }
-        await new Promise((resolve) => setTimeout(resolve, wait));
+        await new Promise((resolve) => setTimeout(resolve, wait * (0.5 + Math.random())));
       }
     }
     const store = new StateStore(dir, options.onStep ?? (() => undefined));
