@@ -30,33 +30,38 @@ function unescape(line: string): { text: string; continues: boolean } {
 }
 
 // Works a physical line at a time (split, indexOf, join): a multi-megabyte file must not be
-// rebuilt one character at a time.
-export function logicalLines(content: string): LogicalLine[] {
-  if (content === '') return [];
+// rebuilt one character at a time, nor make an object per line it does not need.
+export function forEachLogicalLine(
+  content: string,
+  use: (text: string, lineNumber: number, unterminated: boolean) => void,
+): void {
+  if (content === '') return;
   const physical = content.split('\n');
   const endsWithNewline = content.endsWith('\n');
   // The text after a final newline is not a line.
   const count = endsWithNewline ? physical.length - 1 : physical.length;
-  const lines: LogicalLine[] = [];
   let parts: string[] | undefined;
   for (let n = 0; n < count; n++) {
     const raw = physical[n] as string;
     // Most lines have no backslash and join nothing: taken as they are, no copies.
     if (parts === undefined && !raw.includes('\\')) {
-      lines.push({ text: raw, lineNumber: n + 1 });
+      use(raw, n + 1, false);
       continue;
     }
     const { text, continues } = unescape(raw);
     (parts ??= []).push(text);
     if (continues && n + 1 < count) continue;
-    const line: LogicalLine = { text: parts.join(''), lineNumber: n + 1 };
-    if (continues) {
-      line.unterminated = true;
-      // A backslash-newline at the very end joins the (empty) line after it.
-      if (endsWithNewline) line.lineNumber = n + 2;
-    }
-    lines.push(line);
+    // A backslash-newline at the very end joins the (empty) line after it.
+    const lineNumber = continues && endsWithNewline ? n + 2 : n + 1;
+    use(parts.join(''), lineNumber, continues);
     parts = undefined;
   }
+}
+
+export function logicalLines(content: string): LogicalLine[] {
+  const lines: LogicalLine[] = [];
+  forEachLogicalLine(content, (text, lineNumber, unterminated) => {
+    lines.push(unterminated ? { text, lineNumber, unterminated } : { text, lineNumber });
+  });
   return lines;
 }

@@ -2,7 +2,7 @@
 // only at the very start of a logical line, words are separated by spaces and tabs, and a
 // line kmod would reject (unknown directive, missing word, unbalanced bracket, `weakdep`,
 // which kmod 30 does not know) is recorded as a warning and otherwise ignored.
-import { logicalLines } from './lines';
+import { forEachLogicalLine } from './lines';
 import { aliasNormalize } from './normalize';
 import { noteOrigin, type ModprobeConfig } from './types';
 
@@ -47,17 +47,17 @@ function parseSoftdepLists(text: string): { pre: string[]; post: string[] } {
 }
 
 export function parseConfigFile(content: string, filename: string, config: ModprobeConfig): void {
-  for (const { text, lineNumber } of logicalLines(content)) {
-    if (text === '' || text[0] === '#') continue;
+  forEachLogicalLine(content, (text, lineNumber) => {
+    if (text === '' || text[0] === '#') return;
     const words = new LineWords(text);
     const directive = words.next();
-    if (directive === undefined) continue;
-    if (!applyDirective(directive, words, config, `${filename}:${lineNumber}`)) {
+    if (directive === undefined) return;
+    if (!applyDirective(directive, words, config, filename, lineNumber)) {
       config.warnings.push(
         `${filename} line ${lineNumber}: ignoring bad line starting with '${directive}'`,
       );
     }
-  }
+  });
 }
 
 /** Adds one directive; false when kmod would call the line bad. */
@@ -65,7 +65,8 @@ function applyDirective(
   directive: string,
   words: LineWords,
   config: ModprobeConfig,
-  origin: string,
+  filename: string,
+  lineNumber: number,
 ): boolean {
   switch (directive) {
     case 'alias': {
@@ -79,7 +80,7 @@ function applyDirective(
       const module = normalized(words.next());
       if (module === undefined) return false;
       config.blacklist.push(module);
-      noteOrigin(config, `blacklist ${module}`, origin);
+      noteOrigin(config, `blacklist ${module}`, filename, lineNumber);
       return true;
     }
     case 'options': {
@@ -95,7 +96,7 @@ function applyDirective(
       const command = words.rest();
       if (module === undefined || command === undefined) return false;
       config[directive].push({ module, command });
-      noteOrigin(config, `${directive} ${module}`, origin);
+      noteOrigin(config, `${directive} ${module}`, filename, lineNumber);
       return true;
     }
     case 'softdep': {

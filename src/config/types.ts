@@ -62,7 +62,14 @@ export function emptyConfig(): ModprobeConfig {
   };
 }
 
-/** Records where a rule was first written (see ModprobeConfig.origins). */
-export function noteOrigin(config: ModprobeConfig, rule: string, origin: string): void {
-  if (!config.origins.has(rule)) config.origins.set(rule, origin);
+/** Records where a rule was first written (see ModprobeConfig.origins): "FILE:LINE", or the
+ *  place itself when there is no line. */
+export function noteOrigin(
+  config: ModprobeConfig,
+  rule: string,
+  where: string,
+  lineNumber?: number,
+): void {
+  if (config.origins.has(rule)) return;
+  config.origins.set(rule, lineNumber === undefined ? where : `${where}:${lineNumber}`);
 }
