@@ -177,7 +177,7 @@ export interface ModuleTree {
   readonly kernelVersion: string;
   /** As `resolve()`, without reading the tree again. Throws once closed. */
   resolve(names: string[], options?: LoadOptions): Plan;
-  /** Releases the indexes (mapped files). */
+  /** Releases the indexes (their in-memory copies). */
   close(): void;
 }
 
