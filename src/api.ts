@@ -122,8 +122,12 @@ export async function resolve(names: string[], options: LoadOptions = {}): Promi
     options.policy === undefined || options.policy === null || !isPolicyFileList(options.policy)
       ? options.policy
       : await readPolicy(options.policy);
-  return withDatabase(options, (db, planner) =>
-    checkedPlan(planner.planRequests(db, names, planOptions(options)), policy, options.requester),
+  return withDatabase(options, async (db, planner) =>
+    checkedPlan(
+      await db.settle(() => planner.planRequests(db, names, planOptions(options))),
+      policy,
+      options.requester,
+    ),
   );
 }
 
@@ -239,7 +243,9 @@ function unloadTargets(plan: Plan): UnloadTarget[] {
  */
 export async function unload(names: string[], options: UnloadOptions = {}): Promise<UnloadResult> {
   return withDatabase(options, async (db, planner) => {
-    const plan = planner.planRequests(db, names, { allowInstallCommands: true });
+    const plan = await db.settle(() =>
+      planner.planRequests(db, names, { allowInstallCommands: true }),
+    );
     const targets = unloadTargets(plan);
     const held = options.ignoreHolds ? undefined : await heldModules(holdsOptions(options));
     return executeUnload(targets, db, {

@@ -105,6 +105,19 @@ class PromiseWorker : public Napi::AsyncWorker {
   // Adds worker-specific properties to the error it rejects with.
   virtual void Decorate(Napi::Env, Napi::Error&) {}
 
+  // Runs work on a module file; its failures (ModuleFileError, out of memory) become this
+  // worker's error.
+  template <typename Fn>
+  void OnModuleFile(Fn&& work) {
+    try {
+      work();
+    } catch (const ModuleFileError& e) {
+      Fail(e.err(), e.syscall(), e.what());
+    } catch (const std::bad_alloc&) {
+      Fail(ENOMEM, "read");
+    }
+  }
+
   void Fail(int err, const char* syscall, std::string detail = "") {
     err_ = err;
     syscall_ = syscall;
@@ -142,13 +155,7 @@ class InsertModuleWorker : public PromiseWorker {
   }
 
   void Execute() override {
-    try {
-      Insert();
-    } catch (const ModuleFileError& e) {
-      Fail(e.err(), e.syscall(), e.what());
-    } catch (const std::bad_alloc&) {
-      Fail(ENOMEM, "read");
-    }
+    OnModuleFile([this] { Insert(); });
   }
 
   Napi::Value Result(Napi::Env env) override {
@@ -229,15 +236,11 @@ class ReadModuleImageWorker : public PromiseWorker {
   ~ReadModuleImageWorker() override { free(image_.data); }
 
   void Execute() override {
-    try {
+    OnModuleFile([this] {
       ModuleFile file = ModuleFile::Open(path_);
       format_ = file.codec() ? file.codec()->name : "";
       image_ = file.Image();
-    } catch (const ModuleFileError& e) {
-      Fail(e.err(), e.syscall(), e.what());
-    } catch (const std::bad_alloc&) {
-      Fail(ENOMEM, "read");
-    }
+    });
   }
 
   Napi::Value Result(Napi::Env env) override {

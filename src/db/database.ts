@@ -66,6 +66,8 @@ export class ModuleDatabase {
   private readonly optionsCache = new Map<string, string | undefined>();
   private readonly installCache = new Map<string, CommandRule | undefined>();
   private readonly fileExists = new Map<string, boolean>();
+  /** While settle() plans ahead: the files whose existence was assumed. */
+  private unchecked: Set<string> | undefined;
   private closed = false;
 
   private constructor(
@@ -209,11 +211,50 @@ export class ModuleDatabase {
 
   private exists(path: string): boolean {
     let known = this.fileExists.get(path);
+    if (known === undefined && this.unchecked) {
+      // Planning ahead (settle()): assume it is there, and have it checked before the plan
+      // counts.
+      this.unchecked.add(path);
+      return true;
+    }
     if (known === undefined) {
+      // The synchronous planner of an open ModuleTree: a stat once per file, cached.
       known = fs.existsSync(path);
       this.fileExists.set(path, known);
     }
     return known;
+  }
+
+  /**
+   * Runs a synchronous plan with no file I/O on the event loop: a first pass notes the module
+   * files whose existence it needed (kmod drops the dependencies of a module whose dependency
+   * files are missing), they are checked asynchronously, and the plan is made again with the
+   * answers. A second pass that still needs a file (its answer changed the walk) goes round
+   * again.
+   */
+  async settle<T>(plan: () => T): Promise<T> {
+    for (;;) {
+      const unchecked = new Set<string>();
+      this.unchecked = unchecked;
+      let result: T;
+      try {
+        result = plan();
+      } finally {
+        this.unchecked = undefined;
+      }
+      if (unchecked.size === 0) return result;
+      await Promise.all(
+        [...unchecked].map(async (file) => {
+          const there = await fs.promises.access(file).then(
+            () => true,
+            () => false,
+          );
+          this.fileExists.set(file, there);
+        }),
+      );
+      // Entries read with assumed files are read again.
+      this.depCache.clear();
+    }
   }
 
   /** In modules.builtin: compiled into the kernel. */
