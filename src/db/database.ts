@@ -228,9 +228,8 @@ export class ModuleDatabase {
   /**
    * Runs a synchronous plan with no file I/O on the event loop: a first pass notes the module
    * files whose existence it needed (kmod drops the dependencies of a module whose dependency
-   * files are missing), they are checked asynchronously, and the plan is made again with the
-   * answers. A second pass that still needs a file (its answer changed the walk) goes round
-   * again.
+   * files are missing), they are checked asynchronously, and only when one is missing is the
+   * plan made again with the answers (a pass that meets new files goes round again).
    */
   async settle<T>(plan: () => T): Promise<T> {
     for (;;) {
@@ -243,16 +242,19 @@ export class ModuleDatabase {
         this.unchecked = undefined;
       }
       if (unchecked.size === 0) return result;
-      await Promise.all(
+      const answers = await Promise.all(
         [...unchecked].map(async (file) => {
           const there = await fs.promises.access(file).then(
             () => true,
             () => false,
           );
           this.fileExists.set(file, there);
+          return there;
         }),
       );
-      // Entries read with assumed files are read again.
+      // Every assumed file is there (the usual case): the plan stands as made.
+      if (answers.every(Boolean)) return result;
+      // Entries read with a wrong assumption are read again.
       this.depCache.clear();
     }
   }
