@@ -54,7 +54,10 @@ export function loadAddonImage<T>(image: Uint8Array, dirs: readonly string[]): T
       continue;
     }
     try {
-      fs.writeSync(fd, image);
+      // writeSync may write less than asked: the whole image, or dlopen reads a torn file.
+      for (let done = 0; done < image.length; ) {
+        done += fs.writeSync(fd, image, done, image.length - done);
+      }
       const module = { exports: {} as T };
       process.dlopen(module, `/proc/self/fd/${fd}`);
       return module.exports;
