@@ -103,6 +103,32 @@ describe('TextIndex', () => {
     expect(index.exact('a*').map((v) => v.value)).toEqual(['m']);
     expect(index.exact('a')).toEqual([]);
   });
+
+  it("keeps a key's values in priority order whatever order they come in", () => {
+    const index = new TextIndex(fnmatch);
+    for (const [value, priority] of [
+      ['p5', 5],
+      ['p1', 1],
+      ['p9', 9],
+      ['p3', 3],
+      ['q3', 3], // equal priority: before the one already there
+      ['p7', 7],
+    ] as const) {
+      index.insert('key', value, priority);
+    }
+    expect(index.exact('key').map((v) => v.value)).toEqual(['p1', 'q3', 'p3', 'p5', 'p7', 'p9']);
+  });
+
+  it('holds more keys than its first allocation, every one found again', () => {
+    const index = new TextIndex(fnmatch);
+    const keys = Array.from({ length: 5000 }, (_, i) => `mod_${(i * 7919) % 5000}_x`);
+    keys.forEach((key, i) => index.insert(key, `v${i}`, i));
+    keys.forEach((key, i) => expect(index.exact(key)).toEqual([{ value: `v${i}`, priority: i }]));
+    expect(index.exact('mod_')).toEqual([]);
+    expect(index.wildcard('mod_17_x')).toEqual([
+      { value: `v${keys.indexOf('mod_17_x')}`, priority: keys.indexOf('mod_17_x') },
+    ]);
+  });
 });
 
 describe('text indexes = binary indexes of a real tree', () => {
