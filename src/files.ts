@@ -130,6 +130,8 @@ export const fsAsync = {
   lstat: (file: string): Promise<Stats> => call<Stats>((done) => fsSync.lstat(file, done)),
   stat: (file: string): Promise<Stats> => call<Stats>((done) => fsSync.stat(file, done)),
   readdir: (dir: string): Promise<string[]> => call<string[]>((done) => fsSync.readdir(dir, done)),
+  access: (file: string): Promise<void> =>
+    call<void>((done) => fsSync.access(file, (error) => done(error, undefined))),
   readFile: (file: string, encoding: BufferEncoding): Promise<string> =>
     call<string>((done) => fsSync.readFile(file, encoding, done)),
 };

@@ -2,9 +2,10 @@
 // `*.conf` files; a file name already seen in an earlier directory (or earlier -C path) hides
 // later ones; then all files are parsed in byte order of their NAME, whatever directory they
 // come from. The tree's modules.softdep takes part under its own name.
-import { promises as fs, type Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
+import { fsAsync as fs } from '../files';
 
 /** Debian 12's kmod 30 (strace of `modprobe`): /usr/lib/modprobe.d is not read by this version. */
 export const DEFAULT_CONFIG_DIRS: readonly string[] = [

@@ -8,6 +8,7 @@ import { loadModprobeConfig } from '../config';
 import { aliasNormalize, modnameNormalize, pathToModname } from '../config/normalize';
 import type { CommandRule, ModprobeConfig } from '../config/types';
 import { EXIT, KmodloadError } from '../errors';
+import { fsAsync } from '../files';
 import type { NativeBinding } from '../native/binding';
 import { fnmatch as jsFnmatch, type Matcher } from './fnmatch';
 import { ModuleIndexes, type IndexKind } from './indexes';
@@ -84,7 +85,7 @@ export class ModuleDatabase {
   ): Promise<ModuleDatabase> {
     const moduleDir = moduleDirectory(opts.root, opts.kernelVersion);
     try {
-      await fs.promises.stat(moduleDir);
+      await fsAsync.stat(moduleDir);
     } catch {
       throw new KmodloadError(`module directory ${moduleDir} does not exist`, EXIT.environment);
     }
@@ -244,7 +245,7 @@ export class ModuleDatabase {
       if (unchecked.size === 0) return result;
       const answers = await Promise.all(
         [...unchecked].map(async (file) => {
-          const there = await fs.promises.access(file).then(
+          const there = await fsAsync.access(file).then(
             () => true,
             () => false,
           );
