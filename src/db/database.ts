@@ -11,7 +11,8 @@ import { EXIT, KmodloadError } from '../errors';
 import { fsAsync } from '../files';
 import type { NativeBinding } from '../native/binding';
 import { fnmatch as jsFnmatch, type Matcher } from './fnmatch';
-import { ModuleIndexes, type IndexKind } from './indexes';
+import { INDEX_KINDS, ModuleIndexes, type IndexKind } from './indexes';
+import type { KeyIndex } from './trie';
 import { moduleDirectory } from './module-dir';
 
 export interface ResolverOptions {
@@ -55,6 +56,21 @@ export interface DepEntry {
   dependencies: Array<{ name: string; path: string }>;
 }
 
+/** Which indexes open() reads: all five, or (`as-needed`) those that a lookup of a module
+ *  name or an alias may ask, leaving modules.symbols (only `symbol:` names ask it, and it is
+ *  the second largest) to settle(), which reads it when a planning pass turns out to need it.
+ *  A database opened `as-needed` answers only inside settle(). */
+export type IndexReading = 'all' | 'as-needed';
+
+const AS_NEEDED_AT_OPEN: readonly IndexKind[] = ['dep', 'alias', 'builtin', 'builtinAlias'];
+
+/** What an index not read yet answers while settle() plans ahead: nothing. */
+const UNREAD_INDEX: KeyIndex = {
+  exact: () => [],
+  wildcard: () => [],
+  close: () => undefined,
+};
+
 function ref(name: string, alias?: string, extra?: Partial<ModuleRef>): ModuleRef {
   const key = alias === undefined ? name : `${name}\\${alias}`;
   return { key, name, ...(alias === undefined ? {} : { alias }), ...extra };
@@ -69,6 +85,8 @@ export class ModuleDatabase {
   private readonly fileExists = new Map<string, boolean>();
   /** While settle() plans ahead: the files whose existence was assumed. */
   private unchecked: Set<string> | undefined;
+  /** While settle() plans ahead: the indexes asked for that were not read yet. */
+  private unread: Set<IndexKind> | undefined;
   private closed = false;
 
   private constructor(
@@ -82,6 +100,7 @@ export class ModuleDatabase {
   static async open(
     opts: ResolverOptions,
     binding: NativeBinding | undefined,
+    reading: IndexReading = 'all',
   ): Promise<ModuleDatabase> {
     const moduleDir = moduleDirectory(opts.root, opts.kernelVersion);
     try {
@@ -100,7 +119,12 @@ export class ModuleDatabase {
           ? { kernelCommandLine: opts.kernelCommandLine }
           : {}),
       }),
-      ModuleIndexes.open(moduleDir, match, binding),
+      ModuleIndexes.open(
+        moduleDir,
+        match,
+        binding,
+        reading === 'all' ? INDEX_KINDS : AS_NEEDED_AT_OPEN,
+      ),
     ]);
     if (configRead.status === 'rejected') {
       if (indexesRead.status === 'fulfilled') indexesRead.value.close();
@@ -151,7 +175,7 @@ export class ModuleDatabase {
       () => this.commandLookup(name),
       () => this.wildcard('alias', name).map((module) => ref(module, name)),
       () =>
-        this.indexes.get('builtin').exact(name).length > 0
+        this.index('builtin').exact(name).length > 0
           ? [ref(modnameNormalize(name), undefined, { builtin: true })]
           : [],
       () =>
@@ -174,10 +198,19 @@ export class ModuleDatabase {
   }
 
   private wildcard(kind: IndexKind, key: string): string[] {
-    return this.indexes
-      .get(kind)
+    return this.index(kind)
       .wildcard(key)
       .map((v) => v.value);
+  }
+
+  /** An index; while settle() plans ahead, one not read yet answers nothing and is noted, to be
+   *  read before the plan is made again. */
+  private index(kind: IndexKind): KeyIndex {
+    if (this.unread && !this.closed && !this.indexes.has(kind)) {
+      this.unread.add(kind);
+      return UNREAD_INDEX;
+    }
+    return this.indexes.get(kind);
   }
 
   /**
@@ -194,7 +227,7 @@ export class ModuleDatabase {
   }
 
   private readDepEntry(name: string): DepEntry | undefined {
-    const line = this.indexes.get('dep').exact(name)[0]?.value;
+    const line = this.index('dep').exact(name)[0]?.value;
     if (line === undefined) return undefined;
     const colon = line.indexOf(':');
     if (colon < 0) return undefined;
@@ -229,30 +262,35 @@ export class ModuleDatabase {
   /**
    * Runs a synchronous plan with no file I/O on the event loop: a first pass notes the module
    * files whose existence it needed (kmod drops the dependencies of a module whose dependency
-   * files are missing), they are checked asynchronously, and only when one is missing is the
-   * plan made again with the answers (a pass that meets new files goes round again).
+   * files are missing) and the indexes it asked that were not read yet (a database opened
+   * `as-needed`). Those indexes are read and the plan is made again; the files are checked
+   * asynchronously, and only when one is missing is the plan made again with the answers (a
+   * pass that meets new files or indexes goes round again).
    */
   async settle<T>(plan: () => T): Promise<T> {
     for (;;) {
       const unchecked = new Set<string>();
+      const unread = new Set<IndexKind>();
       this.unchecked = unchecked;
+      this.unread = unread;
       let result: T;
       try {
         result = plan();
       } finally {
         this.unchecked = undefined;
+        this.unread = undefined;
+      }
+      if (unread.size > 0) {
+        // Answers given without these indexes are asked again; the files are checked
+        // meanwhile (the next pass mostly needs the same ones).
+        await Promise.all([this.indexes.add([...unread]), this.check(unchecked)]);
+        this.lookupCache.clear();
+        this.softdepCache.clear();
+        this.depCache.clear();
+        continue;
       }
       if (unchecked.size === 0) return result;
-      const answers = await Promise.all(
-        [...unchecked].map(async (file) => {
-          const there = await fsAsync.access(file).then(
-            () => true,
-            () => false,
-          );
-          this.fileExists.set(file, there);
-          return there;
-        }),
-      );
+      const answers = await this.check(unchecked);
       // Every assumed file is there (the usual case): the plan stands as made.
       if (answers.every(Boolean)) return result;
       // Entries read with a wrong assumption are read again.
@@ -260,9 +298,23 @@ export class ModuleDatabase {
     }
   }
 
+  /** Whether each file is there, asked asynchronously and remembered. */
+  private async check(files: Set<string>): Promise<boolean[]> {
+    return Promise.all(
+      [...files].map(async (file) => {
+        const there = await fsAsync.access(file).then(
+          () => true,
+          () => false,
+        );
+        this.fileExists.set(file, there);
+        return there;
+      }),
+    );
+  }
+
   /** In modules.builtin: compiled into the kernel. */
   isBuiltin(name: string): boolean {
-    return this.indexes.get('builtin').exact(modnameNormalize(name)).length > 0;
+    return this.index('builtin').exact(modnameNormalize(name)).length > 0;
   }
 
   /** Hard dependencies of a module by name, in modules.dep order. */
