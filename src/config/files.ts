@@ -51,21 +51,23 @@ export async function listConfigFiles(
 
 /** The candidate files of one -C path or directory, in directory order. */
 async function listPath(configPath: string, mustExist: boolean): Promise<ConfigFile[]> {
-  let stat: Stats;
-  try {
-    stat = await fs.stat(configPath);
-  } catch (error) {
-    if (mustExist) throw unreadable(configPath, error);
-    return []; // a missing directory is normal (/run/modprobe.d)
-  }
-  // A file given directly (-C FILE) is read whatever its name.
-  if (stat.isFile()) return [{ name: path.basename(configPath), file: configPath }];
-  if (!stat.isDirectory()) return [];
+  // Listed first (one round trip where there is a directory, the usual case); what cannot be
+  // listed is looked at.
   let entries: string[];
   try {
     entries = await fs.readdir(configPath);
-  } catch (error) {
-    if (mustExist) throw unreadable(configPath, error);
+  } catch (listing) {
+    let stat: Stats;
+    try {
+      stat = await fs.stat(configPath);
+    } catch (error) {
+      if (mustExist) throw unreadable(configPath, error);
+      return []; // a missing directory is normal (/run/modprobe.d)
+    }
+    // A file given directly (-C FILE) is read whatever its name.
+    if (stat.isFile()) return [{ name: path.basename(configPath), file: configPath }];
+    if (!stat.isDirectory()) return [];
+    if (mustExist) throw unreadable(configPath, listing);
     return [];
   }
   const candidates = entries

@@ -71,6 +71,16 @@ const UNREAD_INDEX: KeyIndex = {
   close: () => undefined,
 };
 
+/** A promise's outcome, as a value (no rejection goes unhandled while others are awaited). */
+function outcome<T>(
+  promise: Promise<T>,
+): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+  return promise.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
+}
+
 function ref(name: string, alias?: string, extra?: Partial<ModuleRef>): ModuleRef {
   const key = alias === undefined ? name : `${name}\\${alias}`;
   return { key, name, ...(alias === undefined ? {} : { alias }), ...extra };
@@ -97,20 +107,20 @@ export class ModuleDatabase {
     readonly fnmatch: Matcher,
   ) {}
 
+  /**
+   * Reads the configuration and the indexes of the tree `opts` names. `binding` (the addon, or
+   * undefined for the text files) may still be loading: the configuration is read and the
+   * directory looked at meanwhile. Failures are reported in that order: the addon, the
+   * directory, the configuration, the indexes.
+   */
   static async open(
     opts: ResolverOptions,
-    binding: NativeBinding | undefined,
+    binding: NativeBinding | undefined | Promise<NativeBinding | undefined>,
     reading: IndexReading = 'all',
   ): Promise<ModuleDatabase> {
     const moduleDir = moduleDirectory(opts.root, opts.kernelVersion);
-    try {
-      await fsAsync.stat(moduleDir);
-    } catch {
-      throw new KmodloadError(`module directory ${moduleDir} does not exist`, EXIT.environment);
-    }
-    const match: Matcher = binding ? (p, s) => binding.fnmatch(p, s) : jsFnmatch;
-    // Configuration and indexes are read at once; a configuration error is reported first.
-    const [configRead, indexesRead] = await Promise.allSettled([
+    const directory = outcome(fsAsync.stat(moduleDir));
+    const configRead = outcome(
       loadModprobeConfig({
         moduleDir,
         ...(opts.strictConfig ? { strict: true } : {}),
@@ -119,27 +129,36 @@ export class ModuleDatabase {
           ? { kernelCommandLine: opts.kernelCommandLine }
           : {}),
       }),
+    );
+    const addon = await binding;
+    const match: Matcher = addon ? (p, s) => addon.fnmatch(p, s) : jsFnmatch;
+    const indexesRead = outcome(
       ModuleIndexes.open(
         moduleDir,
         match,
-        binding,
+        addon,
         reading === 'all' ? INDEX_KINDS : AS_NEEDED_AT_OPEN,
       ),
-    ]);
-    if (configRead.status === 'rejected') {
-      if (indexesRead.status === 'fulfilled') indexesRead.value.close();
-      throw configRead.reason;
-    }
-    if (indexesRead.status === 'rejected') throw indexesRead.reason;
-    const config = configRead.value;
-    const indexes = indexesRead.value;
-    return new ModuleDatabase(
-      moduleDir,
-      opts.kernelVersion ?? os.release(),
-      config,
-      indexes,
-      match,
     );
+    try {
+      if (!(await directory).ok) {
+        throw new KmodloadError(`module directory ${moduleDir} does not exist`, EXIT.environment);
+      }
+      const config = await configRead;
+      if (!config.ok) throw config.error;
+      const indexes = await indexesRead;
+      if (!indexes.ok) throw indexes.error;
+      return new ModuleDatabase(
+        moduleDir,
+        opts.kernelVersion ?? os.release(),
+        config.value,
+        indexes.value,
+        match,
+      );
+    } catch (error) {
+      void indexesRead.then((indexes) => indexes.ok && indexes.value.close());
+      throw error;
+    }
   }
 
   /** True when the index answers from its `.bin` file rather than the text fallback. */

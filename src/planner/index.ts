@@ -24,7 +24,8 @@ export async function openModuleDatabase(
   opts: ResolverOptions = {},
   reading: IndexReading = 'all',
 ): Promise<ModuleDatabase> {
-  return ModuleDatabase.open(opts, await optionalBinding(), reading);
+  // The addon loads (a dlopen, on this thread) while the configuration is read.
+  return ModuleDatabase.open(opts, optionalBinding(), reading);
 }
 
 /** The addon, or undefined when it is not there at all. One that is there but does not load
