@@ -44,9 +44,11 @@ function bundleOptions(entry, outfile) {
 // start-up. An object whose prototype is the builtin answers the same property reads.
 const BUILTIN_IMPORT = /__toESM\(require\("(node:[a-z0-9_/]+)"\)\)/g;
 // Builtins that only some commands use, and that are costly to load (child_process brings
-// net, dgram and the streams; crypto its whole tree): loaded on first property read instead
-// of when the module importing them is initialised.
-const LAZY_IMPORT = /(?:__builtin\()?require\("(node:(?:child_process|crypto|os|util))"\)\)?/g;
+// net, dgram and the streams; crypto its whole tree; timers/promises only paces the text
+// indexes' building): loaded on first property read instead of when the module importing them
+// is initialised.
+const LAZY_IMPORT =
+  /(?:__builtin\()?require\("(node:(?:child_process|crypto|os|util|timers\/promises))"\)\)?/g;
 const HELPERS = [
   'var __builtin = (m) => Object.create(m, { default: { value: m, enumerable: true } });',
   'var __lazy = (id) => {',
