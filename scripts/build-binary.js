@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // `npm run build:binary [OUTPUT]`: build/kmodload (or OUTPUT), one self-contained executable (Node's single
 // executable applications) that runs every kmodload command on a host without Node:
-//   1. esbuild bundles the CLI (src/cli/binary-main.ts) into one CommonJS file;
-//   2. node --experimental-sea-config turns it into a blob, with a V8 code cache and the
-//      compiled addon (build/Release/kmodload.node) as the asset "kmodload.node";
+//   1. esbuild bundles the CLI (src/cli/entry.ts) into one CommonJS file, and this node makes
+//      V8's code cache for it after running a few commands (scripts/code-cache.js);
+//   2. node --experimental-sea-config turns scripts/sea-main.js into a blob, with the bundle,
+//      its code cache and the compiled addon (build/Release/kmodload.node) as assets
+//      ("kmodload.js", "kmodload.js.cache", "kmodload.node"); sea-main.js compiles the bundle
+//      with the cache;
 //   3. a copy of this node, without its symbols, gets the blob injected (postject).
 // At run time src/native/embedded.ts loads the asset through an unnamed file, never a named one.
 'use strict';
@@ -21,9 +24,12 @@ function fail(message) {
   process.exit(1);
 }
 
-/** The bundled main script: src/cli/binary-main.ts with everything it imports. */
+/** The bundled CLI (src/cli/entry.ts with everything it imports) at `outfile`, and its code
+ *  cache at `outfile`.cache. */
 function bundle(outfile) {
-  fs.writeFileSync(outfile, require('./bundle.js').bundleText('src/cli/binary-main.ts', outfile));
+  const text = require('./bundle.js').bundleText('src/cli/entry.ts', outfile);
+  fs.writeFileSync(outfile, text);
+  fs.writeFileSync(`${outfile}.cache`, require('./code-cache.js').trainedCodeCache(outfile, text));
 }
 
 /** Builds the single executable at `output` (default build/kmodload); returns `output`.
@@ -32,7 +38,7 @@ function buildBinary(output = path.join(root, 'build', 'kmodload')) {
   const addon = path.join(root, 'build', 'Release', 'kmodload.node');
   if (!fs.existsSync(addon)) throw new Error(`${addon} is missing (run npm run build first)`);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-sea-'));
-  const script = path.join(work, 'main.js');
+  const script = path.join(work, 'kmodload.js');
   const blob = path.join(work, 'main.blob');
   const config = path.join(work, 'sea-config.json');
   const temporary = `${output}.${process.pid}.tmp`;
@@ -40,11 +46,14 @@ function buildBinary(output = path.join(root, 'build', 'kmodload')) {
   try {
     bundle(script);
     const seaConfig = {
-      main: script,
+      main: path.join(__dirname, 'sea-main.js'),
       output: blob,
       disableExperimentalSEAWarning: true,
-      useCodeCache: true,
-      assets: { 'kmodload.node': addon },
+      assets: {
+        'kmodload.js': script,
+        'kmodload.js.cache': `${script}.cache`,
+        'kmodload.node': addon,
+      },
     };
     fs.writeFileSync(config, `${JSON.stringify(seaConfig, null, 2)}\n`);
     execFileSync(process.execPath, ['--experimental-sea-config', config], quiet);

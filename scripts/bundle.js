@@ -3,8 +3,9 @@
 // imports, dynamic imports included) into dist/kmodload.js, which bin/kmodload.js runs. One
 // file is compiled at start-up instead of dozens resolved, read and compiled one at a time;
 // modules that a command does not need stay uninitialised until it asks for them. Beside it,
-// dist/kmodload.js.cache is V8's code cache for it, made by this node: bin/kmodload.js hands
-// it to V8, which uses it only when it fits (same V8 version and flags), else compiles.
+// dist/kmodload.js.cache is V8's code cache for it, made by this node after the bundle has run
+// a few commands (scripts/code-cache.js): bin/kmodload.js hands it to V8, which uses it only
+// when it fits (same V8 version and flags), else compiles.
 // `npm run build` and `prepare` run this after tsc, so the package (and its tarball) has both;
 // dist/'s per-file output stays for the library API.
 //
@@ -14,8 +15,8 @@
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
-const vm = require('node:vm');
 const { Buffer } = require('node:buffer');
+const { trainedCodeCache, wrap } = require('./code-cache.js');
 
 const root = path.resolve(__dirname, '..');
 
@@ -43,9 +44,11 @@ function bundleOptions(entry, outfile) {
 // start-up. An object whose prototype is the builtin answers the same property reads.
 const BUILTIN_IMPORT = /__toESM\(require\("(node:[a-z0-9_/]+)"\)\)/g;
 // Builtins that only some commands use, and that are costly to load (child_process brings
-// net, dgram and the streams; crypto its whole tree): loaded on first property read instead
-// of when the module importing them is initialised.
-const LAZY_IMPORT = /(?:__builtin\()?require\("(node:(?:child_process|crypto|os|util))"\)\)?/g;
+// net, dgram and the streams; crypto its whole tree; timers/promises only paces the text
+// indexes' building): loaded on first property read instead of when the module importing them
+// is initialised.
+const LAZY_IMPORT =
+  /(?:__builtin\()?require\("(node:(?:child_process|crypto|os|util|timers\/promises))"\)\)?/g;
 const HELPERS = [
   'var __builtin = (m) => Object.create(m, { default: { value: m, enumerable: true } });',
   'var __lazy = (id) => {',
@@ -71,20 +74,6 @@ function bundleText(entry, outfile) {
   return text;
 }
 
-/** The function bin/kmodload.js compiles around the bundle (CommonJS's own wrapper). */
-function wrap(source) {
-  return `(function (exports, require, module, __filename, __dirname) { ${source}\n})`;
-}
-
-/** The code cache of `file` for this node. The bundle's top level is run first (it only
- *  defines), so that the functions every start-up compiles are in the cache too. */
-function codeCache(file, source) {
-  const script = new vm.Script(wrap(source), { filename: file });
-  const module = { exports: {} };
-  script.runInThisContext()(module.exports, require, module, file, path.dirname(file));
-  return script.createCachedData();
-}
-
 /** Writes the bundle of src/cli/entry.ts (it exports run()) to `outfile`, with its code cache
  *  at `outfile`.cache. The bundle's last line names its content's hash; the cache starts with
  *  the same hash, so a cache never meets another bundle. */
@@ -94,7 +83,7 @@ function bundleEntry(outfile = path.join(root, 'dist', 'kmodload.js')) {
   text += `//# kmodload-bundle=${hash}\n`;
   fs.mkdirSync(path.dirname(outfile), { recursive: true });
   fs.writeFileSync(outfile, text);
-  const cache = codeCache(outfile, text);
+  const cache = trainedCodeCache(outfile, text);
   fs.writeFileSync(`${outfile}.cache`, Buffer.concat([Buffer.from(hash), cache]));
   return outfile;
 }

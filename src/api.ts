@@ -15,7 +15,7 @@ import { readPolicy } from './policy/read';
 import type { Policy, Requester } from './policy/types';
 import { errorText } from './text';
 import type * as Planner from './planner/index';
-import type { ModuleDatabase, PlanOptions, ResolverOptions } from './planner/index';
+import type { IndexReading, ModuleDatabase, PlanOptions, ResolverOptions } from './planner/index';
 
 /** Where the module tree and configuration come from, how to plan, and how to load. */
 export type LoadOptions = ResolverOptions &
@@ -63,10 +63,11 @@ export type ModuleState = 'builtin' | 'live' | 'coming' | 'going' | 'absent';
 
 async function openDatabase(
   options: ResolverOptions,
+  reading: IndexReading = 'all',
 ): Promise<{ db: ModuleDatabase; planner: typeof Planner }> {
   const planner = await import('./planner/index.js');
   try {
-    return { db: await planner.openModuleDatabase(resolverOptions(options)), planner };
+    return { db: await planner.openModuleDatabase(resolverOptions(options), reading), planner };
   } catch (error) {
     if (error instanceof KmodloadError) throw error;
     throw new KmodloadError(errorText(error), EXIT.environment, {
@@ -79,8 +80,9 @@ async function openDatabase(
 async function withDatabase<T>(
   options: ResolverOptions,
   use: (db: ModuleDatabase, planner: typeof Planner) => Promise<T> | T,
+  reading: IndexReading = 'all',
 ): Promise<T> {
-  const { db, planner } = await openDatabase(options);
+  const { db, planner } = await openDatabase(options, reading);
   try {
     return await use(db, planner);
   } finally {
@@ -122,12 +124,16 @@ export async function resolve(names: string[], options: LoadOptions = {}): Promi
     options.policy === undefined || options.policy === null || !isPolicyFileList(options.policy)
       ? options.policy
       : await readPolicy(options.policy);
-  return withDatabase(options, async (db, planner) =>
-    checkedPlan(
-      await db.settle(() => planner.planRequests(db, names, planOptions(options))),
-      policy,
-      options.requester,
-    ),
+  // Planned through settle(): only the indexes the plan needs are read.
+  return withDatabase(
+    options,
+    async (db, planner) =>
+      checkedPlan(
+        await db.settle(() => planner.planRequests(db, names, planOptions(options))),
+        policy,
+        options.requester,
+      ),
+    'as-needed',
   );
 }
 

@@ -78,7 +78,8 @@ export async function readRegularFile(file: string, limit: number): Promise<Buff
     const { code, reason } = describe(error);
     throw new FileReadError(file, code, reason);
   } finally {
-    await call<void>((done) => fsSync.close(fd, (error) => done(error, undefined)));
+    // Not waited for: the content is complete, and a read-only descriptor loses nothing.
+    fsSync.close(fd, () => undefined);
   }
 }
 
@@ -130,6 +131,8 @@ export const fsAsync = {
   lstat: (file: string): Promise<Stats> => call<Stats>((done) => fsSync.lstat(file, done)),
   stat: (file: string): Promise<Stats> => call<Stats>((done) => fsSync.stat(file, done)),
   readdir: (dir: string): Promise<string[]> => call<string[]>((done) => fsSync.readdir(dir, done)),
+  access: (file: string): Promise<void> =>
+    call<void>((done) => fsSync.access(file, (error) => done(error, undefined))),
   readFile: (file: string, encoding: BufferEncoding): Promise<string> =>
     call<string>((done) => fsSync.readFile(file, encoding, done)),
 };

@@ -2,9 +2,10 @@
 // `*.conf` files; a file name already seen in an earlier directory (or earlier -C path) hides
 // later ones; then all files are parsed in byte order of their NAME, whatever directory they
 // come from. The tree's modules.softdep takes part under its own name.
-import { promises as fs, type Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
+import { fsAsync as fs } from '../files';
 
 /** Debian 12's kmod 30 (strace of `modprobe`): /usr/lib/modprobe.d is not read by this version. */
 export const DEFAULT_CONFIG_DIRS: readonly string[] = [
@@ -50,21 +51,23 @@ export async function listConfigFiles(
 
 /** The candidate files of one -C path or directory, in directory order. */
 async function listPath(configPath: string, mustExist: boolean): Promise<ConfigFile[]> {
-  let stat: Stats;
-  try {
-    stat = await fs.stat(configPath);
-  } catch (error) {
-    if (mustExist) throw unreadable(configPath, error);
-    return []; // a missing directory is normal (/run/modprobe.d)
-  }
-  // A file given directly (-C FILE) is read whatever its name.
-  if (stat.isFile()) return [{ name: path.basename(configPath), file: configPath }];
-  if (!stat.isDirectory()) return [];
+  // Listed first (one round trip where there is a directory, the usual case); what cannot be
+  // listed is looked at.
   let entries: string[];
   try {
     entries = await fs.readdir(configPath);
-  } catch (error) {
-    if (mustExist) throw unreadable(configPath, error);
+  } catch (listing) {
+    let stat: Stats;
+    try {
+      stat = await fs.stat(configPath);
+    } catch (error) {
+      if (mustExist) throw unreadable(configPath, error);
+      return []; // a missing directory is normal (/run/modprobe.d)
+    }
+    // A file given directly (-C FILE) is read whatever its name.
+    if (stat.isFile()) return [{ name: path.basename(configPath), file: configPath }];
+    if (!stat.isDirectory()) return [];
+    if (mustExist) throw unreadable(configPath, listing);
     return [];
   }
   const candidates = entries

@@ -8,9 +8,11 @@ import { loadModprobeConfig } from '../config';
 import { aliasNormalize, modnameNormalize, pathToModname } from '../config/normalize';
 import type { CommandRule, ModprobeConfig } from '../config/types';
 import { EXIT, KmodloadError } from '../errors';
+import { fsAsync } from '../files';
 import type { NativeBinding } from '../native/binding';
 import { fnmatch as jsFnmatch, type Matcher } from './fnmatch';
-import { ModuleIndexes, type IndexKind } from './indexes';
+import { INDEX_KINDS, ModuleIndexes, type IndexKind } from './indexes';
+import type { KeyIndex } from './trie';
 import { moduleDirectory } from './module-dir';
 
 export interface ResolverOptions {
@@ -54,6 +56,31 @@ export interface DepEntry {
   dependencies: Array<{ name: string; path: string }>;
 }
 
+/** Which indexes open() reads: all five, or (`as-needed`) those that a lookup of a module
+ *  name or an alias may ask, leaving modules.symbols (only `symbol:` names ask it, and it is
+ *  the second largest) to settle(), which reads it when a planning pass turns out to need it.
+ *  A database opened `as-needed` answers only inside settle(). */
+export type IndexReading = 'all' | 'as-needed';
+
+const AS_NEEDED_AT_OPEN: readonly IndexKind[] = ['dep', 'alias', 'builtin', 'builtinAlias'];
+
+/** What an index not read yet answers while settle() plans ahead: nothing. */
+const UNREAD_INDEX: KeyIndex = {
+  exact: () => [],
+  wildcard: () => [],
+  close: () => undefined,
+};
+
+/** A promise's outcome, as a value (no rejection goes unhandled while others are awaited). */
+function outcome<T>(
+  promise: Promise<T>,
+): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+  return promise.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
+}
+
 function ref(name: string, alias?: string, extra?: Partial<ModuleRef>): ModuleRef {
   const key = alias === undefined ? name : `${name}\\${alias}`;
   return { key, name, ...(alias === undefined ? {} : { alias }), ...extra };
@@ -68,6 +95,8 @@ export class ModuleDatabase {
   private readonly fileExists = new Map<string, boolean>();
   /** While settle() plans ahead: the files whose existence was assumed. */
   private unchecked: Set<string> | undefined;
+  /** While settle() plans ahead: the indexes asked for that were not read yet. */
+  private unread: Set<IndexKind> | undefined;
   private closed = false;
 
   private constructor(
@@ -78,19 +107,20 @@ export class ModuleDatabase {
     readonly fnmatch: Matcher,
   ) {}
 
+  /**
+   * Reads the configuration and the indexes of the tree `opts` names. `binding` (the addon, or
+   * undefined for the text files) may still be loading: the configuration is read and the
+   * directory looked at meanwhile. Failures are reported in that order: the addon, the
+   * directory, the configuration, the indexes.
+   */
   static async open(
     opts: ResolverOptions,
-    binding: NativeBinding | undefined,
+    binding: NativeBinding | undefined | Promise<NativeBinding | undefined>,
+    reading: IndexReading = 'all',
   ): Promise<ModuleDatabase> {
     const moduleDir = moduleDirectory(opts.root, opts.kernelVersion);
-    try {
-      await fs.promises.stat(moduleDir);
-    } catch {
-      throw new KmodloadError(`module directory ${moduleDir} does not exist`, EXIT.environment);
-    }
-    const match: Matcher = binding ? (p, s) => binding.fnmatch(p, s) : jsFnmatch;
-    // Configuration and indexes are read at once; a configuration error is reported first.
-    const [configRead, indexesRead] = await Promise.allSettled([
+    const directory = outcome(fsAsync.stat(moduleDir));
+    const configRead = outcome(
       loadModprobeConfig({
         moduleDir,
         ...(opts.strictConfig ? { strict: true } : {}),
@@ -99,22 +129,36 @@ export class ModuleDatabase {
           ? { kernelCommandLine: opts.kernelCommandLine }
           : {}),
       }),
-      ModuleIndexes.open(moduleDir, match, binding),
-    ]);
-    if (configRead.status === 'rejected') {
-      if (indexesRead.status === 'fulfilled') indexesRead.value.close();
-      throw configRead.reason;
-    }
-    if (indexesRead.status === 'rejected') throw indexesRead.reason;
-    const config = configRead.value;
-    const indexes = indexesRead.value;
-    return new ModuleDatabase(
-      moduleDir,
-      opts.kernelVersion ?? os.release(),
-      config,
-      indexes,
-      match,
     );
+    const addon = await binding;
+    const match: Matcher = addon ? (p, s) => addon.fnmatch(p, s) : jsFnmatch;
+    const indexesRead = outcome(
+      ModuleIndexes.open(
+        moduleDir,
+        match,
+        addon,
+        reading === 'all' ? INDEX_KINDS : AS_NEEDED_AT_OPEN,
+      ),
+    );
+    try {
+      if (!(await directory).ok) {
+        throw new KmodloadError(`module directory ${moduleDir} does not exist`, EXIT.environment);
+      }
+      const config = await configRead;
+      if (!config.ok) throw config.error;
+      const indexes = await indexesRead;
+      if (!indexes.ok) throw indexes.error;
+      return new ModuleDatabase(
+        moduleDir,
+        opts.kernelVersion ?? os.release(),
+        config.value,
+        indexes.value,
+        match,
+      );
+    } catch (error) {
+      void indexesRead.then((indexes) => indexes.ok && indexes.value.close());
+      throw error;
+    }
   }
 
   /** True when the index answers from its `.bin` file rather than the text fallback. */
@@ -150,7 +194,7 @@ export class ModuleDatabase {
       () => this.commandLookup(name),
       () => this.wildcard('alias', name).map((module) => ref(module, name)),
       () =>
-        this.indexes.get('builtin').exact(name).length > 0
+        this.index('builtin').exact(name).length > 0
           ? [ref(modnameNormalize(name), undefined, { builtin: true })]
           : [],
       () =>
@@ -173,10 +217,19 @@ export class ModuleDatabase {
   }
 
   private wildcard(kind: IndexKind, key: string): string[] {
-    return this.indexes
-      .get(kind)
+    return this.index(kind)
       .wildcard(key)
       .map((v) => v.value);
+  }
+
+  /** An index; while settle() plans ahead, one not read yet answers nothing and is noted, to be
+   *  read before the plan is made again. */
+  private index(kind: IndexKind): KeyIndex {
+    if (this.unread && !this.closed && !this.indexes.has(kind)) {
+      this.unread.add(kind);
+      return UNREAD_INDEX;
+    }
+    return this.indexes.get(kind);
   }
 
   /**
@@ -193,7 +246,7 @@ export class ModuleDatabase {
   }
 
   private readDepEntry(name: string): DepEntry | undefined {
-    const line = this.indexes.get('dep').exact(name)[0]?.value;
+    const line = this.index('dep').exact(name)[0]?.value;
     if (line === undefined) return undefined;
     const colon = line.indexOf(':');
     if (colon < 0) return undefined;
@@ -228,30 +281,35 @@ export class ModuleDatabase {
   /**
    * Runs a synchronous plan with no file I/O on the event loop: a first pass notes the module
    * files whose existence it needed (kmod drops the dependencies of a module whose dependency
-   * files are missing), they are checked asynchronously, and only when one is missing is the
-   * plan made again with the answers (a pass that meets new files goes round again).
+   * files are missing) and the indexes it asked that were not read yet (a database opened
+   * `as-needed`). Those indexes are read and the plan is made again; the files are checked
+   * asynchronously, and only when one is missing is the plan made again with the answers (a
+   * pass that meets new files or indexes goes round again).
    */
   async settle<T>(plan: () => T): Promise<T> {
     for (;;) {
       const unchecked = new Set<string>();
+      const unread = new Set<IndexKind>();
       this.unchecked = unchecked;
+      this.unread = unread;
       let result: T;
       try {
         result = plan();
       } finally {
         this.unchecked = undefined;
+        this.unread = undefined;
+      }
+      if (unread.size > 0) {
+        // Answers given without these indexes are asked again; the files are checked
+        // meanwhile (the next pass mostly needs the same ones).
+        await Promise.all([this.indexes.add([...unread]), this.check(unchecked)]);
+        this.lookupCache.clear();
+        this.softdepCache.clear();
+        this.depCache.clear();
+        continue;
       }
       if (unchecked.size === 0) return result;
-      const answers = await Promise.all(
-        [...unchecked].map(async (file) => {
-          const there = await fs.promises.access(file).then(
-            () => true,
-            () => false,
-          );
-          this.fileExists.set(file, there);
-          return there;
-        }),
-      );
+      const answers = await this.check(unchecked);
       // Every assumed file is there (the usual case): the plan stands as made.
       if (answers.every(Boolean)) return result;
       // Entries read with a wrong assumption are read again.
@@ -259,9 +317,23 @@ export class ModuleDatabase {
     }
   }
 
+  /** Whether each file is there, asked asynchronously and remembered. */
+  private async check(files: Set<string>): Promise<boolean[]> {
+    return Promise.all(
+      [...files].map(async (file) => {
+        const there = await fsAsync.access(file).then(
+          () => true,
+          () => false,
+        );
+        this.fileExists.set(file, there);
+        return there;
+      }),
+    );
+  }
+
   /** In modules.builtin: compiled into the kernel. */
   isBuiltin(name: string): boolean {
-    return this.indexes.get('builtin').exact(modnameNormalize(name)).length > 0;
+    return this.index('builtin').exact(modnameNormalize(name)).length > 0;
   }
 
   /** Hard dependencies of a module by name, in modules.dep order. */

@@ -2,6 +2,7 @@
 export {
   ModuleDatabase,
   type DepEntry,
+  type IndexReading,
   type LookupResult,
   type ModuleRef,
   type ResolverOptions,

@@ -1,8 +1,11 @@
-// The five kmod indexes of a module directory, all read when the database opens, off the
-// event loop: a `.bin` file is read into memory by the addon on libuv's thread pool; where
+// The five kmod indexes of a module directory, read off the event loop before planning asks
+// them anything: a `.bin` file is read into memory by the addon on libuv's thread pool; where
 // there is none (no addon, or a tree without binary indexes) the text file is read
 // asynchronously and built into a trie in slices (text-indexes.ts), so planning, which is
 // synchronous, never touches the disk for an index. Both answer identically (see trie.ts).
+// Every index is read when the database opens, or (ModuleDatabase.settle()) only those that a
+// planning pass turned out to need: a name found in modules.dep never consults modules.alias
+// or modules.symbols, the two largest.
 //
 // kmod reads a missing index as empty; so do these (a tree may lack modules.builtin.bin). A
 // corrupt one is EXIT.environment with the file named, at open or at the lookup that meets
@@ -24,7 +27,13 @@ import type { KeyIndex } from './trie';
 
 export type IndexKind = 'dep' | 'alias' | 'symbols' | 'builtin' | 'builtinAlias';
 
-const KINDS: readonly IndexKind[] = ['dep', 'alias', 'symbols', 'builtin', 'builtinAlias'];
+export const INDEX_KINDS: readonly IndexKind[] = [
+  'dep',
+  'alias',
+  'symbols',
+  'builtin',
+  'builtinAlias',
+];
 
 const BIN_FILES: Record<IndexKind, string> = {
   dep: 'modules.dep.bin',
@@ -88,15 +97,20 @@ class BinaryIndex implements KeyIndex {
 
 export class ModuleIndexes {
   private readonly open = new Map<IndexKind, KeyIndex>();
+  private closed = false;
+  /** Module positions in modules.dep, once modules.dep was read as text: the priorities of
+   *  the text alias and symbol indexes. */
+  private textOrder: Map<string, number> | undefined;
 
   private constructor(
     private readonly moduleDir: string,
     private readonly fnmatch: Matcher,
+    private readonly binding: NativeBinding | undefined,
   ) {}
 
   /**
-   * Reads every index: the `.bin` files through the addon when there is one, the text files
-   * for the rest. Nothing is read later.
+   * Reads the indexes of `kinds` (default: all five): the `.bin` files through the addon when
+   * there is one, the text files for the rest. add() reads more later.
    * @throws KmodloadError (EXIT.environment) naming the file: corrupt, unreadable, not a
    *   regular file, or over the size cap.
    */
@@ -104,12 +118,11 @@ export class ModuleIndexes {
     moduleDir: string,
     fnmatch: Matcher,
     binding: NativeBinding | undefined,
+    kinds: readonly IndexKind[] = INDEX_KINDS,
   ): Promise<ModuleIndexes> {
-    const indexes = new ModuleIndexes(moduleDir, fnmatch);
+    const indexes = new ModuleIndexes(moduleDir, fnmatch, binding);
     try {
-      if (binding) await indexes.openBinary(binding);
-      const missing = KINDS.filter((kind) => !indexes.open.has(kind));
-      if (missing.length > 0) await indexes.openText(missing);
+      await indexes.add(kinds);
     } catch (error) {
       indexes.close();
       throw error;
@@ -117,9 +130,20 @@ export class ModuleIndexes {
     return indexes;
   }
 
-  private async openBinary(binding: NativeBinding): Promise<void> {
+  /** Reads the indexes of `kinds` that are not read yet (errors as open()). */
+  async add(kinds: readonly IndexKind[]): Promise<void> {
+    const wanted = INDEX_KINDS.filter((kind) => kinds.includes(kind) && !this.open.has(kind));
+    if (wanted.length === 0) return;
+    if (this.binding) await this.openBinary(this.binding, wanted);
+    const missing = wanted.filter((kind) => !this.open.has(kind));
+    if (missing.length > 0) await this.openText(missing);
+    // Closed while they were read: what was read since is released too.
+    if (this.closed) this.close();
+  }
+
+  private async openBinary(binding: NativeBinding, kinds: readonly IndexKind[]): Promise<void> {
     const opened = await Promise.allSettled(
-      KINDS.map(async (kind) => {
+      kinds.map(async (kind) => {
         const file = `${this.moduleDir}/${BIN_FILES[kind]}`;
         try {
           this.open.set(kind, new BinaryIndex(await binding.openIndex(file), file));
@@ -136,19 +160,21 @@ export class ModuleIndexes {
   /** Reads the text files at once, then builds their tries one after the other, in slices. */
   private async openText(kinds: IndexKind[]): Promise<void> {
     // Alias and symbol priorities are module positions in modules.dep.
-    const needDep = kinds.includes('dep') || kinds.includes('alias') || kinds.includes('symbols');
+    const needDep =
+      kinds.includes('dep') ||
+      (this.textOrder === undefined && (kinds.includes('alias') || kinds.includes('symbols')));
     const wanted = needDep && !kinds.includes('dep') ? [...kinds, 'dep' as const] : kinds;
     const contents = new Map<IndexKind, string>();
     await Promise.all(
       wanted.map(async (kind) => contents.set(kind, await this.readText(TEXT_FILES[kind]))),
     );
     const text = (kind: IndexKind): string => contents.get(kind) ?? '';
-    let order = new Map<string, number>();
     if (needDep) {
       const dep = await paced(depIndexBuild(text('dep'), this.fnmatch));
-      order = dep.order;
+      this.textOrder = dep.order;
       if (kinds.includes('dep')) this.open.set('dep', dep.index);
     }
+    const order = this.textOrder ?? new Map<string, number>();
     for (const kind of kinds) {
       switch (kind) {
         case 'dep':
@@ -189,13 +215,20 @@ export class ModuleIndexes {
     return this.open.get(kind) instanceof BinaryIndex;
   }
 
+  /** True when this index has been read (and the database is open). */
+  has(kind: IndexKind): boolean {
+    return this.open.has(kind);
+  }
+
   get(kind: IndexKind): KeyIndex {
     const index = this.open.get(kind);
-    if (!index) throw new KmodloadError('the module database is closed', EXIT.internal);
-    return index;
+    if (index) return index;
+    if (this.closed) throw new KmodloadError('the module database is closed', EXIT.internal);
+    throw new KmodloadError(`the module index ${BIN_FILES[kind]} was not read`, EXIT.internal);
   }
 
   close(): void {
+    this.closed = true;
     for (const index of this.open.values()) index.close();
     this.open.clear();
   }

@@ -300,12 +300,11 @@ async function decide(
 
   // Required here, not above: the no-request path loads nothing of the policy or loader.
   const policyApi = await import('../policy/index.js');
-  const read = await policyApi.readPolicyFiles(options.policyFiles);
-  run.policyFiles = read.policy ? read.policy.files : null;
-  const problem = read.problems[0];
-  if (problem) throw policyApi.brokenPolicyError(problem, read.problems.length);
-  run.policyKeys = policyApi.annotationKeysUsed(read.policy);
-
+  // The policy is read while the request is planned (the plan reads the tree, and changes
+  // nothing): a broken policy still refuses the request, whatever the plan.
+  const reading = policyApi.readPolicyFiles(options.policyFiles);
+  // Awaited below; a failure while the loader is required must not count as unhandled.
+  reading.catch(() => undefined);
   const loader = options.loader ?? (await defaultLoader());
   const loadOptions: HookLoadOptions = {
     // A container may not load what the host blacklisted, even by its exact name
@@ -322,8 +321,17 @@ async function decide(
   if (options.kernelVersion !== undefined) loadOptions.kernelVersion = options.kernelVersion;
   if (options.configDirs !== undefined) loadOptions.configDirs = options.configDirs;
 
+  const planning = loader.resolve(request.modules, loadOptions);
+  // Not awaited when the policy refuses first.
+  planning.catch(() => undefined);
+  const read = await reading;
+  run.policyFiles = read.policy ? read.policy.files : null;
+  const problem = read.problems[0];
+  if (problem) throw policyApi.brokenPolicyError(problem, read.problems.length);
+  run.policyKeys = policyApi.annotationKeysUsed(read.policy);
+
   // Planned once, then checked: the plan and the verdict are logged even when refused.
-  const plan = await loader.resolve(request.modules, loadOptions);
+  const plan = await planning;
   run.plan = plan;
   plan.policy = policyApi.checkPolicy(plan, read.policy, {
     source: request.sources,

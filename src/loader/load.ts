@@ -101,6 +101,9 @@ class PlanRunner {
   private readonly done = new Map<string, StepOutcome>();
   private readonly results: ModuleResult[] = [];
   private kernelCompression: Promise<string[]> | undefined;
+  /** A dry run's module states, all asked at once when it starts: nothing it does changes
+   *  them, so the answers are those the steps would get one by one. */
+  private readonly states = new Map<string, Promise<InitState | ModuleError>>();
 
   constructor(
     private readonly options: ExecuteOptions,
@@ -108,6 +111,7 @@ class PlanRunner {
   ) {}
 
   async run(plan: Plan): Promise<LoadResult> {
+    if (this.options.dryRun) this.askStates(plan);
     let ok = true;
     try {
       for (const request of plan.requests) {
@@ -173,8 +177,28 @@ class PlanRunner {
     return this.runInsmod(request, step);
   }
 
+  /** Starts reading the state of every module the plan may look at. */
+  private askStates(plan: Plan): void {
+    for (const request of plan.requests) {
+      for (const probe of request.probes) {
+        if (probe.skipped) continue;
+        for (const step of probe.steps) {
+          if (step.kind === 'builtin' || this.states.has(step.name)) continue;
+          const state = this.askState(step.name);
+          // Awaited when its step comes; one that never comes must not be an unhandled rejection.
+          state.catch(() => undefined);
+          this.states.set(step.name, state);
+        }
+      }
+    }
+  }
+
   /** The module's initstate, or why /sys could not tell: a failure of this module only. */
-  private async readState(name: string): Promise<InitState | ModuleError> {
+  private readState(name: string): Promise<InitState | ModuleError> {
+    return this.states.get(name) ?? this.askState(name);
+  }
+
+  private async askState(name: string): Promise<InitState | ModuleError> {
     try {
       return await this.options.kernel.initState(name);
     } catch (error) {

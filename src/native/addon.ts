@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { EXIT, KmodloadError } from '../errors';
+import { fsAsync } from '../files';
 import { packageRoot } from '../package-root';
 import type { NativeBinding } from './binding';
 import { wrapBinding } from './system-error';
@@ -43,7 +44,7 @@ export function addonPath(env: NodeJS.ProcessEnv = process.env): string {
 export async function addonPresent(): Promise<boolean> {
   if (!process.env.KMODLOAD_ADDON && runningAsSingleExecutable()) return true;
   try {
-    await fs.promises.access(addonPath());
+    await fsAsync.access(addonPath());
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code !== 'ENOENT';

@@ -19,18 +19,15 @@ export const MAX_POLICY_FILE_BYTES = 1024 * 1024;
 async function defaultPolicyFiles(problems: PolicyProblem[], root: string): Promise<string[]> {
   const files: string[] = [];
   const main = path.join(root, DEFAULT_POLICY_FILE);
-  try {
-    await fs.lstat(main);
-    files.push(main);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') files.push(main); // read fails below
-  }
   const dir = path.join(root, DEFAULT_POLICY_DIR);
+  // Both looked at at once.
+  const [found, listed] = await Promise.allSettled([fs.lstat(main), fs.readdir(dir)]);
+  if (found.status === 'fulfilled') files.push(main);
+  else if ((found.reason as NodeJS.ErrnoException).code !== 'ENOENT') files.push(main); // read fails below
   let names: string[] = [];
-  try {
-    names = await fs.readdir(dir);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+  if (listed.status === 'fulfilled') names = listed.value;
+  else {
+    const code = (listed.reason as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT') {
       problems.push({ file: dir, line: 0, message: `cannot list: ${String(code)}` });
     }

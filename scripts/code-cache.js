@@ -1,0 +1,146 @@
+#!/usr/bin/env node
+// V8's code cache for a bundle of the CLI, made after the bundle has run the commands that
+// matter at start-up. A code cache holds the functions compiled when it is made: made right
+// after the top level has run, it holds the top level and little else, and every function a
+// command calls is compiled when first called (a few ms for the hook planning a request).
+// Made here, in a separate process of this node, after the bundle has run, against a small
+// module tree written for it: the hook with nothing asked, the hook planning a request as a
+// dry run, and `load --show-depends`. Nothing is loaded and nothing outside a temporary
+// directory is written; what the commands read of the host (/proc/cmdline, /sys/module)
+// changes nothing in the cache but which functions ran.
+//
+//   node scripts/code-cache.js BUNDLE OUTFILE     (the child: used by trainedCodeCache())
+'use strict';
+
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const vm = require('node:vm');
+
+/** The function bin/kmodload.js compiles around the bundle (CommonJS's own wrapper). */
+function wrap(source) {
+  return `(function (exports, require, module, __filename, __dirname) { ${source}\n})`;
+}
+
+/** Compiles the bundle `file` and runs its top level, as bin/kmodload.js does. */
+function compileBundle(file, source) {
+  const Module = require('node:module');
+  const script = new vm.Script(wrap(source), { filename: file });
+  const mod = new Module(file, module);
+  mod.filename = file;
+  script
+    .runInThisContext()
+    .call(mod.exports, mod.exports, Module.createRequire(file), mod, file, path.dirname(file));
+  return { script, exports: mod.exports };
+}
+
+/** The code cache of the top level alone, made in this process (the fallback). */
+function topLevelCodeCache(file, source) {
+  return compileBundle(file, source).script.createCachedData();
+}
+
+const VERSION = '0.0.0-kmodload';
+
+/** A module tree with text indexes (no depmod needed) whose modules have dependencies, a
+ *  softdep on an alias, a wildcard alias, a builtin and a symbol: the paths planning takes. */
+function writeTree(root) {
+  const dir = path.join(root, 'lib', 'modules', VERSION);
+  const ko = (name) => `kernel/kmt/${name}.ko`;
+  fs.mkdirSync(path.join(dir, 'kernel', 'kmt'), { recursive: true });
+  for (const name of ['kmt_a', 'kmt_b', 'kmt_c', 'kmt_d', 'kmt_e']) {
+    fs.writeFileSync(path.join(dir, ko(name)), '');
+  }
+  const files = {
+    'modules.dep': [
+      `${ko('kmt_a')}: ${ko('kmt_c')} ${ko('kmt_b')}`,
+      `${ko('kmt_b')}:`,
+      `${ko('kmt_c')}: ${ko('kmt_b')}`,
+      `${ko('kmt_d')}: ${ko('kmt_a')} ${ko('kmt_c')} ${ko('kmt_b')}`,
+      `${ko('kmt_e')}:`,
+    ],
+    'modules.alias': ['alias kmt-crc kmt_e', 'alias pci:v0000CAFEd*sv*sd*bc*sc*i* kmt_d'],
+    'modules.symbols': ['alias symbol:kmt_b_call kmt_b'],
+    'modules.softdep': ['softdep kmt_b pre: kmt-crc'],
+    'modules.builtin': ['kernel/kmt/kmt_f.ko'],
+    'modules.builtin.modinfo': [],
+  };
+  for (const [name, lines] of Object.entries(files)) {
+    fs.writeFileSync(path.join(dir, name), lines.map((line) => `${line}\n`).join(''));
+  }
+}
+
+/** The child: runs the bundle's commands one after the other, then writes the cache. */
+function child(file, outfile) {
+  const source = fs.readFileSync(file, 'utf8');
+  const { script, exports } = compileBundle(file, source);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-code-cache-'));
+  const root = path.join(work, 'root');
+  writeTree(root);
+  const conf = path.join(work, 'modprobe.d');
+  fs.mkdirSync(conf);
+  const policy = path.join(work, 'policy.conf');
+  fs.writeFileSync(policy, '');
+  const bundle = path.join(work, 'bundle');
+  fs.mkdirSync(bundle);
+  const state = path.join(work, 'state.json');
+  fs.writeFileSync(state, JSON.stringify({ id: 'kmt', status: 'creating', bundle }));
+  const asking = (env) => () =>
+    fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify({ process: { env } }));
+  const tree = ['-d', root, '-S', VERSION, '-C', conf];
+  const hook = ['hook', '--state', 'prestart', '--log', path.join(work, 'hook.log')];
+  const commands = [
+    [asking(['PATH=/bin']), hook],
+    [asking(['KERNEL_MODULES=kmt_d,kmt-crc']), [...hook, '--policy', policy, '-n', ...tree]],
+    [() => undefined, ['load', '--show-depends', ...tree, 'kmt_d', 'kmt-crc']],
+  ];
+  // The hook reads its state from stdin (this process's stdin is opened on `state`, which
+  // the hook opens again each time through /proc/self/fd/0). Each command runs once the
+  // one before it has left nothing for the event loop to do.
+  fs.closeSync(0);
+  if (fs.openSync(state, 'r') !== 0) throw new Error('stdin was not reopened');
+  let next = 0;
+  process.on('beforeExit', () => {
+    // A command that failed: no cache (the caller falls back), its status says so.
+    if (process.exitCode) return;
+    const command = commands[next++];
+    if (command) {
+      command[0]();
+      exports.run(command[1]);
+      return;
+    }
+    if (next === commands.length + 1) {
+      fs.writeFileSync(outfile, script.createCachedData());
+      fs.rmSync(work, { recursive: true, force: true });
+      process.exitCode = 0;
+    }
+  });
+}
+
+/**
+ * The code cache for the bundle `file` (whose text is `source`), made by a process of this
+ * node after running the commands above; the top level's alone if that fails (a build must
+ * not fail over a slower start-up).
+ */
+function trainedCodeCache(file, source) {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-code-cache-'));
+  try {
+    const out = path.join(work, 'cache');
+    const r = spawnSync(process.execPath, [path.join(__dirname, 'code-cache.js'), file, out], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      encoding: 'utf8',
+    });
+    if (r.status === 0 && fs.existsSync(out)) return fs.readFileSync(out);
+    const why = String(r.stderr || r.error || `exit status ${r.status}`)
+      .trim()
+      .split('\n')[0];
+    process.stderr.write(`code-cache: the top level's alone (the commands failed: ${why})\n`);
+    return topLevelCodeCache(file, source);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+if (require.main === module) child(path.resolve(process.argv[2]), path.resolve(process.argv[3]));
+
+module.exports = { trainedCodeCache, wrap };
