@@ -178,6 +178,26 @@ async function policyRows(root, version, all) {
 /** Peak RSS (KiB) of one run of `command ARGS`: the child reports its own maxRSS at exit
  *  through a file preloaded with NODE_OPTIONS (which the single executable honours too), so
  *  no external tool is needed and every side pays the same preload. */
+/** Spawns `argv` with `input` on stdin as runtimes give a hook its state: in a pipe (runc,
+ *  crun and iSulad write it into one and close their end), not the socket pair that
+ *  spawnSync's `input` makes. */
+const STDIN_FIFO = path.join(os.tmpdir(), `kmodload-bench-stdin-${process.pid}`);
+
+function spawnWithInput(argv, input, options = {}) {
+  if (input === undefined) return spawnSync(argv[0], argv.slice(1), options);
+  const fifo = STDIN_FIFO;
+  if (!fs.existsSync(fifo)) execFileSync('mkfifo', ['-m', '600', fifo]);
+  const reader = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  try {
+    const writer = fs.openSync(fifo, fs.constants.O_WRONLY);
+    fs.writeSync(writer, input);
+    fs.closeSync(writer);
+    return spawnSync(argv[0], argv.slice(1), { ...options, stdio: [reader, 'pipe', 'pipe'] });
+  } finally {
+    fs.closeSync(reader);
+  }
+}
+
 function peakRss(command, args, input, wrap = (argv) => argv) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-rss-'));
   try {
@@ -187,9 +207,7 @@ function peakRss(command, args, input, wrap = (argv) => argv) {
       preload,
       `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, String(process.resourceUsage().maxRSS)));`,
     );
-    const [program, ...rest] = wrap([command, ...args]);
-    spawnSync(program, rest, {
-      input,
+    spawnWithInput(wrap([command, ...args]), input, {
       env: { ...process.env, NODE_OPTIONS: `--require ${preload}` },
     });
     return Number(fs.readFileSync(out, 'utf8'));
@@ -284,7 +302,7 @@ async function processRows(root, version) {
     const sides = [['node bin/kmodload.js', process.execPath, [cli]]];
     if (fs.existsSync(binary)) sides.push(['build/kmodload', binary, []]);
     const run = (argv, input) => () => {
-      const r = spawnSync(argv[0], argv.slice(1), { input });
+      const r = spawnWithInput(argv, input);
       if (r.status !== 0) throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.stderr}`);
     };
     const range = (x) => `${x.median.toFixed(1)} (${x.min.toFixed(1)}-${x.max.toFixed(1)})`;
@@ -310,7 +328,11 @@ async function processRows(root, version) {
     console.log(
       "* in a mount namespace where /sys/module is a fake tree with the seed's modules live; node -e 0 runs under the same unshare/mount wrapper",
     );
+    console.log(
+      '(the hook rows get their state on stdin in a pipe, as runc, crun and iSulad give it)',
+    );
   } finally {
+    fs.rmSync(STDIN_FIFO, { force: true });
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
