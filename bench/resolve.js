@@ -17,7 +17,7 @@ const { openModuleDatabase, planRequests, formatShowDepends } = require('../dist
 
 const SEED = ['ip_vs', 'ip_vs_wrr'];
 /** Rounds of every whole-process row (each side runs once per round). */
-const PROCESS_ROUNDS = 21;
+const PROCESS_ROUNDS = 31;
 
 function fixture() {
   const out = execFileSync('bash', [path.join(__dirname, '..', 'scripts', 'fetch-kernels.sh')], {
@@ -317,9 +317,12 @@ async function processRows(root, version) {
       console.log(`${label}: node -e 0 ${range(baseline)} ms, RSS ${mib(baselineRss)}`);
       sides.forEach(([name, command, pre], k) => {
         const o = stats(times[k + 1]);
+        // Each round runs both back to back: the ratio within a round cancels the machine's
+        // drift between rounds, which the ratio of the two medians does not.
+        const ratio = stats(times[k + 1].map((t, round) => t / times[0][round]));
         const rss = peakRss(command, [...pre, ...args], input, wrap);
         console.log(
-          `  ${name.padEnd(22)} ${range(o).padStart(22)} ms  x${(o.median / baseline.median).toFixed(2)}  RSS ${mib(rss)} (+${((rss - baselineRss) / 1024).toFixed(1)})`,
+          `  ${name.padEnd(22)} ${range(o).padStart(22)} ms  x${ratio.median.toFixed(2)} (${ratio.min.toFixed(2)}-${ratio.max.toFixed(2)})  RSS ${mib(rss)} (+${((rss - baselineRss) / 1024).toFixed(1)})`,
         );
       });
     }
@@ -483,7 +486,7 @@ async function main() {
   db.close();
 
   console.log(
-    `\nwhole processes: medians (min-max) of ${PROCESS_ROUNDS} alternating rounds, ratio to node -e 0, peak RSS`,
+    `\nwhole processes: medians (min-max) of ${PROCESS_ROUNDS} alternating rounds, x: median (min-max) of the ratios to node -e 0 within a round; peak RSS`,
   );
   await processRows(root, version);
 

@@ -114,7 +114,8 @@ export type StoreStep = 'locked' | 'hold-written' | 'hold-removed' | 'inserted-w
 export interface StoreOptions {
   /** The state directory; default DEFAULT_STATE_DIR. */
   stateDir?: string;
-  /** How long to wait for another kmodload process's lock. Default 20 s. */
+  /** How long to wait for the lock while the same holder keeps it (the wait starts again each
+   *  time the lock changes hands: a queue of busy hooks is not a stuck one). Default 20 s. */
   lockTimeoutMs?: number;
   /** Called after each step (tests crash here). */
   onStep?: (step: StoreStep) => void;
@@ -299,6 +300,29 @@ async function defaultFlock(): Promise<Pick<NativeBinding, 'flock'>> {
   return loadBinding();
 }
 
+let lockTurns = 0;
+
+/** The lock file's content: what its last holder wrote ("pid PID TURN TIME"), or undefined
+ *  when it cannot be read (the wait is then bounded by the timeout alone). */
+function lockHolder(fd: number): string | undefined {
+  try {
+    const buffer = Buffer.alloc(64);
+    const bytesRead = fsSync.readSync(fd, buffer, 0, buffer.length, 0);
+    return buffer.subarray(0, bytesRead).toString('latin1');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Marks this turn of the lock: a waiter that sees the content change knows it moves on. */
+function markLockHolder(fd: number): void {
+  try {
+    fsSync.writeSync(fd, `pid ${process.pid} ${++lockTurns} ${Date.now()}\n`.padEnd(48), 0);
+  } catch {
+    // Only the patience of those waiting depends on it.
+  }
+}
+
 /**
  * Runs `use` with the state directory locked against every other kmodload process (flock:
  * released by the kernel if this process dies). Creates the directory (0700) if needed.
@@ -324,10 +348,13 @@ export async function withStateLock<T>(
     throw stateError(lockFile, error);
   }
   try {
-    const deadline = Date.now() + (options.lockTimeoutMs ?? 20_000);
+    const timeout = options.lockTimeoutMs ?? 20_000;
+    let deadline = Date.now() + timeout;
+    let holder: string | undefined;
     // Polled, since a blocking flock() would hold a thread with no way to give up. Backing off
     // to a fifth of a second, with jitter: many hooks at once (a node starting its pods) must
-    // not spend the CPU the holder needs to finish, and must not wake in step.
+    // not spend the CPU the holder needs to finish, and must not wake in step. The timeout is
+    // for a holder that is stuck: it starts again whenever the lock has changed hands.
     for (let wait = 2; ; wait = Math.min(wait * 2, 200)) {
       try {
         binding.flock(handle.fd, LOCK_EX | LOCK_NB);
@@ -335,15 +362,21 @@ export async function withStateLock<T>(
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code !== 'EWOULDBLOCK' && code !== 'EAGAIN') throw stateError(lockFile, error);
-        if (Date.now() > deadline) {
+        const now = lockHolder(handle.fd);
+        if (now !== holder) {
+          holder = now;
+          deadline = Date.now() + timeout;
+        } else if (Date.now() > deadline) {
+          const pid = /^pid (\d+)/.exec(holder ?? '')?.[1];
           throw new KmodloadError(
-            `the state ${dir} is locked by another kmodload process for too long`,
+            `the state ${dir} is locked by ${pid ? `kmodload process ${pid}` : 'another kmodload process'} for more than ${timeout >= 1000 ? `${Math.round(timeout / 1000)} s` : `${timeout} ms`}`,
             EXIT.environment,
           );
         }
         await new Promise((resolve) => setTimeout(resolve, wait * (0.5 + Math.random())));
       }
     }
+    markLockHolder(handle.fd);
     const store = new StateStore(dir, options.onStep ?? (() => undefined));
     store.step('locked');
     removeLeftovers(dir);

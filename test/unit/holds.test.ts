@@ -409,6 +409,61 @@ describe('the state directory under concurrency and crashes', () => {
     expect(fs.readdirSync(path.join(stateDir, 'holds'))).toEqual([]);
   });
 
+  /** A child that takes the state lock and keeps it `ms`, rewriting the lock file's content
+   *  every `rewriteMs` meanwhile when given (as a queue of holders handing it on would). */
+  const holdScript = (stateDir: string, ms: number, rewriteMs?: number) => `
+    holds.withStateLock({ stateDir: ${JSON.stringify(stateDir)} }, () => new Promise((done) => {
+      ${
+        rewriteMs === undefined
+          ? ''
+          : `let turn = 0;
+      const timer = setInterval(() => require('fs').writeFileSync(${JSON.stringify(path.join(stateDir, 'lock'))}, 'pid ' + process.pid + ' ' + ++turn + '\\n'), ${rewriteMs});
+      setTimeout(() => clearInterval(timer), ${ms});`
+      }
+      setTimeout(done, ${ms});
+    })).catch((e) => { console.error(e.message); process.exit(1); });`;
+
+  /** Resolves once the child holding the lock has marked it. */
+  async function lockTaken(stateDir: string): Promise<void> {
+    const lock = path.join(stateDir, 'lock');
+    for (let i = 0; i < 500; i++) {
+      if (fs.existsSync(lock) && fs.readFileSync(lock, 'latin1').startsWith('pid ')) return;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error('the child never took the lock');
+  }
+
+  const recordOne = (stateDir: string, lockTimeoutMs: number) =>
+    recordLoad(
+      { stateDir, lockTimeoutMs },
+      { id: 'waiter' },
+      ['m'],
+      [{ request: 'm', name: 'm', status: 'loaded', required: true }],
+      true,
+    );
+
+  it('a holder that keeps the lock: the wait gives up after the timeout, naming its pid', async () => {
+    const stateDir = newDir('stuck');
+    const holder = child(holdScript(stateDir, 1200));
+    await lockTaken(stateDir);
+    await expect(recordOne(stateDir, 300)).rejects.toThrow(
+      /^the state .* is locked by kmodload process \d+ for more than 300 ms$/,
+    );
+    expect((await holder).code).toBe(0);
+  });
+
+  it('a lock that keeps changing hands is waited for past the timeout', async () => {
+    const stateDir = newDir('busy');
+    const holder = child(holdScript(stateDir, 1500, 50));
+    await lockTaken(stateDir);
+    const started = Date.now();
+    await expect(recordOne(stateDir, 400)).resolves.toEqual([]);
+    // It got the lock only when the holder let go, long after 400 ms.
+    expect(Date.now() - started).toBeGreaterThan(600);
+    expect((await listHolds({ stateDir })).map((h) => h.id)).toEqual(['waiter']);
+    expect((await holder).code).toBe(0);
+  });
+
   it.each(['locked', 'hold-written', 'inserted-written'])(
     'a process killed after "%s" leaves readable state',
     async (step) => {
