@@ -29,30 +29,31 @@ function unescape(line: string): { text: string; continues: boolean } {
   }
 }
 
-// Works a physical line at a time (split, indexOf, join): a multi-megabyte file must not be
-// rebuilt one character at a time, nor make an object per line it does not need.
+// Works a physical line at a time (indexOf, slice, join): a multi-megabyte file must not be
+// rebuilt one character at a time, nor held as an array of all its lines at once (the
+// collector would copy every one of them), nor make an object per line it does not need.
 export function forEachLogicalLine(
   content: string,
   use: (text: string, lineNumber: number, unterminated: boolean) => void,
 ): void {
-  if (content === '') return;
-  const physical = content.split('\n');
   const endsWithNewline = content.endsWith('\n');
-  // The text after a final newline is not a line.
-  const count = endsWithNewline ? physical.length - 1 : physical.length;
   let parts: string[] | undefined;
-  for (let n = 0; n < count; n++) {
-    const raw = physical[n] as string;
+  // The text after a final newline is not a line.
+  for (let start = 0, n = 1; start < content.length; n++) {
+    let end = content.indexOf('\n', start);
+    if (end < 0) end = content.length;
+    const raw = content.slice(start, end);
+    start = end + 1;
     // Most lines have no backslash and join nothing: taken as they are, no copies.
     if (parts === undefined && !raw.includes('\\')) {
-      use(raw, n + 1, false);
+      use(raw, n, false);
       continue;
     }
     const { text, continues } = unescape(raw);
     (parts ??= []).push(text);
-    if (continues && n + 1 < count) continue;
+    if (continues && start < content.length) continue;
     // A backslash-newline at the very end joins the (empty) line after it.
-    const lineNumber = continues && endsWithNewline ? n + 2 : n + 1;
+    const lineNumber = continues && endsWithNewline ? n + 1 : n;
     use(parts.join(''), lineNumber, continues);
     parts = undefined;
   }

@@ -51,6 +51,23 @@ describe('logical lines', () => {
       { text: 'last', lineNumber: 4 },
     ]);
   });
+
+  it('counts empty lines, ignores the text after a final newline, and ends a join at EOF', () => {
+    expect(logicalLines('\n\nx\n')).toEqual([
+      { text: '', lineNumber: 1 },
+      { text: '', lineNumber: 2 },
+      { text: 'x', lineNumber: 3 },
+    ]);
+    // A backslash-newline at the very end joins the empty line after it.
+    expect(logicalLines('a\\\n')).toEqual([{ text: 'a', lineNumber: 2, unterminated: true }]);
+    // A lone backslash at the end of a file without a final newline joins nothing.
+    expect(logicalLines('a\nb\\')).toEqual([
+      { text: 'a', lineNumber: 1 },
+      { text: 'b', lineNumber: 2, unterminated: true },
+    ]);
+    expect(logicalLines('a\\\nb\\\nc')).toEqual([{ text: 'abc', lineNumber: 3 }]);
+    expect(logicalLines('')).toEqual([]);
+  });
 });
 
 describe('directives', () => {
