@@ -175,14 +175,11 @@ async function policyRows(root, version, all) {
   }
 }
 
-/** Peak RSS (KiB) of one run of `command ARGS`: the child reports its own maxRSS at exit
- *  through a file preloaded with NODE_OPTIONS (which the single executable honours too), so
- *  no external tool is needed and every side pays the same preload. */
-/** Spawns `argv` with `input` on stdin as runtimes give a hook its state: in a pipe (runc,
- *  crun and iSulad write it into one and close their end), not the socket pair that
- *  spawnSync's `input` makes. */
 const STDIN_FIFO = path.join(os.tmpdir(), `kmodload-bench-stdin-${process.pid}`);
 
+/** Spawns `argv` with `input` on stdin as runc gives a hook its state: in a pipe (Go's
+ *  os/exec makes one for a reader and closes it once written), not the socket pair that
+ *  spawnSync's `input` makes. */
 function spawnWithInput(argv, input, options = {}) {
   if (input === undefined) return spawnSync(argv[0], argv.slice(1), options);
   const fifo = STDIN_FIFO;
@@ -198,6 +195,9 @@ function spawnWithInput(argv, input, options = {}) {
   }
 }
 
+/** Peak RSS (KiB) of one run of `command ARGS`: the child reports its own maxRSS at exit
+ *  through a file preloaded with NODE_OPTIONS (which the single executable honours too), so
+ *  no external tool is needed and every side pays the same preload. */
 function peakRss(command, args, input, wrap = (argv) => argv) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-rss-'));
   try {
@@ -331,9 +331,7 @@ async function processRows(root, version) {
     console.log(
       "* in a mount namespace where /sys/module is a fake tree with the seed's modules live; node -e 0 runs under the same unshare/mount wrapper",
     );
-    console.log(
-      '(the hook rows get their state on stdin in a pipe, as runc, crun and iSulad give it)',
-    );
+    console.log('(the hook rows get their state on stdin in a pipe, as runc gives it)');
   } finally {
     fs.rmSync(STDIN_FIFO, { force: true });
     fs.rmSync(dir, { recursive: true, force: true });
