@@ -118,7 +118,7 @@ export type {
   HookLoader,
   HookStage,
   ContainerState,
-  HookLogRecord,
+  AuditRecord,
   HookConfigFormat,
   HookConfigOptions,
 } from './hook/index';

@@ -7,7 +7,7 @@ import type { OptionSpec, ParsedArgs } from './args';
 import { allValues, flag, lastValue, parseArgs, usageError } from './args';
 import type { CliIO } from './io';
 import { EXIT, KmodloadError } from '../errors';
-import { errorText, oneLine } from '../text';
+import { errorText, oneLine, quote } from '../text';
 import {
   DEFAULT_WRAPPER_PATH,
   HOOK_CONFIG_FORMATS,
@@ -33,7 +33,7 @@ import {
 } from '../hook/request';
 import { isLoadStage, parseStage, type HookStage } from '../hook/stage';
 import { MAX_STATE_BYTES } from '../hook/state';
-import { quote, readBounded } from '../hook/text';
+import { readBounded } from '../hook/text';
 import { DEFAULT_POLICY_DIR, DEFAULT_POLICY_FILE } from '../policy/types';
 import { DEFAULT_STATE_DIR } from '../holds/defaults';
 

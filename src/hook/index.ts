@@ -3,15 +3,7 @@
 // The `kmodload hook` command itself lives in src/cli/hook-command.ts.
 
 export { finishRefusedRun, handleHook, startHook } from './handler';
-export type {
-  HookAction,
-  HookRunHandle,
-  HookLoadOptions,
-  HookLoader,
-  HookModuleResult,
-  HookOptions,
-  HookResult,
-} from './handler';
+export type { HookAction, HookRunHandle, HookLoader, HookOptions, HookResult } from './handler';
 export {
   KERNEL_MODULES_ANNOTATION,
   KERNEL_MODULES_ENV,
@@ -36,4 +28,4 @@ export {
   wrapperScript,
 } from './config';
 export type { HookConfigFormat, HookConfigOptions, WrapperOptions } from './config';
-export type { HookLogRecord, HookLogResult, HookLogStep } from './log';
+export type { AuditRecord, AuditResult, AuditStep } from '../container/audit';

@@ -5,10 +5,10 @@
 import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
 import { FileReadError, readRegularFile } from '../files';
-import { errorText } from '../text';
+import { errorText, quote } from '../text';
 import type { RequestSource } from '../policy/types';
 import { checkAnnotations, type ContainerState } from './state';
-import { decodeUtf8, quote } from './text';
+import { decodeUtf8 } from './text';
 
 export const KERNEL_MODULES_ENV = 'KERNEL_MODULES';
 export const KERNEL_MODULES_ANNOTATION = 'org.kmodload.kernel-modules';

@@ -2,7 +2,7 @@
 
 import { EXIT, KmodloadError } from '../errors';
 import type { ContainerState } from './state';
-import { quote } from './text';
+import { quote } from '../text';
 
 export const HOOK_STAGES = [
   'prestart',

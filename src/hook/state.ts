@@ -3,7 +3,8 @@
 // `bundlePath`; iSulad's lxc runtime adds `root` and may leave out `status`.
 
 import { EXIT, KmodloadError } from '../errors';
-import { decodeUtf8, quote } from './text';
+import { quote } from '../text';
+import { decodeUtf8 } from './text';
 
 /** Largest state we accept on stdin. Real states are a few hundred bytes; annotations can
  *  make them bigger (Kubernetes caps them at 256 KiB in all), never megabytes. */

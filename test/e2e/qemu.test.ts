@@ -8,7 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { HookLogRecord } from '../../src/hook/log';
+import type { AuditRecord } from '../../src/container/audit';
 import {
   boot,
   buildImage,
@@ -118,10 +118,10 @@ function oneKmodloadLine(record: GuestRecord): boolean {
 }
 
 /** The hook's log lines a record printed (lines that are not JSON are left out). */
-function hookLog(record: GuestRecord): Array<Partial<HookLogRecord>> {
+function hookLog(record: GuestRecord): Array<Partial<AuditRecord>> {
   return record.out.split('\n').flatMap((line) => {
     try {
-      return [JSON.parse(line) as Partial<HookLogRecord>];
+      return [JSON.parse(line) as Partial<AuditRecord>];
     } catch {
       return [];
     }

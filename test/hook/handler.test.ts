@@ -5,14 +5,11 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EXIT, KmodloadError } from '../../src/errors';
+import type { ModuleResult } from '../../src/loader/types';
 import { runHookCommand as runHookCommandWith } from '../../src/cli/hook-command';
-import {
-  handleHook as handleHookWith,
-  type HookLoader,
-  type HookModuleResult,
-} from '../../src/hook/handler';
+import { handleHook as handleHookWith, type HookLoader } from '../../src/hook/handler';
 import { assertPlanRunnable } from '../../src/loader/load';
-import type { HookLogRecord } from '../../src/hook/log';
+import type { AuditRecord } from '../../src/container/audit';
 import type * as publicApi from '../../src/index';
 import type { RequestPlan } from '../../src/planner/plan';
 import { writeBundle } from '../helpers/bundle';
@@ -113,12 +110,12 @@ function fakeLoader(
       );
       if (behaviour.rejectLoad) throw behaviour.rejectLoad;
       assertPlanRunnable(plan, options);
-      const modules: HookModuleResult[] = [];
+      const modules: ModuleResult[] = [];
       let ok = true;
       for (const request of plan.requests) {
         for (const step of request.probes[0]?.steps ?? []) {
           if (!ok) break;
-          const entry: HookModuleResult = {
+          const entry: ModuleResult = {
             request: request.request,
             name: step.name,
             status: options?.dryRun ? 'would-load' : 'loaded',
@@ -335,9 +332,9 @@ describe('handleHook', () => {
     });
     const lines = fs.readFileSync(log, 'utf8').split('\n');
     expect(lines.pop()).toBe('');
-    const records = lines.map((line) => JSON.parse(line) as HookLogRecord);
+    const records = lines.map((line) => JSON.parse(line) as AuditRecord);
     expect(records).toHaveLength(3);
-    const [first, second, third] = records as [HookLogRecord, HookLogRecord, HookLogRecord];
+    const [first, second, third] = records as [AuditRecord, AuditRecord, AuditRecord];
     expect(new Date(first.time).toISOString()).toBe(first.time);
     expect(first).toMatchObject({
       id: 'ctr-a',
@@ -505,7 +502,7 @@ describe('runHookCommand', () => {
     expect(status).toBe(EXIT.environment);
     const lines = fs.readFileSync(log, 'utf8').trim().split('\n');
     expect(lines).toHaveLength(2);
-    const [tooBig, never] = lines.map((line) => JSON.parse(line) as HookLogRecord);
+    const [tooBig, never] = lines.map((line) => JSON.parse(line) as AuditRecord);
     expect(tooBig).toMatchObject({ id: null, exitStatus: EXIT.environment, results: [] });
     expect(tooBig?.error).toMatch(/^container state on stdin is larger than \d+ bytes$/);
     expect(never?.error).toMatch(/^no container state on stdin within 1 s/);
@@ -581,7 +578,7 @@ describe('runHookCommand', () => {
     );
     const lines = fs.readFileSync(log, 'utf8').trim().split('\n');
     expect(lines).toHaveLength(1);
-    const record = JSON.parse(lines[0] as string) as HookLogRecord;
+    const record = JSON.parse(lines[0] as string) as AuditRecord;
     expect(record).toMatchObject({ interrupted: true, exitStatus: 143, request: ['ip_vs'] });
     expect(record.results).toEqual([
       {

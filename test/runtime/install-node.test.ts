@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { EXIT } from '../../src/errors';
-import type { HookLogRecord } from '../../src/hook/log';
+import type { AuditRecord } from '../../src/container/audit';
 import {
   busyboxImage,
   repo,
@@ -224,7 +224,7 @@ describe('kmodload install-node', () => {
       .readFileSync(log, 'utf8')
       .trim()
       .split('\n')
-      .map((line) => JSON.parse(line) as HookLogRecord);
+      .map((line) => JSON.parse(line) as AuditRecord);
     expect(records.map((r) => [r.stage, r.request, r.exitStatus, r.dryRun])).toEqual([
       ['prestart', ['ip_vs', 'ip_vs_wrr'], 0, true],
     ]);

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/errors';
-import type { HookLogRecord } from '../../src/hook/log';
+import type { AuditRecord } from '../../src/container/audit';
 import { writeBundle } from '../helpers/bundle';
 import {
   hookConfig,
@@ -38,12 +38,12 @@ function hookspec(args: string[]): Record<string, LcrHookEntry[]> {
   return hookConfig(kmodload, ['--format', 'isulad', ...args]) as Record<string, LcrHookEntry[]>;
 }
 
-function readLog(file: string): HookLogRecord[] {
+function readLog(file: string): AuditRecord[] {
   return fs
     .readFileSync(file, 'utf8')
     .trim()
     .split('\n')
-    .map((line) => JSON.parse(line) as HookLogRecord);
+    .map((line) => JSON.parse(line) as AuditRecord);
 }
 
 describe('kmodload hook under an lcr-exact driver', () => {

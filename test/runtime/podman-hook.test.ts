@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/errors';
-import type { HookLogRecord } from '../../src/hook/log';
+import type { AuditRecord } from '../../src/container/audit';
 import {
   busyboxImage,
   hookConfig,
@@ -79,14 +79,14 @@ function podmanRun(hooks: string, options: string[]): ReturnType<typeof spawnSyn
   );
 }
 
-function readLog(file: string): HookLogRecord[] {
+function readLog(file: string): AuditRecord[] {
   if (!fs.existsSync(file)) return [];
   return fs
     .readFileSync(file, 'utf8')
     .trim()
     .split('\n')
     .filter((line) => line !== '')
-    .map((line) => JSON.parse(line) as HookLogRecord);
+    .map((line) => JSON.parse(line) as AuditRecord);
 }
 
 const ASK = 'org.kmodload.kernel-modules';

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/errors';
-import type { HookLogRecord } from '../../src/hook/log';
+import type { AuditRecord } from '../../src/container/audit';
 import { kernelTree } from '../helpers/trees';
 import {
   hookConfig,
@@ -44,14 +44,14 @@ function newLog(): string {
   return path.join(scratch, `hook-${logCount++}.log`);
 }
 
-function readLog(file: string): HookLogRecord[] {
+function readLog(file: string): AuditRecord[] {
   if (!fs.existsSync(file)) return [];
   const text = fs.readFileSync(file, 'utf8');
   expect(text.endsWith('\n')).toBe(true);
   return text
     .slice(0, -1)
     .split('\n')
-    .map((line) => JSON.parse(line) as HookLogRecord);
+    .map((line) => JSON.parse(line) as AuditRecord);
 }
 
 /** The message of runc's error line (logfmt: msg="..." with Go quoting). */
@@ -231,7 +231,7 @@ describe('kmodload hook under runc', () => {
           expect(run.stdout).toBe('');
           const records = readLog(log);
           expect(records.map((entry) => entry.stage)).toEqual(['prestart', 'poststop']);
-          const record = records[0] as HookLogRecord;
+          const record = records[0] as AuditRecord;
           expect(record.stage).toBe('prestart');
           // 3, not 1: refused before anything reached the kernel (which would say ENOSYS).
           expect(record.exitStatus).toBe(EXIT.refused);
@@ -470,7 +470,7 @@ describe('the installed hook outside a runtime', () => {
       env: string[],
       policy: string,
       annotations?: Record<string, string>,
-    ): Promise<{ run: Awaited<ReturnType<typeof runcRun>>; records: HookLogRecord[] }> {
+    ): Promise<{ run: Awaited<ReturnType<typeof runcRun>>; records: AuditRecord[] }> {
       const log = newLog();
       const bundle = makeBundle(scratch, {
         env,
@@ -486,7 +486,7 @@ describe('the installed hook outside a runtime', () => {
       const { run, records } = await start(['KERNEL_MODULES=ip_vs,ip_vs_wrr'], policy);
       expect(run.stderr).toBe('');
       expect(run.status).toBe(0);
-      const record = records[0] as HookLogRecord;
+      const record = records[0] as AuditRecord;
       expect(record).toMatchObject({ stage: 'prestart', exitStatus: 0, policy: [policy] });
       expect(record.verdict.every((d) => d.verdict === 'allow')).toBe(true);
       expect(record.verdict.find((d) => d.module === 'ip_vs_wrr')).toEqual({
@@ -506,7 +506,7 @@ describe('the installed hook outside a runtime', () => {
       const { run, records } = await start(['KERNEL_MODULES=fs-xfs'], policy);
       expect(run.status).not.toBe(0);
       expect(run.stdout).toBe('');
-      const record = records[0] as HookLogRecord;
+      const record = records[0] as AuditRecord;
       expect(record.error).toBe(`cannot load fs-xfs: xfs is denied by ${policy}:5 (deny xfs)`);
       expect(record.exitStatus).toBe(EXIT.refused);
       expect(record.results).toEqual([]);

@@ -1,0 +1,263 @@
+// "A container asks": read the policy while the request is planned, check the plan, load it,
+// record the container's hold, and answer with one decision record. The hook, the NRI plugin
+// and the library all come here; none of them decides anything itself.
+// The no-request path loads nothing of the policy, planner or loader: a hooks.d entry with
+// `when.always` runs for every container on the node.
+
+import { EXIT, KmodloadError } from '../errors';
+import type { LoadResult, ModuleResult } from '../loader/types';
+import type { Plan } from '../planner/plan';
+import type { PolicyVerdict, Requester } from '../policy/types';
+import { errorText, oneLine, quote } from '../text';
+import { auditRecord, exitStatusOf, type AuditFacts, type AuditRecord } from './audit';
+import type { ContainerLoadOptions, ContainerLoader, NodeOptions } from './options';
+import type { ContainerRequest } from './request';
+
+export type AdmissionAction =
+  | 'loaded' // every module loaded (or was already there)
+  | 'would-load' // dry run: the plan was made, nothing loaded
+  | 'nothing-requested' // the container asks for no modules
+  | 'refused' // bad input or a request that cannot be planned: nothing loaded
+  | 'failed'; // the kernel refused a module, or the run was interrupted
+
+/** The decision about one container's request. Frozen: nobody edits a decision after it. */
+export interface Admission {
+  readonly ok: boolean;
+  readonly action: AdmissionAction;
+  /** An EXIT status; 128 + the signal's number when the run was interrupted. */
+  readonly exitStatus: number;
+  /** Why it is not ok, one line, without the "kmodload: " prefix. */
+  readonly message?: string;
+  readonly request: ContainerRequest;
+  readonly plan?: Plan;
+  /** The policy's verdict on the plan (also `plan.policy`). */
+  readonly verdict?: PolicyVerdict;
+  /** What happened to each module, in order. */
+  readonly modules: readonly ModuleResult[];
+  /** Problems that did not change the outcome (a hold that could not be recorded). */
+  readonly warnings: readonly string[];
+  /** The audit record of this decision (`--log`). */
+  readonly record: AuditRecord;
+}
+
+/** An admission under way, for a front end that may be stopped by a signal meanwhile. */
+export interface AdmissionHandle {
+  readonly done: Promise<Admission>;
+  /** Ends the decision now: the record says interrupted, with the modules inserted so far.
+   *  Later calls, and the run's own end, change nothing. */
+  interrupt(signal: NodeJS.Signals): Admission;
+  /** After interrupt(): records the hold on what was inserted, as a finished run would, so
+   *  that it can be unloaded later. The caller bounds how long it waits. */
+  recordInterrupted(): Promise<void>;
+}
+
+// Lazily: requiring the public API loads the planner and, on first use, the addon.
+async function defaultLoader(): Promise<ContainerLoader> {
+  return import('../api.js');
+}
+
+/** The failure as one line about the container's modules, unless it says already what it is
+ *  about. An unexpected error is a bug, reported the same way with the internal status. */
+export function asKmodloadError(error: unknown, modules: readonly string[]): KmodloadError {
+  const subject = modules.length > 0 ? `cannot load ${modules.join(',')}` : undefined;
+  if (error instanceof KmodloadError) return subject ? error.about(subject) : error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new KmodloadError(`internal error: ${message}`, EXIT.internal, {
+    cause: error,
+    subject: subject ?? 'hook failed',
+  });
+}
+
+/** The action a failure stands for. */
+export function failureAction(failure: KmodloadError): 'refused' | 'failed' {
+  return failure.exitStatus === EXIT.failed || failure.exitStatus === EXIT.internal
+    ? 'failed'
+    : 'refused';
+}
+
+/** What the policy conditions are tested against. */
+function requesterOf(request: ContainerRequest): Requester {
+  return { source: request.sources, annotations: request.annotations };
+}
+
+/**
+ * Decides one container's request and carries it out: the policy read while the names are
+ * planned (a broken policy refuses whatever the plan), the plan checked (deny anywhere in it
+ * refuses the whole request, nothing loaded), loaded, and the container's hold recorded.
+ * Never throws: the decision carries the exit status and the one-line reason.
+ */
+export function admit(request: ContainerRequest, options: NodeOptions = {}): Promise<Admission> {
+  return startAdmission(request, options).done;
+}
+
+/** admit(), with a handle to interrupt it. */
+export function startAdmission(
+  request: ContainerRequest,
+  options: NodeOptions = {},
+): AdmissionHandle {
+  const facts: AuditFacts & { modules: ModuleResult[]; warnings: string[] } = {
+    id: request.id,
+    stage: request.stage,
+    status: request.status,
+    request: request.modules,
+    dryRun: options.dryRun === true,
+    annotations: request.annotations,
+    modules: [],
+    started: process.hrtime.bigint(),
+    warnings: [],
+  };
+  let action: AdmissionAction = 'refused';
+  let ended: Admission | undefined;
+  const end = (): Admission => (ended ??= decision(request, facts, action));
+  const done = (async () => {
+    try {
+      action = await carryOut(request, options, facts);
+    } catch (error) {
+      facts.failure = asKmodloadError(error, request.modules);
+      action = failureAction(facts.failure);
+    }
+    return end();
+  })();
+  return {
+    done,
+    interrupt(signal) {
+      if (ended) return ended;
+      facts.interruptedBy = signal;
+      const inserted = facts.modules.filter((m) => m.status === 'loaded').map((m) => m.name);
+      const what = inserted.length > 0 ? `after loading ${inserted.join(',')}` : 'nothing loaded';
+      const subject =
+        request.modules.length > 0 ? `cannot load ${request.modules.join(',')}` : undefined;
+      facts.failure = new KmodloadError(`interrupted by ${signal} (${what})`, EXIT.failed, {
+        ...(subject ? { subject } : {}),
+      });
+      action = 'failed';
+      return end();
+    },
+    async recordInterrupted() {
+      if (!facts.interruptedBy || options.dryRun) return;
+      if (!facts.modules.some((m) => m.status === 'loaded')) return;
+      await recordHold(request, facts.modules, false, options, facts.warnings);
+    },
+  };
+}
+
+function decision(
+  request: ContainerRequest,
+  facts: AuditFacts,
+  action: AdmissionAction,
+): Admission {
+  const admission: Admission = {
+    ok: !facts.failure,
+    action,
+    exitStatus: exitStatusOf(facts),
+    ...(facts.failure ? { message: oneLine(facts.failure.message) } : {}),
+    request,
+    ...(facts.plan ? { plan: facts.plan } : {}),
+    ...(facts.plan?.policy ? { verdict: facts.plan.policy } : {}),
+    modules: [...facts.modules],
+    warnings: [...facts.warnings],
+    record: auditRecord(facts),
+  };
+  return Object.freeze(admission);
+}
+
+/** The work itself; fills in `facts` as it goes, so that a failure keeps what was known. */
+async function carryOut(
+  request: ContainerRequest,
+  options: NodeOptions,
+  facts: AuditFacts & { modules: ModuleResult[]; warnings: string[] },
+): Promise<AdmissionAction> {
+  if (request.modules.length === 0) return 'nothing-requested';
+
+  // Required here, not above: the no-request path loads nothing of the policy or loader.
+  const policyApi = await import('../policy/index.js');
+  // The policy is read while the request is planned (the plan reads the tree and changes
+  // nothing): a broken policy still refuses the request, whatever the plan.
+  const reading = policyApi.readPolicyFiles(options.policyFiles);
+  // Awaited below; a failure while the loader is required must not count as unhandled.
+  reading.catch(() => undefined);
+  const loader = options.loader ?? (await defaultLoader());
+  const loadOptions = containerLoadOptions(options, (result) => facts.modules.push(result));
+
+  const planning = loader.resolve(request.modules, loadOptions);
+  // Not awaited when the policy refuses first.
+  planning.catch(() => undefined);
+  const read = await reading;
+  facts.policyFiles = read.policy ? read.policy.files : null;
+  const problem = read.problems[0];
+  if (problem) throw policyApi.brokenPolicyError(problem, read.problems.length);
+  facts.policyKeys = policyApi.annotationKeysUsed(read.policy);
+
+  // Planned once, then checked: the plan and the verdict are recorded even when refused.
+  const plan = await planning;
+  facts.plan = plan;
+  plan.policy = policyApi.checkPolicy(plan, read.policy, requesterOf(request));
+  let result: LoadResult;
+  try {
+    result = await loader.loadPlan(plan, loadOptions);
+  } catch (error) {
+    // Stopped half-way (an unusable module file): what went in is still the container's.
+    if (!options.dryRun && facts.modules.some((m) => m.status === 'loaded')) {
+      await recordHold(request, facts.modules, false, options, facts.warnings);
+    }
+    throw error;
+  }
+  // The same results (a stand-in loader may not report them one by one).
+  facts.modules.splice(0, facts.modules.length, ...result.modules);
+  const { failureSummary } = await import('../loader/summary.js');
+  const summary = failureSummary(result);
+  if (!options.dryRun) {
+    await recordHold(request, result.modules, summary === undefined, options, facts.warnings);
+  }
+  if (summary !== undefined) {
+    facts.failure = new KmodloadError(summary, EXIT.failed);
+    return 'failed';
+  }
+  return options.dryRun ? 'would-load' : 'loaded';
+}
+
+/** How a container's request is planned and loaded: a container may not load what the host
+ *  blacklisted, even by its exact name (modprobe -b); install commands never run for a
+ *  container (no shell, no PATH); a modprobe.d file that cannot be read is a blacklist that
+ *  protects nothing. */
+function containerLoadOptions(
+  options: NodeOptions,
+  onModuleResult: (result: ModuleResult) => void,
+): ContainerLoadOptions {
+  const loadOptions: ContainerLoadOptions = {
+    useBlacklist: true,
+    allowInstallCommands: false,
+    dryRun: options.dryRun === true,
+    strictConfig: true,
+    onModuleResult,
+  };
+  if (options.root !== undefined) loadOptions.root = options.root;
+  if (options.kernelVersion !== undefined) loadOptions.kernelVersion = options.kernelVersion;
+  if (options.configDirs !== undefined) loadOptions.configDirs = options.configDirs;
+  return loadOptions;
+}
+
+/** Records the container's hold. A failure here leaves the modules loaded and the container
+ *  starting: it is a warning (the modules are then never unloaded automatically). */
+async function recordHold(
+  request: ContainerRequest,
+  modules: readonly ModuleResult[],
+  succeeded: boolean,
+  options: NodeOptions,
+  warnings: string[],
+): Promise<void> {
+  const { recordLoad } = await import('../holds/index.js');
+  try {
+    warnings.push(
+      ...(await recordLoad(
+        options,
+        { id: request.id, pid: request.pid },
+        request.modules,
+        [...modules],
+        succeeded,
+      )),
+    );
+  } catch (error) {
+    warnings.push(`cannot record the hold of container ${quote(request.id)}: ${errorText(error)}`);
+  }
+}

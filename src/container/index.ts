@@ -1,0 +1,24 @@
+// The container core: one decision path for "a container asks" (admit) and "a container goes"
+// (release), which the hook, the NRI plugin and the library call.
+
+export {
+  admit,
+  asKmodloadError,
+  failureAction,
+  startAdmission,
+  type Admission,
+  type AdmissionAction,
+  type AdmissionHandle,
+} from './admit';
+export { release, type ContainerDeparture, type Release } from './release';
+export type { ContainerRequest } from './request';
+export type { ContainerLoadOptions, ContainerLoader, NodeOptions } from './options';
+export {
+  auditRecord,
+  writeAuditRecord,
+  type AuditFacts,
+  type AuditRecord,
+  type AuditRelease,
+  type AuditResult,
+  type AuditStep,
+} from './audit';
