@@ -10,7 +10,7 @@ import { EXIT } from '../errors';
 import { oneLine } from '../text';
 import type { OptionSpec } from './args';
 import { allValues, flag, parseArgs, usageError } from './args';
-import { treeOptions, writeJson } from './common';
+import { TREE_SPECS, treeOptions, writeJson } from './common';
 import { DOCTOR_HELP } from './help';
 import type { CliIO } from './io';
 
@@ -27,9 +27,7 @@ const DEFAULT_HOOKSPECS = ['/etc/isulad-tools/hookspec.json', '/etc/isulad/hooks
 const DEFAULT_HOOKS_DIRS = ['/usr/share/containers/oci/hooks.d', '/etc/containers/oci/hooks.d'];
 
 const SPECS: OptionSpec[] = [
-  { long: 'dirname', short: 'd', value: true },
-  { long: 'set-version', short: 'S', value: true },
-  { long: 'config', short: 'C', value: true },
+  ...TREE_SPECS,
   { long: 'policy', value: true },
   { long: 'hookspec', value: true },
   { long: 'hooks-dir', value: true },

@@ -8,7 +8,7 @@ import { DEFAULT_STATE_DIR } from '../holds/store';
 import { oneLine } from '../text';
 import type { OptionSpec } from './args';
 import { flag, lastValue, parseArgs, usageError } from './args';
-import { treeOptions, writeJson } from './common';
+import { TREE_SPECS, treeOptions, writeJson } from './common';
 import { GC_HELP, STATUS_HELP } from './help';
 import type { CliIO } from './io';
 
@@ -75,14 +75,7 @@ function parseDuration(text: string): number {
 export async function runGcCommand(argv: string[], io: CliIO): Promise<number> {
   const parsed = parseArgs(
     argv,
-    [
-      ...STATE_SPECS,
-      { long: 'unload' },
-      { long: 'older-than', value: true },
-      { long: 'dirname', short: 'd', value: true },
-      { long: 'set-version', short: 'S', value: true },
-      { long: 'config', short: 'C', value: true },
-    ],
+    [...STATE_SPECS, { long: 'unload' }, { long: 'older-than', value: true }, ...TREE_SPECS],
     'gc',
   );
   if (flag(parsed, 'help')) {

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { OptionSpec, ParsedArgs } from './args';
 import { allValues, flag, lastValue, parseArgs, usageError } from './args';
+import { NODE_SPECS, nodeOptions } from './common';
 import type { CliIO } from './io';
 import { EXIT, KmodloadError } from '../errors';
 import { errorText, oneLine, quote } from '../text';
@@ -18,30 +19,19 @@ import {
   type HookConfigFormat,
   type HookConfigOptions,
 } from '../hook/config';
-import {
-  finishRefusedRun,
-  startHook,
-  type HookLoader,
-  type HookOptions,
-  type HookResult,
-  type HookRunHandle,
-} from '../hook/handler';
+import type { HookLoader, HookOptions, HookResult } from '../hook/handler';
+import { DEFAULT_STDIN_TIMEOUT, serveHook, type HookInput } from '../hook/serve';
 import {
   KERNEL_MODULES_ANNOTATION,
   KERNEL_MODULES_ENV,
   MAX_MODULE_NAME_LENGTH,
 } from '../hook/request';
-import { isLoadStage, parseStage, type HookStage } from '../hook/stage';
-import { MAX_STATE_BYTES } from '../hook/state';
-import { readBounded } from '../hook/text';
+import { parseStage, type HookStage } from '../hook/stage';
 import { DEFAULT_POLICY_DIR, DEFAULT_POLICY_FILE } from '../policy/types';
 import { DEFAULT_STATE_DIR } from '../holds/defaults';
 
 /** Where `hook-config` sends the hook's log unless told otherwise: the audit trail. */
 export const DEFAULT_HOOK_LOG = '/var/log/kmodload/hook.log';
-
-/** How long the hook waits for the runtime to write the state and close stdin. */
-export const DEFAULT_STDIN_TIMEOUT = 10;
 
 export const HOOK_USAGE = `Usage: kmodload hook [--state STAGE] [--log FILE] [--policy FILE]... [--state-dir DIR]
                      [--unload-on-stop] [--stdin-timeout SEC] [-d DIR] [-S VERSION] [-C DIR] [-n]
@@ -113,18 +103,6 @@ this node and this kmodload by absolute path, since runtimes give hooks no PATH.
   --always                hooks.d: run for every container
 `;
 
-const HOOK_SPECS: OptionSpec[] = [
-  { long: 'dirname', short: 'd', value: true },
-  { long: 'set-version', short: 'S', value: true },
-  { long: 'config', short: 'C', value: true },
-  { long: 'log', value: true },
-  { long: 'policy', value: true },
-  { long: 'state-dir', value: true },
-  { long: 'unload-on-stop' },
-  { long: 'dry-run', short: 'n' },
-  { long: 'help', short: 'h' },
-];
-
 /** The CLI's parser; the hooks take options only, no operands. */
 function parseOptions(argv: string[], specs: OptionSpec[], command: string): ParsedArgs {
   const parsed = parseArgs(argv, specs, command);
@@ -147,89 +125,6 @@ function seconds(text: string, option: string, command: string): number {
   return Number(text);
 }
 
-/** The state on stdin, bounded in size and in time: a runtime that never closes the pipe
- *  would otherwise hold the hook, and the container's start, forever. */
-async function readStdin(stdin: NodeJS.ReadableStream, timeoutSeconds: number): Promise<Buffer> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      // Stop reading, or the open pipe keeps the process alive.
-      (stdin as Partial<NodeJS.ReadStream>).destroy?.();
-      reject(
-        new KmodloadError(
-          `no container state on stdin within ${timeoutSeconds} s (the runtime did not close the pipe)`,
-          EXIT.environment,
-        ),
-      );
-    }, timeoutSeconds * 1000);
-  });
-  try {
-    return await Promise.race([
-      readBounded(stdin, MAX_STATE_BYTES, 'container state on stdin'),
-      deadline,
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function stateTooLarge(): KmodloadError {
-  return new KmodloadError(
-    `container state on stdin is larger than ${MAX_STATE_BYTES} bytes`,
-    EXIT.environment,
-  );
-}
-
-/**
- * The state read without waiting and without process.stdin (whose stream and socket modules
- * cost more start-up than the read): stdin opened again, non-blocking, through /proc/self/fd,
- * and read until EOF or until nothing more is there yet. Runtimes write the state and close
- * the pipe as they start the hook, so the end is usually there already. Undefined when that
- * open fails (no /proc, a socket) or the first read does.
- */
-function readStdinNow(fd: number): { data: Buffer; complete: boolean } | undefined {
-  let own: number;
-  try {
-    own = fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-  } catch {
-    return undefined;
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for (;;) {
-      const buffer = Buffer.allocUnsafe(64 * 1024);
-      let count: number;
-      try {
-        count = fs.readSync(own, buffer, 0, buffer.length, null);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'EAGAIN') {
-          return { data: Buffer.concat(chunks, size), complete: false };
-        }
-        if (size === 0) return undefined;
-        throw error;
-      }
-      if (count === 0) return { data: Buffer.concat(chunks, size), complete: true };
-      size += count;
-      if (size > MAX_STATE_BYTES) throw stateTooLarge();
-      chunks.push(buffer.subarray(0, count));
-    }
-  } finally {
-    fs.closeSync(own);
-  }
-}
-
-/** The state on stdin: what is there now, then (when the writer is not done) the rest from the
- *  stream, under the timeout. */
-async function readState(io: CliIO, timeoutSeconds: number): Promise<Buffer> {
-  const now = io.stdinFd === undefined ? undefined : readStdinNow(io.stdinFd);
-  if (now?.complete) return now.data;
-  const before = now?.data ?? Buffer.alloc(0);
-  const rest = await readStdin(io.stdin, timeoutSeconds);
-  if (before.length + rest.length > MAX_STATE_BYTES) throw stateTooLarge();
-  return Buffer.concat([before, rest]);
-}
-
 /** `kmodload hook ARGS`: the OCI hook. Returns the exit status; on SIGTERM or SIGINT it
  *  returns at once (128 + the signal's number) after logging the run as interrupted, and the
  *  caller exits. `deps.loader` stands in for the public API in tests, `deps.signals` for the
@@ -239,112 +134,30 @@ export async function runHookCommand(
   io: CliIO,
   deps: { loader?: HookLoader; signals?: Pick<NodeJS.Process, 'once' | 'off'> } = {},
 ): Promise<number> {
-  const options: HookOptions = {};
-  if (deps.loader) options.loader = deps.loader;
-  let stdinTimeout = DEFAULT_STDIN_TIMEOUT;
+  let options: HookOptions;
+  const input: HookInput = { stdin: io.stdin };
+  if (io.stdinFd !== undefined) input.stdinFd = io.stdinFd;
+  if (deps.signals) input.signals = deps.signals;
   try {
     const parsed = parseOptions(
       argv,
-      [...HOOK_SPECS, { long: 'state', value: true }, { long: 'stdin-timeout', value: true }],
+      [...NODE_SPECS, { long: 'state', value: true }, { long: 'stdin-timeout', value: true }],
       'hook',
     );
     if (flag(parsed, 'help')) {
       io.stdout.write(HOOK_USAGE);
       return EXIT.ok;
     }
+    options = nodeOptions(parsed);
+    if (deps.loader) options.loader = deps.loader;
     const stage = lastValue(parsed, 'state');
     if (stage !== undefined) options.stage = parseStage(stage);
-    const root = lastValue(parsed, 'dirname');
-    if (root !== undefined) options.root = root;
-    const kernelVersion = lastValue(parsed, 'set-version');
-    if (kernelVersion !== undefined) options.kernelVersion = kernelVersion;
-    const configDirs = allValues(parsed, 'config');
-    if (configDirs.length > 0) options.configDirs = configDirs;
-    const logFile = lastValue(parsed, 'log');
-    if (logFile !== undefined) options.logFile = logFile;
-    const policyFiles = allValues(parsed, 'policy');
-    if (policyFiles.length > 0) options.policyFiles = policyFiles;
-    const stateDir = lastValue(parsed, 'state-dir');
-    if (stateDir !== undefined) options.stateDir = stateDir;
-    if (flag(parsed, 'unload-on-stop')) options.unloadOnStop = true;
-    if (flag(parsed, 'dry-run')) options.dryRun = true;
     const timeout = lastValue(parsed, 'stdin-timeout');
-    if (timeout !== undefined) stdinTimeout = seconds(timeout, '--stdin-timeout', 'hook');
+    if (timeout !== undefined) input.stdinTimeout = seconds(timeout, '--stdin-timeout', 'hook');
   } catch (error) {
     return fail(io, error);
   }
-
-  // A runtime that gives up on the hook (its timeout) kills it, while it waits for the state
-  // or while it loads: either way the log line says what was done until then.
-  const signals = deps.signals ?? process;
-  let run: HookRunHandle | undefined;
-  let interrupted = false;
-  let onSignal: (signal: NodeJS.Signals) => void = () => undefined;
-  const stopped = new Promise<HookResult>((resolve) => {
-    onSignal = (signal) => {
-      interrupted = true;
-      if (run) return resolve(run.interrupt(signal));
-      (io.stdin as Partial<NodeJS.ReadStream>).destroy?.();
-      const waiting = new KmodloadError(
-        `interrupted by ${signal} while waiting for the container state`,
-        EXIT.failed,
-      );
-      resolve(finishRefusedRun(waiting, options, signal));
-    };
-  });
-  signals.once('SIGTERM', onSignal);
-  signals.once('SIGINT', onSignal);
-  try {
-    const reading = readInput(io, stdinTimeout, options, () => interrupted);
-    const input = await Promise.race([reading, stopped]);
-    if (!Buffer.isBuffer(input)) return report(io, input);
-    run = startHook(input, options);
-    const result = await Promise.race([run.result, stopped]);
-    // Interrupted after inserting: the container's hold is recorded if that can be done at once
-    // (the runtime may follow SIGTERM with SIGKILL), so the modules can be unloaded later.
-    if (interrupted) await withinSeconds(run.recordInterrupted(), INTERRUPTED_RECORD_SECONDS);
-    return report(io, result);
-  } finally {
-    signals.off('SIGTERM', onSignal);
-    signals.off('SIGINT', onSignal);
-  }
-}
-
-/** How long an interrupted hook tries to record the container's hold before it exits. */
-const INTERRUPTED_RECORD_SECONDS = 1;
-
-/** Waits for `work` at most `seconds`; its failure is ignored (it only adds a warning). */
-async function withinSeconds(work: Promise<void>, seconds: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, seconds * 1000);
-  });
-  try {
-    await Promise.race([work.catch(() => undefined), deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** The state on stdin, or the logged result of a run refused because it could not be read.
- *  Once the run was interrupted (`cancelled`), a late failure logs nothing more. */
-async function readInput(
-  io: CliIO,
-  timeoutSeconds: number,
-  options: HookOptions,
-  cancelled: () => boolean,
-): Promise<Buffer | HookResult> {
-  try {
-    return await readState(io, timeoutSeconds);
-  } catch (error) {
-    // A stage that does nothing does not care what it was sent.
-    if (cancelled() || (options.stage && !isLoadStage(options.stage))) return Buffer.alloc(0);
-    const message =
-      error instanceof KmodloadError
-        ? error.message
-        : `cannot read container state on stdin: ${(error as Error).message}`;
-    return finishRefusedRun(new KmodloadError(message, EXIT.environment), options);
-  }
+  return report(io, await serveHook(input, options));
 }
 
 /** Writes the run's one stderr line (runtimes show a hook's stderr as one message) and
@@ -382,7 +195,7 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
     const parsed = parseOptions(
       argv,
       [
-        ...HOOK_SPECS,
+        ...NODE_SPECS,
         { long: 'format', value: true },
         { long: 'wrapper', value: true },
         { long: 'install-wrapper', value: true },

@@ -23,6 +23,7 @@ import { errorText } from '../text';
 import type { OptionSpec } from './args';
 import { allValues, flag, lastValue, parseArgs, usageError } from './args';
 import { INSTALL_NODE_HELP } from './help';
+import { TREE_SPECS } from './common';
 import type { CliIO } from './io';
 
 export const DEFAULT_LIBEXEC = '/usr/local/libexec/kmodload';
@@ -38,9 +39,7 @@ const SPECS: OptionSpec[] = [
   { long: 'unload-on-stop' },
   { long: 'always' },
   { long: 'uninstall' },
-  { long: 'dirname', short: 'd', value: true },
-  { long: 'set-version', short: 'S', value: true },
-  { long: 'config', short: 'C', value: true },
+  ...TREE_SPECS,
   { long: 'dry-run', short: 'n' },
   { long: 'help', short: 'h' },
 ];

@@ -8,7 +8,7 @@ import type { LoadResult, ModuleResult } from '../loader/types';
 import { oneLine } from '../text';
 import type { OptionSpec } from './args';
 import { allValues, flag, parseArgs, usageError } from './args';
-import { TREE_SPECS, treeOptions, writeJson } from './common';
+import { OUTPUT_SPECS, TREE_SPECS, treeOptions, writeJson } from './common';
 import { LOAD_HELP } from './help';
 import type { CliIO } from './io';
 
@@ -16,6 +16,7 @@ const COMMAND = 'load';
 
 const LOAD_SPECS: OptionSpec[] = [
   ...TREE_SPECS,
+  ...OUTPUT_SPECS,
   { long: 'use-blacklist', short: 'b' },
   { long: 'option', short: 'o', value: true },
   { long: 'show-depends', short: 'D' },

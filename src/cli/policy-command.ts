@@ -10,7 +10,7 @@ import { DEFAULT_POLICY_FILE, REQUEST_SOURCES } from '../policy/types';
 import { oneLine } from '../text';
 import type { OptionSpec } from './args';
 import { allValues, flag, lastValue, parseArgs, usageError } from './args';
-import { treeOptions, writeJson } from './common';
+import { TREE_SPECS, treeOptions, writeJson } from './common';
 import { POLICY_HELP } from './help';
 import type { CliIO } from './io';
 
@@ -20,9 +20,7 @@ const POLICY_SPECS: OptionSpec[] = [
   { long: 'policy', value: true },
   { long: 'annotation', value: true },
   { long: 'source', value: true },
-  { long: 'dirname', short: 'd', value: true },
-  { long: 'set-version', short: 'S', value: true },
-  { long: 'config', short: 'C', value: true },
+  ...TREE_SPECS,
   { long: 'json' },
   { long: 'help', short: 'h' },
 ];

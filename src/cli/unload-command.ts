@@ -6,7 +6,7 @@ import { EXIT } from '../errors';
 import type { UnloadModuleResult } from '../loader/types';
 import type { OptionSpec } from './args';
 import { flag, lastValue, parseArgs, usageError } from './args';
-import { TREE_SPECS, treeOptions, writeJson } from './common';
+import { OUTPUT_SPECS, TREE_SPECS, treeOptions, writeJson } from './common';
 import { UNLOAD_HELP } from './help';
 import type { CliIO } from './io';
 
@@ -14,6 +14,7 @@ const COMMAND = 'unload';
 
 const UNLOAD_SPECS: OptionSpec[] = [
   ...TREE_SPECS,
+  ...OUTPUT_SPECS,
   { long: 'force', short: 'f' },
   { long: 'allow-remove-commands' },
   { long: 'state-dir', value: true },
