@@ -1,4 +1,6 @@
-// The programmatic API: resolve names to a plan, load it, unload, ask a module's state.
+// The programmatic API: resolve names to a plan, load it, unload, ask a module's state, drop
+// the holds of containers that are gone. (The container core, src/container, plans and loads
+// through resolve() and loadPlan().)
 // The planner and the addon are imported on first use, so requiring the package is cheap.
 
 import { EXIT, KmodloadError } from './errors';
@@ -9,7 +11,14 @@ import type { LoadResult, ModuleResult, UnloadResult } from './loader/types';
 import type { UnloadTarget } from './loader/unload';
 import { executeUnload } from './loader/unload';
 import type { Plan } from './planner/plan';
-import { heldModules, holdStatus, type HoldsOptions, type StatusReport } from './holds/holds';
+import {
+  collectGarbage,
+  heldModules,
+  holdStatus,
+  type ReleaseResult,
+  type StatusReport,
+} from './holds/holds';
+import { removeRuleKeeper } from './holds/keep';
 import { checkPolicy } from './policy/check';
 import { readPolicy } from './policy/read';
 import type { Policy, Requester } from './policy/types';
@@ -67,7 +76,7 @@ async function openDatabase(
 ): Promise<{ db: ModuleDatabase; planner: typeof Planner }> {
   const planner = await import('./planner/index.js');
   try {
-    return { db: await planner.openModuleDatabase(resolverOptions(options), reading), planner };
+    return { db: await planner.openModuleDatabase(options, reading), planner };
   } catch (error) {
     if (error instanceof KmodloadError) throw error;
     throw new KmodloadError(errorText(error), EXIT.environment, {
@@ -90,27 +99,6 @@ async function withDatabase<T>(
   }
 }
 
-/** Only the resolver's own fields, so that a caller's extra fields never leak into it. */
-function resolverOptions(options: ResolverOptions): ResolverOptions {
-  const picked: ResolverOptions = {};
-  if (options.root !== undefined) picked.root = options.root;
-  if (options.kernelVersion !== undefined) picked.kernelVersion = options.kernelVersion;
-  if (options.configDirs !== undefined) picked.configDirs = options.configDirs;
-  if (options.kernelCommandLine !== undefined) picked.kernelCommandLine = options.kernelCommandLine;
-  if (options.strictConfig !== undefined) picked.strictConfig = options.strictConfig;
-  return picked;
-}
-
-function planOptions(options: LoadOptions): PlanOptions {
-  const picked: PlanOptions = {};
-  if (options.useBlacklist !== undefined) picked.useBlacklist = options.useBlacklist;
-  if (options.extraOptions !== undefined) picked.extraOptions = options.extraOptions;
-  if (options.allowInstallCommands !== undefined) {
-    picked.allowInstallCommands = options.allowInstallCommands;
-  }
-  return picked;
-}
-
 /**
  * Resolves `names` (module names or aliases, as `modprobe -a` takes them) to the plan kmod's
  * modprobe would follow: softdeps, dependencies and every alias match, in order. Touches no
@@ -129,7 +117,7 @@ export async function resolve(names: string[], options: LoadOptions = {}): Promi
     options,
     async (db, planner) =>
       checkedPlan(
-        await db.settle(() => planner.planRequests(db, names, planOptions(options))),
+        await db.settle(() => planner.planRequests(db, names, options)),
         policy,
         options.requester,
       ),
@@ -213,11 +201,7 @@ export async function openModuleTree(options: ResolverOptions = {}): Promise<Mod
           EXIT.usage,
         );
       }
-      return checkedPlan(
-        planner.planRequests(db, names, planOptions(planWith)),
-        policy,
-        planWith.requester,
-      );
+      return checkedPlan(planner.planRequests(db, names, planWith), policy, planWith.requester);
     },
     close() {
       if (open) db.close();
@@ -253,7 +237,7 @@ export async function unload(names: string[], options: UnloadOptions = {}): Prom
       planner.planRequests(db, names, { allowInstallCommands: true }),
     );
     const targets = unloadTargets(plan);
-    const held = options.ignoreHolds ? undefined : await heldModules(holdsOptions(options));
+    const held = options.ignoreHolds ? undefined : await heldModules(options);
     return executeUnload(targets, db, {
       kernel: options.kernel ?? new LinuxKernel(),
       dryRun: options.dryRun ?? false,
@@ -267,20 +251,13 @@ export async function unload(names: string[], options: UnloadOptions = {}): Prom
 /** Where holds are kept, and the kernel to ask about modules. */
 export type StatusOptions = { stateDir?: string; procRoot?: string; kernel?: Kernel };
 
-function holdsOptions(options: { stateDir?: string; procRoot?: string }): HoldsOptions {
-  const picked: HoldsOptions = {};
-  if (options.stateDir !== undefined) picked.stateDir = options.stateDir;
-  if (options.procRoot !== undefined) picked.procRoot = options.procRoot;
-  return picked;
-}
-
 /**
  * Every module kmodload knows about (inserted by a hook, or held by a container): its state
  * and reference count in the kernel, whether a kmodload hook inserted it, and the containers
  * holding it; then the holds of containers that are gone.
  */
 export async function status(options: StatusOptions = {}): Promise<StatusReport> {
-  return holdStatus(holdsOptions(options), options.kernel ?? new LinuxKernel());
+  return holdStatus(options, options.kernel ?? new LinuxKernel());
 }
 
 /**
@@ -301,4 +278,26 @@ export async function moduleState(
   if (builtin) return 'builtin';
   const kernel = options.kernel ?? new LinuxKernel();
   return (await kernel.initState(moduleName)) ?? 'absent';
+}
+
+export type GcOptions = ResolverOptions &
+  StatusOptions & {
+    /** Unload what the dropped holds were the last to need (as --unload-on-stop would have). */
+    unload?: boolean;
+    /** Holds without a process to check (pid -1) count as gone after this long. */
+    olderThanMs?: number;
+  };
+
+/**
+ * Drops the holds of containers that are gone (their process, or its start time, no longer
+ * there) and, with `unload`, unloads what no container holds any more and a kmodload hook
+ * inserted, unless a modprobe.d remove rule keeps it.
+ */
+export async function gc(options: GcOptions = {}): Promise<ReleaseResult> {
+  return collectGarbage(options, {
+    unload: options.unload === true,
+    kernel: options.kernel ?? new LinuxKernel(),
+    ...(options.unload ? { keep: await removeRuleKeeper(options) } : {}),
+    ...(options.olderThanMs === undefined ? {} : { olderThanMs: options.olderThanMs }),
+  });
 }

@@ -15,9 +15,12 @@
  * @packageDocumentation
  */
 
-export { load, loadPlan, resolve, openModuleTree, unload, moduleState, status } from './api';
+export { load, loadPlan, resolve, openModuleTree, unload, moduleState, status, gc } from './api';
+export { admit, release } from './container/index';
+export { doctor } from './doctor/checks';
 export type {
   LoadOptions,
+  GcOptions,
   UnloadOptions,
   StatusOptions,
   ModuleStateOptions,
@@ -95,9 +98,26 @@ export type {
   ReadPolicyResult,
 } from './policy/index';
 
+// The container core: one decision for "a container asks" and "a container goes", whichever
+// front end (the hook, the NRI plugin, a Node service) asks.
+export type {
+  Admission,
+  AdmissionAction,
+  ContainerRequest,
+  ContainerDeparture,
+  NodeOptions,
+  Release,
+  AuditRecord,
+  AuditRelease,
+  AuditResult,
+  AuditStep,
+} from './container/index';
+export type { Check, CheckLevel, DoctorOptions } from './doctor/checks';
+
 // The OCI hook, for runtimes and services written in Node.
 export {
   handleHook,
+  serveHook,
   parseKernelModules,
   readHookRequest,
   requestFromConfig,
@@ -117,8 +137,8 @@ export type {
   HookRequest,
   HookLoader,
   HookStage,
+  HookInput,
   ContainerState,
-  AuditRecord,
   HookConfigFormat,
   HookConfigOptions,
 } from './hook/index';

@@ -85,13 +85,11 @@ export async function runGcCommand(argv: string[], io: CliIO): Promise<number> {
   noOperands(parsed.operands, 'gc');
   const olderThan = lastValue(parsed, 'older-than');
   const stateDir = lastValue(parsed, 'state-dir');
-  const { collectGarbage, removeRuleKeeper } = await import('../holds/index.js');
-  const { LinuxKernel } = await import('../kernel/linux.js');
-  const unload = flag(parsed, 'unload');
-  const result: ReleaseResult = await collectGarbage(stateDir === undefined ? {} : { stateDir }, {
-    unload,
-    kernel: new LinuxKernel(),
-    ...(unload ? { keep: await removeRuleKeeper(treeOptions(parsed)) } : {}),
+  const { gc } = await import('../api.js');
+  const result: ReleaseResult = await gc({
+    ...treeOptions(parsed),
+    ...(stateDir === undefined ? {} : { stateDir }),
+    unload: flag(parsed, 'unload'),
     ...(olderThan === undefined ? {} : { olderThanMs: parseDuration(olderThan) }),
   });
   for (const warning of result.warnings)

@@ -28,4 +28,5 @@ export {
   wrapperScript,
 } from './config';
 export type { HookConfigFormat, HookConfigOptions, WrapperOptions } from './config';
-export type { AuditRecord, AuditResult, AuditStep } from '../container/audit';
+export { DEFAULT_STDIN_TIMEOUT, serveHook } from './serve';
+export type { HookInput } from './serve';

@@ -1,0 +1,277 @@
+// Will this host load modules for containers, and if not, why: each check a typed finding,
+// ok / warn / fail and the reason (`kmodload doctor` prints them).
+
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import util from 'node:util';
+
+export type CheckLevel = 'ok' | 'warn' | 'fail';
+
+export interface Check {
+  name: string;
+  level: CheckLevel;
+  reason: string;
+}
+
+/** Where iSulad's hook specs and the hooks.d directories usually are. */
+const DEFAULT_HOOKSPECS = ['/etc/isulad-tools/hookspec.json', '/etc/isulad/hooks/default.json'];
+const DEFAULT_HOOKS_DIRS = ['/usr/share/containers/oci/hooks.d', '/etc/containers/oci/hooks.d'];
+
+function readText(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+async function kernelSupport(): Promise<Check> {
+  const name = 'kernel module support';
+  try {
+    const { loadBinding } = await import('../native/addon.js');
+    const errno = loadBinding().probeModuleSupport();
+    const code = errno === 0 ? 'none' : util.getSystemErrorName(-errno);
+    if (code === 'EBADF') return { name, level: 'ok', reason: 'finit_module is available' };
+    if (code === 'ENOSYS') {
+      return {
+        name,
+        level: 'fail',
+        reason: `the running kernel (${os.release()}) has no module support (finit_module: ENOSYS)`,
+      };
+    }
+    if (code === 'EPERM') {
+      return {
+        name,
+        level: 'fail',
+        reason: 'finit_module: EPERM (run as root with CAP_SYS_MODULE; or modules are disabled)',
+      };
+    }
+    return { name, level: 'warn', reason: `finit_module answered ${code}` };
+  } catch (error) {
+    return {
+      name,
+      level: 'fail',
+      reason: `cannot load the native addon: ${String((error as Error).message)}`,
+    };
+  }
+}
+
+function modulesDisabled(): Check {
+  const name = 'modules_disabled';
+  const value = readText('/proc/sys/kernel/modules_disabled');
+  if (value === undefined)
+    return { name, level: 'ok', reason: 'not present (no module support or an old kernel)' };
+  return value === '1'
+    ? {
+        name,
+        level: 'fail',
+        reason: '/proc/sys/kernel/modules_disabled is 1: no module can load until reboot',
+      }
+    : { name, level: 'ok', reason: 'modules may be loaded' };
+}
+
+function lockdown(): Check {
+  const name = 'lockdown';
+  const value = readText('/sys/kernel/security/lockdown');
+  const active = value?.match(/\[([a-z]+)\]/)?.[1];
+  if (active === undefined || active === 'none')
+    return { name, level: 'ok', reason: active ? 'none' : 'not active' };
+  return { name, level: 'warn', reason: `lockdown=${active}: only signed modules load` };
+}
+
+function signatures(): Check {
+  const name = 'module signatures';
+  const value = readText('/sys/module/module/parameters/sig_enforce');
+  return value === 'Y'
+    ? { name, level: 'warn', reason: 'module.sig_enforce=1: only correctly signed modules load' }
+    : { name, level: 'ok', reason: 'not enforced' };
+}
+
+function moduleTree(moduleDir: string): Check[] {
+  const name = 'module tree';
+  if (!fs.existsSync(moduleDir))
+    return [{ name, level: 'fail', reason: `${moduleDir} does not exist` }];
+  const dep = path.join(moduleDir, 'modules.dep');
+  const bin = path.join(moduleDir, 'modules.dep.bin');
+  if (!fs.existsSync(dep))
+    return [{ name, level: 'fail', reason: `${dep} is missing: run depmod` }];
+  const checks: Check[] = [];
+  if (!fs.existsSync(bin)) {
+    checks.push({
+      name,
+      level: 'warn',
+      reason: `${bin} is missing: the text files are read (slower)`,
+    });
+  } else if (fs.statSync(bin).mtimeMs < fs.statSync(dep).mtimeMs) {
+    checks.push({ name, level: 'warn', reason: `${bin} is older than modules.dep: run depmod` });
+  } else {
+    checks.push({ name, level: 'ok', reason: `${moduleDir} with current indexes` });
+  }
+  // The tree's compression against the kernel's own decompression.
+  const first = fs.readFileSync(dep, 'utf8').split('\n', 1)[0] ?? '';
+  const ext = /\.ko\.(xz|zst|gz)\b/.exec(first)?.[1];
+  const format = ext === 'zst' ? 'zstd' : ext === 'gz' ? 'gzip' : ext;
+  const kernel = (readText('/sys/module/compression') ?? '').split(/\s+/).filter(Boolean);
+  checks.push({
+    name: 'compression',
+    level: 'ok',
+    reason:
+      format === undefined
+        ? 'modules are not compressed'
+        : kernel.includes(format)
+          ? `${format}: the kernel decompresses it`
+          : `${format}: decompressed in user space (the kernel does not)`,
+  });
+  return checks;
+}
+
+async function modprobeConfig(moduleDir: string, configDirs: string[] | undefined): Promise<Check> {
+  const name = 'modprobe.d';
+  const { loadModprobeConfig } = await import('../config/index.js');
+  try {
+    const config = await loadModprobeConfig({
+      moduleDir,
+      strict: true,
+      ...(configDirs ? { configDirs } : {}),
+    });
+    if (config.warnings.length > 0) {
+      return {
+        name,
+        level: 'warn',
+        reason: `${config.warnings.length} line(s) kmod ignores, first: ${config.warnings[0]}`,
+      };
+    }
+    return { name, level: 'ok', reason: `${config.files.length} file(s) read` };
+  } catch (error) {
+    return { name, level: 'fail', reason: String((error as Error).message) };
+  }
+}
+
+async function policy(files: string[]): Promise<Check> {
+  const name = 'host policy';
+  const { formatProblem, readPolicyFiles } = await import('../policy/index.js');
+  const { policy: read, problems } = await readPolicyFiles(files);
+  const first = problems[0];
+  if (first) {
+    return {
+      name,
+      level: 'fail',
+      reason: `${problems.length} problem(s), first: ${formatProblem(first)}`,
+    };
+  }
+  if (read === null)
+    return { name, level: 'ok', reason: 'no policy file (the host modprobe.d blocks apply)' };
+  return { name, level: 'ok', reason: `${read.files.join(', ')}: ${read.rules.length} rule(s)` };
+}
+
+/** The hook entries of a hookspec or hooks.d file that run kmodload. */
+function kmodloadEntries(file: string): Array<{ path: string; args: string[] }> {
+  let config: unknown;
+  try {
+    config = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch {
+    return [];
+  }
+  const entries: Array<{ path: string; args: string[] }> = [];
+  const visit = (value: unknown): void => {
+    if (Array.isArray(value)) value.forEach(visit);
+    else if (value && typeof value === 'object') {
+      const object = value as Record<string, unknown>;
+      if (typeof object['path'] === 'string' && Array.isArray(object['args'])) {
+        const args = object['args'].filter((a): a is string => typeof a === 'string');
+        if (args.includes('hook') && (args[0] === 'kmodload' || /kmodload/.test(object['path']))) {
+          entries.push({ path: object['path'], args });
+        }
+      } else Object.values(object).forEach(visit);
+    }
+  };
+  visit(config);
+  return entries;
+}
+
+function hookEntryProblem(entry: { path: string }): string | undefined {
+  if (!path.isAbsolute(entry.path)) return `${entry.path} is not absolute`;
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(entry.path);
+  } catch {
+    return `${entry.path} does not exist`;
+  }
+  if (stat.uid !== 0) return `${entry.path} is not owned by root`;
+  if (stat.mode & 0o002) return `${entry.path} is world-writable`;
+  if (!(stat.mode & 0o111)) return `${entry.path} is not executable`;
+  // It runs: as a runtime would start it, with an empty environment.
+  const run = spawnSync(entry.path, ['--version'], { encoding: 'utf8', env: {}, timeout: 20_000 });
+  if (run.status !== 0 || !run.stdout.startsWith('kmodload ')) {
+    const why = run.error ? run.error.message : `exit status ${run.status}`;
+    return `${entry.path} does not run (${why}): ${(run.stderr || run.stdout).trim().split('\n')[0] ?? ''}`;
+  }
+  return undefined;
+}
+
+function hookConfigurations(hookspecs: string[], hooksDirs: string[]): Check[] {
+  const files = [...hookspecs.filter((f) => fs.existsSync(f))];
+  for (const dir of hooksDirs) {
+    try {
+      for (const name of fs.readdirSync(dir).sort()) {
+        if (name.endsWith('.json')) files.push(path.join(dir, name));
+      }
+    } catch {
+      // no such directory: nothing installed there
+    }
+  }
+  const checks: Check[] = [];
+  for (const file of files) {
+    for (const entry of kmodloadEntries(file)) {
+      const problem = hookEntryProblem(entry);
+      checks.push(
+        problem
+          ? { name: `hook ${file}`, level: 'fail', reason: problem }
+          : {
+              name: `hook ${file}`,
+              level: 'ok',
+              reason: `${entry.path} (${entry.args.slice(1).join(' ')})`,
+            },
+      );
+    }
+  }
+  if (checks.length === 0) {
+    checks.push({
+      name: 'hook configurations',
+      level: 'warn',
+      reason: `none found (${[...hookspecs, ...hooksDirs].join(', ')}): see kmodload hook-config`,
+    });
+  }
+  return checks;
+}
+
+/** What to check: the module tree, the policy, where the runtimes' hook configurations are. */
+export interface DoctorOptions {
+  root?: string;
+  kernelVersion?: string;
+  configDirs?: string[];
+  policyFiles?: string[];
+  hookspecs?: string[];
+  hooksDirs?: string[];
+}
+
+/** Every check, in order. */
+export async function doctor(options: DoctorOptions = {}): Promise<Check[]> {
+  const { moduleDirectory } = await import('../db/module-dir.js');
+  const moduleDir = moduleDirectory(options.root, options.kernelVersion);
+  return [
+    await kernelSupport(),
+    modulesDisabled(),
+    lockdown(),
+    signatures(),
+    ...moduleTree(moduleDir),
+    await modprobeConfig(moduleDir, options.configDirs),
+    await policy(options.policyFiles ?? []),
+    ...hookConfigurations(
+      options.hookspecs ?? DEFAULT_HOOKSPECS,
+      options.hooksDirs ?? DEFAULT_HOOKS_DIRS,
+    ),
+  ];
+}
