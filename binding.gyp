@@ -8,7 +8,7 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
-      # glibc_compat.h: loadable on glibc 2.28 when built on a newer one (scripts/check-glibc.sh).
+      # glibc_compat.h: loadable on glibc 2.28 when built on a newer one (scripts/make/check-glibc.sh).
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra",
                     "-include", "<(module_root_dir)/native/src/glibc_compat.h"],
       # libstdc++ stays shared: its static archive, built against this glibc, would bring in

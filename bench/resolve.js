@@ -20,9 +20,8 @@ const SEED = ['ip_vs', 'ip_vs_wrr'];
 const PROCESS_ROUNDS = 31;
 
 function fixture() {
-  const out = execFileSync('bash', [path.join(__dirname, '..', 'scripts', 'fetch-kernels.sh')], {
-    encoding: 'utf8',
-  });
+  const fetchKernels = path.join(__dirname, '..', 'scripts', 'test', 'fetch-kernels.sh');
+  const out = execFileSync('bash', [fetchKernels], { encoding: 'utf8' });
   const [, root, version] = out
     .split('\n')
     .find((l) => l.startsWith('6.1 '))

@@ -21,7 +21,7 @@ function bundleSource(bundle) {
   }
 }
 
-/** The code cache made with the bundle (scripts/bundle.js): its first 16 bytes are the hash
+/** The code cache made with the bundle (scripts/make/bundle.js): its first 16 bytes are the hash
  *  that the bundle's last line names. */
 function codeCache(bundle, source) {
   const hash = source.slice(source.lastIndexOf('=') + 1, -1);

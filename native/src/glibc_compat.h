@@ -12,7 +12,7 @@
 //   architectures.
 // - libstdc++'s headers read __libc_single_threaded (glibc 2.32) when the glibc headers have
 //   it: a constant "not known to be single-threaded" keeps the atomic reference counting.
-// scripts/check-glibc.sh fails the build when a symbol newer than 2.28 is still needed.
+// scripts/make/check-glibc.sh fails the build when a symbol newer than 2.28 is still needed.
 #ifndef KMODLOAD_GLIBC_COMPAT_H
 #define KMODLOAD_GLIBC_COMPAT_H
 

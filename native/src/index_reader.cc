@@ -269,7 +269,7 @@ class IndexReader::Walk {
   size_t size_;
   uint32_t root_;
   // std::set, not unordered_set: the hash table's bucket array would need a libstdc++ newer
-  // than EL8's (GLIBCXX_3.4.29, scripts/check-glibc.sh).
+  // than EL8's (GLIBCXX_3.4.29, scripts/make/check-glibc.sh).
   std::set<size_t> seen_;
   size_t matched_ = 0;
   size_t reads_ = 0;

@@ -24,7 +24,7 @@ export type { CliIO } from './io';
 
 type CommandRunner = (argv: string[], io: CliIO) => Promise<number>;
 
-// Replaced by the bundler (scripts/build-binary.js): the single executable has no package.json.
+// Replaced by the bundler (scripts/make/build-binary.js): the single executable has no package.json.
 declare const KMODLOAD_BUNDLED_VERSION: string | undefined;
 
 /** The package version, read from package.json next to dist/ (or src/). */

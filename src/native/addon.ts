@@ -10,7 +10,7 @@ import type { NativeBinding } from './binding';
 import { wrapBinding } from './system-error';
 import { loadEmbeddedAddon, runningAsSingleExecutable } from './embedded';
 
-/** The prebuilt addon's file name (scripts/prebuild.sh, prebuildify's naming, which
+/** The prebuilt addon's file name (scripts/make/prebuild.sh, prebuildify's naming, which
  *  node-gyp-build matches at install time). */
 export const PREBUILD_FILE = 'kmodload.napi.glibc.node';
 

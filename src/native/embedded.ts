@@ -11,7 +11,7 @@ import path from 'node:path';
 
 import { EXIT, KmodloadError } from '../errors';
 
-/** The asset's key in the single executable (scripts/build-binary.js puts it there). */
+/** The asset's key in the single executable (scripts/make/build-binary.js puts it there). */
 export const ADDON_ASSET = 'kmodload.node';
 
 // __O_TMPFILE is 020000000 on x86-64 and arm64 alike; O_TMPFILE is it with O_DIRECTORY, whose

@@ -25,7 +25,7 @@ let modprobeD: string;
 beforeAll(() => {
   fs.mkdirSync(path.dirname(binary));
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { buildBinary } = require('../../scripts/build-binary.js') as {
+  const { buildBinary } = require('../../scripts/make/build-binary.js') as {
     buildBinary(output: string): string;
   };
   buildBinary(binary);

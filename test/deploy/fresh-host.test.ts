@@ -169,7 +169,7 @@ describe('the same Debian 11 root without Node: the single executable', () => {
     const built = path.join(bare.dir, 'build', 'kmodload');
     fs.mkdirSync(path.dirname(built));
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { buildBinary } = require('../../scripts/build-binary.js') as {
+    const { buildBinary } = require('../../scripts/make/build-binary.js') as {
       buildBinary(output: string): string;
     };
     buildBinary(built);

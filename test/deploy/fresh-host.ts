@@ -1,4 +1,4 @@
-// A fresh host to install kmodload on: the Debian 11 minbase root from scripts/fetch-roots.sh
+// A fresh host to install kmodload on: the Debian 11 minbase root from scripts/test/fetch-roots.sh
 // (glibc 2.31; no compiler, make, python or Node), entered with chroot in a private mount
 // namespace (unshare), so its /dev, /proc and module-tree mounts vanish with the process.
 // Each FreshHost gets its own scratch directory inside the root; the cached root is not
@@ -30,9 +30,9 @@ export interface RunResult {
   stderr: string;
 }
 
-/** The cached Debian 11 root (built on first use by scripts/fetch-roots.sh). */
+/** The cached Debian 11 root (built on first use by scripts/test/fetch-roots.sh). */
 export function bullseyeRoot(): string {
-  const output = execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'fetch-roots.sh')], {
+  const output = execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'test', 'fetch-roots.sh')], {
     encoding: 'utf8',
     env: toolEnv(),
   });

@@ -1,5 +1,5 @@
 // The package as npm publishes it: `npm pack` of this checkout (its dist/ and prebuilds/, which
-// scripts/test-all.sh builds first), and its dependencies packed from node_modules, so that a
+// scripts/test/test-all.sh builds first), and its dependencies packed from node_modules, so that a
 // host can install all of it with `npm install --offline`.
 
 import { execFileSync } from 'node:child_process';
@@ -8,9 +8,9 @@ import path from 'node:path';
 
 import { REPO_ROOT, toolEnv } from '../helpers/trees';
 
-/** Builds the prebuilds that prebuilds/ lacks (scripts/prebuild.sh --if-missing). */
+/** Builds the prebuilds that prebuilds/ lacks (scripts/make/prebuild.sh --if-missing). */
 export function ensurePrebuilds(): void {
-  execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'prebuild.sh'), '--if-missing'], {
+  execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'make', 'prebuild.sh'), '--if-missing'], {
     stdio: ['ignore', 'ignore', 'inherit'],
     env: toolEnv(),
   });

@@ -1,5 +1,5 @@
-// The prebuilt addons (scripts/prebuild.sh): what npm pack ships, the glibc 2.28 ceiling of
-// every addon built here (scripts/check-glibc.sh), and the loader finding a prebuild where
+// The prebuilt addons (scripts/make/prebuild.sh): what npm pack ships, the glibc 2.28 ceiling of
+// every addon built here (scripts/make/check-glibc.sh), and the loader finding a prebuild where
 // node-gyp-build (npm install) finds it.
 
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -14,7 +14,7 @@ import { addonCandidates, defaultAddonPath, PREBUILD_FILE } from '../../src/nati
 import { REPO_ROOT, toolEnv } from '../helpers/trees';
 import { ensurePrebuilds, packDependencies, packTarball } from './pack';
 
-const CHECK = path.join(REPO_ROOT, 'scripts', 'check-glibc.sh');
+const CHECK = path.join(REPO_ROOT, 'scripts', 'make', 'check-glibc.sh');
 const prebuild = (arch: string): string =>
   path.join(REPO_ROOT, 'prebuilds', `linux-${arch}`, PREBUILD_FILE);
 

@@ -112,7 +112,7 @@ describe('npm run demo', () => {
 });
 
 describe('npm run demo, refusals (one line, documented status)', () => {
-  const demo = path.join(PROJECT_ROOT, 'scripts', 'demo.js');
+  const demo = path.join(PROJECT_ROOT, 'scripts', 'demo', 'demo.js');
 
   it('an argument: usage, status 2', () => {
     const r = spawnSync(process.execPath, [demo, '--kernel'], { encoding: 'utf8' });

@@ -1,6 +1,6 @@
 // Boots Debian kernels under qemu with an initramfs holding node, kmodload (as installed),
 // kmod's modprobe and runc, and reads back what the guest's scenario scripts observed.
-// The shell side lives in scripts/qemu/; this module only builds, boots and parses.
+// The shell side lives in scripts/test/qemu/; this module only builds, boots and parses.
 
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -12,18 +12,18 @@ import { parseKernelTrees, type KernelTree } from '../helpers/trees';
 const execFileAsync = promisify(execFile);
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
-const QEMU_SCRIPTS = path.join(PROJECT_ROOT, 'scripts', 'qemu');
+const QEMU_SCRIPTS = path.join(PROJECT_ROOT, 'scripts', 'test', 'qemu');
 
 /** The marker that starts each result line on the guest's second serial port. */
 export const FRAME = '@@KMODLOAD@@ ';
 
 export type { KernelTree };
 
-/** The kernels of scripts/fetch-kernels.sh (downloaded once, then cached). */
+/** The kernels of scripts/test/fetch-kernels.sh (downloaded once, then cached). */
 export async function fetchKernels(): Promise<KernelTree[]> {
   const { stdout } = await execFileAsync(
     'bash',
-    [path.join(PROJECT_ROOT, 'scripts', 'fetch-kernels.sh')],
+    [path.join(PROJECT_ROOT, 'scripts', 'test', 'fetch-kernels.sh')],
     {
       maxBuffer: 1 << 20,
     },
@@ -33,7 +33,7 @@ export async function fetchKernels(): Promise<KernelTree[]> {
 
 export async function kernelByFlavour(flavour: string): Promise<KernelTree> {
   const kernel = (await fetchKernels()).find((k) => k.flavour === flavour);
-  if (!kernel) throw new Error(`scripts/fetch-kernels.sh has no ${flavour} kernel`);
+  if (!kernel) throw new Error(`scripts/test/fetch-kernels.sh has no ${flavour} kernel`);
   return kernel;
 }
 
@@ -55,7 +55,7 @@ export function workDir(kernel: KernelTree): string {
   return dir;
 }
 
-/** Builds the initramfs for one kernel (scripts/qemu/build-initramfs.sh). */
+/** Builds the initramfs for one kernel (scripts/test/qemu/build-initramfs.sh). */
 export async function buildImage(kernel: KernelTree): Promise<GuestImage> {
   const dir = workDir(kernel);
   try {

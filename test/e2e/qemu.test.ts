@@ -2,7 +2,7 @@
 // and as the single executable in a root without node, its hook run by runc, kmod's modprobe
 // as the oracle in the same guest. Each kernel boots twice: `main` (-cpu max: scenarios 1, 2,
 // 5, 6, 7, 8, 10, 12, 13) and `qemu64` (no SSE4.2: scenario 9, plus 3, 4 and 11, which do not
-// depend on the CPU). All four guests run at once; the guest scripts are scripts/qemu/guest/,
+// depend on the CPU). All four guests run at once; the guest scripts are scripts/test/qemu/guest/,
 // the checks are here.
 
 import { execFileSync } from 'node:child_process';
@@ -53,7 +53,7 @@ beforeAll(async () => {
     const prepared: Array<{ flavour: Flavour; kernel: KernelTree; image: GuestImage }> = [];
     for (const flavour of FLAVOURS) {
       const kernel = kernels.find((k) => k.flavour === flavour);
-      if (!kernel) throw new Error(`scripts/fetch-kernels.sh gave no ${flavour} kernel`);
+      if (!kernel) throw new Error(`scripts/test/fetch-kernels.sh gave no ${flavour} kernel`);
       prepared.push({ flavour, kernel, image: await buildImage(kernel) });
     }
     // Four guests at once: each spends most of its time in one vCPU (one command at a time),

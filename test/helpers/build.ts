@@ -7,7 +7,7 @@ import path from 'node:path';
 import { REPO_ROOT } from './trees';
 
 /** Compiles src/ into `outDir` as `npm run build` lays out dist/: outDir/cli/main.js ...
- *  (tsc), and outDir/kmodload.js, the CLI in one file (scripts/bundle.js), which
+ *  (tsc), and outDir/kmodload.js, the CLI in one file (scripts/make/bundle.js), which
  *  bin/kmodload.js runs. */
 export function compileSources(outDir: string): void {
   const build = spawnSync(
@@ -30,7 +30,7 @@ export function compileSources(outDir: string): void {
   }
   const bundle = spawnSync(
     process.execPath,
-    [path.join(REPO_ROOT, 'scripts', 'bundle.js'), path.join(outDir, 'kmodload.js')],
+    [path.join(REPO_ROOT, 'scripts', 'make', 'bundle.js'), path.join(outDir, 'kmodload.js')],
     { cwd: REPO_ROOT, encoding: 'utf8' },
   );
   if (bundle.status !== 0) {

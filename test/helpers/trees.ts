@@ -1,4 +1,4 @@
-// The real module trees from scripts/fetch-kernels.sh (cached under /var/cache/kmodload).
+// The real module trees from scripts/test/fetch-kernels.sh (cached under /var/cache/kmodload).
 // The one reader of that script's output: every test directory gets its trees from here.
 
 import { execFileSync } from 'node:child_process';
@@ -17,12 +17,12 @@ export interface KernelTree {
 }
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
-export const FETCH_KERNELS = path.join(REPO_ROOT, 'scripts', 'fetch-kernels.sh');
+export const FETCH_KERNELS = path.join(REPO_ROOT, 'scripts', 'test', 'fetch-kernels.sh');
 
 let cached: KernelTree[] | undefined;
 
 /** The environment for external tools (modprobe, compressors, the fixture script): without the
- *  sanitizer runtime that scripts/test-asan.sh preloads into node, which they do not need. */
+ *  sanitizer runtime that scripts/test/test-asan.sh preloads into node, which they do not need. */
 export function toolEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env.LD_PRELOAD;
@@ -52,7 +52,7 @@ export function parseKernelTrees(stdout: string): KernelTree[] {
   return trees;
 }
 
-/** Runs scripts/fetch-kernels.sh (it caches, and is safe to run concurrently) and returns the
+/** Runs scripts/test/fetch-kernels.sh (it caches, and is safe to run concurrently) and returns the
  *  trees it prints. */
 export function kernelTrees(): KernelTree[] {
   if (cached) return cached;
@@ -67,6 +67,6 @@ export function kernelTrees(): KernelTree[] {
 
 export function kernelTree(flavour: string): KernelTree {
   const tree = kernelTrees().find((t) => t.flavour === flavour);
-  if (!tree) throw new Error(`no ${flavour} tree from scripts/fetch-kernels.sh`);
+  if (!tree) throw new Error(`no ${flavour} tree from scripts/test/fetch-kernels.sh`);
   return tree;
 }

@@ -61,7 +61,7 @@ describe('module syscalls on a kernel without module support', () => {
       "  process.stdout.write(codes.join(' '));",
       '})();',
     ].join('\n');
-    // strace itself must not get the sanitizer runtime scripts/test-asan.sh preloads into
+    // strace itself must not get the sanitizer runtime scripts/test/test-asan.sh preloads into
     // node; the traced node must.
     const preload = process.env.LD_PRELOAD ? ['-E', `LD_PRELOAD=${process.env.LD_PRELOAD}`] : [];
     try {

@@ -11,7 +11,7 @@ import { kernelTree, type KernelTree } from '../helpers/trees';
 
 export const repo = path.resolve(__dirname, '..', '..');
 
-/** A tree of scripts/fetch-kernels.sh (test/helpers/trees.ts reads it). */
+/** A tree of scripts/test/fetch-kernels.sh (test/helpers/trees.ts reads it). */
 export type Fixture = KernelTree;
 
 export interface Installation {

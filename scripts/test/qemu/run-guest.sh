@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Boots one guest under qemu (TCG) and waits for it to power off.
 #
-#   scripts/qemu/run-guest.sh VMLINUZ INITRD CPU APPEND CONSOLE_LOG RESULTS_LOG [TIMEOUT_S]
+#   scripts/test/qemu/run-guest.sh VMLINUZ INITRD CPU APPEND CONSOLE_LOG RESULTS_LOG [TIMEOUT_S]
 #
 # The guest's console (ttyS0) goes to CONSOLE_LOG, the framed scenario results (ttyS1) to
 # RESULTS_LOG. CPU is a qemu CPU model (max, qemu64, ...). APPEND is added to the kernel

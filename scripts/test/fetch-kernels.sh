@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares real module trees from Debian's kernel packages, cached between runs.
-#   scripts/fetch-kernels.sh [FLAVOUR...] -> prints "<flavour> <root> <version>" per kernel
+#   scripts/test/fetch-kernels.sh [FLAVOUR...] -> prints "<flavour> <root> <version>" per kernel
 # Each root holds lib/modules/<version>/ (with depmod's indexes) and boot/vmlinuz-<version>,
 # so it can be given to `modprobe -d <root> -S <version>` and to `kmodload -d`.
 # Flavours: 6.1 (plain .ko, no in-kernel decompression), 6.12 (.ko.xz, in-kernel xz); both

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the initramfs that the end-to-end suite boots under qemu, for one kernel tree.
 #
-#   scripts/qemu/build-initramfs.sh [--no-project] ROOT VERSION OUTDIR
+#   scripts/test/qemu/build-initramfs.sh [--no-project] ROOT VERSION OUTDIR
 #
-# ROOT/VERSION come from scripts/fetch-kernels.sh. OUTDIR receives:
+# ROOT/VERSION come from scripts/test/fetch-kernels.sh. OUTDIR receives:
 #   initrd.img   three concatenated, uncompressed cpio (newc) archives, which the kernel
 #                unpacks in turn (uncompressed: under TCG, gzip -1 delayed /init by ~4.6 s):
 #                base (busybox, node, kmod, runc and their libraries; cached),
@@ -16,7 +16,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-project=$(cd "$here/../.." && pwd)
+project=$(cd "$here/../../.." && pwd)
 with_project=1
 if [ "${1:-}" = "--no-project" ]; then
   with_project=0
@@ -287,8 +287,8 @@ if [ "$with_project" = 1 ]; then
     || { echo "build-initramfs: TypeScript build failed" >&2; exit 1; }
   [ -f "$pkg/dist/cli/main.js" ] || { echo "build-initramfs: dist/cli/main.js not built" >&2; exit 1; }
   # The CLI in one file with its code cache, as npm run build makes it.
-  node "$project/scripts/bundle.js" "$pkg/dist/kmodload.js" \
-    || { echo "build-initramfs: scripts/bundle.js failed" >&2; exit 1; }
+  node "$project/scripts/make/bundle.js" "$pkg/dist/kmodload.js" \
+    || { echo "build-initramfs: scripts/make/bundle.js failed" >&2; exit 1; }
   find "$pkg/dist" -name '*.map' -delete
   cp "$project/package.json" "$pkg/"
   cp -r "$project/bin" "$pkg/bin"
@@ -324,7 +324,7 @@ if [ "$with_project" = 1 ]; then
   nonode="$stage/opt/nonode"
   mkdir -p "$nonode"/usr/{bin,sbin,lib,lib64} "$nonode"/{dev,proc,sys,tmp,run,etc,root}
   for d in bin sbin lib lib64; do ln -s "usr/$d" "$nonode/$d"; done
-  node "$project/scripts/build-binary.js" "$nonode/usr/bin/kmodload" >&2 \
+  node "$project/scripts/make/build-binary.js" "$nonode/usr/bin/kmodload" >&2 \
     || { echo "build-initramfs: npm run build:binary failed" >&2; exit 1; }
   while read -r lib; do
     [ -n "$lib" ] && put "$nonode" "$lib"

@@ -9,7 +9,7 @@
 // directory is written; what the commands read of the host (/proc/cmdline, /sys/module)
 // changes nothing in the cache but which functions ran.
 //
-//   node scripts/code-cache.js BUNDLE OUTFILE     (the child: used by trainedCodeCache())
+//   node scripts/make/code-cache.js BUNDLE OUTFILE     (the child: used by trainedCodeCache())
 'use strict';
 
 const { spawnSync } = require('node:child_process');

@@ -3,7 +3,7 @@
 # depmod), qemu and busybox (real kernels), runc (a real runtime), the compressors (fixtures),
 # clang and its runtimes (sanitizer build, fuzzing), clang-format (lint), podman (a hooks.d client),
 # the arm64 cross compiler (prebuilt addon) and debootstrap (the fresh-host root).
-#   scripts/install-test-deps.sh [PACKAGE...]   (only those packages, e.g. for `npm run demo`)
+#   scripts/test/install-test-deps.sh [PACKAGE...]   (only those packages, e.g. for `npm run demo`)
 set -euo pipefail
 pkgs=(kmod qemu-system-x86 busybox-static cpio runc podman zstd xz-utils gzip strace util-linux clang libclang-rt-14-dev clang-format
   g++-aarch64-linux-gnu debootstrap)

@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 // `npm run demo`: kmodload loading real modules on a machine whose own kernel cannot (a laptop
 // VM, a CI runner, a container). It boots Debian's 6.1 kernel under qemu (TCG, no KVM needed)
-// from the same initramfs as the end-to-end suite (scripts/qemu/), and the guest runs the
-// `demo` set of scripts/qemu/guest/scenarios.sh: `lsmod | grep ip_vs`, then a runc container
+// from the same initramfs as the end-to-end suite (scripts/test/qemu/), and the guest runs the
+// `demo` set of scripts/test/qemu/guest/scenarios.sh: `lsmod | grep ip_vs`, then a runc container
 // with KERNEL_MODULES=ip_vs,ip_vs_wrr through the hook `kmodload hook-config` installs, then
 // `lsmod | grep ip_vs` again and the hook's log line. This script prints a progress line per
 // phase and the guest's steps as they happen.
 //
-//   node scripts/demo.js        (npm run demo)
+//   node scripts/demo/demo.js        (npm run demo)
 //
 // Needs Debian's apt (the kernel is Debian's package) and the Debian packages below; as root
 // it installs the missing ones, otherwise it names them. Root is not needed otherwise.
@@ -22,11 +22,11 @@ const os = require('node:os');
 const path = require('node:path');
 const { setInterval, clearInterval } = require('node:timers');
 
-const PROJECT = path.resolve(__dirname, '..');
-const SCRIPTS = path.join(PROJECT, 'scripts');
+const PROJECT = path.resolve(__dirname, '..', '..');
+const SCRIPTS = path.join(PROJECT, 'scripts', 'test');
 // The statuses of src/errors.ts EXIT that apply here.
 const EXIT = { ok: 0, failed: 1, usage: 2, environment: 4, internal: 70 };
-// What the image and the boot need (see scripts/qemu/build-initramfs.sh and run-guest.sh).
+// What the image and the boot need (see scripts/test/qemu/build-initramfs.sh and run-guest.sh).
 const PACKAGES = ['qemu-system-x86', 'runc', 'busybox-static', 'kmod', 'cpio', 'zstd', 'xz-utils'];
 const REQUEST = 'ip_vs,ip_vs_wrr';
 const FRAME = '@@KMODLOAD@@ ';
@@ -83,7 +83,7 @@ function onPath(tool) {
     .some((dir) => dir !== '' && fs.existsSync(path.join(dir, tool)));
 }
 
-/** The cache of scripts/fetch-kernels.sh and build-initramfs.sh: the tests' own, unless this
+/** The cache of scripts/test/fetch-kernels.sh and build-initramfs.sh: the tests' own, unless this
  *  user cannot write there. */
 function cacheDir() {
   if (process.env.KMODLOAD_CACHE) return process.env.KMODLOAD_CACHE;
@@ -97,7 +97,7 @@ function cacheDir() {
   }
 }
 
-/** One guest observation (the framed lines of scripts/qemu/guest/lib.sh). */
+/** One guest observation (the framed lines of scripts/test/qemu/guest/lib.sh). */
 function parseRecord(line) {
   const at = line.indexOf(FRAME);
   if (at < 0) return undefined;
@@ -295,7 +295,7 @@ async function main(argv) {
   if (argv.length > 0) {
     const help = argv.length === 1 && (argv[0] === '-h' || argv[0] === '--help');
     if (help) {
-      out('Usage: npm run demo   (node scripts/demo.js)');
+      out('Usage: npm run demo   (node scripts/demo/demo.js)');
       out('Boots Debian 6.1 under qemu and loads ip_vs,ip_vs_wrr there through the hook and runc.');
       return EXIT.ok;
     }
@@ -320,7 +320,7 @@ async function main(argv) {
     );
   }
 
-  // 1. The Debian packages, then the kernel (scripts/fetch-kernels.sh, cached as in the tests).
+  // 1. The Debian packages, then the kernel (scripts/test/fetch-kernels.sh, cached as in the tests).
   let t0 = Date.now();
   out(`[1/4] fetching: ${PACKAGES.join(' ')} when missing, Debian's 6.1 kernel package`);
   const deps = await runCommand('bash', [path.join(SCRIPTS, 'install-test-deps.sh'), ...PACKAGES]);

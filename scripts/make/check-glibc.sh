@@ -2,7 +2,7 @@
 # Fails when an addon needs a symbol version newer than the oldest supported host has:
 # glibc 2.28 (EL8, openEuler 20.03) and its GCC 8 libstdc++ (GLIBCXX_3.4.25, CXXABI_1.3.11).
 # Reads the dynamic symbol table with objdump -T (aarch64-linux-gnu-objdump for arm64 files).
-#   scripts/check-glibc.sh FILE.node...
+#   scripts/make/check-glibc.sh FILE.node...
 set -euo pipefail
 
 max_glibc=2.28

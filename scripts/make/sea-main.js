@@ -1,7 +1,7 @@
-// The single executable's main script (scripts/build-binary.js): the CLI's bundle and its code
+// The single executable's main script (scripts/make/build-binary.js): the CLI's bundle and its code
 // cache are assets of the executable; the bundle is compiled with the cache as bin/kmodload.js
 // compiles dist/kmodload.js. Node's own `useCodeCache` holds only the top level; this cache was
-// made after the bundle had run the hook and load --show-depends (scripts/code-cache.js), by the
+// made after the bundle had run the hook and load --show-depends (scripts/make/code-cache.js), by the
 // node this executable is a copy of. The executable is node itself, so process.argv is
 // [executable, executable, ARGS...].
 'use strict';

@@ -336,7 +336,7 @@ set_seed() {
   s1
 }
 
-# `npm run demo` (scripts/demo.js): the seed's example as a person would try it on a host,
+# `npm run demo` (scripts/demo/demo.js): the seed's example as a person would try it on a host,
 # lsmod before and after a runc container that asks for KERNEL_MODULES=ip_vs,ip_vs_wrr
 # through the hook as `kmodload hook-config` installs it (default log file). Under TCG a hook
 # takes several seconds: the runtime's timeout is raised from its default 30 s.

@@ -4,12 +4,12 @@
 // file is compiled at start-up instead of dozens resolved, read and compiled one at a time;
 // modules that a command does not need stay uninitialised until it asks for them. Beside it,
 // dist/kmodload.js.cache is V8's code cache for it, made by this node after the bundle has run
-// a few commands (scripts/code-cache.js): bin/kmodload.js hands it to V8, which uses it only
+// a few commands (scripts/make/code-cache.js): bin/kmodload.js hands it to V8, which uses it only
 // when it fits (same V8 version and flags), else compiles.
 // `npm run build` and `prepare` run this after tsc, so the package (and its tarball) has both;
 // dist/'s per-file output stays for the library API.
 //
-//   node scripts/bundle.js [OUTFILE]     (default dist/kmodload.js)
+//   node scripts/make/bundle.js [OUTFILE]     (default dist/kmodload.js)
 'use strict';
 
 const crypto = require('node:crypto');
@@ -18,7 +18,7 @@ const path = require('node:path');
 const { Buffer } = require('node:buffer');
 const { trainedCodeCache, wrap } = require('./code-cache.js');
 
-const root = path.resolve(__dirname, '..');
+const root = path.resolve(__dirname, '..', '..');
 
 /** esbuild options shared by the package's bundle and the single executable's. */
 function bundleOptions(entry, outfile) {

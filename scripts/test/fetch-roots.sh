@@ -2,7 +2,7 @@
 # Prepares a Debian 11 (bullseye, glibc 2.31) root with debootstrap --variant=minbase, cached
 # between runs: a host with no compiler, no make, no python and no Node, on which the packed
 # tarball is installed (test/deploy).
-#   scripts/fetch-roots.sh          -> prints "bullseye <root>"
+#   scripts/test/fetch-roots.sh          -> prints "bullseye <root>"
 # The packages come from the Debian mirror this machine's apt already uses (its bookworm
 # entry), or from KMODLOAD_DEBIAN_MIRROR.
 set -euo pipefail

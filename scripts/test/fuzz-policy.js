@@ -3,13 +3,13 @@
 // long, and every problem must name a line of the file; a policy that parses must evaluate
 // against a plan without throwing. Mutations: byte flips, inserted tokens of the format,
 // spliced lines, truncation. A failing input is written to .cache/fuzz/crashes/.
-//   node scripts/fuzz-policy.js [SECONDS] [SEED]
+//   node scripts/test/fuzz-policy.js [SECONDS] [SEED]
 'use strict';
 const { Buffer } = require('node:buffer');
 const fs = require('node:fs');
 const path = require('node:path');
 
-const repo = path.resolve(__dirname, '..');
+const repo = path.resolve(__dirname, '..', '..');
 const { addPolicyText, emptyPolicy, checkPolicy } = require(
   path.join(repo, 'dist/policy/index.js'),
 );

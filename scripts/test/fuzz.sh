@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Fuzzes the index reader (native/src/index_reader.cc) and the insert path's file handling
 # (native/src/module_file.cc, decompress.cc) with libFuzzer + ASan + UBSan, then the policy
-# parser and evaluator (scripts/fuzz-policy.js, on the compiled dist/).
-#   scripts/fuzz.sh [SECONDS]     run each for SECONDS (default 30); non-zero exit on a crash
+# parser and evaluator (scripts/test/fuzz-policy.js, on the compiled dist/).
+#   scripts/test/fuzz.sh [SECONDS]     run each for SECONDS (default 30); non-zero exit on a crash
 # The corpus starts from the real modules.*.bin of the fixture trees and from a small tree
 # made with depmod (small inputs mutate faster); it is kept in .cache/fuzz between runs and
 # crashing inputs land in .cache/fuzz/crashes/.
 set -euo pipefail
 
 seconds=${1:-30}
-repo=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 work="$repo/.cache/fuzz"
 build="$work/build"
 seeds="$work/seeds"
@@ -38,7 +38,7 @@ while read -r flavour root version; do
     done
     rm -rf "$small"
   fi
-done < <("$repo/scripts/fetch-kernels.sh")
+done < <("$repo/scripts/test/fetch-kernels.sh")
 # The checked-in depmod-made trees (empty indexes included), and seeds for the target's
 # generator of hostile shapes (first byte 0xC5: shared child slots, cycles, many values).
 for bin in "$repo"/test/fixtures/trees/*/lib/modules/*/modules.*.bin; do
@@ -58,7 +58,7 @@ echo "fuzz: running index_fuzz for ${seconds}s (corpus $corpus)"
 files="$work/module-files"
 mkdir -p "$files/corpus" "$files/seeds"
 if [ ! -f "$files/seeds/plain" ]; then
-  module=$("$repo/scripts/fetch-kernels.sh" | awk '$1 == "6.1" { print $2 "/lib/modules/" $3 }')
+  module=$("$repo/scripts/test/fetch-kernels.sh" | awk '$1 == "6.1" { print $2 "/lib/modules/" $3 }')
   head -c 49152 "$module/kernel/fs/fat/fat.ko" >"$files/seeds/plain"
   gzip -9 -c "$files/seeds/plain" >"$files/seeds/gzip"
   xz --check=crc32 -c "$files/seeds/plain" >"$files/seeds/xz"
@@ -71,4 +71,4 @@ echo "fuzz: running module_file_fuzz for ${seconds}s (corpus $files/corpus)"
   -print_final_stats=1 -artifact_prefix="$work/crashes/" "$files/corpus" "$files/seeds"
 
 [ -f "$repo/dist/policy/index.js" ] || (cd "$repo" && npx tsc -p tsconfig.build.json)
-node "$repo/scripts/fuzz-policy.js" "$seconds"
+node "$repo/scripts/test/fuzz-policy.js" "$seconds"

@@ -2,8 +2,8 @@
 // `npm run build:binary [OUTPUT]`: build/kmodload (or OUTPUT), one self-contained executable (Node's single
 // executable applications) that runs every kmodload command on a host without Node:
 //   1. esbuild bundles the CLI (src/cli/entry.ts) into one CommonJS file, and this node makes
-//      V8's code cache for it after running a few commands (scripts/code-cache.js);
-//   2. node --experimental-sea-config turns scripts/sea-main.js into a blob, with the bundle,
+//      V8's code cache for it after running a few commands (scripts/make/code-cache.js);
+//   2. node --experimental-sea-config turns scripts/make/sea-main.js into a blob, with the bundle,
 //      its code cache and the compiled addon (build/Release/kmodload.node) as assets
 //      ("kmodload.js", "kmodload.js.cache", "kmodload.node"); sea-main.js compiles the bundle
 //      with the cache;
@@ -16,7 +16,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const root = path.resolve(__dirname, '..');
+const root = path.resolve(__dirname, '..', '..');
 const SENTINEL_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 
 function fail(message) {

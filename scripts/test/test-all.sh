@@ -5,13 +5,13 @@
 # fresh host), the qemu suite on its own (its guests want both cores), the native tests again
 # under AddressSanitizer/UBSan, and a short fuzzing run of the index reader.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
-bash scripts/install-test-deps.sh
-bash scripts/fetch-kernels.sh >/dev/null
+bash scripts/test/install-test-deps.sh
+bash scripts/test/fetch-kernels.sh >/dev/null
 [ -f build/Release/kmodload.node ] || npx node-gyp rebuild
 npx tsc -p tsconfig.build.json
-node scripts/bundle.js
+node scripts/make/bundle.js
 
 passed=0
 failed=0
@@ -33,13 +33,13 @@ suite() {
 }
 
 # The addons npm pack ships (test/deploy installs the packed tarball on a Debian 11 root).
-bash scripts/fetch-roots.sh >/dev/null || status=1
-bash scripts/prebuild.sh >/dev/null || status=1
+bash scripts/test/fetch-roots.sh >/dev/null || status=1
+bash scripts/make/prebuild.sh >/dev/null || status=1
 
 suite --exclude 'test/e2e/**'
 suite test/e2e
-bash scripts/test-asan.sh || status=1
-bash scripts/fuzz.sh "${KMODLOAD_FUZZ_SECONDS:-20}" || status=1
+bash scripts/test/test-asan.sh || status=1
+bash scripts/test/fuzz.sh "${KMODLOAD_FUZZ_SECONDS:-20}" || status=1
 
 echo "vitest: $passed passed, $failed failed"
 exit $status

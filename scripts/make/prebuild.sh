@@ -3,14 +3,14 @@
 #   prebuilds/linux-x64/kmodload.napi.glibc.node     (this machine's compiler)
 #   prebuilds/linux-arm64/kmodload.napi.glibc.node   (g++-aarch64-linux-gnu)
 # Node-API, so one file per platform and architecture serves every Node version >= 20.
-# Each is checked to need nothing newer than glibc 2.28 (scripts/check-glibc.sh).
-#   scripts/prebuild.sh [--if-missing] [x64] [arm64]     (default: both)
+# Each is checked to need nothing newer than glibc 2.28 (scripts/make/check-glibc.sh).
+#   scripts/make/prebuild.sh [--if-missing] [x64] [arm64]     (default: both)
 # --if-missing: only the architectures that prebuilds/ lacks (the tests' way to make sure).
 # It builds in a scratch copy of the native sources, so the checkout's build/ (the
 # development build the tests load) is left as it is. `npm pack` runs it (prepack); its
 # progress goes to stderr, so `npm pack --json` keeps stdout.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 repo=$PWD
 
 if_missing=false
@@ -74,7 +74,7 @@ for arch in "${arches[@]}"; do
   env ${env[@]+"${env[@]}"} "$repo/node_modules/.bin/prebuildify" --napi --tag-libc --name kmodload.napi \
     --arch "$arch" --strip --strip-bin "$strip" --out "$out" --quiet "$scratch" \
     || { echo "prebuild: prebuildify for linux-$arch failed" >&2; exit 1; }
-  bash scripts/check-glibc.sh "$out/prebuilds/linux-$arch/kmodload.napi.glibc.node" >&2
+  bash scripts/make/check-glibc.sh "$out/prebuilds/linux-$arch/kmodload.napi.glibc.node" >&2
   echo "$sources" >"$out/prebuilds/linux-$arch/.sources"
 done
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds the addon with AddressSanitizer + UndefinedBehaviorSanitizer (cmake-js, same
 # sources as node-gyp) and runs the native tests against it.
-#   scripts/test-asan.sh [VITEST ARGS...]     (default: test/native)
+#   scripts/test/test-asan.sh [VITEST ARGS...]     (default: test/native)
 # The sanitizer runtime must be the first library in the process, so it is LD_PRELOADed into
 # node. Leak detection is off: node itself keeps memory until exit by design. Any sanitizer
 # report, in any process, fails the run.
 set -euo pipefail
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 
 npx cmake-js compile -d native --out build-asan --CDKMODLOAD_SANITIZE=ON >/dev/null
