@@ -111,6 +111,10 @@ comments, '\\' continues a line:
   allow GLOB... [when COND...]
   deny  GLOB... [when COND...]
   COND: annotation KEY=GLOB | source env|annotation   (all must hold)
+        | namespace GLOB | pod-label KEY=GLOB
+
+namespace and pod-label are facts the runtime gives the NRI plugin (kmodload nri);
+the hook has none: there an allow that needs one does not apply, a deny does.
 
 GLOBs are fnmatch patterns on module names ('-' and '_' alike). A deny that
 applies wins anywhere in the plan (target, dependency, softdep), as do the host's
@@ -122,11 +126,14 @@ rule that decided; exit 0 when the request would pass, 3 when not.
   --policy FILE             policy file (repeatable; default: the host's)
   --annotation KEY=VALUE    an annotation of the container (repeatable)
   --source env|annotation   where the names come from
+  --namespace NS            the pod's namespace, as the NRI plugin has it
+  --pod-label KEY=VALUE     a label of the pod, as the NRI plugin has it (repeatable)
 ${TREE_OPTIONS}
   --json                    the verdict as JSON
 
-lint: reads the policy files and prints every problem as FILE:LINE: problem;
-exit 0 when there is none, 4 otherwise.
+lint: reads the policy files and prints every problem as FILE:LINE: problem, and a
+note for each rule on the NRI plugin's facts; exit 0 when there is no problem, 4
+otherwise.
 `;
 
 export const STATUS_HELP = `Usage: kmodload status [--state-dir DIR] [--json]

@@ -4,9 +4,9 @@
 import { resolve } from '../api';
 import { EXIT, KmodloadError } from '../errors';
 import { assertPlanRunnable } from '../loader/load';
-import { formatProblem, readPolicyFiles } from '../policy/index';
-import type { PolicyDecision, RequestSource, Requester } from '../policy/types';
-import { DEFAULT_POLICY_FILE, REQUEST_SOURCES } from '../policy/types';
+import { formatProblem, readPolicy, readPolicyFiles } from '../policy/index';
+import type { PolicyDecision, PolicyRule, RequestSource, Requester } from '../policy/types';
+import { DEFAULT_POLICY_FILE, REQUEST_SOURCES, RUNTIME_FACT_CONDITIONS } from '../policy/types';
 import { oneLine } from '../text';
 import type { OptionSpec } from './args';
 import { allValues, flag, lastValue, parseArgs, usageError } from './args';
@@ -20,20 +20,33 @@ const POLICY_SPECS: OptionSpec[] = [
   { long: 'policy', value: true },
   { long: 'annotation', value: true },
   { long: 'source', value: true },
+  { long: 'namespace', value: true },
+  { long: 'pod-label', value: true },
   ...TREE_SPECS,
   { long: 'json' },
   { long: 'help', short: 'h' },
 ];
 
-function requesterOf(annotations: string[], source: string | undefined): Requester {
-  const requester: Requester = {};
+/** KEY=VALUE options as a map. */
+function keyValues(items: string[], option: string): Record<string, string> {
   const parsed = Object.create(null) as Record<string, string>;
-  for (const item of annotations) {
+  for (const item of items) {
     const eq = item.indexOf('=');
-    if (eq <= 0) throw usageError(`--annotation ${item} must be KEY=VALUE`, COMMAND);
+    if (eq <= 0) throw usageError(`--${option} ${item} must be KEY=VALUE`, COMMAND);
     parsed[item.slice(0, eq)] = item.slice(eq + 1);
   }
-  requester.annotations = parsed;
+  return parsed;
+}
+
+function requesterOf(parsed: ReturnType<typeof parseArgs>): Requester {
+  const requester: Requester = {
+    annotations: keyValues(allValues(parsed, 'annotation'), 'annotation'),
+  };
+  const namespace = lastValue(parsed, 'namespace');
+  if (namespace !== undefined) requester.namespace = namespace;
+  const labels = allValues(parsed, 'pod-label');
+  if (labels.length > 0) requester.podLabels = keyValues(labels, 'pod-label');
+  const source = lastValue(parsed, 'source');
   if (source !== undefined) {
     if (!REQUEST_SOURCES.includes(source as RequestSource)) {
       throw usageError(`--source takes ${REQUEST_SOURCES.join(' or ')}`, COMMAND);
@@ -41,6 +54,16 @@ function requesterOf(annotations: string[], source: string | undefined): Request
     requester.source = source as RequestSource;
   }
   return requester;
+}
+
+function needsRuntimeFacts(rule: PolicyRule): boolean {
+  return rule.conditions.some((c) => RUNTIME_FACT_CONDITIONS.has(c.kind));
+}
+
+/** What a rule on the NRI plugin's facts does where they are missing (the hook). */
+function runtimeFactNote(rule: PolicyRule): string {
+  const effect = rule.verdict === 'allow' ? 'never applies' : 'always applies';
+  return `${rule.origin} (${rule.text}) tests the pod's namespace or labels, which only the NRI plugin has: under the hook it ${effect}`;
 }
 
 function decisionLine(d: PolicyDecision): string {
@@ -54,8 +77,9 @@ async function check(
   io: CliIO,
 ): Promise<number> {
   if (names.length === 0) throw usageError('missing module name', `${COMMAND} check`);
-  const requester = requesterOf(allValues(parsed, 'annotation'), lastValue(parsed, 'source'));
+  const requester = requesterOf(parsed);
   const json = flag(parsed, 'json');
+  const policy = await readPolicy(allValues(parsed, 'policy'));
   // As the hook plans: the host's blacklist applies to names too, no install command runs,
   // and modprobe.d that cannot be read is an error.
   const plan = await resolve(names, {
@@ -63,7 +87,7 @@ async function check(
     useBlacklist: true,
     allowInstallCommands: false,
     strictConfig: true,
-    policy: allValues(parsed, 'policy'),
+    policy,
     requester,
   });
   let refusal: string | undefined;
@@ -84,6 +108,11 @@ async function check(
     io.stdout.write(
       `policy: ${oneLine(files)}; modules to insert: ${verdict?.modules ?? 0}, max-modules ${verdict?.maxModules ?? 0}\n`,
     );
+    if (requester.namespace === undefined && requester.podLabels === undefined) {
+      for (const rule of (policy?.rules ?? []).filter(needsRuntimeFacts)) {
+        io.stdout.write(`note: ${oneLine(runtimeFactNote(rule))}\n`);
+      }
+    }
     if (refusal === undefined) io.stdout.write('the request would be allowed\n');
     else io.stderr.write(`kmodload: ${refusal}\n`);
   }
@@ -106,6 +135,9 @@ async function lint(parsed: ReturnType<typeof parseArgs>, io: CliIO): Promise<nu
         `no policy: ${DEFAULT_POLICY_FILE} does not exist (containers may have any module the host does not block)\n`,
       );
     } else if (problems.length === 0) {
+      for (const rule of policy.rules.filter(needsRuntimeFacts)) {
+        io.stdout.write(`note: ${oneLine(runtimeFactNote(rule))}\n`);
+      }
       io.stdout.write(`ok: ${oneLine(policy.files.join(', '))} (${policy.rules.length} rules)\n`);
     } else {
       io.stderr.write(`kmodload: the policy has ${problems.length} problem(s)\n`);

@@ -42,6 +42,18 @@ function holds(
   requester: Requester,
   request: string,
 ): boolean {
+  if (condition.kind === 'namespace') {
+    // A fact the front end does not have: the worst case (allow: no; deny: yes).
+    if (requester.namespace === undefined) return rule.verdict === 'deny';
+    return fnmatch(condition.value, requester.namespace);
+  }
+  if (condition.kind === 'pod-label') {
+    const labels = requester.podLabels;
+    if (labels === undefined) return rule.verdict === 'deny';
+    if (!Object.hasOwn(labels, condition.key)) return false;
+    const value = labels[condition.key];
+    return typeof value === 'string' && fnmatch(condition.value, value);
+  }
   if (condition.kind === 'annotation') {
     const annotations = requester.annotations ?? {};
     if (!Object.hasOwn(annotations, condition.key)) return false;

@@ -6,7 +6,7 @@
 //   max-modules N
 //   allow GLOB... [when COND...]
 //   deny  GLOB... [when COND...]
-//   COND: annotation KEY=GLOB | source env|annotation
+//   COND: annotation KEY=GLOB | source env|annotation | namespace GLOB | pod-label KEY=GLOB
 //
 // `#` at the start of a word begins a comment that runs to the end of the line.
 
@@ -87,6 +87,23 @@ function parseCondition(kind: string | undefined, argument: string | undefined):
     if (problem) throw new LineError(`bad pattern ${JSON.stringify(value)}: ${problem}`);
     return { kind: 'annotation', key, value };
   }
+  if (kind === 'pod-label') {
+    if (argument === undefined) throw new LineError("'pod-label' needs KEY=GLOB");
+    const eq = argument.indexOf('=');
+    if (eq < 0) throw new LineError(`'pod-label ${argument}' needs KEY=GLOB (no '=')`);
+    const key = argument.slice(0, eq);
+    const value = argument.slice(eq + 1);
+    if (!ANNOTATION_KEY.test(key)) throw new LineError(`${JSON.stringify(key)} is not a label key`);
+    const problem = globProblem(value);
+    if (problem) throw new LineError(`bad pattern ${JSON.stringify(value)}: ${problem}`);
+    return { kind: 'pod-label', key, value };
+  }
+  if (kind === 'namespace') {
+    if (argument === undefined) throw new LineError("'namespace' needs a GLOB");
+    const problem = globProblem(argument);
+    if (problem) throw new LineError(`bad pattern ${JSON.stringify(argument)}: ${problem}`);
+    return { kind: 'namespace', value: argument };
+  }
   if (kind === 'source') {
     if (!REQUEST_SOURCES.includes(argument as RequestSource)) {
       throw new LineError(
@@ -96,7 +113,7 @@ function parseCondition(kind: string | undefined, argument: string | undefined):
     return { kind: 'source', source: argument as RequestSource };
   }
   throw new LineError(
-    `unknown condition ${JSON.stringify(kind)} (expected annotation KEY=GLOB or source env|annotation)`,
+    `unknown condition ${JSON.stringify(kind)} (expected annotation KEY=GLOB, source env|annotation, namespace GLOB or pod-label KEY=GLOB)`,
   );
 }
 

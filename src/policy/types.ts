@@ -15,7 +15,17 @@ export type PolicyCondition =
   /** The container has annotation `key` and its value matches `value` (fnmatch). */
   | { kind: 'annotation'; key: string; value: string }
   /** The request came from this source. */
-  | { kind: 'source'; source: RequestSource };
+  | { kind: 'source'; source: RequestSource }
+  /** The pod's namespace matches `value` (fnmatch): a typed fact the runtime sets (NRI). */
+  | { kind: 'namespace'; value: string }
+  /** The pod has label `key` and its value matches `value` (fnmatch): set by the runtime (NRI). */
+  | { kind: 'pod-label'; key: string; value: string };
+
+/** Conditions on facts only some front ends have (the NRI plugin; not the hook). */
+export const RUNTIME_FACT_CONDITIONS: ReadonlySet<PolicyCondition['kind']> = new Set([
+  'namespace',
+  'pod-label',
+]);
 
 export interface PolicyRule {
   verdict: Verdict;
@@ -61,6 +71,12 @@ export interface Requester {
   source?: RequestSource | Readonly<Record<string, readonly RequestSource[]>>;
   /** The container's annotations. */
   annotations?: Readonly<Record<string, string>>;
+  /** The pod's namespace, as the runtime gives it (NRI); undefined where the front end has no
+   *  such typed fact (the hook): an allow that needs it does not apply, a deny that needs it
+   *  does. */
+  namespace?: string;
+  /** The pod's labels, as the runtime gives them (NRI); undefined as for `namespace`. */
+  podLabels?: Readonly<Record<string, string>>;
 }
 
 /** What a module is to the request that brings it. */

@@ -408,6 +408,10 @@ describe('kmodload policy: malformed policy files', () => {
     ['an unknown condition key', write('allow x when label a=b\n'), 1],
     ['a source with no value', write('allow x when source\n'), 1],
     ['an unknown source', write('allow x when source kubelet\n'), 1],
+    ['a namespace with no glob', write('allow x when namespace\n'), 1],
+    ['a bad namespace glob', write('allow x when namespace [a\n'), 1],
+    ['a pod-label without "="', write('allow x when pod-label app\n'), 1],
+    ['a bad pod-label key', write('allow x when pod-label =v\n'), 1],
     ['when with no condition', write('allow x when\n'), 1],
     ['an empty GLOB list', write('\n\nallow\n'), 3],
     ['an empty GLOB list before when', write('deny when source env\n'), 1],
@@ -473,6 +477,18 @@ describe('kmodload policy: malformed policy files', () => {
       const ok = kmodload(['policy', 'lint', '--policy', file]);
       expect(ok.status).toBe(0);
       expect(ok.stdout).toBe(`ok: ${file} (1 rules)\n`);
+      // A rule on the NRI plugin's facts is no problem, but lint says what it does in a hook.
+      fs.writeFileSync(
+        file,
+        'default deny\nallow ip_vs* when namespace net-*\ndeny tun when pod-label a=b\n',
+      );
+      const noted = kmodload(['policy', 'lint', '--policy', file]);
+      expect(noted.status).toBe(0);
+      expect(noted.stdout).toBe(
+        `note: ${file}:2 (allow ip_vs* when namespace net-*) tests the pod's namespace or labels, which only the NRI plugin has: under the hook it never applies\n` +
+          `note: ${file}:3 (deny tun when pod-label a=b) tests the pod's namespace or labels, which only the NRI plugin has: under the hook it always applies\n` +
+          `ok: ${file} (2 rules)\n`,
+      );
     });
   });
 });

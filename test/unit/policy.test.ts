@@ -120,7 +120,7 @@ describe('policy parser', () => {
       "p.conf:9: 'max-modules' takes one whole number, 1 or more",
       'p.conf:10: "x.y" is not a module name pattern ("." is not allowed; module names use letters, digits, "_" and "-")',
       'p.conf:11: \'source\' takes env or annotation, not "pod"',
-      'p.conf:12: unknown condition "owner" (expected annotation KEY=GLOB or source env|annotation)',
+      'p.conf:12: unknown condition "owner" (expected annotation KEY=GLOB, source env|annotation, namespace GLOB or pod-label KEY=GLOB)',
       'p.conf:13: "" is not an annotation key',
       "p.conf:14: bad pattern \"a]\": ']' without '['",
       'p.conf:15: the line ends with "\\" but no line follows to continue it',
@@ -288,6 +288,41 @@ describe('policy verdicts on the Debian 6.1 tree', () => {
     // An annotation that only exists on Object.prototype is not an annotation.
     const proto = policy('default deny\nallow dummy when annotation constructor=*\n');
     expect((await verdict(['dummy'], proto, {})).refusal).toMatch(/default deny/);
+  });
+
+  it("namespace and pod-label: the runtime's typed facts; where missing, allow no, deny yes", async () => {
+    const text = [
+      'default deny',
+      'allow dummy when namespace kube-*',
+      'allow tun when pod-label app=vpn*',
+      'deny tun when namespace restricted',
+    ].join('\n');
+    const nri = (namespace: string, podLabels: Record<string, string> = {}): Requester => ({
+      namespace,
+      podLabels,
+    });
+    expect((await verdict(['dummy'], policy(text), nri('kube-system'))).refusal).toBeUndefined();
+    expect((await verdict(['dummy'], policy(text), nri('default'))).refusal).toMatch(
+      /default deny/,
+    );
+    expect(
+      (await verdict(['tun'], policy(text), nri('a', { app: 'vpn-1' }))).refusal,
+    ).toBeUndefined();
+    expect((await verdict(['tun'], policy(text), nri('a', { app: 'web' }))).refusal).toMatch(
+      /default deny/,
+    );
+    expect(
+      (await verdict(['tun'], policy(text), nri('restricted', { app: 'vpn-1' }))).refusal,
+    ).toMatch(/denied by .*namespace restricted/);
+    // The hook has neither fact: the allows do not apply, the deny does.
+    const hook = { annotations: { 'io.kubernetes.pod.namespace': 'kube-system' } };
+    expect((await verdict(['dummy'], policy(text), hook)).refusal).toMatch(/default deny/);
+    const allowAll = policy('allow tun\ndeny tun when namespace restricted\n');
+    expect((await verdict(['tun'], allowAll, hook)).refusal).toMatch(/denied by/);
+    expect((await verdict(['tun'], allowAll, nri('default'))).refusal).toBeUndefined();
+    // A label only on Object.prototype is not a label.
+    const proto = policy('default deny\nallow dummy when pod-label constructor=*\n');
+    expect((await verdict(['dummy'], proto, nri('a'))).refusal).toMatch(/default deny/);
   });
 
   it('source conditions: a name from both sources needs the allow for each', async () => {
