@@ -25,7 +25,7 @@ import {
   KERNEL_MODULES_ANNOTATION,
   KERNEL_MODULES_ENV,
   MAX_MODULE_NAME_LENGTH,
-} from '../hook/request';
+} from '../container/request';
 import { parseStage, type HookStage } from '../hook/stage';
 import { DEFAULT_POLICY_DIR, DEFAULT_POLICY_FILE } from '../policy/types';
 import { DEFAULT_STATE_DIR } from '../holds/defaults';

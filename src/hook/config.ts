@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
 import { packageRoot } from '../package-root';
-import { KERNEL_MODULES_ANNOTATION } from './request';
+import { KERNEL_MODULES_ANNOTATION } from '../container/request';
 import type { HookStage } from './stage';
 
 /** Where `--install-wrapper` puts the wrapper unless told otherwise, and what the configs

@@ -7,13 +7,11 @@ export type { HookAction, HookRunHandle, HookLoader, HookOptions, HookResult } f
 export {
   KERNEL_MODULES_ANNOTATION,
   KERNEL_MODULES_ENV,
-  MAX_CONFIG_BYTES,
   MAX_MODULE_NAME_LENGTH,
   MAX_REQUEST_LENGTH,
   parseKernelModules,
-  readHookRequest,
-  requestFromConfig,
-} from './request';
+} from '../container/request';
+export { MAX_CONFIG_BYTES, readHookRequest, requestFromConfig } from './request';
 export type { HookRequest, ReadRequestOptions } from './request';
 export { HOOK_STAGES, LOAD_STAGES, inferStage, isLoadStage, parseStage } from './stage';
 export type { HookStage } from './stage';

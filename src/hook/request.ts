@@ -7,53 +7,17 @@ import { EXIT, KmodloadError } from '../errors';
 import { FileReadError, readRegularFile } from '../files';
 import { errorText, quote } from '../text';
 import type { RequestSource } from '../policy/types';
+import {
+  KERNEL_MODULES_ANNOTATION,
+  KERNEL_MODULES_ENV,
+  findEnvRequest,
+  requestedNames,
+} from '../container/request';
 import { checkAnnotations, type ContainerState } from './state';
 import { decodeUtf8 } from './text';
 
-export const KERNEL_MODULES_ENV = 'KERNEL_MODULES';
-export const KERNEL_MODULES_ANNOTATION = 'org.kmodload.kernel-modules';
-
-/** The kernel keeps module names in char[MODULE_NAME_LEN], MODULE_NAME_LEN = 64 -
- *  sizeof(unsigned long) = 56 on 64-bit, NUL included: no module name is longer than 55. */
-export const MAX_MODULE_NAME_LENGTH = 55;
-/** Longest KERNEL_MODULES value (or annotation) accepted: about a thousand long names. */
-export const MAX_REQUEST_LENGTH = 64 * 1024;
 /** Largest config.json read. Real ones are kilobytes; the cap bounds memory, not features. */
 export const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
-
-const MODULE_NAME = /^[A-Za-z0-9_-]+$/;
-// Names are separated by commas or ASCII blanks: podman splits an --annotation value at
-// commas, so `org.kmodload.kernel-modules=ip_vs ip_vs_wrr` must work as well.
-const SEPARATORS = /[, \t\r\n\f\v]+/;
-
-/**
- * Parses a KERNEL_MODULES value: names separated by commas or blanks, empty items skipped,
- * duplicates dropped (first kept). Any invalid name refuses the whole request.
- * @param source what the value came from, for the message ("KERNEL_MODULES").
- */
-export function parseKernelModules(value: string, source: string = KERNEL_MODULES_ENV): string[] {
-  if (value.length > MAX_REQUEST_LENGTH) {
-    throw new KmodloadError(
-      `${source} is too long (${value.length} characters, at most ${MAX_REQUEST_LENGTH})`,
-      EXIT.refused,
-    );
-  }
-  const names: string[] = [];
-  for (const name of value.split(SEPARATORS)) {
-    if (name === '') continue;
-    if (!MODULE_NAME.test(name) || name.length > MAX_MODULE_NAME_LENGTH) {
-      const why =
-        name.length > MAX_MODULE_NAME_LENGTH && MODULE_NAME.test(name)
-          ? `longer than ${MAX_MODULE_NAME_LENGTH} characters`
-          : 'only letters, digits, "_" and "-" are allowed';
-      throw new KmodloadError(`invalid module name in ${source} (${why})`, EXIT.refused, {
-        subject: `cannot load ${quote(name)}`,
-      });
-    }
-    if (!names.includes(name)) names.push(name);
-  }
-  return names;
-}
 
 /** Where a request came from, for the log and the programmatic API. */
 export interface HookRequest {
@@ -83,37 +47,6 @@ function malformedConfig(configPath: string, detail: string): KmodloadError {
 }
 
 /**
- * The `KERNEL_MODULES=` entry's value (everything after the first `=`), if any. Two entries
- * with different values are refused: runc hands the container the last one while the original
- * hook read the first, so either choice would load modules the container does not see.
- */
-export function findEnvRequest(env: unknown, configPath = 'config.json'): string | undefined {
-  if (env === undefined || env === null) return undefined;
-  if (!Array.isArray(env)) throw malformedConfig(configPath, 'process.env is not an array');
-  const prefix = `${KERNEL_MODULES_ENV}=`;
-  let found: string | undefined;
-  env.forEach((entry: unknown, index) => {
-    // Every entry is checked, not just those before the match: the runtime refuses such a
-    // config too, so the answer must not depend on where the odd entry sits.
-    if (typeof entry !== 'string') {
-      throw malformedConfig(configPath, `process.env[${index}] is not a string`);
-    }
-    // Entries without '=' define nothing (runc passes them through, execve ignores them).
-    if (!entry.startsWith(prefix)) return;
-    const value = entry.slice(prefix.length);
-    if (found !== undefined && found !== value) {
-      throw new KmodloadError(
-        `${KERNEL_MODULES_ENV} is set twice with different values, ${quote(found)} and ` +
-          `${quote(value)}: remove one (the container would see only the last)`,
-        EXIT.refused,
-      );
-    }
-    found = value;
-  });
-  return found;
-}
-
-/**
  * The request from a parsed config.json and the state's annotations. The state's annotation
  * wins over config.json's when both are set (the runtime's view is the current one).
  */
@@ -133,7 +66,9 @@ export function requestFromConfig(
     if (typeof proc !== 'object' || Array.isArray(proc)) {
       throw malformedConfig(configPath, '"process" is not an object');
     }
-    envValue = findEnvRequest((proc as Record<string, unknown>)['env'], configPath);
+    envValue = findEnvRequest((proc as Record<string, unknown>)['env'], (detail) =>
+      malformedConfig(configPath, detail),
+    );
   }
   const configAnnotations = checkAnnotations(object['annotations'], (detail) =>
     malformedConfig(configPath, detail),
@@ -141,24 +76,20 @@ export function requestFromConfig(
   const annotations = { ...configAnnotations, ...stateAnnotations };
   const annotation = annotations[KERNEL_MODULES_ANNOTATION];
 
-  // No prototype: a container may ask for a module named "__proto__".
-  const sources = Object.create(null) as Record<string, RequestSource[]>;
-  const request: HookRequest = { modules: [], configPath, annotations, sources };
-  const add = (names: string[], source: RequestSource): void => {
-    for (const name of names) {
-      const from = (sources[name] ??= []);
-      if (from.length === 0) request.modules.push(name);
-      if (!from.includes(source)) from.push(source);
-    }
+  const request: HookRequest = {
+    ...requestedNames([
+      { value: envValue, source: 'env', what: KERNEL_MODULES_ENV },
+      {
+        value: annotation,
+        source: 'annotation',
+        what: `annotation ${KERNEL_MODULES_ANNOTATION}`,
+      },
+    ]),
+    configPath,
+    annotations,
   };
-  if (envValue !== undefined) {
-    request.env = envValue;
-    add(parseKernelModules(envValue, KERNEL_MODULES_ENV), 'env');
-  }
-  if (annotation !== undefined) {
-    request.annotation = annotation;
-    add(parseKernelModules(annotation, `annotation ${KERNEL_MODULES_ANNOTATION}`), 'annotation');
-  }
+  if (envValue !== undefined) request.env = envValue;
+  if (annotation !== undefined) request.annotation = annotation;
   return request;
 }
 

@@ -13,7 +13,7 @@ import {
   installWrapper,
   wrapperScript,
 } from '../../src/hook/config';
-import { KERNEL_MODULES_ANNOTATION } from '../../src/hook/request';
+import { KERNEL_MODULES_ANNOTATION } from '../../src/container/request';
 import { memoryIO } from '../helpers/cli-io';
 
 const repo = path.resolve(__dirname, '..', '..');

@@ -5,13 +5,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { EXIT, KmodloadError } from '../../src/errors';
 import {
   KERNEL_MODULES_ANNOTATION,
-  MAX_CONFIG_BYTES,
   MAX_MODULE_NAME_LENGTH,
   MAX_REQUEST_LENGTH,
   parseKernelModules,
-  readHookRequest,
-  requestFromConfig,
-} from '../../src/hook/request';
+} from '../../src/container/request';
+import { MAX_CONFIG_BYTES, readHookRequest, requestFromConfig } from '../../src/hook/request';
 import type { ContainerState } from '../../src/hook/state';
 import { writeBundle } from '../helpers/bundle';
 import { thrown } from '../helpers/errors';
