@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main';
+import { EXIT } from '../../src/errors';
 import { memoryIO } from '../helpers/cli-io';
 import type { HelpAnswer, HelpRunner } from '../helpers/docs';
 import {
@@ -157,6 +158,14 @@ describe('kmodload invocations in the documentation', () => {
       'Usage: kmodload policy check [OPTIONS] NAME...\n       kmodload policy lint [--json]\n\nkmodload policy audit is not a usage line\n';
     expect(subcommandsOf('policy', help)).toEqual(['check', 'lint']);
     expect(subcommandsOf('hook-config', 'Usage: kmodload hook-config [--format F]\n')).toEqual([]);
+  });
+});
+
+describe('exit statuses', () => {
+  it("docs/security.md's table has a row for every status of src/errors.ts", () => {
+    const security = fs.readFileSync(path.join(DOCS_DIR, 'security.md'), 'utf8');
+    const rows = [...security.matchAll(/^\| (\d+) \|/gm)].map((m) => Number(m[1]));
+    expect(rows).toEqual(Object.values(EXIT));
   });
 });
 
