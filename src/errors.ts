@@ -1,5 +1,5 @@
 // Exit statuses of the CLI and the hook, and the error that carries them to the top.
-// Documented in `kmodload --help` and the README; keep the three in step.
+// Documented in `kmodload --help` and docs/security.md; keep the three in step.
 
 export const EXIT = {
   ok: 0,

@@ -1,5 +1,5 @@
 // The help texts. The exit statuses listed here are src/errors.ts's EXIT; keep them and the
-// README in step.
+// exit status table of docs/security.md in step.
 
 const EXIT_STATUS = `Exit status:
   0   success (everything loaded, already live or builtin; or help shown)
