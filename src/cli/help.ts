@@ -34,6 +34,8 @@ Commands:
   gc                  drop the holds of containers that are gone (--unload: and unload)
   doctor              will this host load modules for containers, and if not, why
   install-node        put the hook on a node for CRI-O/podman (hooks.d); --uninstall
+  nri                 resident NRI plugin for containerd, CRI-O and iSulad: decides
+                      each container as the hook does, without a hook
 
 Options:
   -h, --help          show this help (\`kmodload COMMAND --help\` for a command's)
@@ -187,4 +189,42 @@ host's directories there). Re-running replaces everything atomically (an upgrade
   --unload-on-stop    the hook also runs at poststop and unloads what nobody holds
   --always            run for every container, not only annotated ones
   -d, -S, -C, -n      added to the hook's arguments (see kmodload hook --help)
+`;
+
+export const NRI_HELP = `Usage: kmodload nri [--socket PATH] [--name NAME] [--idx NN] [--policy FILE]...
+                    [--state-dir DIR] [--log FILE] [--unload-on-stop] [-d DIR] [-S VER]
+                    [-C DIR] [-n]
+
+A resident NRI (Node Resource Interface) plugin: containerd (1.7 with NRI enabled,
+2.x), CRI-O (>= 1.26) and iSulad (nri-support) call it for each container made
+through CRI. It decides each container exactly as \`kmodload hook\` does: the request
+from the container's env KERNEL_MODULES=, the pod annotation
+org.kmodload.kernel-modules (every container of the pod) or
+org.kmodload.kernel-modules/container.NAME (one container); the same policy (re-read
+at each decision), plan, holds and log record. A refusal fails the container's
+creation with the one-line reason. Stop and remove release the container's hold.
+On connecting, the running containers' holds are rebuilt (Synchronize).
+
+NRI fails open: while the plugin is down or slow, containers start without their
+modules, unless the runtime requires the plugin (containerd >= 2.2, CRI-O >= 1.34).
+
+Options:
+  --socket PATH     the runtime's NRI socket (default /var/run/nri/nri.sock); when
+                    the runtime starts the plugin itself (NRI_PLUGIN_SOCKET), that
+                    socket is used instead
+  --name NAME       the plugin's name (default kmodload, or NRI_PLUGIN_NAME)
+  --idx NN          its index, two digits: plugins are called in index order
+                    (default 10, or NRI_PLUGIN_IDX)
+  --policy FILE     host policy file, repeatable (default /etc/kmodload/policy.conf
+                    + policy.d/*.conf)
+  --state-dir DIR   where holds are kept (default /run/kmodload)
+  --log FILE        append one JSON line per decision to FILE (also written to stderr)
+  --unload-on-stop  when a container stops, unload what it was the last to hold
+${TREE_OPTIONS}
+  -n, --dry-run             plan and log, load nothing, record no hold
+  -h, --help                show this help
+
+Runs until the runtime shuts the plugin down or SIGTERM/SIGINT (exit 0); it reconnects
+when the runtime restarts. Exit status: 2 bad usage, 1 the runtime's socket (handed
+down) failed.
 `;

@@ -14,6 +14,7 @@ import {
   GLOBAL_HELP,
   INSTALL_NODE_HELP,
   LOAD_HELP,
+  NRI_HELP,
   POLICY_HELP,
   STATUS_HELP,
   UNLOAD_HELP,
@@ -69,6 +70,7 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
       else if (topic === 'gc') write(io.stdout, GC_HELP);
       else if (topic === 'doctor') write(io.stdout, DOCTOR_HELP);
       else if (topic === 'install-node') write(io.stdout, INSTALL_NODE_HELP);
+      else if (topic === 'nri') write(io.stdout, NRI_HELP);
       else if (topic === 'hook' || topic === 'hook-config') {
         return (await hookCommands())[topic === 'hook' ? 'runHookCommand' : 'runHookConfigCommand'](
           ['--help'],
@@ -99,6 +101,8 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
       return (await import('./doctor-command.js')).runDoctorCommand(rest, io);
     case 'install-node':
       return (await import('./install-node-command.js')).runInstallNodeCommand(rest, io);
+    case 'nri':
+      return (await import('./nri-command.js')).runNriCommand(rest, io);
     default:
       if (command.startsWith('-')) throw usageError(`unknown option '${command}'`);
       throw usageError(`unknown command '${command}'`);

@@ -11,7 +11,7 @@ import type { PolicyVerdict, Requester } from '../policy/types';
 import { errorText, oneLine, quote } from '../text';
 import { auditRecord, exitStatusOf, type AuditFacts, type AuditRecord } from './audit';
 import type { ContainerLoadOptions, ContainerLoader, NodeOptions } from './options';
-import type { ContainerRequest } from './request';
+import { requestedNames, type ContainerRequest, type RequestedNames } from './request';
 
 export type AdmissionAction =
   | 'loaded' // every module loaded (or was already there)
@@ -29,6 +29,9 @@ export interface Admission {
   /** Why it is not ok, one line, without the "kmodload: " prefix. */
   readonly message?: string;
   readonly request: ContainerRequest;
+  /** The names the request asks for and where each came from; absent when it could not be
+   *  parsed. */
+  readonly names?: RequestedNames;
   readonly plan?: Plan;
   /** The policy's verdict on the plan (also `plan.policy`). */
   readonly verdict?: PolicyVerdict;
@@ -76,8 +79,11 @@ export function failureAction(failure: KmodloadError): 'refused' | 'failed' {
 }
 
 /** What the policy conditions are tested against. */
-function requesterOf(request: ContainerRequest): Requester {
-  return { source: request.sources, annotations: request.annotations };
+function requesterOf(request: ContainerRequest, names: RequestedNames): Requester {
+  const requester: Requester = { source: names.sources, annotations: request.annotations };
+  if (request.namespace !== undefined) requester.namespace = request.namespace;
+  if (request.podLabels !== undefined) requester.podLabels = request.podLabels;
+  return requester;
 }
 
 /**
@@ -95,11 +101,15 @@ export function startAdmission(
   request: ContainerRequest,
   options: NodeOptions = {},
 ): AdmissionHandle {
+  const names: RequestedNames = {
+    modules: [],
+    sources: Object.create(null) as RequestedNames['sources'],
+  };
   const facts: AuditFacts & { modules: ModuleResult[]; warnings: string[] } = {
     id: request.id,
     stage: request.stage,
     status: request.status,
-    request: request.modules,
+    request: names.modules,
     dryRun: options.dryRun === true,
     annotations: request.annotations,
     modules: [],
@@ -108,12 +118,17 @@ export function startAdmission(
   };
   let action: AdmissionAction = 'refused';
   let ended: Admission | undefined;
-  const end = (): Admission => (ended ??= decision(request, facts, action));
+  let parsed = false;
+  const end = (): Admission =>
+    (ended ??= decision(request, parsed ? names : undefined, facts, action));
   const done = (async () => {
     try {
-      action = await carryOut(request, options, facts);
+      Object.assign(names, requestedNames(request.parts));
+      parsed = true;
+      facts.request = names.modules;
+      action = await carryOut(request, names, options, facts);
     } catch (error) {
-      facts.failure = asKmodloadError(error, request.modules);
+      facts.failure = asKmodloadError(error, names.modules);
       action = failureAction(facts.failure);
     }
     return end();
@@ -126,7 +141,7 @@ export function startAdmission(
       const inserted = facts.modules.filter((m) => m.status === 'loaded').map((m) => m.name);
       const what = inserted.length > 0 ? `after loading ${inserted.join(',')}` : 'nothing loaded';
       const subject =
-        request.modules.length > 0 ? `cannot load ${request.modules.join(',')}` : undefined;
+        names.modules.length > 0 ? `cannot load ${names.modules.join(',')}` : undefined;
       facts.failure = new KmodloadError(`interrupted by ${signal} (${what})`, EXIT.failed, {
         ...(subject ? { subject } : {}),
       });
@@ -136,13 +151,14 @@ export function startAdmission(
     async recordInterrupted() {
       if (!facts.interruptedBy || options.dryRun) return;
       if (!facts.modules.some((m) => m.status === 'loaded')) return;
-      await recordHold(request, facts.modules, false, options, facts.warnings);
+      await recordHold(request, names, facts.modules, false, options, facts.warnings);
     },
   };
 }
 
 function decision(
   request: ContainerRequest,
+  names: RequestedNames | undefined,
   facts: AuditFacts,
   action: AdmissionAction,
 ): Admission {
@@ -152,6 +168,7 @@ function decision(
     exitStatus: exitStatusOf(facts),
     ...(facts.failure ? { message: oneLine(facts.failure.message) } : {}),
     request,
+    ...(names ? { names } : {}),
     ...(facts.plan ? { plan: facts.plan } : {}),
     ...(facts.plan?.policy ? { verdict: facts.plan.policy } : {}),
     modules: [...facts.modules],
@@ -164,10 +181,11 @@ function decision(
 /** The work itself; fills in `facts` as it goes, so that a failure keeps what was known. */
 async function carryOut(
   request: ContainerRequest,
+  names: RequestedNames,
   options: NodeOptions,
   facts: AuditFacts & { modules: ModuleResult[]; warnings: string[] },
 ): Promise<AdmissionAction> {
-  if (request.modules.length === 0) return 'nothing-requested';
+  if (names.modules.length === 0) return 'nothing-requested';
 
   // Required here, not above: the no-request path loads nothing of the policy or loader.
   const policyApi = await import('../policy/index.js');
@@ -179,7 +197,7 @@ async function carryOut(
   const loader = options.loader ?? (await defaultLoader());
   const loadOptions = containerLoadOptions(options, (result) => facts.modules.push(result));
 
-  const planning = loader.resolve(request.modules, loadOptions);
+  const planning = loader.resolve(names.modules, loadOptions);
   // Not awaited when the policy refuses first.
   planning.catch(() => undefined);
   const read = await reading;
@@ -191,14 +209,14 @@ async function carryOut(
   // Planned once, then checked: the plan and the verdict are recorded even when refused.
   const plan = await planning;
   facts.plan = plan;
-  plan.policy = policyApi.checkPolicy(plan, read.policy, requesterOf(request));
+  plan.policy = policyApi.checkPolicy(plan, read.policy, requesterOf(request, names));
   let result: LoadResult;
   try {
     result = await loader.loadPlan(plan, loadOptions);
   } catch (error) {
     // Stopped half-way (an unusable module file): what went in is still the container's.
     if (!options.dryRun && facts.modules.some((m) => m.status === 'loaded')) {
-      await recordHold(request, facts.modules, false, options, facts.warnings);
+      await recordHold(request, names, facts.modules, false, options, facts.warnings);
     }
     throw error;
   }
@@ -207,7 +225,14 @@ async function carryOut(
   const { failureSummary } = await import('../loader/summary.js');
   const summary = failureSummary(result);
   if (!options.dryRun) {
-    await recordHold(request, result.modules, summary === undefined, options, facts.warnings);
+    await recordHold(
+      request,
+      names,
+      result.modules,
+      summary === undefined,
+      options,
+      facts.warnings,
+    );
   }
   if (summary !== undefined) {
     facts.failure = new KmodloadError(summary, EXIT.failed);
@@ -241,6 +266,7 @@ function containerLoadOptions(
  *  starting: it is a warning (the modules are then never unloaded automatically). */
 async function recordHold(
   request: ContainerRequest,
+  names: RequestedNames,
   modules: readonly ModuleResult[],
   succeeded: boolean,
   options: NodeOptions,
@@ -251,8 +277,8 @@ async function recordHold(
     warnings.push(
       ...(await recordLoad(
         options,
-        { id: request.id, pid: request.pid },
-        request.modules,
+        { id: request.id, pid: request.pid, via: request.via },
+        names.modules,
         [...modules],
         succeeded,
       )),

@@ -11,7 +11,17 @@ export {
   type AdmissionHandle,
 } from './admit';
 export { release, type ContainerDeparture, type Release } from './release';
-export type { ContainerRequest } from './request';
+export { reconcile, type Reconciliation } from './reconcile';
+export {
+  KERNEL_MODULES_ANNOTATION,
+  KERNEL_MODULES_ENV,
+  findEnvRequest,
+  parseKernelModules,
+  requestedNames,
+  type ContainerRequest,
+  type RequestPart,
+  type RequestedNames,
+} from './request';
 export type { ContainerLoadOptions, ContainerLoader, NodeOptions } from './options';
 export {
   auditRecord,

@@ -83,6 +83,13 @@ export function findEnvRequest(
   return found;
 }
 
+/** The names a request asks for, in order, without duplicates, and where each came from (a
+ *  name in both the env and the annotation has both). */
+export interface RequestedNames {
+  modules: string[];
+  sources: Record<string, RequestSource[]>;
+}
+
 /** One place a request can come from: its raw value (undefined: not there). */
 export interface RequestPart {
   value: string | undefined;
@@ -92,9 +99,7 @@ export interface RequestPart {
 }
 
 /** The names of every part in order, without duplicates, and where each came from. */
-export function requestedNames(
-  parts: readonly RequestPart[],
-): Pick<ContainerRequest, 'modules' | 'sources'> {
+export function requestedNames(parts: readonly RequestPart[]): RequestedNames {
   // No prototype: a container may ask for a module named "__proto__".
   const sources = Object.create(null) as Record<string, RequestSource[]>;
   const modules: string[] = [];
@@ -112,10 +117,9 @@ export function requestedNames(
 export interface ContainerRequest {
   /** The container's id. */
   id: string;
-  /** The names asked for, in order, without duplicates. */
-  modules: string[];
-  /** Where each name came from (a name in both the env and the annotation has both). */
-  sources: Record<string, RequestSource[]>;
+  /** What the container asks for, as it was written, in order: the core parses it (an
+   *  invalid name refuses the whole request). */
+  parts: RequestPart[];
   /** The container's annotations: the policy's `when annotation` tests them. */
   annotations: Record<string, string>;
   /** The container's process, when it exists already: its hold goes stale once it is gone. */
@@ -127,4 +131,6 @@ export interface ContainerRequest {
   /** The pod's namespace and labels, where the runtime gives them as typed facts (NRI). */
   namespace?: string;
   podLabels?: Record<string, string>;
+  /** 'nri': the runtime reports which containers still run (the hold is kept by id, not pid). */
+  via?: 'nri';
 }

@@ -53,7 +53,7 @@ export interface ReleaseResult {
  */
 export async function recordLoad(
   options: HoldsOptions,
-  container: { id: string; pid?: number | undefined },
+  container: { id: string; pid?: number | undefined; via?: 'nri' | undefined },
   requested: string[],
   results: ModuleResult[],
   succeeded: boolean,
@@ -86,6 +86,7 @@ export async function recordLoad(
         since: now,
         requested: [],
         modules: [],
+        ...(container.via ? { via: container.via } : {}),
       };
       for (const name of requested) if (!hold.requested.includes(name)) hold.requested.push(name);
       for (const result of results) {

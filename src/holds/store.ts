@@ -49,6 +49,9 @@ export interface Hold {
   /** The names the container asked for. */
   requested: string[];
   modules: HeldModule[];
+  /** 'nri': taken by the NRI plugin, which learns from the runtime (Synchronize) which
+   *  containers still run; absent: taken by a hook, whose container's pid tells. */
+  via?: 'nri';
 }
 
 /** A module some kmodload hook inserted, with the order of insertion (removal goes backwards). */
@@ -72,11 +75,12 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 function isHold(value: unknown): value is Hold {
   if (!isObject(value) || value['version'] !== STATE_VERSION) return false;
-  const { id, pid, pidStart, since, requested, modules } = value;
+  const { id, pid, pidStart, since, requested, modules, via } = value;
   return (
     typeof id === 'string' &&
     (pid === null || (typeof pid === 'number' && Number.isInteger(pid))) &&
     (pidStart === null || typeof pidStart === 'string') &&
+    (via === undefined || via === 'nri') &&
     typeof since === 'string' &&
     Array.isArray(requested) &&
     requested.every((r) => typeof r === 'string') &&

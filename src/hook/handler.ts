@@ -21,7 +21,13 @@ import {
 import { EXIT, KmodloadError } from '../errors';
 import type { ModuleResult } from '../loader/types';
 import type { Plan } from '../planner/plan';
-import { readHookRequest, type HookRequest, type ReadRequestOptions } from './request';
+import {
+  readContainerConfig,
+  requestParts,
+  type ContainerConfig,
+  type HookRequest,
+  type ReadRequestOptions,
+} from './request';
 import { isLoadStage, inferStage, type HookStage } from './stage';
 import { checkContainerState, parseContainerState, type ContainerState } from './state';
 
@@ -91,6 +97,8 @@ export interface HookRunHandle {
 interface HookContext {
   state?: ContainerState;
   stage?: HookStage;
+  config?: ContainerConfig;
+  /** The config's request, once the core has parsed it. */
   request?: HookRequest;
 }
 
@@ -147,14 +155,17 @@ async function runStage(
   if (!isLoadStage(context.stage)) return notALoadStage(context, options);
 
   const state = context.state as ContainerState;
-  context.request = await readHookRequest(state, options);
-  const handle = startAdmission(containerRequest(state, context.stage, context.request), options);
+  context.config = await readContainerConfig(state, options);
+  const handle = startAdmission(containerRequest(state, context.stage, context.config), options);
   started(handle);
   return hookResult(context, await handle.done);
 }
 
 /** The core's decision as the hook's result. */
 function hookResult(context: HookContext, decided: Admission): HookResult {
+  if (context.config && decided.names) {
+    context.request = { ...context.config, ...decided.names };
+  }
   return {
     ...fromAdmission(context),
     ok: decided.ok,
@@ -173,13 +184,12 @@ function hookResult(context: HookContext, decided: Admission): HookResult {
 function containerRequest(
   state: ContainerState,
   stage: HookStage,
-  request: HookRequest,
+  config: ContainerConfig,
 ): ContainerRequest {
   return {
     id: state.id,
-    modules: request.modules,
-    sources: request.sources,
-    annotations: request.annotations,
+    parts: requestParts(config),
+    annotations: config.annotations,
     ...(state.pid !== undefined ? { pid: state.pid } : {}),
     stage,
     ...(state.status !== undefined ? { status: state.status } : {}),
@@ -256,7 +266,7 @@ function refusedResult(
     status: context.state?.status,
     request: context.request?.modules,
     dryRun: options.dryRun === true,
-    annotations: context.request?.annotations ?? context.state?.annotations,
+    annotations: context.config?.annotations ?? context.state?.annotations,
     modules: [],
     started,
     failure,

@@ -12,6 +12,7 @@ import {
   KERNEL_MODULES_ENV,
   findEnvRequest,
   requestedNames,
+  type RequestPart,
 } from '../container/request';
 import { checkAnnotations, type ContainerState } from './state';
 import { decodeUtf8 } from './text';
@@ -19,10 +20,8 @@ import { decodeUtf8 } from './text';
 /** Largest config.json read. Real ones are kilobytes; the cap bounds memory, not features. */
 export const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
 
-/** Where a request came from, for the log and the programmatic API. */
-export interface HookRequest {
-  /** The names to load, env first then annotation, without duplicates. */
-  modules: string[];
+/** What config.json (and the state) say the container asks for, as written. */
+export interface ContainerConfig {
   /** The raw KERNEL_MODULES value (first entry), when there is one. */
   env?: string;
   /** The raw annotation value, when there is one. */
@@ -31,8 +30,31 @@ export interface HookRequest {
   configPath?: string;
   /** The container's annotations: config.json's, overridden by the state's. */
   annotations: Record<string, string>;
+}
+
+/** Where a request came from, for the log and the programmatic API. */
+export interface HookRequest extends ContainerConfig {
+  /** The names to load, env first then annotation, without duplicates. */
+  modules: string[];
   /** Where each name came from (a name in both has both), for the policy's `source`. */
   sources: Record<string, RequestSource[]>;
+}
+
+/** The places a hook's request comes from, raw, as the core parses them: env first. */
+export function requestParts(config: ContainerConfig): RequestPart[] {
+  return [
+    { value: config.env, source: 'env', what: KERNEL_MODULES_ENV },
+    {
+      value: config.annotation,
+      source: 'annotation',
+      what: `annotation ${KERNEL_MODULES_ANNOTATION}`,
+    },
+  ];
+}
+
+/** `config` with its names parsed. Throws KmodloadError (exit 3) for an invalid name. */
+function parsed(config: ContainerConfig): HookRequest {
+  return { ...config, ...requestedNames(requestParts(config)) };
 }
 
 function tooLarge(configPath: string): KmodloadError {
@@ -55,6 +77,15 @@ export function requestFromConfig(
   stateAnnotations: Record<string, string> = {},
   configPath = 'config.json',
 ): HookRequest {
+  return parsed(configRequest(config, stateAnnotations, configPath));
+}
+
+/** As requestFromConfig, the names left as written. */
+function configRequest(
+  config: unknown,
+  stateAnnotations: Record<string, string>,
+  configPath: string,
+): ContainerConfig {
   if (typeof config !== 'object' || config === null || Array.isArray(config)) {
     throw malformedConfig(configPath, 'not a JSON object');
   }
@@ -76,18 +107,7 @@ export function requestFromConfig(
   const annotations = { ...configAnnotations, ...stateAnnotations };
   const annotation = annotations[KERNEL_MODULES_ANNOTATION];
 
-  const request: HookRequest = {
-    ...requestedNames([
-      { value: envValue, source: 'env', what: KERNEL_MODULES_ENV },
-      {
-        value: annotation,
-        source: 'annotation',
-        what: `annotation ${KERNEL_MODULES_ANNOTATION}`,
-      },
-    ]),
-    configPath,
-    annotations,
-  };
+  const request: ContainerConfig = { configPath, annotations };
   if (envValue !== undefined) request.env = envValue;
   if (annotation !== undefined) request.annotation = annotation;
   return request;
@@ -111,6 +131,14 @@ export async function readHookRequest(
   state: ContainerState,
   options: ReadRequestOptions = {},
 ): Promise<HookRequest> {
+  return parsed(await readContainerConfig(state, options));
+}
+
+/** As readHookRequest, the names left as written (the core parses them). */
+export async function readContainerConfig(
+  state: ContainerState,
+  options: ReadRequestOptions = {},
+): Promise<ContainerConfig> {
   if (!state.bundle) {
     throw new KmodloadError(
       `container ${quote(state.id)}: the state names no bundle, cannot read its KERNEL_MODULES`,
@@ -156,5 +184,5 @@ export async function readHookRequest(
   } catch (error) {
     throw malformedConfig(configPath, `not JSON (${(error as Error).message})`);
   }
-  return requestFromConfig(config, state.annotations, configPath);
+  return configRequest(config, state.annotations, configPath);
 }

@@ -1,0 +1,82 @@
+// `kmodload nri`: the resident NRI plugin for containerd, CRI-O and iSulad. Parse, start the
+// plugin over the container core, run until the runtime shuts it down or a signal comes.
+
+import { EXIT, KmodloadError } from '../errors';
+import { oneLine } from '../text';
+import { flag, lastValue, parseArgs, usageError } from './args';
+import { NODE_SPECS, nodeOptions } from './common';
+import { NRI_HELP } from './help';
+import type { CliIO } from './io';
+
+const COMMAND = 'nri';
+
+const NRI_SPECS = [
+  ...NODE_SPECS,
+  { long: 'socket', value: true },
+  { long: 'name', value: true },
+  { long: 'idx', value: true },
+];
+
+/** The name and index NRI accepts: NAME of `[A-Za-z0-9_.+-]`, two digits. */
+const PLUGIN_NAME = /^[A-Za-z0-9_.+-]+$/;
+const PLUGIN_IDX = /^[0-9]{2}$/;
+
+export async function runNriCommand(
+  argv: string[],
+  io: CliIO,
+  signals: Pick<NodeJS.Process, 'once' | 'off'> = process,
+): Promise<number> {
+  const parsed = parseArgs(argv, NRI_SPECS, COMMAND);
+  if (flag(parsed, 'help')) {
+    io.stdout.write(NRI_HELP);
+    return EXIT.ok;
+  }
+  const extra = parsed.operands[0];
+  if (extra !== undefined) throw usageError(`unexpected argument '${oneLine(extra)}'`, COMMAND);
+  const options = nodeOptions(parsed);
+  const { preRegisteredPlugin, startNriPlugin, DEFAULT_SOCKET_PATH } = await import(
+    '../nri/plugin.js'
+  );
+  const { nriHandlers, recordSink } = await import('../nri/service.js');
+  // Started by the runtime from its plugin directory: its socket on a descriptor, its name
+  // and index in the environment (the command line still wins for name and index).
+  const inherited = preRegisteredPlugin(io.env);
+  const socket = lastValue(parsed, 'socket');
+  if (inherited && socket !== undefined) {
+    throw usageError('--socket and NRI_PLUGIN_SOCKET exclude each other', COMMAND);
+  }
+  const name = lastValue(parsed, 'name') ?? (inherited?.name || 'kmodload');
+  const idx = lastValue(parsed, 'idx') ?? (inherited?.idx || '10');
+  if (!PLUGIN_NAME.test(name)) {
+    throw usageError(`--name '${oneLine(name)}': letters, digits, '_', '.', '+' and '-'`, COMMAND);
+  }
+  if (!PLUGIN_IDX.test(idx)) throw usageError(`--idx '${oneLine(idx)}': two digits`, COMMAND);
+
+  const say = (line: string): void => void io.stderr.write(`kmodload: nri: ${oneLine(line)}\n`);
+  const plugin = startNriPlugin({
+    ...(inherited ? { socketFd: inherited.socketFd } : { socketPath: socket ?? DEFAULT_SOCKET_PATH }),
+    name,
+    idx,
+    handlers: nriHandlers(options, recordSink(options, io.stderr, (line) => say(`warning: ${line}`))),
+    log: say,
+  });
+  let stoppedBy: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    stoppedBy = signal;
+    void plugin.stop();
+  };
+  signals.once('SIGTERM', onSignal);
+  signals.once('SIGINT', onSignal);
+  try {
+    await plugin.done;
+    say(stoppedBy ? `stopped by ${stoppedBy}` : 'stopped');
+    return EXIT.ok;
+  } catch (error) {
+    throw new KmodloadError(oneLine((error as Error).message), EXIT.failed, {
+      subject: 'nri plugin ended',
+    });
+  } finally {
+    signals.off('SIGTERM', onSignal);
+    signals.off('SIGINT', onSignal);
+  }
+}
