@@ -212,16 +212,18 @@ class ResidentPlugin implements NriPlugin {
       this.settle(session.failure);
       return;
     }
-    if (session.configured) {
+    // Only a connection that got as far as the runtime's Synchronize was a working one: one
+    // that fails before (a runtime that refuses, a handler that cannot synchronize) is
+    // retried with growing delays, and reported once, not at every attempt.
+    if (session.synchronized) {
       this.failures = 0;
       this.lastFailure = '';
     }
     const line = session.connected
       ? `connection to the runtime ended: ${reason}; connecting again`
       : `cannot connect to the runtime at ${oneLine(this.socketPath)}: ${reason}; retrying`;
-    // A runtime that stays away is reported once, not at every attempt.
     if (line !== this.lastFailure) this.options.log(line);
-    this.lastFailure = session.configured ? '' : line;
+    this.lastFailure = session.synchronized ? '' : line;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       this.connect();
@@ -248,6 +250,8 @@ class Session {
   connected: boolean;
   /** Whether the runtime sent Configure: the plugin was registered. */
   configured = false;
+  /** Whether the plugin answered the runtime's Synchronize: it receives events. */
+  synchronized = false;
   /** Whether the runtime announced its shutdown. */
   shutdown = false;
   /** Why the connection ended, when it ended on an error. */
@@ -427,6 +431,7 @@ class Session {
         setImmediate(() => this.end());
         throw refusal;
       }
+      this.synchronized = true;
       return encodeSynchronizeResponse(false);
     })();
   }

@@ -220,12 +220,14 @@ export class TtrpcServer {
       );
     }
     this.lastStreamId = streamId;
-    const answer = this.handle(decodeRequest(message.body));
-    answer.then(
-      (payload) => this.reply(streamId, { payload }),
-      (error: unknown) =>
-        this.reply(streamId, { status: statusOf(error), payload: new Uint8Array() }),
-    );
+    this.handle(decodeRequest(message.body))
+      .then(
+        (payload) => this.reply(streamId, { payload }),
+        (error: unknown) =>
+          this.reply(streamId, { status: statusOf(error), payload: new Uint8Array() }),
+      )
+      // An answer that cannot be sent has no one to go to; it must not end the process.
+      .catch(() => undefined);
   }
 
   private reply(streamId: number, response: TtrpcResponse): void {

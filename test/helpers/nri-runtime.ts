@@ -253,6 +253,8 @@ export class RuntimeConnection {
 
 /** A runtime listening at `socketPath` for external plugins. */
 export class FakeRuntime {
+  /** Messages to refuse the next registrations with, one per connection. */
+  readonly refusals: string[] = [];
   private readonly all: RuntimeConnection[] = [];
   private readonly accepted: RuntimeConnection[] = [];
   private readonly waiting: ((connection: RuntimeConnection) => void)[] = [];
@@ -260,10 +262,14 @@ export class FakeRuntime {
   private constructor(
     readonly socketPath: string,
     private readonly server: net.Server,
-    public options: ConnectionOptions,
+    private readonly options: ConnectionOptions,
   ) {
     server.on('connection', (socket) => {
-      const connection = new RuntimeConnection(socket, this.options);
+      const refusal = this.refusals.shift();
+      const connection = new RuntimeConnection(
+        socket,
+        refusal === undefined ? this.options : { ...this.options, refuseRegistration: refusal },
+      );
       this.all.push(connection);
       const waiter = this.waiting.shift();
       if (waiter) {
