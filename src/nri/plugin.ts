@@ -135,7 +135,7 @@ class ResidentPlugin implements NriPlugin {
   private settle!: (error?: Error) => void;
   private readonly retry: NriRetry;
   private readonly socketPath: string;
-  private session: Session | undefined;
+  private connection: Connection | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private failures = 0;
   private lastFailure = '';
@@ -176,7 +176,7 @@ class ResidentPlugin implements NriPlugin {
     } catch (error) {
       throw new NriError(`cannot use socket descriptor ${socketFd}: ${errorText(error)}`);
     }
-    this.session = new Session(socket, true, options, (ended) => this.ended(ended));
+    this.connection = new Connection(socket, true, options, (ended) => this.ended(ended));
   }
 
   stop(): Promise<void> {
@@ -184,8 +184,8 @@ class ResidentPlugin implements NriPlugin {
       this.stopping = true;
       clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
-      if (this.session === undefined) this.settle();
-      else this.session.end();
+      if (this.connection === undefined) this.settle();
+      else this.connection.end();
     }
     return this.done.then(
       () => undefined,
@@ -195,35 +195,35 @@ class ResidentPlugin implements NriPlugin {
 
   private connect(): void {
     const socket = net.createConnection({ path: this.socketPath });
-    this.session = new Session(socket, false, this.options, (ended) => this.ended(ended));
+    this.connection = new Connection(socket, false, this.options, (ended) => this.ended(ended));
   }
 
-  private ended(session: Session): void {
-    this.session = undefined;
+  private ended(connection: Connection): void {
+    this.connection = undefined;
     if (this.stopping) {
       this.settle();
       return;
     }
     const reason =
-      session.failure?.message ??
-      (session.shutdown ? 'the runtime shut down' : 'closed by the runtime');
+      connection.failure?.message ??
+      (connection.shutdown ? 'the runtime shut down' : 'closed by the runtime');
     if (this.options.socketFd !== undefined) {
       this.options.log(`connection to the runtime ended: ${reason}`);
-      this.settle(session.failure);
+      this.settle(connection.failure);
       return;
     }
     // Only a connection that got as far as the runtime's Synchronize was a working one: one
     // that fails before (a runtime that refuses, a handler that cannot synchronize) is
     // retried with growing delays, and reported once, not at every attempt.
-    if (session.synchronized) {
+    if (connection.synchronized) {
       this.failures = 0;
       this.lastFailure = '';
     }
-    const line = session.connected
+    const line = connection.connected
       ? `connection to the runtime ended: ${reason}; connecting again`
       : `cannot connect to the runtime at ${oneLine(this.socketPath)}: ${reason}; retrying`;
     if (line !== this.lastFailure) this.options.log(line);
-    this.lastFailure = session.synchronized ? '' : line;
+    this.lastFailure = connection.synchronized ? '' : line;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       this.connect();
@@ -246,7 +246,7 @@ export function retryDelay(failures: number, retry: NriRetry, random = Math.rand
 }
 
 /** One connection to the runtime, from connect (or adoption) to close. */
-class Session {
+class Connection {
   connected: boolean;
   /** Whether the runtime sent Configure: the plugin was registered. */
   configured = false;
@@ -267,7 +267,7 @@ class Session {
     private readonly socket: net.Socket,
     connected: boolean,
     private readonly options: NriPluginOptions,
-    onClose: (session: Session) => void,
+    onClose: (connection: Connection) => void,
   ) {
     this.connected = connected;
     this.server = new TtrpcServer(
