@@ -34,13 +34,17 @@ export async function runNriCommand(
   const extra = parsed.operands[0];
   if (extra !== undefined) throw usageError(`unexpected argument '${oneLine(extra)}'`, COMMAND);
   const options = nodeOptions(parsed);
-  const { preRegisteredPlugin, startNriPlugin, DEFAULT_SOCKET_PATH } = await import(
-    '../nri/plugin.js'
-  );
+  const { preRegisteredPlugin, startNriPlugin, DEFAULT_SOCKET_PATH } =
+    await import('../nri/plugin.js');
   const { nriHandlers, recordSink } = await import('../nri/service.js');
   // Started by the runtime from its plugin directory: its socket on a descriptor, its name
   // and index in the environment (the command line still wins for name and index).
-  const inherited = preRegisteredPlugin(io.env);
+  let inherited: ReturnType<typeof preRegisteredPlugin>;
+  try {
+    inherited = preRegisteredPlugin(io.env);
+  } catch (error) {
+    throw new KmodloadError(oneLine((error as Error).message), EXIT.environment);
+  }
   const socket = lastValue(parsed, 'socket');
   if (inherited && socket !== undefined) {
     throw usageError('--socket and NRI_PLUGIN_SOCKET exclude each other', COMMAND);
@@ -54,10 +58,15 @@ export async function runNriCommand(
 
   const say = (line: string): void => void io.stderr.write(`kmodload: nri: ${oneLine(line)}\n`);
   const plugin = startNriPlugin({
-    ...(inherited ? { socketFd: inherited.socketFd } : { socketPath: socket ?? DEFAULT_SOCKET_PATH }),
+    ...(inherited
+      ? { socketFd: inherited.socketFd }
+      : { socketPath: socket ?? DEFAULT_SOCKET_PATH }),
     name,
     idx,
-    handlers: nriHandlers(options, recordSink(options, io.stderr, (line) => say(`warning: ${line}`))),
+    handlers: nriHandlers(
+      options,
+      recordSink(options, io.stderr, (line) => say(`warning: ${line}`)),
+    ),
     log: say,
   });
   let stoppedBy: NodeJS.Signals | undefined;

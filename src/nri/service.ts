@@ -11,7 +11,6 @@ import {
   findEnvRequest,
   reconcile,
   release,
-  requestedNames,
   writeAuditRecord,
   type AuditRecord,
   type ContainerRequest,
@@ -28,25 +27,24 @@ export type RecordSink = (record: AuditRecord) => void;
 
 /**
  * The container's request: its env's KERNEL_MODULES, then the pod's annotation (every
- * container of the pod), then the pod's annotation for this container by name. Throws a
- * KmodloadError (exit 3) for an invalid name or two different KERNEL_MODULES entries.
+ * container of the pod), then the pod's annotation for this container by name; the core
+ * parses them. Throws a KmodloadError (exit 3) for two different KERNEL_MODULES entries.
  */
 export function nriRequest(pod: NriPod, container: NriContainer): ContainerRequest {
   const malformed = (detail: string): KmodloadError =>
     new KmodloadError(`malformed container env: ${detail}`, EXIT.environment);
   const own = `${CONTAINER_ANNOTATION_PREFIX}${container.name}`;
-  const names = requestedNames([
-    { value: findEnvRequest(container.env, malformed), source: 'env', what: KERNEL_MODULES_ENV },
-    {
-      value: annotation(pod.annotations, KERNEL_MODULES_ANNOTATION),
-      source: 'annotation',
-      what: `annotation ${KERNEL_MODULES_ANNOTATION}`,
-    },
-    { value: annotation(pod.annotations, own), source: 'annotation', what: `annotation ${own}` },
-  ]);
   return {
     id: container.id,
-    ...names,
+    parts: [
+      { value: findEnvRequest(container.env, malformed), source: 'env', what: KERNEL_MODULES_ENV },
+      {
+        value: annotation(pod.annotations, KERNEL_MODULES_ANNOTATION),
+        source: 'annotation',
+        what: `annotation ${KERNEL_MODULES_ANNOTATION}`,
+      },
+      { value: annotation(pod.annotations, own), source: 'annotation', what: `annotation ${own}` },
+    ],
     // The pod's annotations, then the container's own (the policy's `when annotation`), then
     // the pod's identity as the runtime gives it, which no annotation a pod author writes
     // can replace.
@@ -91,10 +89,7 @@ function unreadable(
 /** The plugin's handlers over the container core. `options` are the node's, as the hook's. */
 export function nriHandlers(options: NodeOptions, sink: RecordSink): NriHandlers {
   const departed = async (pod: NriPod, container: NriContainer, stage: string): Promise<void> => {
-    const gone = await release(
-      { id: container.id, stage, annotations: podIdentity(pod) },
-      options,
-    );
+    const gone = await release({ id: container.id, stage, annotations: podIdentity(pod) }, options);
     // A container that held nothing leaves no line: stops outnumber requests by far.
     if (gone.release || gone.warnings.length > 0) sink(gone.record);
   };
@@ -125,7 +120,7 @@ export function nriHandlers(options: NodeOptions, sink: RecordSink): NriHandlers
         } catch (error) {
           // It runs already: nothing to refuse; its line says why it holds nothing.
           sink(unreadable(pod, container, 'synchronize', error, options).record);
-          running.push({ id: container.id, modules: [], sources: {}, annotations: {}, via: 'nri' });
+          running.push({ id: container.id, parts: [], annotations: {}, via: 'nri' });
         }
       }
       const result = await reconcile(running, 'nri', options);
