@@ -2,6 +2,7 @@
 // The one reader of that script's output: every test directory gets its trees from here.
 
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 
 export interface KernelTree {
@@ -69,4 +70,26 @@ export function kernelTree(flavour: string): KernelTree {
   const tree = kernelTrees().find((t) => t.flavour === flavour);
   if (!tree) throw new Error(`no ${flavour} tree from scripts/test/fetch-kernels.sh`);
   return tree;
+}
+
+/** Dependencies of the tree's modules (modules.dep), for the fake kernel's holders. */
+export function treeDependencies(tree: KernelTree): Record<string, string[]> {
+  const deps: Record<string, string[]> = {};
+  const name = (file: string) =>
+    path
+      .basename(file)
+      .replace(/\.ko.*$/, '')
+      .replace(/-/g, '_');
+  for (const line of fs
+    .readFileSync(path.join(tree.moduleDir, 'modules.dep'), 'utf8')
+    .split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon < 0) continue;
+    deps[name(line.slice(0, colon))] = line
+      .slice(colon + 1)
+      .split(' ')
+      .filter((f) => f !== '')
+      .map(name);
+  }
+  return deps;
 }

@@ -19,7 +19,7 @@ import {
 import { compileSources } from '../helpers/build';
 import { writeBundle } from '../helpers/bundle';
 import { FakeKernel } from '../helpers/fake-kernel';
-import { REPO_ROOT, kernelTree, type KernelTree } from '../helpers/trees';
+import { REPO_ROOT, kernelTree, treeDependencies, type KernelTree } from '../helpers/trees';
 
 let tree: KernelTree;
 let scratch: string;
@@ -40,28 +40,6 @@ function newDir(label: string): string {
   return dir;
 }
 
-/** Dependencies of the tree's modules (modules.dep), for the fake kernel's holders. */
-function treeDependencies(): Record<string, string[]> {
-  const deps: Record<string, string[]> = {};
-  const name = (file: string) =>
-    path
-      .basename(file)
-      .replace(/\.ko.*$/, '')
-      .replace(/-/g, '_');
-  for (const line of fs
-    .readFileSync(path.join(tree.moduleDir, 'modules.dep'), 'utf8')
-    .split('\n')) {
-    const colon = line.indexOf(':');
-    if (colon < 0) continue;
-    deps[name(line.slice(0, colon))] = line
-      .slice(colon + 1)
-      .split(' ')
-      .filter((f) => f !== '')
-      .map(name);
-  }
-  return deps;
-}
-
 interface Host {
   kernel: FakeKernel;
   stateDir: string;
@@ -73,7 +51,7 @@ interface Host {
 }
 
 let pidCount = 1000;
-function host(kernel = new FakeKernel().dependsOn(treeDependencies())): Host {
+function host(kernel = new FakeKernel().dependsOn(treeDependencies(tree))): Host {
   const stateDir = newDir('state');
   const procRoot = newDir('proc');
   const bundles = newDir('bundles');
