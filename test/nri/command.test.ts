@@ -1,0 +1,132 @@
+// `kmodload nri` as a process: bad command lines are one line and exit 2 (4 for a bad
+// NRI_PLUGIN_SOCKET), and a dry-run plugin registers with a runtime, decides a container, logs
+// the record to --log and stderr, and exits 0 on SIGTERM.
+
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuditRecord } from '../../src/container/index';
+import { installSources } from '../helpers/build';
+import { FakeRuntime } from '../helpers/nri-runtime';
+import { REPO_ROOT, kernelTree, type KernelTree } from '../helpers/trees';
+
+let tree: KernelTree;
+let scratch: string;
+let cli: string;
+const ENV = { KMODLOAD_ADDON: path.join(REPO_ROOT, 'build', 'Release', 'kmodload.node') };
+
+beforeAll(() => {
+  tree = kernelTree('6.1');
+  scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-nri-cli-'));
+  cli = installSources(path.join(scratch, 'pkg'));
+}, 120_000);
+afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+function run(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [cli, 'nri', ...args], {
+    encoding: 'utf8',
+    env: { ...ENV, ...env },
+    timeout: 20_000,
+  });
+}
+
+describe('kmodload nri', () => {
+  it('--help; bad usage is one line, exit 2; a bad NRI_PLUGIN_SOCKET exit 4', () => {
+    const help = run(['--help']);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: kmodload nri /);
+    for (const [args, message] of [
+      [['--idx', '1'], "--idx '1': two digits"],
+      [['--name', 'a b'], "--name 'a b'"],
+      [['extra'], "unexpected argument 'extra'"],
+      [['--bogus'], "unknown option '--bogus'"],
+    ] as const) {
+      const result = run([...args]);
+      expect(result.status).toBe(2);
+      expect(result.stderr).toContain(message);
+      expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    }
+    const fd = run([], { NRI_PLUGIN_SOCKET: 'three' });
+    expect(fd.status).toBe(4);
+    expect(fd.stderr).toBe(
+      'kmodload: NRI_PLUGIN_SOCKET is not a file descriptor number: "three"\n',
+    );
+  });
+
+  it('registers, decides a container (dry run), logs it, and stops on SIGTERM', async () => {
+    const runtime = await FakeRuntime.listen(path.join(scratch, 'nri', 'nri.sock'));
+    const log = path.join(scratch, 'nri.log');
+    const policy = path.join(scratch, 'policy.conf');
+    fs.writeFileSync(policy, 'default deny\nallow ip_vs*\n');
+    const child = spawn(
+      process.execPath,
+      [
+        cli,
+        'nri',
+        '--socket',
+        runtime.socketPath,
+        '--idx',
+        '42',
+        '--log',
+        log,
+        '--policy',
+        policy,
+        '-n',
+        '-d',
+        tree.root,
+        '-S',
+        tree.version,
+      ],
+      { env: ENV, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    try {
+      const conn = await runtime.nextConnection();
+      expect(await conn.registered).toEqual({ name: 'kmodload', idx: '42' });
+      expect(await conn.configure()).toBe(0x608);
+      await conn.synchronize([], []);
+      const pod = { id: 'p', name: 'web', namespace: 'default' };
+      await conn.createContainer(pod, {
+        id: 'c1',
+        podSandboxId: 'p',
+        name: 'main',
+        env: ['KERNEL_MODULES=ip_vs,ip_vs_wrr'],
+      });
+      await expect(
+        conn.createContainer(pod, {
+          id: 'c2',
+          podSandboxId: 'p',
+          name: 'main',
+          env: ['KERNEL_MODULES=dummy'],
+        }),
+      ).rejects.toThrow(/^kmodload: cannot load dummy: dummy is not allowed for this container \(default deny, /);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+      await runtime.close();
+    }
+    const records = fs
+      .readFileSync(log, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as AuditRecord);
+    expect(records.map((r) => [r.id, r.stage, r.exitStatus, r.dryRun])).toEqual([
+      ['c1', 'CreateContainer', 0, true],
+      ['c2', 'CreateContainer', 3, true],
+    ]);
+    expect(records[0]?.plan.map((step) => step.name)).toContain('ip_vs_wrr');
+    // The same records on stderr, for the runtime's journal, between the plugin's own lines.
+    const lines = stderr.trim().split('\n');
+    expect(lines[0]).toMatch(/^kmodload: nri: registered with containerd .* as 42-kmodload$/);
+    expect(lines.filter((line) => line.startsWith('{')).map((l) => JSON.parse(l).id)).toEqual([
+      'c1',
+      'c2',
+    ]);
+    expect(lines.at(-1)).toBe('kmodload: nri: stopped by SIGTERM');
+  });
+});
