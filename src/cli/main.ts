@@ -55,6 +55,10 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case undefined:
+      // Started by a runtime from its NRI plugin directory: no arguments, only NRI's variables.
+      if (io.env['NRI_PLUGIN_SOCKET'] !== undefined) {
+        return (await import('./nri-command.js')).runNriCommand([], io);
+      }
       throw usageError('missing command');
     case '-h':
     case '--help':

@@ -7,6 +7,7 @@ import { flag, lastValue, parseArgs, usageError } from './args';
 import { NODE_SPECS, nodeOptions } from './common';
 import { NRI_HELP } from './help';
 import type { CliIO } from './io';
+import type { NodeOptions } from '../container/options';
 
 const COMMAND = 'nri';
 
@@ -20,6 +21,32 @@ const NRI_SPECS = [
 /** The name and index NRI accepts: NAME of `[A-Za-z0-9_.+-]`, two digits. */
 const PLUGIN_NAME = /^[A-Za-z0-9_.+-]+$/;
 const PLUGIN_IDX = /^[0-9]{2}$/;
+
+/**
+ * The options of a configuration the runtime hands over: `kmodload nri`'s node flags,
+ * separated by blanks or lines, `#` starting a comment. Throws a one-line KmodloadError.
+ */
+export function configuredOptions(config: string): NodeOptions {
+  const words: string[] = [];
+  for (const line of config.split('\n')) {
+    for (const word of line.split(/[ \t\r]+/)) {
+      if (word.startsWith('#')) break;
+      if (word !== '') words.push(word);
+    }
+  }
+  const parsed = parseArgs(
+    words,
+    NODE_SPECS.filter((spec) => spec.long !== 'help'),
+    COMMAND,
+  );
+  if (parsed.operands[0] !== undefined) {
+    throw usageError(
+      `unexpected word '${oneLine(parsed.operands[0])}' in the configuration`,
+      COMMAND,
+    );
+  }
+  return nodeOptions(parsed);
+}
 
 export async function runNriCommand(
   argv: string[],
@@ -63,10 +90,17 @@ export async function runNriCommand(
       : { socketPath: socket ?? DEFAULT_SOCKET_PATH }),
     name,
     idx,
-    handlers: nriHandlers(
-      options,
-      recordSink(options, io.stderr, (line) => say(`warning: ${line}`)),
-    ),
+    handlers: {
+      ...nriHandlers(
+        options,
+        recordSink(options, io.stderr, (line) => say(`warning: ${line}`)),
+      ),
+      // A plugin the runtime starts gets its flags from the runtime's configuration file
+      // for it (containerd: /etc/nri/conf.d/NN-NAME.conf), on top of the command line's.
+      configure(config) {
+        Object.assign(options, configuredOptions(config));
+      },
+    },
     log: say,
   });
   let stoppedBy: NodeJS.Signals | undefined;

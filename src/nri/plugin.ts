@@ -61,6 +61,10 @@ const CLOSE_GRACE_MS = 1000;
  * whose message is the rejection's message as one line (control characters escaped).
  */
 export interface NriHandlers {
+  /** The runtime's configuration for this plugin (containerd: the file of plugin_config_path
+   *  named after it, for a plugin the runtime starts), before any other call. A rejection
+   *  refuses the registration with its message. */
+  configure?(config: string): void;
   /** The pods and containers that exist when the plugin connects. NRI 0.6 sends this to
    *  external plugins only; a plugin it starts itself is not synchronized. A rejection makes
    *  the plugin drop the connection and connect again (NRI would never call it otherwise). */
@@ -354,7 +358,7 @@ class Connection {
     const payload = request.payload;
     switch (request.method) {
       case 'Configure':
-        return Promise.resolve(this.configure(payload));
+        return this.configure(payload);
       case 'Synchronize':
         return this.synchronize(decodeSynchronizeRequest(payload));
       case 'CreateContainer':
@@ -397,15 +401,20 @@ class Connection {
     }
   }
 
-  private configure(payload: Uint8Array): Uint8Array {
+  private configure(payload: Uint8Array): Promise<Uint8Array> {
     const request = decodeConfigureRequest(payload);
+    try {
+      this.options.handlers.configure?.(request.config);
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
     if (!this.configured) {
       this.configured = true;
       const runtime = [request.runtimeName || 'the runtime', request.runtimeVersion].join(' ');
       const { idx, name } = this.options;
       this.options.log(`registered with ${oneLine(runtime.trim())} as ${idx}-${name}`);
     }
-    return encodeConfigureResponse(NRI_EVENTS);
+    return Promise.resolve(encodeConfigureResponse(NRI_EVENTS));
   }
 
   private synchronize(request: SynchronizeRequest): Promise<Uint8Array> {

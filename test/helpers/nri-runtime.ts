@@ -178,8 +178,13 @@ export class RuntimeConnection {
   }
 
   /** Configure as containerd 1.7 sends it; resolves to the plugin's event mask. */
-  async configure(runtimeName = 'containerd', runtimeVersion = '1.7.24'): Promise<number> {
+  async configure(
+    runtimeName = 'containerd',
+    runtimeVersion = '1.7.24',
+    config?: string,
+  ): Promise<number> {
     const writer = new BinaryWriter();
+    if (config !== undefined) writer.tag(1, WireType.LengthDelimited).string(config);
     writer.tag(2, WireType.LengthDelimited).string(runtimeName);
     writer.tag(3, WireType.LengthDelimited).string(runtimeVersion);
     const answer = fields(await this.call('Configure', writer.finish()));

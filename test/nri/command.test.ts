@@ -3,13 +3,14 @@
 // the record to --log and stderr, and exits 0 on SIGTERM.
 
 import { spawn, spawnSync } from 'node:child_process';
+import type net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/container/index';
 import { installSources } from '../helpers/build';
-import { FakeRuntime } from '../helpers/nri-runtime';
+import { FakeRuntime, RuntimeConnection } from '../helpers/nri-runtime';
 import { REPO_ROOT, kernelTree, type KernelTree } from '../helpers/trees';
 
 let tree: KernelTree;
@@ -103,7 +104,9 @@ describe('kmodload nri', () => {
           name: 'main',
           env: ['KERNEL_MODULES=dummy'],
         }),
-      ).rejects.toThrow(/^kmodload: cannot load dummy: dummy is not allowed for this container \(default deny, /);
+      ).rejects.toThrow(
+        /^kmodload: cannot load dummy: dummy is not allowed for this container \(default deny, /,
+      );
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {
@@ -128,5 +131,52 @@ describe('kmodload nri', () => {
       'c2',
     ]);
     expect(lines.at(-1)).toBe('kmodload: nri: stopped by SIGTERM');
+  });
+
+  it('started by the runtime (no arguments, fd 3): its flags come from the configuration', async () => {
+    const policy = path.join(scratch, 'pre-policy.conf');
+    fs.writeFileSync(policy, 'default deny\nallow tun\n');
+    const start = () => {
+      const child = spawn(process.execPath, [cli], {
+        stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+        env: { ...ENV, NRI_PLUGIN_SOCKET: '3', NRI_PLUGIN_NAME: 'kmodload', NRI_PLUGIN_IDX: '10' },
+      });
+      let stderr = '';
+      child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = new Promise<{ status: number | null; stderr: string }>((resolve) =>
+        child.on('close', (status) => resolve({ status, stderr })),
+      );
+      return { child, exited, conn: new RuntimeConnection(child.stdio[3] as net.Socket) };
+    };
+
+    const good = start();
+    expect(await good.conn.registered).toEqual({ name: 'kmodload', idx: '10' });
+    const config = `# /etc/nri/conf.d/10-kmodload.conf\n--policy ${policy} -n\n-d ${tree.root} -S ${tree.version}\n`;
+    expect(await good.conn.configure('containerd', '1.7.24', config)).toBe(0x608);
+    const pod = { id: 'p', name: 'vpn', namespace: 'default' };
+    await good.conn.createContainer(pod, {
+      id: 'c1',
+      podSandboxId: 'p',
+      env: ['KERNEL_MODULES=tun'],
+    });
+    await expect(
+      good.conn.createContainer(pod, {
+        id: 'c2',
+        podSandboxId: 'p',
+        env: ['KERNEL_MODULES=ip_vs'],
+      }),
+    ).rejects.toThrow(/^kmodload: cannot load ip_vs: ip_vs is not allowed/);
+    good.conn.socket.end();
+    const ended = await good.exited;
+    expect(ended.status).toBe(0);
+    expect(ended.stderr).toContain('"dryRun":true');
+
+    // A configuration it cannot read refuses the registration, with the reason.
+    const bad = start();
+    await expect(bad.conn.configure('containerd', '1.7.24', '--bogus\n')).rejects.toThrow(
+      "unknown option '--bogus' (see kmodload nri --help)",
+    );
+    bad.conn.socket.end();
+    await bad.exited;
   });
 });
