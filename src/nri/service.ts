@@ -16,6 +16,7 @@ import {
   type ContainerRequest,
   type NodeOptions,
 } from '../container/index';
+import { residentLoader } from '../container/resident';
 import { EXIT, KmodloadError } from '../errors';
 import type { NriContainer, NriHandlers, NriPod } from './plugin';
 
@@ -87,9 +88,16 @@ function unreadable(
 }
 
 /** The plugin's handlers over the container core. `options` are the node's, as the hook's. */
-export function nriHandlers(options: NodeOptions, sink: RecordSink): NriHandlers {
+export function nriHandlers(nodeOptions: NodeOptions, sink: RecordSink): NriHandlers {
+  // Resident: the tree stays open between decisions (read again when it changes). The
+  // options are read at each call: a runtime's configuration may set them after the start.
+  const loader = residentLoader(nodeOptions);
+  const current = (): NodeOptions => ({ loader, ...nodeOptions });
   const departed = async (pod: NriPod, container: NriContainer, stage: string): Promise<void> => {
-    const gone = await release({ id: container.id, stage, annotations: podIdentity(pod) }, options);
+    const gone = await release(
+      { id: container.id, stage, annotations: podIdentity(pod) },
+      current(),
+    );
     // A container that held nothing leaves no line: stops outnumber requests by far.
     if (gone.release || gone.warnings.length > 0) sink(gone.record);
   };
@@ -99,11 +107,11 @@ export function nriHandlers(options: NodeOptions, sink: RecordSink): NriHandlers
       try {
         request = { ...nriRequest(pod, container), stage: 'CreateContainer' };
       } catch (error) {
-        const refused = unreadable(pod, container, 'CreateContainer', error, options);
+        const refused = unreadable(pod, container, 'CreateContainer', error, current());
         sink(refused.record);
         throw new Error(`kmodload: ${refused.message}`);
       }
-      const decided = await admit(request, options);
+      const decided = await admit(request, current());
       sink(decided.record);
       if (!decided.ok) throw new Error(`kmodload: ${decided.message ?? 'refused'}`);
     },
@@ -119,11 +127,11 @@ export function nriHandlers(options: NodeOptions, sink: RecordSink): NriHandlers
           running.push(nriRequest(pod, container));
         } catch (error) {
           // It runs already: nothing to refuse; its line says why it holds nothing.
-          sink(unreadable(pod, container, 'synchronize', error, options).record);
+          sink(unreadable(pod, container, 'synchronize', error, current()).record);
           running.push({ id: container.id, parts: [], annotations: {}, via: 'nri' });
         }
       }
-      const result = await reconcile(running, 'nri', options);
+      const result = await reconcile(running, 'nri', current());
       for (const decided of [...result.released, ...result.admitted]) sink(decided.record);
     },
   };
