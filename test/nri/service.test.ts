@@ -219,4 +219,54 @@ describe('kmodload nri over the container core', () => {
       await n.runtime.close();
     }
   });
+
+  it('never decides on a stale policy or modprobe.d: edits count from the next container', async () => {
+    const dir = newDir('edits');
+    const policy = path.join(dir, 'policy.conf');
+    const modprobe = path.join(dir, 'modprobe.d');
+    fs.mkdirSync(modprobe);
+    fs.writeFileSync(policy, 'default deny\nallow tun dummy\n');
+    const records: AuditRecord[] = [];
+    const handlers = nriHandlers(
+      {
+        root: tree.root,
+        kernelVersion: tree.version,
+        configDirs: [modprobe],
+        policyFiles: [policy],
+        dryRun: true,
+        stateDir: path.join(dir, 'state'),
+      },
+      (record) => records.push(record),
+    );
+    const p = {
+      id: 'p',
+      name: 'p',
+      uid: 'u',
+      namespace: 'default',
+      labels: {},
+      annotations: {},
+    };
+    const asking = (id: string, names: string) => ({
+      id,
+      podSandboxId: 'p',
+      name: 'main',
+      state: 1,
+      labels: {},
+      annotations: {},
+      args: [],
+      env: [`KERNEL_MODULES=${names}`],
+    });
+    await handlers.createContainer(p, asking('c1', 'tun'));
+    fs.writeFileSync(policy, 'default deny\nallow dummy\n');
+    await expect(handlers.createContainer(p, asking('c2', 'tun'))).rejects.toThrow(
+      /tun is not allowed/,
+    );
+    await handlers.createContainer(p, asking('c3', 'dummy'));
+    // The host blacklists dummy: the kept tree is read again.
+    fs.writeFileSync(path.join(modprobe, 'host.conf'), 'blacklist dummy\n');
+    await expect(handlers.createContainer(p, asking('c4', 'dummy'))).rejects.toThrow(
+      /cannot load dummy: blacklisted on this host/,
+    );
+    expect(records.map((r) => r.exitStatus)).toEqual([0, 3, 0, 3]);
+  });
 });
