@@ -208,37 +208,30 @@ function fromAdmission(context: HookContext): Pick<HookResult, 'state' | 'stage'
 /** Poststart, poststop, ...: nothing to load; at poststop the container's hold is released. */
 async function notALoadStage(context: HookContext, options: HookOptions): Promise<HookResult> {
   const { state, stage } = context;
-  if (stage === 'poststop' && state) {
-    const gone = await release(
-      {
-        id: state.id,
-        stage,
-        ...(state.status !== undefined ? { status: state.status } : {}),
-        annotations: state.annotations,
-      },
-      options,
-    );
-    return {
-      ...fromAdmission(context),
-      ok: true,
-      exitStatus: EXIT.ok,
-      action: 'not-a-load-stage',
+  const gone =
+    stage === 'poststop' && state
+      ? await release(
+          {
+            id: state.id,
+            stage,
+            ...(state.status !== undefined ? { status: state.status } : {}),
+            annotations: state.annotations,
+          },
+          options,
+        )
+      : undefined;
+  const record =
+    gone?.record ??
+    auditRecord({
+      id: state?.id,
+      stage,
+      status: state?.status,
+      dryRun: options.dryRun === true,
+      annotations: state?.annotations,
       modules: [],
-      durationMs: gone.record.durationMs,
-      record: gone.record,
-      warnings: [...gone.warnings],
-    };
-  }
-  const record = auditRecord({
-    id: state?.id,
-    stage,
-    status: state?.status,
-    dryRun: options.dryRun === true,
-    annotations: state?.annotations,
-    modules: [],
-    started: process.hrtime.bigint(),
-    warnings: [],
-  });
+      started: process.hrtime.bigint(),
+      warnings: [],
+    });
   return {
     ...fromAdmission(context),
     ok: true,
@@ -247,7 +240,7 @@ async function notALoadStage(context: HookContext, options: HookOptions): Promis
     modules: [],
     durationMs: record.durationMs,
     record,
-    warnings: [],
+    warnings: [...(gone?.warnings ?? [])],
   };
 }
 

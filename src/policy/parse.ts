@@ -73,31 +73,25 @@ function moduleGlob(word: string): string {
   return out;
 }
 
+/** `KEY=GLOB` of an annotation or pod-label condition. */
+function keyGlob(kind: string, argument: string | undefined): { key: string; value: string } {
+  if (argument === undefined) throw new LineError(`'${kind}' needs KEY=GLOB`);
+  const eq = argument.indexOf('=');
+  if (eq < 0) throw new LineError(`'${kind} ${argument}' needs KEY=GLOB (no '=')`);
+  const key = argument.slice(0, eq);
+  const value = argument.slice(eq + 1);
+  if (!ANNOTATION_KEY.test(key)) {
+    const what = kind === 'annotation' ? 'an annotation' : 'a label';
+    throw new LineError(`${JSON.stringify(key)} is not ${what} key`);
+  }
+  const problem = globProblem(value);
+  if (problem) throw new LineError(`bad pattern ${JSON.stringify(value)}: ${problem}`);
+  return { key, value };
+}
+
 function parseCondition(kind: string | undefined, argument: string | undefined): PolicyCondition {
-  if (kind === 'annotation') {
-    if (argument === undefined) throw new LineError("'annotation' needs KEY=GLOB");
-    const eq = argument.indexOf('=');
-    if (eq < 0) throw new LineError(`'annotation ${argument}' needs KEY=GLOB (no '=')`);
-    const key = argument.slice(0, eq);
-    const value = argument.slice(eq + 1);
-    if (!ANNOTATION_KEY.test(key)) {
-      throw new LineError(`${JSON.stringify(key)} is not an annotation key`);
-    }
-    const problem = globProblem(value);
-    if (problem) throw new LineError(`bad pattern ${JSON.stringify(value)}: ${problem}`);
-    return { kind: 'annotation', key, value };
-  }
-  if (kind === 'pod-label') {
-    if (argument === undefined) throw new LineError("'pod-label' needs KEY=GLOB");
-    const eq = argument.indexOf('=');
-    if (eq < 0) throw new LineError(`'pod-label ${argument}' needs KEY=GLOB (no '=')`);
-    const key = argument.slice(0, eq);
-    const value = argument.slice(eq + 1);
-    if (!ANNOTATION_KEY.test(key)) throw new LineError(`${JSON.stringify(key)} is not a label key`);
-    const problem = globProblem(value);
-    if (problem) throw new LineError(`bad pattern ${JSON.stringify(value)}: ${problem}`);
-    return { kind: 'pod-label', key, value };
-  }
+  if (kind === 'annotation') return { kind: 'annotation', ...keyGlob(kind, argument) };
+  if (kind === 'pod-label') return { kind: 'pod-label', ...keyGlob(kind, argument) };
   if (kind === 'namespace') {
     if (argument === undefined) throw new LineError("'namespace' needs a GLOB");
     const problem = globProblem(argument);
