@@ -211,7 +211,9 @@ class ResidentPlugin implements NriPlugin {
     const reason =
       connection.failure?.message ??
       (connection.shutdown ? 'the runtime shut down' : 'closed by the runtime');
-    if (this.options.socketFd !== undefined) {
+    // A runtime that shuts the plugin down wants it gone (a restarting runtime just drops
+    // the connection, and is waited for).
+    if (this.options.socketFd !== undefined || (connection.shutdown && !connection.failure)) {
       this.options.log(`connection to the runtime ended: ${reason}`);
       this.settle(connection.failure);
       return;

@@ -393,16 +393,20 @@ describe('an external plugin', () => {
     expect(log.lines.filter((line) => line.startsWith('registered'))).toHaveLength(5);
   });
 
-  it('answers Shutdown, closes, and waits for the runtime to come back', async () => {
+  it('answers Shutdown, closes and ends; a dropped connection is waited for', async () => {
     const runtime = await listen();
-    start();
+    const plugin = start();
     const first = await configured(runtime);
-    await expect(first.shutdown()).resolves.toEqual(new Uint8Array());
-    await first.closed;
-    await configured(runtime);
-    expect(log.lines).toContain(
-      'connection to the runtime ended: the runtime shut down; connecting again',
-    );
+    await first.destroy();
+    const second = await configured(runtime);
+    await expect(second.shutdown()).resolves.toEqual(new Uint8Array());
+    await second.closed;
+    await expect(plugin.done).resolves.toBeUndefined();
+    expect(log.lines.filter((line) => !line.startsWith('registered'))).toEqual([
+      'connection to the runtime ended: closed by the runtime; connecting again',
+      'connection to the runtime ended: the runtime shut down',
+    ]);
+    expect(runtime.connectionCount).toBe(2);
   });
 
   it('stops cleanly: connected, or while waiting for the runtime', async () => {
