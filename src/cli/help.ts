@@ -33,7 +33,8 @@ Commands:
   status              modules kmodload inserted or containers hold, and who holds them
   gc                  drop the holds of containers that are gone (--unload: and unload)
   doctor              will this host load modules for containers, and if not, why
-  install-node        put the hook on a node for CRI-O/podman (hooks.d); --uninstall
+  install-node        put the hook on a node for CRI-O/podman (hooks.d), or with --nri
+                      the NRI plugin containerd starts itself; --uninstall
   nri                 resident NRI plugin for containerd, CRI-O and iSulad: decides
                       each container as the hook does, without a hook
 
