@@ -4,7 +4,7 @@ import { doctor, type DoctorOptions } from '../doctor/checks';
 import { EXIT } from '../errors';
 import { oneLine } from '../text';
 import type { OptionSpec } from './args';
-import { allValues, flag, parseArgs, usageError } from './args';
+import { allValues, flag, lastValue, parseArgs, usageError } from './args';
 import { TREE_SPECS, treeOptions, writeJson } from './common';
 import { DOCTOR_HELP } from './help';
 import type { CliIO } from './io';
@@ -14,6 +14,9 @@ const SPECS: OptionSpec[] = [
   { long: 'policy', value: true },
   { long: 'hookspec', value: true },
   { long: 'hooks-dir', value: true },
+  { long: 'nri-socket', value: true },
+  { long: 'nri-plugins', value: true },
+  { long: 'nri-conf', value: true },
   { long: 'json' },
   { long: 'help', short: 'h' },
 ];
@@ -30,6 +33,12 @@ export async function runDoctorCommand(argv: string[], io: CliIO): Promise<numbe
     ...treeOptions(parsed),
     policyFiles: allValues(parsed, 'policy'),
   };
+  const nriSocket = lastValue(parsed, 'nri-socket');
+  if (nriSocket !== undefined) options.nriSocket = nriSocket;
+  const nriPluginsDir = lastValue(parsed, 'nri-plugins');
+  if (nriPluginsDir !== undefined) options.nriPluginsDir = nriPluginsDir;
+  const nriConfDir = lastValue(parsed, 'nri-conf');
+  if (nriConfDir !== undefined) options.nriConfDir = nriConfDir;
   const hookspecs = allValues(parsed, 'hookspec');
   const hooksDirs = allValues(parsed, 'hooks-dir');
   if (hookspecs.length > 0 || hooksDirs.length > 0) {

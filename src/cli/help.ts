@@ -33,7 +33,8 @@ Commands:
   status              modules kmodload inserted or containers hold, and who holds them
   gc                  drop the holds of containers that are gone (--unload: and unload)
   doctor              will this host load modules for containers, and if not, why
-  install-node        put the hook on a node for CRI-O/podman (hooks.d); --uninstall
+  install-node        put the hook on a node for CRI-O/podman (hooks.d), or with --nri
+                      the NRI plugin containerd starts itself; --uninstall
   nri                 resident NRI plugin for containerd, CRI-O and iSulad: decides
                       each container as the hook does, without a hook
 
@@ -161,7 +162,8 @@ pid now belongs to another process (the start time differs). A hold without a us
 `;
 
 export const DOCTOR_HELP = `Usage: kmodload doctor [--json] [-d DIR] [-S VER] [-C DIR] [--policy FILE]...
-                       [--hookspec FILE]... [--hooks-dir DIR]...
+                       [--hookspec FILE]... [--hooks-dir DIR]... [--nri-socket PATH]
+                       [--nri-plugins DIR] [--nri-conf DIR]
 
 Answers "will this host load modules for containers, and if not, why", one line per check
 (ok, warn or fail, and the reason): kernel module support (finit_module probed with an
@@ -170,13 +172,23 @@ the module tree and whether its indexes are current, its compression against the
 modprobe.d, the host policy, and each hook configuration found (iSulad hook specs, hooks.d
 directories; --hookspec and --hooks-dir name others): the path it runs exists, is
 absolute, root-owned, executable and not world-writable.
+NRI: whether a runtime offers its socket (--nri-socket, default /var/run/nri/nri.sock),
+for kmodload nri --socket; and the plugin install-node --nri puts in the runtime's plugin
+directory (--nri-plugins, default /opt/nri/plugins): that it runs, and that its flags in
+--nri-conf (default /etc/nri/conf.d) are ones it takes. A node without NRI only warns.
 Exit status: 0 when no check fails, 1 otherwise.
 `;
 
 export const INSTALL_NODE_HELP = `Usage: kmodload install-node [--root DIR] [--libexec DIR] [--hooks-dir DIR]
                              [--policy FILE]... [--log FILE|none] [--unload-on-stop] [--always]
                              [-d DIR] [-S VER] [-C DIR] [-n]
+       kmodload install-node --nri [--nri-idx NN] [--nri-plugins DIR] [--nri-conf DIR]
+                             [--binary FILE] [--root DIR] [--libexec DIR] [--policy FILE]...
+                             [--log FILE|none] [--unload-on-stop] [-d DIR] [-S VER] [-C DIR]
+                             [-n]
        kmodload install-node [--root DIR] [--libexec DIR] [--hooks-dir DIR] --uninstall
+       kmodload install-node --nri [--nri-idx NN] [--nri-plugins DIR] [--nri-conf DIR]
+                             [--root DIR] [--libexec DIR] --uninstall
 
 Installs the hook on a node for CRI-O and podman: this Node.js binary and this package
 under LIBEXEC (default /usr/local/libexec/kmodload), the wrapper LIBEXEC/kmodload-hook,
@@ -189,6 +201,22 @@ host's directories there). Re-running replaces everything atomically (an upgrade
   --unload-on-stop    the hook also runs at poststop and unloads what nobody holds
   --always            run for every container, not only annotated ones
   -d, -S, -C, -n      added to the hook's arguments (see kmodload hook --help)
+
+With --nri, installs instead the NRI plugin (kmodload nri) that containerd and CRI-O start
+themselves: the executable PLUGINS/NN-kmodload (default /opt/nri/plugins/10-kmodload), a
+wrapper running LIBEXEC's node and package, or the single executable itself when this is
+one or --binary names one (then nothing goes to LIBEXEC); and its flags in
+CONF/NN-kmodload.conf (default /etc/nri/conf.d/10-kmodload.conf): --policy
+/etc/kmodload/policy.conf when --policy is given, --log (default
+/var/log/kmodload/nri.log), --unload-on-stop, -d, -S, -C, -n. No hooks.d file is written.
+The runtime starts the plugin when it starts: restart it; containerd 1.7 needs
+[plugins."io.containerd.nri.v1.nri"] disable = false in its config.toml.
+--uninstall --nri removes the plugin, then its configuration, then LIBEXEC.
+  --nri-idx NN        the plugin's index, two digits (default 10)
+  --nri-plugins DIR   the runtime's plugin directory (default /opt/nri/plugins)
+  --nri-conf DIR      the runtime's plugin configuration directory (default /etc/nri/conf.d)
+  --binary FILE       install FILE, a single executable (npm run build:binary), as the
+                      plugin
 `;
 
 export const NRI_HELP = `Usage: kmodload nri [--socket PATH] [--name NAME] [--idx NN] [--policy FILE]...

@@ -20,7 +20,16 @@ const NRI_SPECS = [
 
 /** The name and index NRI accepts: NAME of `[A-Za-z0-9_.+-]`, two digits. */
 const PLUGIN_NAME = /^[A-Za-z0-9_.+-]+$/;
-const PLUGIN_IDX = /^[0-9]{2}$/;
+export const PLUGIN_IDX = /^[0-9]{2}$/;
+
+export const DEFAULT_PLUGIN_NAME = 'kmodload';
+/** Where containerd and CRI-O look for the plugins they start (`NN-NAME`, executable) and
+ *  for their configurations (`NN-NAME.conf`): plugin_path and plugin_config_path. */
+export const NRI_PLUGIN_DIR = '/opt/nri/plugins';
+export const NRI_CONF_DIR = '/etc/nri/conf.d';
+/** How a runtime is told to offer NRI, for messages. */
+export const ENABLE_NRI =
+  'containerd 1.7: [plugins."io.containerd.nri.v1.nri"] disable = false in config.toml; CRI-O: [crio.nri] enable_nri = true';
 
 /**
  * The options of a configuration the runtime hands over: `kmodload nri`'s node flags,
@@ -76,7 +85,7 @@ export async function runNriCommand(
   if (inherited && socket !== undefined) {
     throw usageError('--socket and NRI_PLUGIN_SOCKET exclude each other', COMMAND);
   }
-  const name = lastValue(parsed, 'name') ?? (inherited?.name || 'kmodload');
+  const name = lastValue(parsed, 'name') ?? (inherited?.name || DEFAULT_PLUGIN_NAME);
   const idx = lastValue(parsed, 'idx') ?? (inherited?.idx || '10');
   if (!PLUGIN_NAME.test(name)) {
     throw usageError(`--name '${oneLine(name)}': letters, digits, '_', '.', '+' and '-'`, COMMAND);

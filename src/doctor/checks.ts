@@ -191,27 +191,32 @@ function kmodloadEntries(file: string): Array<{ path: string; args: string[] }> 
   return entries;
 }
 
-function hookEntryProblem(entry: { path: string }): string | undefined {
-  if (!path.isAbsolute(entry.path)) return `${entry.path} is not absolute`;
+/** Why a runtime could not run `file` as kmodload (a hook or an NRI plugin), or undefined. */
+function executableProblem(file: string): string | undefined {
+  if (!path.isAbsolute(file)) return `${file} is not absolute`;
   let stat: fs.Stats;
   try {
-    stat = fs.statSync(entry.path);
+    stat = fs.statSync(file);
   } catch {
-    return `${entry.path} does not exist`;
+    return `${file} does not exist`;
   }
-  if (stat.uid !== 0) return `${entry.path} is not owned by root`;
-  if (stat.mode & 0o002) return `${entry.path} is world-writable`;
-  if (!(stat.mode & 0o111)) return `${entry.path} is not executable`;
+  if (stat.uid !== 0) return `${file} is not owned by root`;
+  if (stat.mode & 0o002) return `${file} is world-writable`;
+  if (!(stat.mode & 0o111)) return `${file} is not executable`;
   // It runs: as a runtime would start it, with an empty environment.
-  const run = spawnSync(entry.path, ['--version'], { encoding: 'utf8', env: {}, timeout: 20_000 });
+  const run = spawnSync(file, ['--version'], { encoding: 'utf8', env: {}, timeout: 20_000 });
   if (run.status !== 0 || !run.stdout.startsWith('kmodload ')) {
     const why = run.error ? run.error.message : `exit status ${run.status}`;
-    return `${entry.path} does not run (${why}): ${(run.stderr || run.stdout).trim().split('\n')[0] ?? ''}`;
+    return `${file} does not run (${why}): ${(run.stderr || run.stdout).trim().split('\n')[0] ?? ''}`;
   }
   return undefined;
 }
 
-function hookConfigurations(hookspecs: string[], hooksDirs: string[]): Check[] {
+function hookConfigurations(
+  hookspecs: string[],
+  hooksDirs: string[],
+  pluginInstalled: boolean,
+): Check[] {
   const files = [...hookspecs.filter((f) => fs.existsSync(f))];
   for (const dir of hooksDirs) {
     try {
@@ -225,7 +230,7 @@ function hookConfigurations(hookspecs: string[], hooksDirs: string[]): Check[] {
   const checks: Check[] = [];
   for (const file of files) {
     for (const entry of kmodloadEntries(file)) {
-      const problem = hookEntryProblem(entry);
+      const problem = executableProblem(entry.path);
       checks.push(
         problem
           ? { name: `hook ${file}`, level: 'fail', reason: problem }
@@ -238,13 +243,99 @@ function hookConfigurations(hookspecs: string[], hooksDirs: string[]): Check[] {
     }
   }
   if (checks.length === 0) {
-    checks.push({
-      name: 'hook configurations',
-      level: 'warn',
-      reason: `none found (${[...hookspecs, ...hooksDirs].join(', ')}): see kmodload hook-config`,
-    });
+    const where = [...hookspecs, ...hooksDirs].join(', ');
+    checks.push(
+      pluginInstalled
+        ? { name: 'hook configurations', level: 'ok', reason: `none (the NRI plugin serves)` }
+        : {
+            name: 'hook configurations',
+            level: 'warn',
+            reason: `none found (${where}): see kmodload hook-config`,
+          },
+    );
   }
   return checks;
+}
+
+/** Is there a runtime's NRI socket, which an external plugin (`kmodload nri`) dials? */
+function nriSocket(socketPath: string, enable: string): Check {
+  const name = 'nri socket';
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(socketPath);
+  } catch {
+    return {
+      name,
+      level: 'warn',
+      reason: `${socketPath} does not exist: no runtime offers NRI here (${enable}); the hook does not need it`,
+    };
+  }
+  if (!stat.isSocket()) return { name, level: 'warn', reason: `${socketPath} is not a socket` };
+  return { name, level: 'ok', reason: `${socketPath} is a socket: a runtime offers NRI` };
+}
+
+/** The NRI plugin containerd or CRI-O starts from its plugin directory, and its flags. */
+async function nriPlugins(
+  pluginsDir: string,
+  confDir: string,
+): Promise<{ checks: Check[]; installed: boolean }> {
+  const { DEFAULT_PLUGIN_NAME, configuredOptions } = await import('../cli/nri-command.js');
+  let names: string[];
+  try {
+    names = fs.readdirSync(pluginsDir).sort();
+  } catch {
+    const none: Check = { name: 'nri plugin', level: 'ok', reason: `none (no ${pluginsDir})` };
+    return { checks: [none], installed: false };
+  }
+  const found: Check[] = [];
+  const misnamed: string[] = [];
+  for (const entry of names) {
+    const file = path.join(pluginsDir, entry);
+    // As containerd 1.7 lists them: directories and files no one may execute are skipped,
+    // symbolic links taken as they are.
+    const stat = fs.lstatSync(file, { throwIfNoEntry: false });
+    if (!stat || stat.isDirectory() || !(stat.mode & 0o111)) continue;
+    const match = /^([0-9]{2})-(.+)$/.exec(entry);
+    if (!match) misnamed.push(file);
+    if (match?.[2] !== DEFAULT_PLUGIN_NAME) continue;
+    const name = `nri plugin ${file}`;
+    const problem = executableProblem(file);
+    if (problem) {
+      found.push({ name, level: 'fail', reason: problem });
+      continue;
+    }
+    // What the runtime hands it: NN-NAME.conf, else NAME.conf, else nothing.
+    const confFile = [`${entry}.conf`, `${DEFAULT_PLUGIN_NAME}.conf`]
+      .map((conf) => path.join(confDir, conf))
+      .find((conf) => fs.existsSync(conf));
+    if (confFile === undefined) {
+      found.push({ name, level: 'ok', reason: `runs, with no configuration (${confDir})` });
+      continue;
+    }
+    try {
+      configuredOptions(fs.readFileSync(confFile, 'utf8'));
+      found.push({ name, level: 'ok', reason: `runs, with its flags from ${confFile}` });
+    } catch (error) {
+      found.push({
+        name,
+        level: 'fail',
+        reason: `${confFile}: ${String((error as Error).message)}: the plugin refuses to register`,
+      });
+    }
+  }
+  const installed = found.length > 0;
+  // containerd 1.7 starts none of the directory's plugins while one name is not NN-NAME.
+  for (const file of misnamed) {
+    found.push({
+      name: `nri plugin ${file}`,
+      level: installed ? 'fail' : 'warn',
+      reason: `not named NN-NAME: containerd starts no plugin of ${pluginsDir}`,
+    });
+  }
+  if (found.length === 0) {
+    found.push({ name: 'nri plugin', level: 'ok', reason: `none in ${pluginsDir}` });
+  }
+  return { checks: found, installed };
 }
 
 /** What to check: the module tree, the policy, where the runtimes' hook configurations are. */
@@ -255,12 +346,23 @@ export interface DoctorOptions {
   policyFiles?: string[];
   hookspecs?: string[];
   hooksDirs?: string[];
+  /** The runtime's NRI socket (default /var/run/nri/nri.sock). */
+  nriSocket?: string;
+  /** Where the runtime finds the NRI plugins it starts, and their configurations. */
+  nriPluginsDir?: string;
+  nriConfDir?: string;
 }
 
 /** Every check, in order. */
 export async function doctor(options: DoctorOptions = {}): Promise<Check[]> {
   const { moduleDirectory } = await import('../db/module-dir.js');
   const moduleDir = moduleDirectory(options.root, options.kernelVersion);
+  const { ENABLE_NRI, NRI_CONF_DIR, NRI_PLUGIN_DIR } = await import('../cli/nri-command.js');
+  const { DEFAULT_SOCKET_PATH } = await import('../nri/plugin.js');
+  const plugins = await nriPlugins(
+    options.nriPluginsDir ?? NRI_PLUGIN_DIR,
+    options.nriConfDir ?? NRI_CONF_DIR,
+  );
   return [
     await kernelSupport(),
     modulesDisabled(),
@@ -272,6 +374,9 @@ export async function doctor(options: DoctorOptions = {}): Promise<Check[]> {
     ...hookConfigurations(
       options.hookspecs ?? DEFAULT_HOOKSPECS,
       options.hooksDirs ?? DEFAULT_HOOKS_DIRS,
+      plugins.installed,
     ),
+    nriSocket(options.nriSocket ?? DEFAULT_SOCKET_PATH, ENABLE_NRI),
+    ...plugins.checks,
   ];
 }

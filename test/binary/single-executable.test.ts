@@ -6,6 +6,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +15,7 @@ import { GLOBAL_HELP } from '../../src/cli/help';
 import { EXIT } from '../../src/errors';
 import { loadAddonImage } from '../../src/native/embedded';
 import type { NativeBinding } from '../../src/native/binding';
+import { RuntimeConnection } from '../helpers/nri-runtime';
 import { REPO_ROOT, kernelTrees, toolEnv, type KernelTree } from '../helpers/trees';
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-binary-'));
@@ -182,6 +184,39 @@ describe('the single executable', () => {
     expect(both.stderr).toBe(
       'kmodload: --binary and --wrapper exclude each other (see kmodload hook-config --help)\n',
     );
+  });
+
+  it('install-node --nri installs the executable itself as the NRI plugin, which registers', async () => {
+    const root = path.join(scratch, 'nri-root');
+    const r = run(['install-node', '--nri', '--root', root, '-n', ...treeArgs()]);
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    const plugin = path.join(root, 'opt/nri/plugins/10-kmodload');
+    expect(fs.statSync(plugin).mode & 0o777).toBe(0o755);
+    expect(fs.readFileSync(plugin).equals(fs.readFileSync(binary))).toBe(true);
+    // No Node.js, no package: the executable is all.
+    expect(fs.existsSync(path.join(root, 'usr'))).toBe(false);
+    // Started as containerd starts it, with the configuration it was given.
+    const child = spawn(plugin, [], {
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+      env: { NRI_PLUGIN_NAME: 'kmodload', NRI_PLUGIN_IDX: '10', NRI_PLUGIN_SOCKET: '3' },
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    try {
+      const conn = new RuntimeConnection(child.stdio[3] as net.Socket);
+      expect(await conn.registered).toEqual({ name: 'kmodload', idx: '10' });
+      const config = fs.readFileSync(path.join(root, 'etc/nri/conf.d/10-kmodload.conf'), 'utf8');
+      expect(config).toContain(`\n-d ${tree.root}\n-S ${tree.version}\n`);
+      expect(await conn.configure('containerd', '1.7.24', config)).toBe(0x608);
+      conn.socket.end();
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    // install-node --binary from anywhere copies the same file.
+    const copy = run(['install-node', '--nri', '--binary', binary, '--root', `${root}-2`]);
+    expect([copy.status, copy.stderr]).toEqual([0, '']);
+    const copied = path.join(`${root}-2`, 'opt/nri/plugins/10-kmodload');
+    expect(fs.readFileSync(copied).equals(fs.readFileSync(binary))).toBe(true);
   });
 
   it('loads the embedded addon through an unnamed file (O_TMPFILE), creating no named file', () => {
