@@ -314,10 +314,13 @@ async function installPlugin(parsed: ParsedArgs, target: Target, io: CliIO): Pro
     // The plugin last: a runtime starting now finds everything it runs and its flags.
     const plugin =
       binary === undefined
-        ? wrapperScript(libexecCommand(libexec)).replace(
-            /^# kmodload OCI hook, .*$/m,
-            '# kmodload NRI plugin, written by `kmodload install-node --nri`: the runtime starts it.',
-          )
+        ? wrapperScript({
+            ...libexecCommand(libexec),
+            what: 'kmodload NRI plugin, written by `kmodload install-node --nri`: the runtime starts it.',
+            // A resident process: a small young generation keeps its memory flat (V8 grows
+            // it to tens of MiB over days otherwise).
+            nodeArgs: ['--max-semi-space-size=1'],
+          })
         : fs.readFileSync(binary);
     replaceFile(onHost(pluginFile), plugin, 0o755);
   } catch (error) {

@@ -157,6 +157,10 @@ export interface WrapperOptions {
   nodePath?: string;
   /** Absolute path of bin/kmodload.js; default this package's. */
   cliPath?: string;
+  /** What the script is, for its first comment line. */
+  what?: string;
+  /** Options for node itself, before the CLI. */
+  nodeArgs?: string[];
 }
 
 export function wrapperScript(options: WrapperOptions = {}): string {
@@ -167,10 +171,10 @@ export function wrapperScript(options: WrapperOptions = {}): string {
   }
   return [
     '#!/bin/sh',
-    '# kmodload OCI hook, written by `kmodload hook-config --install-wrapper`.',
+    `# ${options.what ?? 'kmodload OCI hook, written by `kmodload hook-config --install-wrapper`.'}`,
     '# Runtimes start hooks with the environment of their entry, often empty (no PATH),',
     '# so node and the CLI are named by absolute path.',
-    `exec ${shellQuote(nodePath)} ${shellQuote(cliPath)} "$@"`,
+    `exec ${[nodePath, ...(options.nodeArgs ?? []), cliPath].map(shellQuote).join(' ')} "$@"`,
     '',
   ].join('\n');
 }

@@ -74,7 +74,7 @@ describe('kmodload install-node --nri', () => {
         '# kmodload NRI plugin, written by `kmodload install-node --nri`: the runtime starts it.',
         '# Runtimes start hooks with the environment of their entry, often empty (no PATH),',
         '# so node and the CLI are named by absolute path.',
-        "exec '/usr/local/libexec/kmodload/node' '/usr/local/libexec/kmodload/lib/bin/kmodload.js' \"$@\"",
+        "exec '/usr/local/libexec/kmodload/node' '--max-semi-space-size=1' '/usr/local/libexec/kmodload/lib/bin/kmodload.js' \"$@\"",
         '',
       ].join('\n'),
     );
