@@ -16,15 +16,14 @@
 //   broken. What was inserted before stays, and is reported through onModuleResult.
 
 import { EXIT, KmodloadError } from '../errors';
-import { systemErrorReason } from '../native/system-error';
 import { oneLine } from '../text';
-import type { InitState, Kernel } from '../kernel/kernel';
+import { InsertError, type InitState, type Kernel } from '../kernel/kernel';
 import { ruleVerdict, type RuleVerdict } from '../planner/rules';
 import type { Plan, Probe, ProbeStep } from '../planner/plan';
 import type { CommandRunner } from './commands';
 import { expandCommand, runShellCommand } from './commands';
 import type { ModuleError } from './errno';
-import { commandError, errorCode, fileError, kernelError, moduleError } from './errno';
+import { commandError, fileError, kernelError, moduleError } from './errno';
 import type { LoadResult, ModuleResult } from './types';
 
 export interface ExecuteOptions {
@@ -85,9 +84,6 @@ function namesForMessage(plan: Plan): string {
   const shown = names.slice(0, 3).join(',');
   return names.length > 3 ? `${shown},... (${names.length} names)` : shown;
 }
-
-/** The addon's steps on the module file before any syscall (open, fstat, read, decompress). */
-const FILE_STEPS = new Set(['open', 'fstat', 'read', 'decompress']);
 
 /** Thrown inside the runner when the kernel answered ENOSYS: nothing else can load. */
 class NoModuleSupport extends Error {}
@@ -264,19 +260,17 @@ class PlanRunner {
       await kernel.insertModule(path, params, { kernelFormats });
       return undefined;
     } catch (error) {
-      rethrowIfEnvironment(error);
-      const { syscall, errno } = (error ?? {}) as { syscall?: unknown; errno?: unknown };
-      if (syscall === 'finit_module' || syscall === 'init_module') return kernelError(error);
-      // Anything but the addon's account of the module file is not ours to explain: a bug.
-      if (typeof errno !== 'number' || !FILE_STEPS.has(String(syscall))) throw error;
-      // A missing file fails this module, as with modprobe. A file that is there but cannot be
-      // used (not a regular file, too large, does not decompress, no codec library) is a
-      // broken tree: the run stops.
+      // The addon missing (a KmodloadError), or a bug: not about this module.
+      if (!(error instanceof InsertError)) throw error;
+      if (error.failure === 'kernel') return kernelError(error.cause);
+      // A missing file fails this module, as with modprobe; an unusable one is a broken tree:
+      // the run stops.
       const subject = `cannot read module file ${path}`;
-      const reason = oneLine(systemErrorReason(error));
-      if (errorCode(error) === 'ENOENT')
-        return { ...fileError(error, subject), message: `${subject}: ${reason}` };
-      throw new KmodloadError(reason, EXIT.environment, { cause: error, subject });
+      const reason = oneLine(error.message);
+      if (error.failure === 'missing-file') {
+        return { ...fileError(error.cause, subject), message: `${subject}: ${reason}` };
+      }
+      throw new KmodloadError(reason, EXIT.environment, { cause: error.cause, subject });
     }
   }
 

@@ -8,7 +8,7 @@ import { failureSummary } from '../../src/loader/summary';
 import type { InitState } from '../../src/kernel/kernel';
 import type { ModuleResult } from '../../src/loader/types';
 import type { ProbeStep } from '../../src/planner/plan';
-import { FakeKernel, systemError } from '../helpers/fake-kernel';
+import { FakeKernel, insertFailure, systemError } from '../helpers/fake-kernel';
 import { insmod, ipVsPlan, ipVsSteps, ipVsWrrSteps, plan, probe, request } from '../helpers/plans';
 import type { KernelTree } from '../helpers/trees';
 import { kernelTree } from '../helpers/trees';
@@ -509,10 +509,8 @@ describe('executePlan: the insert', () => {
   it('a module file that cannot be read or decompressed stops the run: exit 4, naming the file', async () => {
     const file = path.join(tmp, 'corrupt', 'dummy.ko.xz');
     const kernel = new FakeKernel();
-    kernel.insertModule = () => {
-      const error = systemError('EBADMSG', 'decompress', file);
-      return Promise.reject(error);
-    };
+    kernel.insertModule = () =>
+      Promise.reject(insertFailure('unusable-file', 'EBADMSG', 'decompress', file));
     const p = plan(tree, [
       request('dummy', [probe('dummy', [insmod(tree, 'dummy', { target: true, path: file })])]),
     ]);
