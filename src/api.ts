@@ -22,6 +22,7 @@ import { removeRuleKeeper } from './holds/keep';
 import { checkPolicy } from './policy/check';
 import { readPolicy } from './policy/read';
 import type { Policy, Requester } from './policy/types';
+import { openModuleDatabase } from './system';
 import { errorText } from './text';
 import type * as Planner from './planner/index';
 import type { IndexReading, ModuleDatabase, PlanOptions, ResolverOptions } from './planner/index';
@@ -76,7 +77,7 @@ async function openDatabase(
 ): Promise<{ db: ModuleDatabase; planner: typeof Planner }> {
   const planner = await import('./planner/index.js');
   try {
-    return { db: await planner.openModuleDatabase(options, reading), planner };
+    return { db: await openModuleDatabase(options, reading), planner };
   } catch (error) {
     if (error instanceof KmodloadError) throw error;
     throw new KmodloadError(errorText(error), EXIT.environment, {

@@ -31,8 +31,8 @@ function readText(file: string): string | undefined {
 async function kernelSupport(): Promise<Check> {
   const name = 'kernel module support';
   try {
-    const { loadBinding } = await import('../native/addon.js');
-    const errno = loadBinding().probeModuleSupport();
+    const { addon } = await import('../system.js');
+    const errno = (await addon()).probeModuleSupport();
     const code = errno === 0 ? 'none' : errnoName(errno);
     if (code === 'EBADF') return { name, level: 'ok', reason: 'finit_module is available' };
     if (code === 'ENOSYS') {

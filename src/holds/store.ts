@@ -123,7 +123,7 @@ export interface StoreOptions {
   lockTimeoutMs?: number;
   /** Called after each step (tests crash here). */
   onStep?: (step: StoreStep) => void;
-  /** The addon's flock; default: the addon. */
+  /** The addon's flock; default: the package's addon (src/system.ts). */
   binding?: () => Pick<NativeBinding, 'flock'>;
 }
 
@@ -299,9 +299,9 @@ function removeLeftovers(dir: string): void {
   }
 }
 
-async function defaultFlock(): Promise<Pick<NativeBinding, 'flock'>> {
-  const { loadBinding } = await import('../native/addon.js');
-  return loadBinding();
+async function packageFlock(): Promise<Pick<NativeBinding, 'flock'>> {
+  const { addon } = await import('../system.js');
+  return addon();
 }
 
 let lockTurns = 0;
@@ -338,7 +338,7 @@ export async function withStateLock<T>(
   use: (store: StateStore) => Promise<T>,
 ): Promise<T> {
   const dir = options.stateDir ?? DEFAULT_STATE_DIR;
-  const binding = options.binding ? options.binding() : await defaultFlock();
+  const binding = options.binding ? options.binding() : await packageFlock();
   const lockFile = path.join(dir, 'lock');
   let fd: number;
   try {

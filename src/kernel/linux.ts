@@ -11,14 +11,13 @@ import { InsertError, type InitState, type InsertOptions, type Kernel } from './
 export interface LinuxKernelOptions {
   /** Where sysfs is mounted. Default '/sys'; tests point it at a directory they made. */
   sysfsRoot?: string;
-  /** Supplies the addon. Default: `loadBinding()` from src/native/addon, loaded lazily. */
+  /** Supplies the addon, asked on the first syscall. Default: the package's (src/system.ts). */
   binding?: () => NativeBinding | Promise<NativeBinding>;
 }
 
-/** Loads the addon on demand; cached by loadBinding() itself. */
-async function defaultBinding(): Promise<NativeBinding> {
-  const addon = await import('../native/addon.js');
-  return addon.loadBinding();
+async function packageAddon(): Promise<NativeBinding> {
+  const { addon } = await import('../system.js');
+  return addon();
 }
 
 /** The addon's steps on the module file before any syscall (open, fstat, read, decompress). */
@@ -48,7 +47,7 @@ export class LinuxKernel implements Kernel {
 
   constructor(options: LinuxKernelOptions = {}) {
     this.sysfsRoot = options.sysfsRoot ?? '/sys';
-    this.getBinding = options.binding ?? defaultBinding;
+    this.getBinding = options.binding ?? packageAddon;
   }
 
   async insertModule(modulePath: string, params: string, options: InsertOptions): Promise<void> {
