@@ -18,7 +18,7 @@
 import { EXIT, KmodloadError } from '../errors';
 import { oneLine } from '../text';
 import { InsertError, type InitState, type Kernel } from '../kernel/kernel';
-import { ruleVerdict, type RuleVerdict } from '../planner/rules';
+import { installVerdict } from '../planner/rules';
 import type { Plan, Probe, ProbeStep } from '../planner/plan';
 import type { CommandRunner } from './commands';
 import { expandCommand, runShellCommand } from './commands';
@@ -39,11 +39,6 @@ export interface ExecuteOptions {
   onModuleResult?: (result: ModuleResult) => void;
 }
 
-/** The verdict on an install step's rule, when shell commands may or may not run. */
-function installVerdict(step: ProbeStep, allowCommands: boolean): RuleVerdict {
-  return ruleVerdict('install', step.name, step.command ?? '', allowCommands);
-}
-
 /**
  * Throws KmodloadError(EXIT.refused) naming the first request that cannot be performed, before
  * any syscall, so a refused request changes nothing. The planner's verdict (`request.error`:
@@ -58,11 +53,12 @@ export function assertPlanRunnable(
   for (const request of plan.requests) {
     let reason = request.error?.message;
     if (reason === undefined && !options.allowInstallCommands) {
-      const shell = request.probes
+      reason = request.probes
         .filter((probe) => !probe.skipped)
         .flatMap((probe) => probe.steps)
-        .find((step) => step.kind === 'install' && installVerdict(step, false).action === 'shell');
-      if (shell) reason = installVerdict(shell, false).refusal;
+        .filter((step) => step.kind === 'install')
+        .map((step) => installVerdict(step, false))
+        .find((verdict) => verdict.action === 'shell')?.refusal;
     }
     reason ??= plan.policy?.violations.find((v) => v.request === request.request)?.reason;
     if (reason !== undefined) {

@@ -2,7 +2,7 @@
 // It plans against a database it is given (src/system.ts opens one, with the addon).
 
 export { ModuleDatabase, type IndexReading, type ResolverOptions } from '../db';
-export { classifyInstallCommand, ruleVerdict } from './rules';
+export { classifyInstallCommand, installVerdict, ruleText, ruleVerdict } from './rules';
 export type { RuleKind, RuleVerdict } from './rules';
 export * from './plan';
 export { planRequests, type PlanOptions } from './plan-requests';
