@@ -20,6 +20,7 @@ import { oneLine } from '../text';
 import { InsertError, type InitState, type Kernel } from '../kernel/kernel';
 import { installVerdict } from '../planner/rules';
 import type { Plan, Probe, ProbeStep } from '../planner/plan';
+import type { PolicyVerdict } from '../policy/types';
 import type { CommandRunner } from './commands';
 import { expandCommand, runShellCommand } from './commands';
 import type { ModuleError } from './errno';
@@ -32,6 +33,8 @@ export interface ExecuteOptions {
   dryRun?: boolean;
   /** Run install rules other than /bin/true with /bin/sh. Off by default. */
   allowInstallCommands?: boolean;
+  /** The host policy's verdict on the plan, if it was checked: one that is not ok refuses it. */
+  verdict?: PolicyVerdict;
   /** Runs install commands; default /bin/sh -c. */
   runCommand?: CommandRunner;
   /** Called with each module's result as soon as it is known (the hook logs what was
@@ -42,13 +45,13 @@ export interface ExecuteOptions {
 /**
  * Throws KmodloadError(EXIT.refused) naming the first request that cannot be performed, before
  * any syscall, so a refused request changes nothing. The planner's verdict (`request.error`:
- * unknown, invalid, blacklisted, forbidden) decides, then the host policy's verdict if the plan
- * was checked, plus what only the caller knows now: whether install rules that need a shell
- * may run.
+ * unknown, invalid, blacklisted, forbidden) decides, then what only the caller knows now:
+ * whether install rules that need a shell may run, and the host policy's verdict if the plan
+ * was checked.
  */
 export function assertPlanRunnable(
   plan: Plan,
-  options: { allowInstallCommands?: boolean } = {},
+  options: Pick<ExecuteOptions, 'allowInstallCommands' | 'verdict'> = {},
 ): void {
   for (const request of plan.requests) {
     let reason = request.error?.message;
@@ -60,13 +63,13 @@ export function assertPlanRunnable(
         .map((step) => installVerdict(step, false))
         .find((verdict) => verdict.action === 'shell')?.refusal;
     }
-    reason ??= plan.policy?.violations.find((v) => v.request === request.request)?.reason;
+    reason ??= options.verdict?.violations.find((v) => v.request === request.request)?.reason;
     if (reason !== undefined) {
       throw new KmodloadError(reason, EXIT.refused, { subject: `cannot load ${request.request}` });
     }
   }
   // A limit on the whole request (max-modules).
-  const overall = plan.policy?.violations.find((v) => v.request === undefined);
+  const overall = options.verdict?.violations.find((v) => v.request === undefined);
   if (overall) {
     throw new KmodloadError(overall.reason, EXIT.refused, {
       subject: `cannot load ${namesForMessage(plan)}`,
@@ -119,7 +122,8 @@ class PlanRunner {
       if (!(error instanceof NoModuleSupport)) throw error;
       ok = false;
     }
-    return { ok, plan, modules: this.results };
+    const verdict = this.options.verdict;
+    return { ok, plan, ...(verdict ? { verdict } : {}), modules: this.results };
   }
 
   /** Returns true when the probe failed (a required step failed). */
