@@ -126,8 +126,8 @@ export function readRegularFileSync(file: string, limit: number): Buffer {
   }
 }
 
-/** What the package would ask of fs.promises, on fs's callback API (see call()): nothing in
- *  it uses fs.promises, so no run of the hook loads it. */
+/** What the hook's paths would ask of fs.promises, on fs's callback API (see call()): nothing
+ *  a hook runs uses fs.promises (only the resident NRI plugin may, which starts once). */
 export const fsAsync = {
   lstat: (file: string): Promise<Stats> => call<Stats>((done) => fsSync.lstat(file, done)),
   stat: (file: string): Promise<Stats> => call<Stats>((done) => fsSync.stat(file, done)),
