@@ -13,7 +13,8 @@ const os = require('node:os');
 const path = require('node:path');
 const { monitorEventLoopDelay } = require('node:perf_hooks');
 const { setImmediate: nextTurn, setTimeout: sleep } = require('node:timers/promises');
-const { openModuleDatabase, planRequests, formatShowDepends } = require('../dist/planner');
+const { planRequests, formatShowDepends } = require('../dist/planner');
+const { openModuleDatabase } = require('../dist/system');
 
 const SEED = ['ip_vs', 'ip_vs_wrr'];
 /** Rounds of every whole-process row (each side runs once per round). */

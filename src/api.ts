@@ -21,7 +21,8 @@ import {
 import { removeRuleKeeper } from './holds/keep';
 import { checkPolicy } from './policy/check';
 import { readPolicy } from './policy/read';
-import type { Policy, Requester } from './policy/types';
+import type { Policy, PolicyVerdict, Requester } from './policy/types';
+import { openModuleDatabase } from './system';
 import { errorText } from './text';
 import type * as Planner from './planner/index';
 import type { IndexReading, ModuleDatabase, PlanOptions, ResolverOptions } from './planner/index';
@@ -36,17 +37,34 @@ export type LoadOptions = ResolverOptions &
     allowInstallCommands?: boolean;
     /** The kernel to talk to. Default: a LinuxKernel (the addon and /sys). */
     kernel?: Kernel;
-    /** A host policy to check the plan against (`plan.policy` holds the verdict; a plan that
-     *  fails it is refused before anything loads): a parsed Policy, policy file paths (an
-     *  empty list: the default location), or null for none, where only the host's modprobe.d
-     *  blocks and the default max-modules apply, as in the hook. Absent: no policy check
-     *  (modprobe's semantics). */
+    /** A host policy to check the plan against (resolve() then gives the verdict beside the
+     *  plan, load() refuses a plan that fails it before anything loads and reports it as
+     *  `verdict`): a parsed Policy, policy file paths (an empty list: the default location),
+     *  or null for none, where only the host's modprobe.d blocks and the default max-modules
+     *  apply, as in the hook. Absent: no policy check (modprobe's semantics). */
     policy?: Policy | readonly string[] | null;
     /** Who asks, for the policy's `when` conditions. */
     requester?: Requester;
     /** Called with each module's result as soon as it is known. */
     onModuleResult?: (result: ModuleResult) => void;
   };
+
+/** `policy` given: resolve() checks the plan against it. */
+export type PolicyCheck = Pick<LoadOptions, 'requester'> & {
+  policy: Policy | readonly string[] | null;
+};
+
+/** A plan and the host policy's verdict on it: what resolve() gives when asked with a policy.
+ *  The plan itself is pure data (the tree and configuration alone); the verdict travels beside
+ *  it, to loadPlan() (`{ verdict }`) and into the result. */
+export interface CheckedPlan {
+  plan: Plan;
+  verdict: PolicyVerdict;
+}
+
+/** As LoadOptions, plus the policy's verdict on the plan, if it was checked: one that is not
+ *  ok refuses the plan before anything loads. */
+export type LoadPlanOptions = LoadOptions & { verdict?: PolicyVerdict };
 
 export type UnloadOptions = ResolverOptions & {
   /** Decide and report; no delete_module, no command. */
@@ -76,7 +94,7 @@ async function openDatabase(
 ): Promise<{ db: ModuleDatabase; planner: typeof Planner }> {
   const planner = await import('./planner/index.js');
   try {
-    return { db: await planner.openModuleDatabase(options, reading), planner };
+    return { db: await openModuleDatabase(options, reading), planner };
   } catch (error) {
     if (error instanceof KmodloadError) throw error;
     throw new KmodloadError(errorText(error), EXIT.environment, {
@@ -102,41 +120,47 @@ async function withDatabase<T>(
 /**
  * Resolves `names` (module names or aliases, as `modprobe -a` takes them) to the plan kmod's
  * modprobe would follow: softdeps, dependencies and every alias match, in order. Touches no
- * kernel state. A name that cannot be planned has `error` set in its RequestPlan.
+ * kernel state. A name that cannot be planned has `error` set in its RequestPlan. With a
+ * `policy` (null included), the plan and the policy's verdict on it (`{ plan, verdict }`).
  *
- * @throws KmodloadError (EXIT.environment) when the module tree or configuration is unreadable.
+ * @throws KmodloadError (EXIT.environment) when the module tree, the configuration or the
+ *   policy files are unreadable.
  */
-export async function resolve(names: string[], options: LoadOptions = {}): Promise<Plan> {
+export function resolve(names: string[], options: LoadOptions & PolicyCheck): Promise<CheckedPlan>;
+export function resolve(
+  names: string[],
+  options?: LoadOptions & { policy?: undefined },
+): Promise<Plan>;
+export async function resolve(
+  names: string[],
+  options: LoadOptions = {},
+): Promise<Plan | CheckedPlan> {
+  const { plan, verdict } = await planAndCheck(names, options);
+  return verdict === undefined ? plan : { plan, verdict };
+}
+
+/** The plan, and the policy's verdict on it when there is a policy to check (null included). */
+async function planAndCheck(
+  names: string[],
+  options: LoadOptions,
+): Promise<{ plan: Plan; verdict?: PolicyVerdict }> {
   // Read before the tree: a broken policy refuses the request whatever the tree says.
   const policy =
     options.policy === undefined || options.policy === null || !isPolicyFileList(options.policy)
       ? options.policy
       : await readPolicy(options.policy);
   // Planned through settle(): only the indexes the plan needs are read.
-  return withDatabase(
+  const plan = await withDatabase(
     options,
-    async (db, planner) =>
-      checkedPlan(
-        await db.settle(() => planner.planRequests(db, names, options)),
-        policy,
-        options.requester,
-      ),
+    (db, planner) => db.settle(() => planner.planRequests(db, names, options)),
     'as-needed',
   );
+  if (policy === undefined) return { plan };
+  return { plan, verdict: checkPolicy(plan, policy, options.requester) };
 }
 
 function isPolicyFileList(policy: Policy | readonly string[]): policy is readonly string[] {
   return Array.isArray(policy);
-}
-
-/** `plan` with its policy verdict, when there is a policy to check (null included). */
-function checkedPlan(
-  plan: Plan,
-  policy: Policy | null | undefined,
-  requester: Requester | undefined,
-): Plan {
-  if (policy !== undefined) plan.policy = checkPolicy(plan, policy, requester);
-  return plan;
 }
 
 /**
@@ -149,22 +173,26 @@ function checkedPlan(
  * @throws KmodloadError (EXIT.environment) when the module tree or the addon is unusable.
  */
 export async function load(names: string[], options: LoadOptions = {}): Promise<LoadResult> {
-  return loadPlan(await resolve(names, options), options);
+  const { plan, verdict } = await planAndCheck(names, options);
+  return loadPlan(plan, { ...options, verdict });
 }
 
 /**
  * Performs a plan from `resolve()` without planning again, e.g. after showing or logging it.
- * Of `options`, only `dryRun`, `allowInstallCommands` and `kernel` matter here (the plan
- * already holds the rest).
+ * Of `options`, only `dryRun`, `allowInstallCommands`, `kernel`, `onModuleResult` and
+ * `verdict` (the policy's, from `resolve()` with a policy or `checkPolicy()`) matter here (the
+ * plan already holds the rest). The result carries the verdict beside the plan.
  *
  * @throws KmodloadError (EXIT.refused), before anything is loaded, when a request of the plan
- *   has an `error`, or has an install rule that needs a shell and `allowInstallCommands` is off.
+ *   has an `error`, has an install rule that needs a shell and `allowInstallCommands` is off,
+ *   or `verdict` is not ok.
  */
-export async function loadPlan(plan: Plan, options: LoadOptions = {}): Promise<LoadResult> {
+export async function loadPlan(plan: Plan, options: LoadPlanOptions = {}): Promise<LoadResult> {
   return executePlan(plan, {
     kernel: options.kernel ?? new LinuxKernel(),
     dryRun: options.dryRun ?? false,
     allowInstallCommands: options.allowInstallCommands ?? false,
+    ...(options.verdict ? { verdict: options.verdict } : {}),
     ...(options.onModuleResult ? { onModuleResult: options.onModuleResult } : {}),
   });
 }
@@ -173,8 +201,10 @@ export async function loadPlan(plan: Plan, options: LoadOptions = {}): Promise<L
 export interface ModuleTree {
   readonly moduleDir: string;
   readonly kernelVersion: string;
-  /** As `resolve()`, without reading the tree again. Throws once closed. */
-  resolve(names: string[], options?: LoadOptions): Plan;
+  /** As `resolve()`, without reading the tree again; a policy must be parsed already
+   *  (readPolicy()). Throws once closed. */
+  resolve(names: string[], options: LoadOptions & PolicyCheck): CheckedPlan;
+  resolve(names: string[], options?: LoadOptions & { policy?: undefined }): Plan;
   /** Releases the indexes (their in-memory copies). */
   close(): void;
 }
@@ -192,7 +222,7 @@ export async function openModuleTree(options: ResolverOptions = {}): Promise<Mod
   return {
     moduleDir: db.moduleDir,
     kernelVersion: db.kernelVersion,
-    resolve(names, planWith = {}) {
+    resolve: ((names: string[], planWith: LoadOptions = {}): Plan | CheckedPlan => {
       if (!open) throw new KmodloadError('the module tree is closed', EXIT.internal);
       const { policy } = planWith;
       if (policy !== undefined && policy !== null && isPolicyFileList(policy)) {
@@ -201,8 +231,10 @@ export async function openModuleTree(options: ResolverOptions = {}): Promise<Mod
           EXIT.usage,
         );
       }
-      return checkedPlan(planner.planRequests(db, names, planWith), policy, planWith.requester);
-    },
+      const plan = planner.planRequests(db, names, planWith);
+      if (policy === undefined) return plan;
+      return { plan, verdict: checkPolicy(plan, policy, planWith.requester) };
+    }) as ModuleTree['resolve'],
     close() {
       if (open) db.close();
       open = false;

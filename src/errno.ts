@@ -1,5 +1,6 @@
 // The one table of errno names: Node's own, for numbers from the kernel or the addon and for
-// the codes this package writes into results. Nothing else names errno values.
+// the codes this package writes into results. Every errno number that becomes a name, and
+// every name that becomes a number, goes through here.
 import { constants } from 'node:os';
 import * as util from 'node:util';
 

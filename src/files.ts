@@ -126,7 +126,8 @@ export function readRegularFileSync(file: string, limit: number): Buffer {
   }
 }
 
-/** The few fs.promises calls the hook's path makes, on fs's callback API (see call()). */
+/** What the hook's paths would ask of fs.promises, on fs's callback API (see call()): nothing
+ *  a hook runs uses fs.promises (only the resident NRI plugin may, which starts once). */
 export const fsAsync = {
   lstat: (file: string): Promise<Stats> => call<Stats>((done) => fsSync.lstat(file, done)),
   stat: (file: string): Promise<Stats> => call<Stats>((done) => fsSync.stat(file, done)),
@@ -135,4 +136,13 @@ export const fsAsync = {
     call<void>((done) => fsSync.access(file, (error) => done(error, undefined))),
   readFile: (file: string, encoding: BufferEncoding): Promise<string> =>
     call<string>((done) => fsSync.readFile(file, encoding, done)),
+  /** mkdir -p, with `mode` for what it creates. */
+  mkdirs: (dir: string, mode: number): Promise<void> =>
+    call<void>((done) =>
+      fsSync.mkdir(dir, { recursive: true, mode }, (error) => done(error, undefined)),
+    ),
+  open: (file: string, flags: number, mode: number): Promise<number> =>
+    call<number>((done) => fsSync.open(file, flags, mode, done)),
+  close: (fd: number): Promise<void> =>
+    call<void>((done) => fsSync.close(fd, (error) => done(error ?? null, undefined))),
 };

@@ -20,6 +20,9 @@ export { admit, release } from './container/index';
 export { doctor } from './doctor/checks';
 export type {
   LoadOptions,
+  LoadPlanOptions,
+  CheckedPlan,
+  PolicyCheck,
   GcOptions,
   UnloadOptions,
   StatusOptions,

@@ -75,6 +75,15 @@ function moduleLine(module: ModuleResult, verbose: boolean): string {
   return words.join(' ');
 }
 
+/** `--json`'s shape, as it has always been: the policy's verdict (with --policy) is printed
+ *  inside the plan, as `plan.policy`. */
+function resultJson(result: LoadResult): unknown {
+  const { verdict, ...printed } = result;
+  return verdict === undefined
+    ? printed
+    : { ...printed, plan: { ...result.plan, policy: verdict } };
+}
+
 export async function runLoadCommand(argv: string[], io: CliIO): Promise<number> {
   const parsed = parseArgs(argv, LOAD_SPECS, COMMAND);
   if (flag(parsed, 'help')) {
@@ -104,7 +113,8 @@ export async function runLoadCommand(argv: string[], io: CliIO): Promise<number>
   if (policyFiles.length > 0) options.policy = policyFiles;
 
   if (showDepends) {
-    const plan = await resolve(names, options);
+    // No policy here (refused above).
+    const plan = await resolve(names, { ...options, policy: undefined });
     const { formatShowDepends, showDependsExitStatus } = await import('../planner/index.js');
     io.stdout.write(formatShowDepends(plan));
     // As modprobe: a name that cannot be looked up is reported and fails the run; rules that
@@ -139,7 +149,7 @@ export async function runLoadCommand(argv: string[], io: CliIO): Promise<number>
     printLines(done);
     throw error;
   }
-  if (json) writeJson(io.stdout, result);
+  if (json) writeJson(io.stdout, resultJson(result));
   else printLines(result.modules);
   const failure = failureSummary(result);
   if (failure === undefined) return EXIT.ok;

@@ -82,7 +82,7 @@ async function check(
   const policy = await readPolicy(allValues(parsed, 'policy'));
   // As the hook plans: the host's blacklist applies to names too, no install command runs,
   // and modprobe.d that cannot be read is an error.
-  const plan = await resolve(names, {
+  const { plan, verdict } = await resolve(names, {
     ...treeOptions(parsed),
     useBlacklist: true,
     allowInstallCommands: false,
@@ -92,21 +92,22 @@ async function check(
   });
   let refusal: string | undefined;
   try {
-    assertPlanRunnable(plan);
+    assertPlanRunnable(plan, { verdict });
   } catch (error) {
     if (!(error instanceof KmodloadError)) throw error;
     refusal = oneLine(error.message);
   }
-  const verdict = plan.policy;
   if (json) {
-    writeJson(io.stdout, { ok: refusal === undefined, refusal: refusal ?? null, ...verdict });
+    // `ok` is the verdict's, as this line has always printed it.
+    const { ok, ...rest } = verdict;
+    writeJson(io.stdout, { ok, refusal: refusal ?? null, ...rest });
   } else {
-    for (const decision of verdict?.decisions ?? []) {
+    for (const decision of verdict.decisions) {
       io.stdout.write(`${oneLine(decisionLine(decision))}\n`);
     }
-    const files = verdict?.policy?.join(', ') ?? `none (no ${DEFAULT_POLICY_FILE})`;
+    const files = verdict.policy?.join(', ') ?? `none (no ${DEFAULT_POLICY_FILE})`;
     io.stdout.write(
-      `policy: ${oneLine(files)}; modules to insert: ${verdict?.modules ?? 0}, max-modules ${verdict?.maxModules ?? 0}\n`,
+      `policy: ${oneLine(files)}; modules to insert: ${verdict.modules}, max-modules ${verdict.maxModules}\n`,
     );
     if (requester.namespace === undefined && requester.podLabels === undefined) {
       for (const rule of (policy?.rules ?? []).filter(needsRuntimeFacts)) {

@@ -15,17 +15,22 @@ export * from './types';
 /** Largest modprobe.d file read: real ones are a few KiB; the cap bounds memory and time. */
 export const MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024;
 
-export interface LoadConfigOptions {
+/** Where modprobe.d comes from and how strictly it is read: the module database's options
+ *  (ResolverOptions) carry these under the same names. */
+export interface ConfigSource {
   /** Directories or files to read instead of the defaults (modprobe -C). */
-  configDirs?: readonly string[];
-  /** The module directory; its modules.softdep is read as a configuration file. */
-  moduleDir: string;
+  configDirs?: string[];
   /** Kernel command line; default: /proc/cmdline (none when unreadable). */
   kernelCommandLine?: string;
   /** Fail instead of skipping what kmod skips: a configuration file that exists but cannot be
    *  read, a -C path that does not exist. Where the configuration is a security boundary (the
    *  hook), a blacklist that is silently not read protects nothing. */
-  strict?: boolean;
+  strictConfig?: boolean;
+}
+
+export interface LoadConfigOptions extends ConfigSource {
+  /** The module directory; its modules.softdep is read as a configuration file. */
+  moduleDir: string;
 }
 
 /**
@@ -36,7 +41,7 @@ export interface LoadConfigOptions {
  */
 export async function loadModprobeConfig(opts: LoadConfigOptions): Promise<ModprobeConfig> {
   const config = emptyConfig();
-  const strict = opts.strict === true;
+  const strict = opts.strictConfig === true;
   const files = await listConfigFiles(
     opts.configDirs ?? DEFAULT_CONFIG_DIRS,
     opts.moduleDir,

@@ -33,7 +33,7 @@ export interface Admission {
    *  parsed. */
   readonly names?: RequestedNames;
   readonly plan?: Plan;
-  /** The policy's verdict on the plan (also `plan.policy`). */
+  /** The policy's verdict on the plan. */
   readonly verdict?: PolicyVerdict;
   /** What happened to each module, in order. */
   readonly modules: readonly ModuleResult[];
@@ -170,7 +170,7 @@ function decision(
     request,
     ...(names ? { names } : {}),
     ...(facts.plan ? { plan: facts.plan } : {}),
-    ...(facts.plan?.policy ? { verdict: facts.plan.policy } : {}),
+    ...(facts.verdict ? { verdict: facts.verdict } : {}),
     modules: [...facts.modules],
     warnings: [...facts.warnings],
     record: auditRecord(facts),
@@ -209,10 +209,11 @@ async function carryOut(
   // Planned once, then checked: the plan and the verdict are recorded even when refused.
   const plan = await planning;
   facts.plan = plan;
-  plan.policy = policyApi.checkPolicy(plan, read.policy, requesterOf(request, names));
+  const verdict = policyApi.checkPolicy(plan, read.policy, requesterOf(request, names));
+  facts.verdict = verdict;
   let result: LoadResult;
   try {
-    result = await loader.loadPlan(plan, loadOptions);
+    result = await loader.loadPlan(plan, { ...loadOptions, verdict });
   } catch (error) {
     // Stopped half-way (an unusable module file): what went in is still the container's.
     if (!options.dryRun && facts.modules.some((m) => m.status === 'loaded')) {

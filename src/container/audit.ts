@@ -10,7 +10,7 @@ import { EXIT, type KmodloadError } from '../errors';
 import type { ReleasedModule } from '../holds/holds';
 import type { ModuleResult } from '../loader/types';
 import type { Plan } from '../planner/plan';
-import type { PolicyDecision } from '../policy/types';
+import type { PolicyDecision, PolicyVerdict } from '../policy/types';
 import { oneLine } from '../text';
 
 export interface AuditStep {
@@ -78,6 +78,8 @@ export interface AuditFacts {
   request?: readonly string[] | undefined;
   dryRun: boolean;
   plan?: Plan | undefined;
+  /** The policy's verdict on the plan. */
+  verdict?: PolicyVerdict | undefined;
   /** The policy files read (null: none at the default location); undefined: not read. */
   policyFiles?: string[] | null | undefined;
   /** The container's annotations, and the keys of them the policy tests. */
@@ -161,7 +163,7 @@ export function auditRecord(facts: AuditFacts): AuditRecord {
     dryRun: facts.dryRun,
     plan: planSteps(facts.plan),
     policy: facts.policyFiles ?? null,
-    verdict: facts.plan?.policy?.decisions ?? [],
+    verdict: facts.verdict?.decisions ?? [],
     annotations: loggedAnnotations(facts),
     ...(facts.release ? { release: facts.release } : {}),
     results: facts.modules.map(loggedResult),

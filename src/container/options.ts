@@ -5,6 +5,7 @@ import type { Kernel } from '../kernel/kernel';
 import type { LoadResult, ModuleResult } from '../loader/types';
 import type { Plan } from '../planner/plan';
 import type { PlanOptions, ResolverOptions } from '../planner/index';
+import type { PolicyVerdict } from '../policy/types';
 
 /** What the core needs of the planner and loader (src/api.ts); tests stand in for it. */
 export interface ContainerLoader {
@@ -18,6 +19,8 @@ export type ContainerLoadOptions = ResolverOptions &
     dryRun?: boolean;
     allowInstallCommands?: boolean;
     onModuleResult?: (result: ModuleResult) => void;
+    /** loadPlan: the policy's verdict on the plan. */
+    verdict?: PolicyVerdict;
   };
 
 export interface NodeOptions {

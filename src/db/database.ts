@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 
-import { loadModprobeConfig } from '../config';
+import { loadModprobeConfig, type ConfigSource } from '../config';
 import { aliasNormalize, modnameNormalize, pathToModname } from '../config/normalize';
 import type { CommandRule, ModprobeConfig } from '../config/types';
 import { EXIT, KmodloadError } from '../errors';
@@ -15,18 +15,13 @@ import { INDEX_KINDS, ModuleIndexes, type IndexKind } from './indexes';
 import type { KeyIndex } from './trie';
 import { moduleDirectory } from './module-dir';
 
-export interface ResolverOptions {
+/** The module tree, and its configuration (ConfigSource: configDirs, like modprobe -C;
+ *  kernelCommandLine; strictConfig, which the hook sets). */
+export interface ResolverOptions extends ConfigSource {
   /** Root of the module tree, like modprobe -d; default: the running system. */
   root?: string;
   /** Kernel version, like modprobe -S; default: os.release(). */
   kernelVersion?: string;
-  /** Configuration directories or files, like modprobe -C: replaces the default directories. */
-  configDirs?: string[];
-  /** Kernel command line; default: /proc/cmdline. */
-  kernelCommandLine?: string;
-  /** A modprobe.d file that exists but cannot be read, or a configDirs path that does not
-   *  exist, is an error instead of being skipped as kmod skips it (the hook sets this). */
-  strictConfig?: boolean;
 }
 
 /**
@@ -120,16 +115,7 @@ export class ModuleDatabase {
   ): Promise<ModuleDatabase> {
     const moduleDir = moduleDirectory(opts.root, opts.kernelVersion);
     const directory = outcome(fsAsync.stat(moduleDir));
-    const configRead = outcome(
-      loadModprobeConfig({
-        moduleDir,
-        ...(opts.strictConfig ? { strict: true } : {}),
-        ...(opts.configDirs ? { configDirs: opts.configDirs } : {}),
-        ...(opts.kernelCommandLine !== undefined
-          ? { kernelCommandLine: opts.kernelCommandLine }
-          : {}),
-      }),
-    );
+    const configRead = outcome(loadModprobeConfig({ ...opts, moduleDir }));
     const addon = await binding;
     const match: Matcher = addon ? (p, s) => addon.fnmatch(p, s) : jsFnmatch;
     const indexesRead = outcome(

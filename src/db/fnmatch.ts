@@ -1,7 +1,9 @@
-// fnmatch(pattern, string, 0) of glibc in the C locale, for when the addon is not available
-// (its fnmatch is libc's own and is preferred). No flags: `*` and `?` match `/` and a
-// leading `.`, a backslash quotes the next character, `[...]` takes `!`/`^`, ranges and
-// `[:class:]`; a `[` without its `]` is an ordinary character.
+// fnmatch(pattern, string, 0) of glibc in the C locale, in JavaScript. The host policy's globs
+// and the remove rules that keep a module in (holds) always use it, so neither needs the
+// addon; the module database uses it only when there is no addon (it prefers libc's own). No
+// flags: `*` and `?` match `/` and a leading `.`, a backslash quotes the next character,
+// `[...]` takes `!`/`^`, ranges and `[:class:]`; a `[` without its `]` is an ordinary
+// character.
 
 export type Matcher = (pattern: string, text: string) => boolean;
 

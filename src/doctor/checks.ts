@@ -5,7 +5,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import util from 'node:util';
+
+import { errnoName } from '../errno';
 
 export type CheckLevel = 'ok' | 'warn' | 'fail';
 
@@ -30,9 +31,9 @@ function readText(file: string): string | undefined {
 async function kernelSupport(): Promise<Check> {
   const name = 'kernel module support';
   try {
-    const { loadBinding } = await import('../native/addon.js');
-    const errno = loadBinding().probeModuleSupport();
-    const code = errno === 0 ? 'none' : util.getSystemErrorName(-errno);
+    const { addon } = await import('../system.js');
+    const errno = (await addon()).probeModuleSupport();
+    const code = errno === 0 ? 'none' : errnoName(errno);
     if (code === 'EBADF') return { name, level: 'ok', reason: 'finit_module is available' };
     if (code === 'ENOSYS') {
       return {
@@ -131,11 +132,7 @@ async function modprobeConfig(moduleDir: string, configDirs: string[] | undefine
   const name = 'modprobe.d';
   const { loadModprobeConfig } = await import('../config/index.js');
   try {
-    const config = await loadModprobeConfig({
-      moduleDir,
-      strict: true,
-      ...(configDirs ? { configDirs } : {}),
-    });
+    const config = await loadModprobeConfig({ moduleDir, strictConfig: true, configDirs });
     if (config.warnings.length > 0) {
       return {
         name,

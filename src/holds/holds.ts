@@ -3,7 +3,7 @@
 // builtins and modules someone else loaded are never touched: only `inserted.json` names
 // candidates, and only a successful insert by a hook puts a module there.
 
-import { promises as fs } from 'node:fs';
+import { fsAsync } from '../files';
 import type { Kernel } from '../kernel/kernel';
 import { O_NONBLOCK } from '../kernel/kernel';
 import { errorCode } from '../loader/errno';
@@ -14,7 +14,7 @@ import { DEFAULT_STATE_DIR, STATE_VERSION, StateStore, withStateLock } from './s
 
 async function exists(file: string): Promise<boolean> {
   try {
-    await fs.stat(file);
+    await fsAsync.stat(file);
     return true;
   } catch {
     return false;

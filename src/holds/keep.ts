@@ -12,7 +12,7 @@ export async function removeRuleKeeper(
 ): Promise<(name: string) => string | undefined> {
   const config = await loadModprobeConfig({
     moduleDir: moduleDirectory(options.root, options.kernelVersion),
-    ...(options.configDirs ? { configDirs: options.configDirs } : {}),
+    configDirs: options.configDirs,
   });
   return (name) => {
     const rule = config.remove.find((r) => fnmatch(r.module, name));

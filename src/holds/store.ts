@@ -10,10 +10,10 @@
 // lengthen everybody's wait. Waiting for the lock is asynchronous.
 
 import { createHash } from 'node:crypto';
-import fsSync, { promises as fs, constants as fsConstants } from 'node:fs';
+import fsSync, { constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
-import { FileReadError, readRegularFileSync } from '../files';
+import { FileReadError, fsAsync, readRegularFileSync } from '../files';
 import type { NativeBinding } from '../native/binding';
 import { LOCK_EX, LOCK_NB } from '../native/binding';
 import { errorText } from '../text';
@@ -123,7 +123,7 @@ export interface StoreOptions {
   lockTimeoutMs?: number;
   /** Called after each step (tests crash here). */
   onStep?: (step: StoreStep) => void;
-  /** The addon's flock; default: the addon. */
+  /** The addon's flock; default: the package's addon (src/system.ts). */
   binding?: () => Pick<NativeBinding, 'flock'>;
 }
 
@@ -299,9 +299,9 @@ function removeLeftovers(dir: string): void {
   }
 }
 
-async function defaultFlock(): Promise<Pick<NativeBinding, 'flock'>> {
-  const { loadBinding } = await import('../native/addon.js');
-  return loadBinding();
+async function packageFlock(): Promise<Pick<NativeBinding, 'flock'>> {
+  const { addon } = await import('../system.js');
+  return addon();
 }
 
 let lockTurns = 0;
@@ -338,12 +338,12 @@ export async function withStateLock<T>(
   use: (store: StateStore) => Promise<T>,
 ): Promise<T> {
   const dir = options.stateDir ?? DEFAULT_STATE_DIR;
-  const binding = options.binding ? options.binding() : await defaultFlock();
+  const binding = options.binding ? options.binding() : await packageFlock();
   const lockFile = path.join(dir, 'lock');
-  let handle: fs.FileHandle;
+  let fd: number;
   try {
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-    handle = await fs.open(
+    await fsAsync.mkdirs(dir, 0o700);
+    fd = await fsAsync.open(
       lockFile,
       fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW,
       0o600,
@@ -361,12 +361,12 @@ export async function withStateLock<T>(
     // for a holder that is stuck: it starts again whenever the lock has changed hands.
     for (let wait = 2; ; wait = Math.min(wait * 2, 200)) {
       try {
-        binding.flock(handle.fd, LOCK_EX | LOCK_NB);
+        binding.flock(fd, LOCK_EX | LOCK_NB);
         break;
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code !== 'EWOULDBLOCK' && code !== 'EAGAIN') throw stateError(lockFile, error);
-        const now = lockHolder(handle.fd);
+        const now = lockHolder(fd);
         if (now !== holder) {
           holder = now;
           deadline = Date.now() + timeout;
@@ -380,13 +380,13 @@ export async function withStateLock<T>(
         await new Promise((resolve) => setTimeout(resolve, wait * (0.5 + Math.random())));
       }
     }
-    markLockHolder(handle.fd);
+    markLockHolder(fd);
     const store = new StateStore(dir, options.onStep ?? (() => undefined));
     store.step('locked');
     removeLeftovers(dir);
     return await use(store);
   } finally {
     // Closing the file releases the lock.
-    await handle.close();
+    await fsAsync.close(fd);
   }
 }

@@ -1,5 +1,6 @@
 // The one interface between the loader and the running kernel. LinuxKernel (the addon plus
-// /sys) is the real one; tests pass a fake that records calls and injects faults.
+// /sys) is the real one; tests pass a fake that records calls and injects faults. What a
+// failed insert means is decided here (InsertError), not by the loader.
 
 /** What /sys/module/NAME says. `undefined`: the kernel does not know the module. */
 export type InitState = 'live' | 'coming' | 'going' | undefined;
@@ -11,10 +12,32 @@ export interface InsertOptions {
   kernelFormats: readonly string[];
 }
 
+/** What a failed insert means for the caller:
+ *  - `kernel`: finit_module or init_module answered an errno; this module failed;
+ *  - `missing-file`: the module file is not there; this module failed (as with modprobe);
+ *  - `unusable-file`: the file is there but cannot be used (not a regular file, over the size
+ *    cap, a stream that does not decompress): the module tree is broken. */
+export type InsertFailure = 'kernel' | 'missing-file' | 'unusable-file';
+
+/** Why insertModule failed. `cause` is the error as the kernel or the file gave it (`code`,
+ *  `errno`, `message`); `message` is its reason in one line, without the file's name
+ *  ("EBADMSG: xz data is truncated"). */
+export class InsertError extends Error {
+  constructor(
+    readonly failure: InsertFailure,
+    override readonly cause: unknown,
+    reason: string,
+  ) {
+    super(reason, { cause });
+    this.name = 'InsertError';
+  }
+}
+
 export interface Kernel {
   /** Inserts a module file: finit_module, or init_module with the image decompressed in user
    *  space when the kernel cannot take the file as it is (see NativeBinding.insertModule).
-   *  Rejects with a SystemError whose `syscall` says which step failed. */
+   *  Rejects with an InsertError saying what the failure means; any other rejection (the addon
+   *  missing: a KmodloadError) is not about this module. */
   insertModule(path: string, params: string, options: InsertOptions): Promise<void>;
   deleteModule(name: string, flags: number): Promise<void>;
   /** /sys/module/NAME/initstate; a directory without that file reads as 'coming'. */

@@ -5,19 +5,34 @@
 import path from 'node:path';
 import { fsAsync as fs } from '../files';
 import type { NativeBinding } from '../native/binding';
-import type { InitState, InsertOptions, Kernel } from './kernel';
+import { systemErrorReason } from '../native/system-error';
+import { InsertError, type InitState, type InsertOptions, type Kernel } from './kernel';
 
 export interface LinuxKernelOptions {
   /** Where sysfs is mounted. Default '/sys'; tests point it at a directory they made. */
   sysfsRoot?: string;
-  /** Supplies the addon. Default: `loadBinding()` from src/native/addon, loaded lazily. */
+  /** Supplies the addon, asked on the first syscall. Default: the package's (src/system.ts). */
   binding?: () => NativeBinding | Promise<NativeBinding>;
 }
 
-/** Loads the addon on demand; cached by loadBinding() itself. */
-async function defaultBinding(): Promise<NativeBinding> {
-  const addon = await import('../native/addon.js');
-  return addon.loadBinding();
+async function packageAddon(): Promise<NativeBinding> {
+  const { addon } = await import('../system.js');
+  return addon();
+}
+
+/** The addon's steps on the module file before any syscall (open, fstat, read, decompress). */
+const FILE_STEPS = new Set(['open', 'fstat', 'read', 'decompress']);
+
+/** An error of the addon's insertModule as an InsertError, by the step it names. Anything that
+ *  is not the addon's account of a syscall or of the module file (a bug) stays as it is. */
+function insertError(error: unknown): unknown {
+  const { syscall, errno, code } = (error ?? {}) as Partial<Record<string, unknown>>;
+  const reason = systemErrorReason(error);
+  if (syscall === 'finit_module' || syscall === 'init_module') {
+    return new InsertError('kernel', error, reason);
+  }
+  if (typeof errno !== 'number' || !FILE_STEPS.has(String(syscall))) return error;
+  return new InsertError(code === 'ENOENT' ? 'missing-file' : 'unusable-file', error, reason);
 }
 
 function isMissing(error: unknown): boolean {
@@ -32,12 +47,16 @@ export class LinuxKernel implements Kernel {
 
   constructor(options: LinuxKernelOptions = {}) {
     this.sysfsRoot = options.sysfsRoot ?? '/sys';
-    this.getBinding = options.binding ?? defaultBinding;
+    this.getBinding = options.binding ?? packageAddon;
   }
 
   async insertModule(modulePath: string, params: string, options: InsertOptions): Promise<void> {
     const binding = await this.getBinding();
-    await binding.insertModule(modulePath, params, options.flags ?? 0, options.kernelFormats);
+    try {
+      await binding.insertModule(modulePath, params, options.flags ?? 0, options.kernelFormats);
+    } catch (error) {
+      throw insertError(error);
+    }
   }
 
   async deleteModule(name: string, flags: number): Promise<void> {

@@ -1,6 +1,6 @@
 // Running modprobe.d `install` and `remove` rules. Which rules need a shell at all is the
-// planner's classifyInstallCommand(); a command runs only when the caller allowed it, through
-// /bin/sh -c as modprobe's system() does.
+// planner's to say (src/planner/rules.ts); a command runs only when the caller allowed it,
+// through /bin/sh -c as modprobe's system() does.
 
 import { spawn } from 'node:child_process';
 

@@ -16,15 +16,15 @@
 //   broken. What was inserted before stays, and is reported through onModuleResult.
 
 import { EXIT, KmodloadError } from '../errors';
-import { systemErrorReason } from '../native/system-error';
 import { oneLine } from '../text';
-import type { InitState, Kernel } from '../kernel/kernel';
-import { ruleVerdict, type RuleVerdict } from '../planner/rules';
+import { InsertError, type InitState, type Kernel } from '../kernel/kernel';
+import { installVerdict } from '../planner/rules';
 import type { Plan, Probe, ProbeStep } from '../planner/plan';
+import type { PolicyVerdict } from '../policy/types';
 import type { CommandRunner } from './commands';
 import { expandCommand, runShellCommand } from './commands';
 import type { ModuleError } from './errno';
-import { commandError, errorCode, fileError, kernelError, moduleError } from './errno';
+import { commandError, fileError, kernelError, moduleError } from './errno';
 import type { LoadResult, ModuleResult } from './types';
 
 export interface ExecuteOptions {
@@ -33,6 +33,8 @@ export interface ExecuteOptions {
   dryRun?: boolean;
   /** Run install rules other than /bin/true with /bin/sh. Off by default. */
   allowInstallCommands?: boolean;
+  /** The host policy's verdict on the plan, if it was checked: one that is not ok refuses it. */
+  verdict?: PolicyVerdict;
   /** Runs install commands; default /bin/sh -c. */
   runCommand?: CommandRunner;
   /** Called with each module's result as soon as it is known (the hook logs what was
@@ -40,38 +42,34 @@ export interface ExecuteOptions {
   onModuleResult?: (result: ModuleResult) => void;
 }
 
-/** The verdict on an install step's rule, when shell commands may or may not run. */
-function installVerdict(step: ProbeStep, allowCommands: boolean): RuleVerdict {
-  return ruleVerdict('install', step.name, step.command ?? '', allowCommands);
-}
-
 /**
  * Throws KmodloadError(EXIT.refused) naming the first request that cannot be performed, before
  * any syscall, so a refused request changes nothing. The planner's verdict (`request.error`:
- * unknown, invalid, blacklisted, forbidden) decides, then the host policy's verdict if the plan
- * was checked, plus what only the caller knows now: whether install rules that need a shell
- * may run.
+ * unknown, invalid, blacklisted, forbidden) decides, then what only the caller knows now:
+ * whether install rules that need a shell may run, and the host policy's verdict if the plan
+ * was checked.
  */
 export function assertPlanRunnable(
   plan: Plan,
-  options: { allowInstallCommands?: boolean } = {},
+  options: Pick<ExecuteOptions, 'allowInstallCommands' | 'verdict'> = {},
 ): void {
   for (const request of plan.requests) {
     let reason = request.error?.message;
     if (reason === undefined && !options.allowInstallCommands) {
-      const shell = request.probes
+      reason = request.probes
         .filter((probe) => !probe.skipped)
         .flatMap((probe) => probe.steps)
-        .find((step) => step.kind === 'install' && installVerdict(step, false).action === 'shell');
-      if (shell) reason = installVerdict(shell, false).refusal;
+        .filter((step) => step.kind === 'install')
+        .map((step) => installVerdict(step, false))
+        .find((verdict) => verdict.action === 'shell')?.refusal;
     }
-    reason ??= plan.policy?.violations.find((v) => v.request === request.request)?.reason;
+    reason ??= options.verdict?.violations.find((v) => v.request === request.request)?.reason;
     if (reason !== undefined) {
       throw new KmodloadError(reason, EXIT.refused, { subject: `cannot load ${request.request}` });
     }
   }
   // A limit on the whole request (max-modules).
-  const overall = plan.policy?.violations.find((v) => v.request === undefined);
+  const overall = options.verdict?.violations.find((v) => v.request === undefined);
   if (overall) {
     throw new KmodloadError(overall.reason, EXIT.refused, {
       subject: `cannot load ${namesForMessage(plan)}`,
@@ -85,9 +83,6 @@ function namesForMessage(plan: Plan): string {
   const shown = names.slice(0, 3).join(',');
   return names.length > 3 ? `${shown},... (${names.length} names)` : shown;
 }
-
-/** The addon's steps on the module file before any syscall (open, fstat, read, decompress). */
-const FILE_STEPS = new Set(['open', 'fstat', 'read', 'decompress']);
 
 /** Thrown inside the runner when the kernel answered ENOSYS: nothing else can load. */
 class NoModuleSupport extends Error {}
@@ -127,7 +122,8 @@ class PlanRunner {
       if (!(error instanceof NoModuleSupport)) throw error;
       ok = false;
     }
-    return { ok, plan, modules: this.results };
+    const verdict = this.options.verdict;
+    return { ok, plan, ...(verdict ? { verdict } : {}), modules: this.results };
   }
 
   /** Returns true when the probe failed (a required step failed). */
@@ -264,19 +260,17 @@ class PlanRunner {
       await kernel.insertModule(path, params, { kernelFormats });
       return undefined;
     } catch (error) {
-      rethrowIfEnvironment(error);
-      const { syscall, errno } = (error ?? {}) as { syscall?: unknown; errno?: unknown };
-      if (syscall === 'finit_module' || syscall === 'init_module') return kernelError(error);
-      // Anything but the addon's account of the module file is not ours to explain: a bug.
-      if (typeof errno !== 'number' || !FILE_STEPS.has(String(syscall))) throw error;
-      // A missing file fails this module, as with modprobe. A file that is there but cannot be
-      // used (not a regular file, too large, does not decompress, no codec library) is a
-      // broken tree: the run stops.
+      // The addon missing (a KmodloadError), or a bug: not about this module.
+      if (!(error instanceof InsertError)) throw error;
+      if (error.failure === 'kernel') return kernelError(error.cause);
+      // A missing file fails this module, as with modprobe; an unusable one is a broken tree:
+      // the run stops.
       const subject = `cannot read module file ${path}`;
-      const reason = oneLine(systemErrorReason(error));
-      if (errorCode(error) === 'ENOENT')
-        return { ...fileError(error, subject), message: `${subject}: ${reason}` };
-      throw new KmodloadError(reason, EXIT.environment, { cause: error, subject });
+      const reason = oneLine(error.message);
+      if (error.failure === 'missing-file') {
+        return { ...fileError(error.cause, subject), message: `${subject}: ${reason}` };
+      }
+      throw new KmodloadError(reason, EXIT.environment, { cause: error.cause, subject });
     }
   }
 

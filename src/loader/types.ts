@@ -1,6 +1,7 @@
 // Results of loading and unloading, shared by the loader, the public API, the CLI and the hook.
 
 import type { Plan } from '../planner/plan';
+import type { PolicyVerdict } from '../policy/types';
 import type { ModuleError } from './errno';
 
 export type { ModuleError } from './errno';
@@ -36,6 +37,8 @@ export interface LoadResult {
   /** True when every request was satisfied; false when a required module failed. */
   ok: boolean;
   plan: Plan;
+  /** The host policy's verdict on the plan, when it was checked (then it was ok). */
+  verdict?: PolicyVerdict;
   /** One entry per module, in the order the loader reached them; each module once. */
   modules: ModuleResult[];
 }

@@ -2,7 +2,7 @@
 // whether kmodload may carry it out without a shell.
 import type { ModuleDatabase } from '../db';
 import type { Plan, PlanError, Probe, RequestPlan } from './plan';
-import { ruleVerdict } from './rules';
+import { installVerdict } from './rules';
 import { probeModule } from './probe';
 
 export interface PlanOptions {
@@ -54,8 +54,7 @@ function refusal(
 ): PlanError | undefined {
   const steps = probes.flatMap((p) => p.steps);
   const refusal = (step: (typeof steps)[number]): string =>
-    ruleVerdict('install', step.name, step.command ?? '', opts.allowInstallCommands === true)
-      .refusal ?? '';
+    installVerdict(step, opts.allowInstallCommands === true).refusal ?? '';
 
   const forbidden = steps.find((s) => s.required && s.installAction === 'forbid');
   if (forbidden) return { reason: 'forbidden', message: refusal(forbidden) };

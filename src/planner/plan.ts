@@ -1,7 +1,7 @@
 // What the planner decides and the loader performs: a pure description, made from the
-// module tree and configuration alone (no kernel state), in kmod modprobe's exact order.
-
-import type { PolicyVerdict } from '../policy/types';
+// module tree and configuration alone (no kernel state, no host policy), in kmod modprobe's
+// exact order. Nothing is added to a plan once it is made: the host policy's verdict on it
+// travels beside it (src/api.ts: CheckedPlan, loadPlan's `verdict`).
 
 /** One module to bring in, as one line of `modprobe --show-depends` would show it. */
 export interface ProbeStep {
@@ -81,7 +81,4 @@ export interface Plan {
   moduleDir: string;
   kernelVersion: string;
   requests: RequestPlan[];
-  /** Set when the plan was checked against a host policy; a plan whose verdict is not ok is
-   *  refused before anything is loaded. */
-  policy?: PolicyVerdict;
 }

@@ -11,8 +11,8 @@
 // modprobe really prints some modules twice (ext4 with a softdep on one of its dependencies).
 // Each lookup match is probed with fresh visited marks.
 import type { ModuleDatabase, ModuleRef } from '../db';
-import { classifyInstallCommand, ruleVerdict } from './rules';
-import type { HostBlock, Probe, ProbeStep } from './plan';
+import { classifyInstallCommand, ruleText } from './rules';
+import type { HostBlock, InstallAction, Probe, ProbeStep } from './plan';
 
 export interface ProbeOptions {
   /** modprobe -b: a blacklisted module is skipped even when asked for by its own name. */
@@ -73,9 +73,23 @@ interface StepContext {
   extraOptions: string | undefined;
 }
 
+/** An install step's own fields: its rule's command, classified here once for every reader. */
+interface InstallFields {
+  kind: 'install';
+  command: string;
+  installAction: InstallAction;
+}
+
 function stepFor(db: ModuleDatabase, mod: ModuleRef, ctx: StepContext): ProbeStep {
   const options = joinOptions(db.configOptions(mod.name, mod.alias), ctx.extraOptions);
-  const block = hostBlock(db, mod.name);
+  const command = mod.installCommand ?? db.installCommand(mod.name);
+  // A module with softdeps is inserted directly: kmod does not run its install rule.
+  const { pre, post } = db.softdepRefs(mod.name);
+  const install: InstallFields | undefined =
+    command !== undefined && pre.length === 0 && post.length === 0
+      ? { kind: 'install', command, installAction: classifyInstallCommand(command) }
+      : undefined;
+  const block = hostBlock(db, mod.name, install);
   const base = {
     name: mod.name,
     options,
@@ -83,12 +97,7 @@ function stepFor(db: ModuleDatabase, mod: ModuleRef, ctx: StepContext): ProbeSte
     target: ctx.target,
     ...(block ? { hostBlock: block } : {}),
   };
-  const command = mod.installCommand ?? db.installCommand(mod.name);
-  // A module with softdeps is inserted directly: kmod does not run its install rule.
-  const { pre, post } = db.softdepRefs(mod.name);
-  if (command !== undefined && pre.length === 0 && post.length === 0) {
-    return { ...base, kind: 'install', command, installAction: classifyInstallCommand(command) };
-  }
+  if (install) return { ...base, ...install };
   const path = mod.path ?? db.depEntry(mod.name)?.path;
   if (path !== undefined) return { ...base, kind: 'insmod', path };
   if (mod.builtin ?? db.isBuiltin(mod.name)) return { ...base, kind: 'builtin' };
@@ -97,8 +106,14 @@ function stepFor(db: ModuleDatabase, mod: ModuleRef, ctx: StepContext): ProbeSte
   return { ...base, kind: 'insmod', missing: true };
 }
 
-/** Whether the host's modprobe.d keeps `name` out (blacklist, install /bin/true|false). */
-function hostBlock(db: ModuleDatabase, name: string): HostBlock | undefined {
+/** Whether the host's modprobe.d keeps `name` out (blacklist, install /bin/true|false). The
+ *  host's install rule is mostly the one its step runs, classified already; a module with
+ *  softdeps has no install step (kmod ignores the rule), yet the host means to keep it out. */
+function hostBlock(
+  db: ModuleDatabase,
+  name: string,
+  step: InstallFields | undefined,
+): HostBlock | undefined {
   const origin = (rule: string): { origin?: string } => {
     const where = db.config.origins.get(rule);
     return where === undefined ? {} : { origin: where };
@@ -107,11 +122,14 @@ function hostBlock(db: ModuleDatabase, name: string): HostBlock | undefined {
     return { kind: 'blacklist', rule: `blacklist ${name}`, ...origin(`blacklist ${name}`) };
   }
   const install = db.installRule(name);
-  const verdict = install && ruleVerdict('install', install.module, install.command, true);
-  if (install && verdict && verdict.action !== 'shell') {
-    return { kind: 'install', rule: verdict.rule, ...origin(`install ${install.module}`) };
-  }
-  return undefined;
+  if (!install) return undefined;
+  const action =
+    step?.command === install.command
+      ? step.installAction
+      : classifyInstallCommand(install.command);
+  if (action === 'shell') return undefined;
+  const rule = ruleText('install', install.module, install.command);
+  return { kind: 'install', rule, ...origin(`install ${install.module}`) };
 }
 
 /**

@@ -2,9 +2,11 @@
 // forbid a module and `install MOD /bin/true` to make loading it a no-op; both are recognised
 // with or without a directory and with plain arguments (ignored by true/false). Anything with
 // shell syntax, or any other program, needs /bin/sh and is reported as `shell`.
-// ruleVerdict() is the one reading of a rule: the planner, the loader, unload and the host
-// policy all ask it, so a rule is described, allowed or refused in the same words everywhere.
-import type { InstallAction } from './plan';
+// A rule is classified once: an install rule when the planner makes its step (installAction),
+// which everything after reads (installVerdict); a remove rule, which no plan carries, when
+// unload meets it (ruleVerdict). Either way a rule is described, allowed or refused in the
+// same words everywhere, worded here.
+import type { InstallAction, ProbeStep } from './plan';
 
 const TRUE_FALSE = /^\s*(?:(?:\/usr)?\/bin\/)?(true|false)((?:\s+[\w.,:=+/@%-]+)*)\s*$/;
 
@@ -27,15 +29,19 @@ export interface RuleVerdict {
   refusal?: string;
 }
 
-/** The verdict on `kind name command` when shell commands may (or may not) run. */
-export function ruleVerdict(
+/** A rule as written, for messages: "install sctp /bin/false". */
+export function ruleText(kind: RuleKind, name: string, command: string): string {
+  return `${kind} ${name} ${command.trim()}`;
+}
+
+function verdictOn(
   kind: RuleKind,
   name: string,
   command: string,
+  action: InstallAction,
   allowCommands: boolean,
 ): RuleVerdict {
-  const action = classifyInstallCommand(command);
-  const rule = `${kind} ${name} ${command.trim()}`;
+  const rule = ruleText(kind, name, command);
   const verdict: RuleVerdict = { action, rule };
   const doing = kind === 'install' ? 'loading' : 'removing';
   if (action === 'forbid') verdict.refusal = `the rule '${rule}' forbids ${doing} module ${name}`;
@@ -43,4 +49,22 @@ export function ruleVerdict(
     verdict.refusal = `the rule '${rule}' needs a shell to run (not allowed)`;
   }
   return verdict;
+}
+
+/** The verdict on `kind name command` when shell commands may (or may not) run. */
+export function ruleVerdict(
+  kind: RuleKind,
+  name: string,
+  command: string,
+  allowCommands: boolean,
+): RuleVerdict {
+  return verdictOn(kind, name, command, classifyInstallCommand(command), allowCommands);
+}
+
+/** The verdict on an install step of a plan, from its rule as the planner classified it
+ *  (installAction), when shell commands may (or may not) run. A step without that (a plan not
+ *  made by the planner) counts as needing a shell. */
+export function installVerdict(step: ProbeStep, allowCommands: boolean): RuleVerdict {
+  const action = step.installAction ?? 'shell';
+  return verdictOn('install', step.name, step.command ?? '', action, allowCommands);
 }

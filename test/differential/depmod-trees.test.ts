@@ -10,7 +10,8 @@ import * as path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { openModuleDatabase, type ModuleDatabase } from '../../src/planner';
+import type { ModuleDatabase } from '../../src/planner';
+import { openModuleDatabase } from '../../src/system';
 import { kernelTree, toolEnv, type KernelTree } from '../helpers/trees';
 import { ODD_NAMES } from './names';
 import { compareNames, describeMismatches, type OracleSetup } from './oracle';

@@ -7,12 +7,8 @@ import * as path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import {
-  formatShowDepends,
-  openModuleDatabase,
-  planRequests,
-  type ModuleDatabase,
-} from '../../src/planner';
+import { formatShowDepends, planRequests, type ModuleDatabase } from '../../src/planner';
+import { openModuleDatabase } from '../../src/system';
 import { TEST_CMDLINE, writeConfigFixture, type ConfigFixture } from './configs';
 import {
   aliasQueries,

@@ -6,8 +6,14 @@
 import * as fs from 'node:fs';
 
 import { errnoNumber } from '../../src/errno';
-import { nameSystemError } from '../../src/native/system-error';
-import type { InitState, InsertOptions, Kernel } from '../../src/kernel/kernel';
+import { nameSystemError, systemErrorReason } from '../../src/native/system-error';
+import {
+  InsertError,
+  type InitState,
+  type InsertFailure,
+  type InsertOptions,
+  type Kernel,
+} from '../../src/kernel/kernel';
 
 export type FakeCall =
   | {
@@ -29,6 +35,17 @@ export function systemError(code: string, syscall: string, what: string): Error 
     detail: 'fake kernel',
   });
   return nameSystemError(raw) as Error;
+}
+
+/** An insert that failed, as LinuxKernel reports it: the addon's error, classified. */
+export function insertFailure(
+  failure: InsertFailure,
+  code: string,
+  syscall: string,
+  what: string,
+): InsertError {
+  const error = systemError(code, syscall, what);
+  return new InsertError(failure, error, systemErrorReason(error));
 }
 
 function nameOfPath(path: string): string {
@@ -122,15 +139,15 @@ export class FakeKernel implements Kernel {
 
   private insert(name: string): void {
     // Errors say finit_module, as the kernel's answers to an insert do.
-    const syscall = 'finit_module';
+    const refused = (code: string) => insertFailure('kernel', code, 'finit_module', name);
     if (this.racers.has(name)) {
       this.racers.delete(name);
       this.states.set(name, 'live');
-      throw systemError('EEXIST', syscall, name);
+      throw refused('EEXIST');
     }
     const code = this.fault(name, 'insert_module');
-    if (code) throw systemError(code, syscall, name);
-    if (this.states.get(name) === 'live') throw systemError('EEXIST', syscall, name);
+    if (code) throw refused(code);
+    if (this.states.get(name) === 'live') throw refused('EEXIST');
     this.states.set(name, 'live');
     this.refcounts.set(name, this.refcounts.get(name) ?? 0);
     for (const dep of this.dependencyMap.get(name) ?? []) {
@@ -147,7 +164,7 @@ export class FakeKernel implements Kernel {
 
   async insertModule(path: string, params: string, options: InsertOptions): Promise<void> {
     // The addon opens the file first: a missing one fails there, before any syscall.
-    if (!fs.existsSync(path)) throw systemError('ENOENT', 'open', path);
+    if (!fs.existsSync(path)) throw insertFailure('missing-file', 'ENOENT', 'open', path);
     const name = nameOfPath(path);
     const flags = options.flags ?? 0;
     const kernelFormats = [...options.kernelFormats];

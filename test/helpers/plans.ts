@@ -3,6 +3,7 @@
 
 import path from 'node:path';
 import type { Plan, Probe, ProbeStep, RequestPlan } from '../../src/planner/plan';
+import { classifyInstallCommand } from '../../src/planner/rules';
 import type { KernelTree } from './trees';
 
 export const FILES: Record<string, string> = {
@@ -24,6 +25,20 @@ export function insmod(tree: KernelTree, name: string, fields: Partial<ProbeStep
     name,
     kind: 'insmod',
     path: path.join(tree.moduleDir, file),
+    options: '',
+    required: true,
+    target: false,
+    ...fields,
+  };
+}
+
+/** An install rule's step, with its command classified as the planner does. */
+export function install(name: string, command: string, fields: Partial<ProbeStep> = {}): ProbeStep {
+  return {
+    name,
+    kind: 'install',
+    command,
+    installAction: classifyInstallCommand(command),
     options: '',
     required: true,
     target: false,

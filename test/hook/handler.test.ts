@@ -105,8 +105,11 @@ function fakeLoader(
       };
     },
     async loadPlan(plan, options) {
+      // The policy's verdict travels beside the plan: recorded apart from the options.
+      const { verdict, ...rest } = options ?? {};
+      const checked = verdict ? ` verdict ${verdict.ok ? 'ok' : 'not ok'}` : '';
       calls.push(
-        `loadPlan ${plan.requests.map((r) => r.request).join(',')} ${JSON.stringify(options)}`,
+        `loadPlan ${plan.requests.map((r) => r.request).join(',')} ${JSON.stringify(rest)}${checked}`,
       );
       if (behaviour.rejectLoad) throw behaviour.rejectLoad;
       assertPlanRunnable(plan, options);
@@ -177,7 +180,7 @@ describe('handleHook', () => {
     });
     expect(loader.calls).toEqual([
       `resolve ip_vs,ip_vs_wrr ${options}`,
-      `loadPlan ip_vs,ip_vs_wrr ${options}`,
+      `loadPlan ip_vs,ip_vs_wrr ${options} verdict ok`,
     ]);
   });
 
@@ -195,7 +198,7 @@ describe('handleHook', () => {
     expect(result.action).toBe('would-load');
     expect(result.stage).toBe('createRuntime');
     expect(loader.calls[1]).toBe(
-      'loadPlan ip_vs {"useBlacklist":true,"allowInstallCommands":false,"dryRun":true,"strictConfig":true,"root":"/t","kernelVersion":"6.1.0-56-amd64","configDirs":["/etc/x.d"]}',
+      'loadPlan ip_vs {"useBlacklist":true,"allowInstallCommands":false,"dryRun":true,"strictConfig":true,"root":"/t","kernelVersion":"6.1.0-56-amd64","configDirs":["/etc/x.d"]} verdict ok',
     );
   });
 

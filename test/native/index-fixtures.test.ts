@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { loadBinding } from '../../src/native/addon';
-import { formatShowDepends, openModuleDatabase, planRequests } from '../../src/planner';
+import { formatShowDepends, planRequests } from '../../src/planner';
+import { openModuleDatabase } from '../../src/system';
 import { REPO_ROOT } from '../helpers/trees';
 
 const VERSION = '6.1.0-fixture';

@@ -14,7 +14,8 @@ import {
 import { EXIT, KmodloadError } from '../../src/errors';
 import { loadBinding } from '../../src/native/addon';
 import type { NativeBinding, NativeIndex } from '../../src/native/binding';
-import { formatShowDepends, openModuleDatabase, planRequests } from '../../src/planner';
+import { formatShowDepends, planRequests } from '../../src/planner';
+import { openModuleDatabase } from '../../src/system';
 import { aliasLines, aliasQueries, builtinAliases, moduleNames } from '../differential/names';
 import { fetchTree, type Tree } from '../differential/oracle';
 import { VERSION, writeTree, type TestTree } from './planner-tree';

@@ -73,8 +73,29 @@ describe('load() with a host policy', () => {
       requester: { source: 'env' },
     });
     expect(result.ok).toBe(true);
-    expect(result.plan.policy?.ok).toBe(true);
+    expect(result.verdict?.ok).toBe(true);
     expect(kernel.inserted()).toContain('ip_vs');
+  });
+
+  it('resolve() gives the verdict beside the plan; loadPlan() takes it back', async () => {
+    const policy = parsePolicy('deny nf_conntrack\n');
+    const checked = await resolve(['ip_vs'], { ...on(old), policy });
+    expect(Object.keys(checked)).toEqual(['plan', 'verdict']);
+    // The plan is the same pure data as without a policy.
+    expect(checked.plan).toEqual(await resolve(['ip_vs'], on(old)));
+    expect(checked.verdict.ok).toBe(false);
+    const kernel = new FakeKernel();
+    await expect(
+      loadPlan(checked.plan, { kernel, verdict: checked.verdict }),
+    ).rejects.toMatchObject({
+      exitStatus: EXIT.refused,
+      message: /^cannot load ip_vs: nf_conntrack \(a dependency of ip_vs\) is denied/,
+    });
+    expect(kernel.calls).toEqual([]);
+    // An open tree answers the same pair.
+    const tree = await openModuleTree(on(old));
+    expect(tree.resolve(['ip_vs'], { policy })).toEqual(checked);
+    tree.close();
   });
 });
 

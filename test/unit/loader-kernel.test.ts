@@ -2,7 +2,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT, KmodloadError } from '../../src/errors';
+import { InsertError } from '../../src/kernel/kernel';
 import { LinuxKernel } from '../../src/kernel/linux';
+import type { NativeBinding } from '../../src/native/binding';
+import { systemError } from '../helpers/fake-kernel';
 import { kernelTree } from '../helpers/trees';
 
 let sysfs: string;
@@ -66,6 +70,48 @@ describe('LinuxKernel /sys reads', () => {
   });
 });
 
+describe('LinuxKernel insert errors', () => {
+  /** A LinuxKernel whose addon rejects every insert with `error`. */
+  const failingWith = (error: unknown) =>
+    new LinuxKernel({
+      sysfsRoot: sysfs,
+      binding: () => ({ insertModule: () => Promise.reject(error) }) as unknown as NativeBinding,
+    });
+  const insert = (error: unknown) =>
+    failingWith(error)
+      .insertModule('/m/x.ko', '', { kernelFormats: [] })
+      .then(
+        () => undefined,
+        (rejection: unknown) => rejection,
+      );
+
+  it("says what the addon's error means: the kernel's answer, a missing file, an unusable one", async () => {
+    for (const [code, syscall, failure] of [
+      ['ENOEXEC', 'finit_module', 'kernel'],
+      ['EKEYREJECTED', 'init_module', 'kernel'],
+      ['ENOENT', 'open', 'missing-file'],
+      ['EISDIR', 'fstat', 'unusable-file'],
+      ['EFBIG', 'read', 'unusable-file'],
+      ['EBADMSG', 'decompress', 'unusable-file'],
+    ] as const) {
+      const error = systemError(code, syscall, '/m/x.ko');
+      const rejection = await insert(error);
+      expect(rejection).toBeInstanceOf(InsertError);
+      expect(rejection).toMatchObject({ failure, cause: error, message: `${code}: fake kernel` });
+    }
+  });
+
+  it('passes on what is not about the module: the addon missing, a bug', async () => {
+    const missing = new KmodloadError('native addon not built', EXIT.environment);
+    expect(await insert(missing)).toBe(missing);
+    const bug = new TypeError('x is not a function');
+    expect(await insert(bug)).toBe(bug);
+    // An errno from a step the addon never names on the module file.
+    const other = systemError('EIO', 'mmap', '/m/x.ko');
+    expect(await insert(other)).toBe(other);
+  });
+});
+
 describe('LinuxKernel syscalls on this machine', () => {
   it('an insert reaches the kernel, which has no module support: ENOSYS', async () => {
     const tree = kernelTree('6.1');
@@ -73,9 +119,12 @@ describe('LinuxKernel syscalls on this machine', () => {
     const kernel = new LinuxKernel();
     // finit_module says ENOSYS, so the addon falls back to init_module, which says it too.
     await expect(kernel.insertModule(file, '', { kernelFormats: [] })).rejects.toMatchObject({
-      code: 'ENOSYS',
-      syscall: 'init_module',
-      attempts: ['finit_module', 'init_module'],
+      failure: 'kernel',
+      cause: {
+        code: 'ENOSYS',
+        syscall: 'init_module',
+        attempts: ['finit_module', 'init_module'],
+      },
     });
     await expect(kernel.deleteModule('dummy', 0)).rejects.toMatchObject({ code: 'ENOSYS' });
   });

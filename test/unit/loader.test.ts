@@ -8,8 +8,17 @@ import { failureSummary } from '../../src/loader/summary';
 import type { InitState } from '../../src/kernel/kernel';
 import type { ModuleResult } from '../../src/loader/types';
 import type { ProbeStep } from '../../src/planner/plan';
-import { FakeKernel, systemError } from '../helpers/fake-kernel';
-import { insmod, ipVsPlan, ipVsSteps, ipVsWrrSteps, plan, probe, request } from '../helpers/plans';
+import { FakeKernel, insertFailure, systemError } from '../helpers/fake-kernel';
+import {
+  insmod,
+  install,
+  ipVsPlan,
+  ipVsSteps,
+  ipVsWrrSteps,
+  plan,
+  probe,
+  request,
+} from '../helpers/plans';
 import type { KernelTree } from '../helpers/trees';
 import { kernelTree } from '../helpers/trees';
 
@@ -338,7 +347,7 @@ describe('executePlan: refusal, dry run, install rules', () => {
       const kernel = new FakeKernel();
       const steps: ProbeStep[] = [
         ...ipVsSteps(tree).map((s) => ({ ...s, target: false })),
-        { name: 'dummy', kind: 'install', command, options: '', required: true, target: true },
+        install('dummy', command, { target: true }),
       ];
       const dummy = request('dummy', [probe('dummy', steps)]);
       // A forbidding rule is the planner's verdict; whether shell rules may run is the caller's.
@@ -358,17 +367,7 @@ describe('executePlan: refusal, dry run, install rules', () => {
   });
 
   it('a plan made allowing shell install rules is refused when run without', async () => {
-    const steps: ProbeStep[] = [
-      {
-        name: 'dummy',
-        kind: 'install',
-        command: 'modprobe --ignore-install dummy',
-        installAction: 'shell',
-        options: '',
-        required: true,
-        target: true,
-      },
-    ];
+    const steps = [install('dummy', 'modprobe --ignore-install dummy', { target: true })];
     const p = plan(tree, [request('dummy', [probe('dummy', steps)])]);
     const error = await executePlan(p, { kernel: new FakeKernel() }).catch((e: unknown) => e);
     expect((error as KmodloadError).message).toBe(
@@ -377,23 +376,33 @@ describe('executePlan: refusal, dry run, install rules', () => {
     );
   });
 
-  it('reads /bin/false with arguments as the planner does: forbidden, never a shell', async () => {
+  it('reads the rule from the step: one the planner did not classify counts as needing a shell', async () => {
+    const step: ProbeStep = {
+      name: 'dummy',
+      kind: 'install',
+      command: '/bin/true',
+      options: '',
+      required: true,
+      target: true,
+    };
+    const p = plan(tree, [request('dummy', [probe('dummy', [step])])]);
+    const error = await executePlan(p, { kernel: new FakeKernel() }).catch((e: unknown) => e);
+    expect((error as KmodloadError).message).toBe(
+      "cannot load dummy: the rule 'install dummy /bin/true' needs a shell to run (not allowed)",
+    );
+  });
+
+  it('a rule the planner reads as forbidding (/bin/false with arguments) never runs a shell', async () => {
     const marker = path.join(tmp, 'false-ran');
     const runCommand = async () => {
       fs.writeFileSync(marker, '');
       return { status: 0, lastErrorLine: '' };
     };
-    const steps: ProbeStep[] = [
-      {
-        name: 'crc32c_intel',
-        kind: 'install',
-        command: '/usr/bin/false x',
-        options: '',
-        required: false,
-        target: false,
-      },
+    const steps = [
+      install('crc32c_intel', '/usr/bin/false x', { required: false }),
       insmod(tree, 'dummy', { target: true }),
     ];
+    expect(steps[0]?.installAction).toBe('forbid');
     const kernel = new FakeKernel();
     const p = plan(tree, [request('dummy', [probe('dummy', steps)])]);
     const result = await executePlan(p, { kernel, allowInstallCommands: true, runCommand });
@@ -405,16 +414,7 @@ describe('executePlan: refusal, dry run, install rules', () => {
 
   it('install /bin/true means nothing to load', async () => {
     const kernel = new FakeKernel();
-    const steps: ProbeStep[] = [
-      {
-        name: 'dummy',
-        kind: 'install',
-        command: '/bin/true',
-        options: '',
-        required: true,
-        target: true,
-      },
-    ];
+    const steps = [install('dummy', '/bin/true', { target: true })];
     const result = await executePlan(plan(tree, [request('dummy', [probe('dummy', steps)])]), {
       kernel,
     });
@@ -426,16 +426,7 @@ describe('executePlan: refusal, dry run, install rules', () => {
   it('runs an allowed install command with $CMDLINE_OPTS and MODPROBE_MODULE, as modprobe', async () => {
     const out = path.join(tmp, 'install-out');
     const command = `printf '%s|%s' "$MODPROBE_MODULE" '$CMDLINE_OPTS' > ${out}`;
-    const steps: ProbeStep[] = [
-      {
-        name: 'dummy',
-        kind: 'install',
-        command,
-        options: 'numdummies=2 x=1',
-        required: true,
-        target: true,
-      },
-    ];
+    const steps = [install('dummy', command, { options: 'numdummies=2 x=1', target: true })];
     const kernel = new FakeKernel();
     const p = plan(tree, [request('dummy', [probe('dummy', steps)])]);
     const result = await executePlan(p, { kernel, allowInstallCommands: true });
@@ -443,16 +434,7 @@ describe('executePlan: refusal, dry run, install rules', () => {
     expect(fs.readFileSync(out, 'utf8')).toBe('dummy|numdummies=2 x=1');
     expect(statuses(result.modules)).toEqual(['loaded dummy']);
 
-    const failing: ProbeStep[] = [
-      {
-        name: 'dummy',
-        kind: 'install',
-        command: 'echo broken >&2; exit 3',
-        options: '',
-        required: true,
-        target: true,
-      },
-    ];
+    const failing = [install('dummy', 'echo broken >&2; exit 3', { target: true })];
     const failed = await executePlan(plan(tree, [request('dummy', [probe('dummy', failing)])]), {
       kernel: new FakeKernel(),
       allowInstallCommands: true,
@@ -466,14 +448,7 @@ describe('executePlan: refusal, dry run, install rules', () => {
     const marker = path.join(tmp, 'dry-run-marker');
     const steps: ProbeStep[] = [
       ...ipVsSteps(tree),
-      {
-        name: 'dummy',
-        kind: 'install',
-        command: `touch ${marker}`,
-        options: '',
-        required: true,
-        target: true,
-      },
+      install('dummy', `touch ${marker}`, { target: true }),
     ];
     steps[6] = { ...(steps[6] as ProbeStep), target: false };
     const p = plan(tree, [request('dummy', [probe('dummy', steps)])]);
@@ -509,10 +484,8 @@ describe('executePlan: the insert', () => {
   it('a module file that cannot be read or decompressed stops the run: exit 4, naming the file', async () => {
     const file = path.join(tmp, 'corrupt', 'dummy.ko.xz');
     const kernel = new FakeKernel();
-    kernel.insertModule = () => {
-      const error = systemError('EBADMSG', 'decompress', file);
-      return Promise.reject(error);
-    };
+    kernel.insertModule = () =>
+      Promise.reject(insertFailure('unusable-file', 'EBADMSG', 'decompress', file));
     const p = plan(tree, [
       request('dummy', [probe('dummy', [insmod(tree, 'dummy', { target: true, path: file })])]),
     ]);

@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { openModuleDatabase, type ModuleDatabase } from '../../src/planner';
+import type { ModuleDatabase } from '../../src/planner';
+import { openModuleDatabase } from '../../src/system';
 
 export const VERSION = '6.0.0-test';
 
