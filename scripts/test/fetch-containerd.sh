@@ -74,5 +74,8 @@ if [ ! -f "$dir/.ready" ]; then
   touch "$tmp/ready/.ready"
   rm -rf "$dir"
   mv "$tmp/ready" "$dir"
+  # Older versions are not used any more (~100 MB each).
+  find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name apt ! -name "$version" ! -name '.*' \
+    -exec rm -rf {} +
 fi
 echo "$version $dir"
