@@ -339,19 +339,42 @@ if [ "$with_project" = 1 ]; then
   cp "$project/package.json" "$pkg/"
   cp -r "$project/bin" "$pkg/bin"
   cp "$project/build/Release/kmodload.node" "$pkg/build/Release/"
-  # An installed package has no node_modules here: the runtime must need only Node's own
-  # modules and the addon. Fail loudly if the compiled code asks for anything else.
+  # The runtime dependencies (package.json "dependencies", and theirs), in the package's own
+  # node_modules as `npm install -g` puts them.
+  node -e '
+    const fs = require("fs"), path = require("path");
+    const [project, pkg] = process.argv.slice(1);
+    const copy = (name, seen) => {
+      if (seen.has(name)) return;
+      seen.add(name);
+      const from = path.join(project, "node_modules", name);
+      if (!fs.existsSync(from)) throw new Error(`dependency ${name} is not installed (npm ci)`);
+      fs.cpSync(from, path.join(pkg, "node_modules", name), { recursive: true, dereference: true });
+      const manifest = JSON.parse(fs.readFileSync(path.join(from, "package.json"), "utf8"));
+      for (const dep of Object.keys(manifest.dependencies ?? {})) copy(dep, seen);
+    };
+    const manifest = JSON.parse(fs.readFileSync(path.join(project, "package.json"), "utf8"));
+    const seen = new Set();
+    for (const dep of Object.keys(manifest.dependencies ?? {})) copy(dep, seen);
+  ' "$project" "$pkg" || { echo "build-initramfs: copying the runtime dependencies failed" >&2; exit 1; }
+  # The compiled code may need only Node's own modules, the addon and those dependencies
+  # (no devDependency). Fail loudly if it asks for anything else.
   node -e '
     const fs = require("fs"), path = require("path"), builtin = new Set(require("module").builtinModules);
+    const root = process.argv[1];
+    const installed = (id) => {
+      const name = id.startsWith("@") ? id.split("/").slice(0, 2).join("/") : id.split("/")[0];
+      return fs.existsSync(path.join(root, "node_modules", name, "package.json"));
+    };
     const bad = [];
     const walk = (d) => { for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
+      if (e.isDirectory()) { if (e.name !== "node_modules") walk(p); }
       else if (p.endsWith(".js")) for (const m of fs.readFileSync(p, "utf8").matchAll(/(?:require|import)\(\s*["\x27]([^"\x27]+)["\x27]\s*\)/g)) {
         const id = m[1];
-        if (!id.startsWith(".") && !builtin.has(id.replace(/^node:/, "")) && !require("module").isBuiltin(id)) bad.push(`${p}: ${id}`);
+        if (!id.startsWith(".") && !builtin.has(id.replace(/^node:/, "")) && !require("module").isBuiltin(id) && !installed(id)) bad.push(`${p}: ${id}`);
       } } };
-    walk(process.argv[1]);
+    walk(root);
     if (bad.length) { console.error("build-initramfs: runtime requires packages:\n" + bad.join("\n")); process.exit(1); }
   ' "$pkg"
   # The addon and its libraries.
