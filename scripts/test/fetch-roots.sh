@@ -3,8 +3,8 @@
 # between runs: a host with no compiler, no make, no python and no Node, on which the packed
 # tarball is installed (test/deploy).
 #   scripts/test/fetch-roots.sh          -> prints "bullseye <root>"
-# The packages come from the Debian mirror this machine's apt already uses (its bookworm
-# entry), or from KMODLOAD_DEBIAN_MIRROR.
+# The packages come from the Debian mirror this machine's apt already uses, or from
+# KMODLOAD_DEBIAN_MIRROR (scripts/test/debian-mirror.sh).
 set -euo pipefail
 
 cache="${KMODLOAD_CACHE:-/var/cache/kmodload}"
@@ -26,18 +26,7 @@ fi
 
 [ "$(id -u)" -eq 0 ] || { echo "fetch-roots: debootstrap needs root" >&2; exit 1; }
 
-# The URL of the main Debian archive among apt's sources: the package file whose release is
-# labelled Debian (not Debian-Security) with a plain codename (not -updates).
-mirror=${KMODLOAD_DEBIAN_MIRROR:-}
-if [ -z "$mirror" ]; then
-  mirror=$(apt-cache policy 2>/dev/null | awk '
-    /^ *[0-9]+ (https?|file):/ { url = $2; next }
-    /release / && url != "" {
-      if ($0 ~ /l=Debian,/ && $0 ~ /n=[a-z]+,/) { print url; exit }
-      url = ""
-    }')
-fi
-[ -n "$mirror" ] || { echo "fetch-roots: no Debian mirror in apt's sources (set KMODLOAD_DEBIAN_MIRROR)" >&2; exit 1; }
+mirror=$(bash "$(dirname "$0")/debian-mirror.sh") || exit 1
 
 scratch=""
 cleanup() { [ -z "$scratch" ] || rm -rf "$scratch"; }

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # `npm test`: every test, on a fresh machine too. Installs the Debian packages the tests need,
-# fetches the kernel fixtures and the Debian 11 root, builds (the prebuilt addons too), then
-# runs: the vitest suites (unit, native, differential against modprobe, runc, install on a
-# fresh host), the qemu suite on its own (its guests want both cores), the native tests again
-# under AddressSanitizer/UBSan, and a short fuzzing run of the index reader.
+# fetches the kernel fixtures, Debian 13's containerd (the 6.12 guest's) and the Debian 11
+# root, builds (the prebuilt addons too), then runs: the vitest suites (unit, native,
+# differential against modprobe, runc, install on a fresh host), the qemu suite on its own (its
+# guests want both cores), the native tests again under AddressSanitizer/UBSan, and a short
+# fuzzing run of the index reader.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 bash scripts/test/install-test-deps.sh
 bash scripts/test/fetch-kernels.sh >/dev/null
+bash scripts/test/fetch-containerd.sh >/dev/null
 [ -f build/Release/kmodload.node ] || npx node-gyp rebuild
 npx tsc -p tsconfig.build.json
 node scripts/make/bundle.js

@@ -55,13 +55,27 @@ export function workDir(kernel: KernelTree): string {
   return dir;
 }
 
+export interface ImageOptions {
+  /** Add Debian 13's containerd, a local OCI image and the CRI client (scenario 14). */
+  containerd?: boolean;
+}
+
 /** Builds the initramfs for one kernel (scripts/test/qemu/build-initramfs.sh). */
-export async function buildImage(kernel: KernelTree): Promise<GuestImage> {
+export async function buildImage(
+  kernel: KernelTree,
+  options: ImageOptions = {},
+): Promise<GuestImage> {
   const dir = workDir(kernel);
   try {
     await execFileAsync(
       'bash',
-      [path.join(QEMU_SCRIPTS, 'build-initramfs.sh'), kernel.root, kernel.version, dir],
+      [
+        path.join(QEMU_SCRIPTS, 'build-initramfs.sh'),
+        ...(options.containerd ? ['--containerd'] : []),
+        kernel.root,
+        kernel.version,
+        dir,
+      ],
       { maxBuffer: 16 << 20 },
     );
   } catch (error) {

@@ -1,9 +1,10 @@
 // End to end on real Debian kernels under qemu: kmodload as installed (compiled JS + addon)
 // and as the single executable in a root without node, its hook run by runc, kmod's modprobe
 // as the oracle in the same guest. Each kernel boots twice: `main` (-cpu max: scenarios 1, 2,
-// 5, 6, 7, 8, 10, 12, 13) and `qemu64` (no SSE4.2: scenario 9, plus 3, 4 and 11, which do not
-// depend on the CPU). All four guests run at once; the guest scripts are scripts/test/qemu/guest/,
-// the checks are here.
+// 5, 6, 7, 8, 10, 12, 13, and on 6.12 also 14: Debian 13's containerd driven through CRI, with
+// kmodload as its NRI plugin) and `qemu64` (no SSE4.2: scenario 9, plus 3, 4 and 11, which do
+// not depend on the CPU). All four guests run at once; the guest scripts are
+// scripts/test/qemu/guest/, the checks are here.
 
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
@@ -22,6 +23,8 @@ import {
 
 const FLAVOURS = ['6.1', '6.12'] as const;
 type Flavour = (typeof FLAVOURS)[number];
+/** The kernel whose `main` boot runs scenario 14 (containerd); Debian 13's series. */
+const CRI_FLAVOUR: Flavour = '6.12';
 
 interface KernelRuns {
   kernel: KernelTree;
@@ -54,7 +57,9 @@ beforeAll(async () => {
     for (const flavour of FLAVOURS) {
       const kernel = kernels.find((k) => k.flavour === flavour);
       if (!kernel) throw new Error(`scripts/test/fetch-kernels.sh gave no ${flavour} kernel`);
-      prepared.push({ flavour, kernel, image: await buildImage(kernel) });
+      // Only 6.12's image carries containerd (about 100 MB more to unpack at boot).
+      const image = await buildImage(kernel, { containerd: flavour === CRI_FLAVOUR });
+      prepared.push({ flavour, kernel, image });
     }
     // Four guests at once: each spends most of its time in one vCPU (one command at a time),
     // so together they keep two host cores busy.
@@ -685,6 +690,185 @@ describe.each(FLAVOURS)('Debian %s kernel under qemu', (flavour) => {
         key,
       );
     }
+    p.assertNone();
+  });
+});
+
+/** The JSON object a `cri.js up|down` step printed on stdout ({} when it printed none). */
+function criOutput(record: GuestRecord): Record<string, unknown> {
+  try {
+    return JSON.parse(record.out) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+}
+
+describe(`Debian ${CRI_FLAVOUR} kernel under qemu: containerd 1.7 through CRI, with NRI`, () => {
+  /** Added to each failure: containerd's own last log lines. */
+  const LOG = 's14.containerd.log';
+
+  it('14a: with no plugin, a host-network pod runs, stops and is removed; KERNEL_MODULES loads nothing', () => {
+    const { main } = kernelRuns(CRI_FLAVOUR);
+    const p = new Problems(main);
+    p.check(
+      main.get('s14.containerd').rc === 0,
+      'containerd answers on its CRI socket',
+      's14.containerd',
+      LOG,
+    );
+    const version = criOutput(main.get('s14.version'));
+    p.check(
+      version['runtimeName'] === 'containerd' && /^1\.7\./.test(String(version['runtimeVersion'])),
+      'CRI Version: containerd 1.7.x',
+      's14.version',
+    );
+    p.check(
+      main.get('s14.import').rc === 0,
+      'ctr imports the busybox OCI image',
+      's14.import',
+      LOG,
+    );
+    const up = main.get('s14.plain.up');
+    const started = criOutput(up);
+    p.check(
+      up.rc === 0 && typeof started['container'] === 'string' && started['state'] === 'RUNNING',
+      'RunPodSandbox, CreateContainer, StartContainer: the container is RUNNING',
+      's14.plain.up',
+      LOG,
+    );
+    p.check(
+      up.mods.length === 0 && main.get('s14.before').mods.length === 0,
+      'without a plugin, KERNEL_MODULES loads nothing',
+      's14.before',
+      's14.plain.up',
+    );
+    const down = main.get('s14.plain.down');
+    const removed = criOutput(down);
+    p.check(
+      down.rc === 0 &&
+        JSON.stringify(removed['containers']) === JSON.stringify([started['container']]) &&
+        removed['left'] === 0,
+      'StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox: the runtime lists no such pod after',
+      's14.plain.down',
+      LOG,
+    );
+    const seconds = Number(/ms=(\d+)/.exec(main.get('s14.time').out)?.[1]) / 1000;
+    console.log(`${main.name}: scenario 14 took ${seconds.toFixed(1)} s of the boot`);
+    p.assertNone();
+  });
+
+  it('14: kmodload nri loads what pods ask for, refuses what the policy denies, survives kill -9, unloads at stop', () => {
+    const { main } = kernelRuns(CRI_FLAVOUR);
+    const p = new Problems(main);
+    const started = main.get('s14.plugin');
+    p.check(
+      started.rc === 0 && /\bregistered\b/.test(started.err),
+      'the plugin connects and says "registered" within 30 s',
+      's14.plugin',
+      LOG,
+    );
+    const start = main.get('s14.start');
+    p.check(start.mods.length === 0, 'no module loaded before pod A', 's14.start');
+
+    // A: KERNEL_MODULES in the container's environment, the seed's request.
+    const a = main.get('s14.a.up');
+    const aId = String(criOutput(a)['container'] ?? '');
+    p.check(a.rc === 0 && criOutput(a)['state'] === 'RUNNING', 'pod A runs', 's14.a.up', LOG);
+    p.check(
+      sameModules(a, main.get('s2.0.modprobe')),
+      "pod A: the same modules as modprobe -a ip_vs ip_vs_wrr (scenario 2's oracle)",
+      's14.a.up',
+      's2.0.modprobe',
+    );
+    // B: the pod annotation, one module more than A.
+    const b = main.get('s14.b.up');
+    const bId = String(criOutput(b)['container'] ?? '');
+    p.check(b.rc === 0 && criOutput(b)['state'] === 'RUNNING', 'pod B runs', 's14.b.up', LOG);
+    const added = difference(a.mods, b.mods);
+    p.check(
+      added.added.join(' ') === 'ip_vs_sh' && added.removed.length === 0,
+      `pod B's annotation loaded ip_vs_sh and nothing else: added [${added.added.join(' ')}], removed [${added.removed.join(' ')}]`,
+      's14.a.up',
+      's14.b.up',
+    );
+    // C: a denied module; the runtime refuses the container with the plugin's reason.
+    const c = main.get('s14.c.up');
+    p.check(
+      c.rc === 1 &&
+        criOutput(c)['container'] === undefined &&
+        /cri: CreateContainer: .*denied by.*/.test(c.err) &&
+        /\bxfs\b/.test(c.err),
+      "CreateContainer fails and the CRI error carries the plugin's reason (denied by ..., xfs)",
+      's14.c.up',
+      LOG,
+    );
+    p.check(sameModules(c, b), 'pod C: nothing loaded', 's14.b.up', 's14.c.up');
+    p.check(main.get('s14.c.down').rc === 0, "pod C's sandbox is removed", 's14.c.down', LOG);
+
+    // kill -9 and a new start: the holds come back from Synchronize; nothing loads or unloads.
+    const restart = main.get('s14.restart');
+    p.check(
+      restart.rc === 0 && /\bregistered\b/.test(restart.err),
+      'after kill -9, the plugin registers again',
+      's14.kill',
+      's14.restart',
+      LOG,
+    );
+    p.check(sameModules(restart, b), 'the restart changed no module', 's14.b.up', 's14.restart');
+    const holds = main.get('s14.holds');
+    p.check(
+      holds.rc === 0 &&
+        aId !== '' &&
+        bId !== '' &&
+        holds.out.includes(aId) &&
+        holds.out.includes(bId),
+      'hold files name the containers of A and B',
+      's14.holds',
+    );
+
+    // Stop: A first (B still needs every module A asked for), then B.
+    const aDown = main.get('s14.a.down');
+    p.check(
+      aDown.rc === 0 && sameModules(aDown, b),
+      'A stopped and removed: nothing unloaded (B holds ip_vs and ip_vs_wrr)',
+      's14.b.up',
+      's14.a.down',
+      's14.restart.err',
+    );
+    const bDown = main.get('s14.b.down');
+    p.check(
+      bDown.rc === 0 && sameModules(bDown, start),
+      'B stopped and removed: /proc/modules is what it was before pod A',
+      's14.start',
+      's14.b.down',
+      's14.restart.err',
+    );
+
+    // One JSON line per decision, naming the containers.
+    const log = main.get('s14.log');
+    const lines = log.out.split('\n').filter((line) => line.trim() !== '');
+    const parsed = lines.filter((line) => {
+      try {
+        return typeof JSON.parse(line) === 'object';
+      } catch {
+        return false;
+      }
+    });
+    p.check(
+      lines.length >= 3 && parsed.length === lines.length,
+      'the log has one JSON line per decision (at least A, B and C)',
+      's14.log',
+    );
+    p.check(
+      aId !== '' && bId !== '' && log.out.includes(aId) && log.out.includes(bId),
+      "the log names A's and B's containers",
+      's14.log',
+    );
+    p.check(
+      lines.some((line) => /\bxfs\b/.test(line) && /denied/.test(line)),
+      'the log records the refusal of xfs',
+      's14.log',
+    );
     p.assertNone();
   });
 });

@@ -1,28 +1,36 @@
 #!/usr/bin/env bash
 # Builds the initramfs that the end-to-end suite boots under qemu, for one kernel tree.
 #
-#   scripts/test/qemu/build-initramfs.sh [--no-project] ROOT VERSION OUTDIR
+#   scripts/test/qemu/build-initramfs.sh [--no-project] [--containerd] ROOT VERSION OUTDIR
 #
 # ROOT/VERSION come from scripts/test/fetch-kernels.sh. OUTDIR receives:
-#   initrd.img   three concatenated, uncompressed cpio (newc) archives, which the kernel
-#                unpacks in turn (uncompressed: under TCG, gzip -1 delayed /init by ~4.6 s):
+#   initrd.img   concatenated, uncompressed cpio (newc) archives, which the kernel unpacks in
+#                turn (uncompressed: under TCG, gzip -1 delayed /init by ~4.6 s):
 #                base (busybox, node, kmod, runc and their libraries; cached),
 #                tree (the module subset with every modules.* index; cached per kernel),
+#                containerd (with --containerd: Debian 13's containerd, its runc shim, ctr
+#                and a busybox OCI image; cached; ~100 MB, about 1 s more to boot),
 #                project (kmodload as a user installs it, the scenario scripts, and a root
 #                with the single executable and no node; always fresh)
 #   tree/        the full module tree after recompression and depmod, for host-side oracles
 #   modules.txt  the module files copied into the guest
 # --no-project leaves kmodload out (to check the harness itself with modprobe only).
+# --containerd adds the containerd layer and the CRI client (scenario 14).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 project=$(cd "$here/../../.." && pwd)
 with_project=1
-if [ "${1:-}" = "--no-project" ]; then
-  with_project=0
+with_containerd=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-project) with_project=0 ;;
+    --containerd) with_containerd=1 ;;
+    *) break ;;
+  esac
   shift
-fi
-[ $# -eq 3 ] || { echo "usage: $0 [--no-project] ROOT VERSION OUTDIR" >&2; exit 2; }
+done
+[ $# -eq 3 ] || { echo "usage: $0 [--no-project] [--containerd] ROOT VERSION OUTDIR" >&2; exit 2; }
 root=$1 version=$2 out=$3
 moddir="$root/lib/modules/$version"
 [ -f "$moddir/modules.dep" ] || { echo "build-initramfs: no module tree at $moddir" >&2; exit 1; }
@@ -248,6 +256,37 @@ if [ ! -f "$tree_cpio" ] || [ ! -f "$work/.ready" ]; then
   trap - EXIT
   touch "$work/.ready"
 fi
+
+# ---------- containerd layer: Debian 13's containerd 1.7 and a local image (scenario 14) ----------
+containerd_cpio=""
+if [ "$with_containerd" = 1 ]; then
+  read -r _ containerd_dir < <(bash "$project/scripts/test/fetch-containerd.sh") \
+    || { echo "build-initramfs: scripts/test/fetch-containerd.sh failed" >&2; exit 1; }
+  containerd_key=$(
+    {
+      stat -c '%n %s %Y' "$containerd_dir"/usr/bin/* "$busybox_bin"
+      sha256sum "$0" "$here/make-oci-image.sh" | cut -d' ' -f1
+    } | sha256sum | cut -c1-16
+  )
+  containerd_cpio="$cache/containerd-$containerd_key.cpio"
+  if [ ! -f "$containerd_cpio" ]; then
+    stage=$(mktemp -d "$cache/containerd-stage.XXXXXX")
+    trap 'rm -rf "$stage"' EXIT
+    mkdir -p "$stage/usr/bin" "$stage/etc" "$stage/var/lib" "$stage/opt/cri"
+    cp "$containerd_dir"/usr/bin/{containerd,containerd-shim-runc-v2,ctr} "$stage/usr/bin/"
+    # As on Debian: /var/run is /run (the NRI socket's default path is under /var/run).
+    ln -s ../run "$stage/var/run"
+    # A host-network pod gets copies of the host's hosts and resolv.conf.
+    printf '127.0.0.1 localhost\n::1 localhost\n' > "$stage/etc/hosts"
+    : > "$stage/etc/resolv.conf"
+    bash "$here/make-oci-image.sh" "$busybox_bin" localhost/kmodload-e2e:1 "$stage/opt/cri/image.tar"
+    make_cpio "$stage" "$containerd_cpio.tmp"
+    rm -f "$cache"/containerd-*.cpio
+    mv "$containerd_cpio.tmp" "$containerd_cpio"
+    rm -rf "$stage"
+    trap - EXIT
+  fi
+fi
 flock -u 9
 
 # ---------- project layer: kmodload as installed by `npm install -g`, plus the scenarios ----------
@@ -258,6 +297,13 @@ cp "$here"/guest/*.sh "$here"/guest/*.js "$stage/opt/e2e/"
 cp "$here/guest/init" "$stage/init"
 chmod 755 "$stage/init" "$stage"/opt/e2e/*.sh
 cp "$here/guest/modprobe.conf" "$stage/etc/modprobe.d/kmodload-e2e.conf"
+if [ "$with_containerd" = 1 ]; then
+  cp "$here/guest/containerd.toml" "$stage/opt/e2e/"
+  # The CRI client (test/e2e/cri) in one file: the guest has node but no node_modules.
+  (cd "$project" && npx --no-install esbuild test/e2e/cri/main.ts --bundle --platform=node \
+    --target=node20 --format=cjs --log-level=warning --outfile="$stage/opt/e2e/cri.js") >&2 \
+    || { echo "build-initramfs: bundling the CRI client failed" >&2; exit 1; }
+fi
 
 # The container bundle: the runtime spec defaults, a command that proves the container ran,
 # and KERNEL_MODULES as the seed asks. The hook entry is filled in inside the guest, from the
@@ -293,19 +339,42 @@ if [ "$with_project" = 1 ]; then
   cp "$project/package.json" "$pkg/"
   cp -r "$project/bin" "$pkg/bin"
   cp "$project/build/Release/kmodload.node" "$pkg/build/Release/"
-  # An installed package has no node_modules here: the runtime must need only Node's own
-  # modules and the addon. Fail loudly if the compiled code asks for anything else.
+  # The runtime dependencies (package.json "dependencies", and theirs), in the package's own
+  # node_modules as `npm install -g` puts them.
+  node -e '
+    const fs = require("fs"), path = require("path");
+    const [project, pkg] = process.argv.slice(1);
+    const copy = (name, seen) => {
+      if (seen.has(name)) return;
+      seen.add(name);
+      const from = path.join(project, "node_modules", name);
+      if (!fs.existsSync(from)) throw new Error(`dependency ${name} is not installed (npm ci)`);
+      fs.cpSync(from, path.join(pkg, "node_modules", name), { recursive: true, dereference: true });
+      const manifest = JSON.parse(fs.readFileSync(path.join(from, "package.json"), "utf8"));
+      for (const dep of Object.keys(manifest.dependencies ?? {})) copy(dep, seen);
+    };
+    const manifest = JSON.parse(fs.readFileSync(path.join(project, "package.json"), "utf8"));
+    const seen = new Set();
+    for (const dep of Object.keys(manifest.dependencies ?? {})) copy(dep, seen);
+  ' "$project" "$pkg" || { echo "build-initramfs: copying the runtime dependencies failed" >&2; exit 1; }
+  # The compiled code may need only Node's own modules, the addon and those dependencies
+  # (no devDependency). Fail loudly if it asks for anything else.
   node -e '
     const fs = require("fs"), path = require("path"), builtin = new Set(require("module").builtinModules);
+    const root = process.argv[1];
+    const installed = (id) => {
+      const name = id.startsWith("@") ? id.split("/").slice(0, 2).join("/") : id.split("/")[0];
+      return fs.existsSync(path.join(root, "node_modules", name, "package.json"));
+    };
     const bad = [];
     const walk = (d) => { for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
+      if (e.isDirectory()) { if (e.name !== "node_modules") walk(p); }
       else if (p.endsWith(".js")) for (const m of fs.readFileSync(p, "utf8").matchAll(/(?:require|import)\(\s*["\x27]([^"\x27]+)["\x27]\s*\)/g)) {
         const id = m[1];
-        if (!id.startsWith(".") && !builtin.has(id.replace(/^node:/, "")) && !require("module").isBuiltin(id)) bad.push(`${p}: ${id}`);
+        if (!id.startsWith(".") && !builtin.has(id.replace(/^node:/, "")) && !require("module").isBuiltin(id) && !installed(id)) bad.push(`${p}: ${id}`);
       } } };
-    walk(process.argv[1]);
+    walk(root);
     if (bad.length) { console.error("build-initramfs: runtime requires packages:\n" + bad.join("\n")); process.exit(1); }
   ' "$pkg"
   # The addon and its libraries.
@@ -348,7 +417,7 @@ if [ "$with_project" = 1 ]; then
 fi
 make_cpio "$stage" "$out/project.cpio"
 
-cat "$base" "$tree_cpio" "$out/project.cpio" > "$out/initrd.img.tmp"
+cat "$base" "$tree_cpio" $containerd_cpio "$out/project.cpio" > "$out/initrd.img.tmp"
 mv "$out/initrd.img.tmp" "$out/initrd.img"
 rm -f "$out/project.cpio"
 ln -sfn "$work" "$out/tree"

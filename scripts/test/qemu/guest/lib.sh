@@ -55,6 +55,25 @@ note() {
   emit "$1" 0 note /tmp/note.out /tmp/note.err 0
 }
 
+# outcome KEY RC TEXT: a step that is not one command (a wait, a background process), told
+# in words with the status it ended with.
+outcome() {
+  printf '%s\n' "$3" > /tmp/outcome.out
+  : > /tmp/outcome.err
+  emit "$1" "$2" outcome /tmp/outcome.out /tmp/outcome.err 0
+}
+
+# wait_until SECONDS CMD...: runs CMD every 0.2 s until it succeeds (status 0) or SECONDS have
+# passed (status 1).
+wait_until() {
+  _limit=$(($(uptime_ms) + $1 * 1000))
+  shift
+  until "$@"; do
+    [ "$(uptime_ms)" -lt "$_limit" ] || return 1
+    sleep 0.2
+  done
+}
+
 # snapshot KEY: the module list now.
 snapshot() {
   : > /tmp/snap.out

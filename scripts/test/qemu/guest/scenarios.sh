@@ -284,6 +284,102 @@ s13() {
   unload_all s13.clean
 }
 
+# 14. containerd through its CRI socket, with NRI on (Debian 13's containerd 1.7, only in images
+# built with --containerd). (a) With no plugin, a pod (host network) with one container runs,
+# stops and goes away, and KERNEL_MODULES loads nothing. (b) `kmodload nri` connects as an
+# external NRI plugin. (c) A container's KERNEL_MODULES (pod A: the seed's set) and a pod
+# annotation (pod B: one module more) load what they ask for; a container asking for a denied
+# module is refused, with the plugin's reason in the runtime's error (pod C). (d) After kill -9 the plugin starts again and rebuilds
+# its holds from the running containers. (e) Stopping A and B unloads what they loaded.
+# (f) The plugin's log. Every wait is bounded; containerd's log ends the report.
+CRI_CLIENT=/opt/e2e/cri.js
+NRI_SOCKET=/var/run/nri/nri.sock
+NRI_LOG=/var/log/kmodload/nri.log
+NRI_STATE=/run/kmodload
+S14=/run/s14
+cri() { node $CRI_CLIENT "$@"; }
+# PID has exited (a child not yet waited for is a zombie: kill -0 would still find it).
+s14_exited() { [ ! -e "/proc/$1" ] || [ "$(cut -d' ' -f3 "/proc/$1/stat" 2> /dev/null)" = Z ]; }
+s14_cri_ready() { cri --timeout 10 version > $S14/version.out 2> $S14/version.err; }
+s14_containerd_start() {
+  containerd --config /opt/e2e/containerd.toml > $S14/containerd.log 2>&1 < /dev/null &
+  echo $! > $S14/containerd.pid
+  if wait_until 60 s14_cri_ready; then
+    outcome s14.containerd 0 "CRI answers on /run/containerd/containerd.sock"
+  else
+    outcome s14.containerd 1 "no CRI answer within 60 s (containerd $(s14_exited "$(cat $S14/containerd.pid)" && echo exited || echo running))"
+  fi
+}
+# The plugin has said it is registered, or is gone.
+s14_plugin_settled() { grep -qw registered "$1" || s14_exited "$2"; }
+s14_plugin_start() { # KEY
+  _t0=$(uptime_ms)
+  $KMODLOAD nri --socket $NRI_SOCKET --log $NRI_LOG --state-dir $NRI_STATE --unload-on-stop \
+    --policy $S14/policy.conf > "$S14/$1.out" 2> "$S14/$1.err" < /dev/null &
+  _pid=$!
+  echo $_pid > $S14/nri.pid
+  wait_until 30 s14_plugin_settled "$S14/$1.err" $_pid
+  if grep -qw registered "$S14/$1.err"; then
+    _rc=0
+  elif s14_exited $_pid; then
+    wait $_pid
+    _rc=$?
+  else
+    _rc=124
+  fi
+  emit "s14.$1" $_rc "kmodload nri (until 'registered' on stderr)" "$S14/$1.out" "$S14/$1.err" \
+    $(($(uptime_ms) - _t0))
+}
+s14_stop() { # PIDFILE: TERM, then KILL after 10 s; the process is a child of this shell
+  _pid=$(cat "$1" 2> /dev/null) || return 0
+  kill "$_pid" 2> /dev/null || return 0
+  wait_until 10 s14_exited "$_pid" || kill -9 "$_pid" 2> /dev/null
+  wait "$_pid" 2> /dev/null
+  rm -f "$1"
+}
+s14() {
+  unload_all s14.before
+  _s14_t0=$(uptime_ms)
+  mkdir -p $S14
+  # The plugin starts from an empty state directory: the holds that earlier scenarios' hooks
+  # left there (scenario 8's name pid 1, which lives) are not this scenario's.
+  rm -rf $NRI_STATE
+  # The policy of scenario 10: ip_vs* and what it needs, xfs never, nothing else.
+  printf 'default deny\nallow ip_vs*\ndeny xfs\n' > $S14/policy.conf
+  s14_containerd_start
+  emit s14.version 0 "cri version" $S14/version.out $S14/version.err 0
+  run s14.import ctr -n k8s.io images import --snapshotter native /opt/cri/image.tar
+  # (a) no plugin
+  run s14.plain.up cri up s14-plain --env KERNEL_MODULES=ip_vs,ip_vs_wrr
+  run s14.plain.down cri down s14-plain
+  # (b) the plugin
+  s14_plugin_start plugin
+  # (c) requests through the runtime
+  snapshot s14.start
+  run s14.a.up cri up s14-a --env KERNEL_MODULES=ip_vs,ip_vs_wrr
+  # B asks for one module more than A, so that the annotation's effect shows in /proc/modules.
+  run s14.b.up cri up s14-b --pod-annotation org.kmodload.kernel-modules=ip_vs,ip_vs_wrr,ip_vs_sh
+  run s14.c.up cri up s14-c --env KERNEL_MODULES=xfs
+  run s14.c.down cri down s14-c
+  # (d) kill -9, then again: Synchronize tells the new plugin about A and B
+  run s14.kill sh -c "kill -9 \$(cat $S14/nri.pid)"
+  wait "$(cat $S14/nri.pid)" 2> /dev/null
+  s14_plugin_start restart
+  run s14.holds sh -c "cd $NRI_STATE/holds && for f in *; do echo \"== \$f\"; cat \"\$f\"; echo; done"
+  # (e) stop and remove A and B
+  run s14.a.down cri down s14-a
+  run s14.b.down cri down s14-b
+  snapshot s14.end
+  # (f) the plugin's decisions, then everything stopped
+  run s14.log cat $NRI_LOG
+  s14_stop $S14/nri.pid
+  run s14.restart.err cat $S14/restart.err
+  s14_stop $S14/containerd.pid
+  run s14.containerd.log tail -n 60 $S14/containerd.log
+  outcome s14.time 0 "ms=$(($(uptime_ms) - _s14_t0))"
+  unload_all s14.clean
+}
+
 # 9. On a CPU without SSE4.2 crc32c_intel's init fails (ENODEV): do what modprobe does.
 # This boot also carries scenarios 3 and 4, which do not depend on the CPU, so that the two
 # boots of a kernel take about as long as each other.
@@ -315,6 +411,8 @@ set_main() {
   s10
   s12
   s13
+  # Only images built with --containerd (the 6.12 kernel's) have containerd.
+  if [ -x /usr/bin/containerd ]; then s14; fi
 }
 
 # Checks the harness itself: kmod's modprobe loads the seed's set.
@@ -328,6 +426,12 @@ set_smoke() {
 set_nonode() {
   s12
   s13
+}
+
+# Scenario 14 alone: a quick manual check of containerd and the NRI plugin (not used by the
+# test suite).
+set_cri() {
+  s14
 }
 
 # Scenario 1 alone: a quick manual check of an image (not used by the test suite).
