@@ -11,6 +11,21 @@ const os = require('node:os');
 const path = require('node:path');
 const { nriHandlers } = require('../dist/nri/service');
 
+/** The pod every bench container runs in, and container `id` of it asking for `names`. */
+const POD = { id: 'p', name: 'web', uid: 'u', namespace: 'default', labels: {}, annotations: {} };
+function askingContainer(id, names) {
+  return {
+    id,
+    podSandboxId: 'p',
+    name: 'main',
+    state: 1,
+    labels: {},
+    annotations: {},
+    args: [],
+    env: [`KERNEL_MODULES=${names.join(',')}`],
+  };
+}
+
 async function main() {
   const [root, version, ...counts] = process.argv.slice(2);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-nri-cycles-'));
@@ -26,41 +41,27 @@ async function main() {
       unloadOnStop: true,
     };
     const handlers = nriHandlers(options, () => undefined);
-    const pod = {
-      id: 'p',
-      name: 'web',
-      uid: 'u',
-      namespace: 'default',
-      labels: {},
-      annotations: {},
-    };
     let done = 0;
     for (const target of counts.map(Number)) {
       for (; done < target; done++) {
-        const container = {
-          id: `c${done}`,
-          podSandboxId: 'p',
-          name: 'main',
-          state: 1,
-          labels: {},
-          annotations: {},
-          args: [],
-          env: ['KERNEL_MODULES=ip_vs,ip_vs_wrr'],
-        };
-        await handlers.createContainer(pod, container);
-        await handlers.stopContainer(pod, container);
+        const container = askingContainer(`c${done}`, ['ip_vs', 'ip_vs_wrr']);
+        await handlers.createContainer(POD, container);
+        await handlers.stopContainer(POD, container);
       }
       global.gc();
-      console.log(
-        `${done} ${process.memoryUsage().rss} ${process.memoryUsage().heapUsed} ${process.memoryUsage().external} ${process.memoryUsage().arrayBuffers}`,
-      );
+      const memory = process.memoryUsage();
+      console.log(`${done} ${memory.rss} ${memory.heapUsed}`);
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
-main().catch((error) => {
-  console.error(`nri-cycles: ${error.message}`);
-  process.exit(1);
-});
+module.exports = { POD, askingContainer };
+
+if (require.main === module) {
+  main().catch((error) => {
+    console.error(`nri-cycles: ${error.message}`);
+    process.exit(1);
+  });
+}

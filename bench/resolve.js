@@ -350,27 +350,10 @@ async function nriRows(root, version) {
     fs.mkdirSync(conf);
     const options = { root, kernelVersion: version, configDirs: [conf], dryRun: true };
     const handlers = nriHandlers(options, () => undefined);
-    const pod = {
-      id: 'p',
-      name: 'web',
-      uid: 'u',
-      namespace: 'default',
-      labels: {},
-      annotations: {},
-    };
+    const { POD, askingContainer } = require('./nri-cycles');
     const env = [`KERNEL_MODULES=${SEED.join(',')}`];
     let n = 0;
-    const create = () =>
-      handlers.createContainer(pod, {
-        id: `c${n++}`,
-        podSandboxId: 'p',
-        name: 'main',
-        state: 1,
-        labels: {},
-        annotations: {},
-        args: [],
-        env,
-      });
+    const create = () => handlers.createContainer(POD, askingContainer(`c${n++}`, SEED));
     const bundle = fs.mkdtempSync(path.join(dir, 'bundle-'));
     fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify({ process: { env } }));
     const state = JSON.stringify({ id: 'bench', status: 'creating', bundle });

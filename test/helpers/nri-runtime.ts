@@ -50,6 +50,11 @@ function writeString(writer: BinaryWriter, fieldNo: number, value: string | unde
     writer.tag(fieldNo, WireType.LengthDelimited).string(value);
 }
 
+/** Container `id` of pod `podSandboxId` asking for `names` in its env. */
+export function asking(id: string, names: string, podSandboxId = 'p'): ContainerSpec {
+  return { id, podSandboxId, name: 'main', env: [`KERNEL_MODULES=${names}`] };
+}
+
 /** PodSandbox, with the fields the plugin ignores set too (runtime_handler = 7, linux = 8,
  *  pid = 9), as containerd fills them. */
 export function encodePod(pod: PodSpec): Uint8Array {

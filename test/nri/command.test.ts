@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/container/index';
 import { installSources } from '../helpers/build';
-import { FakeRuntime, RuntimeConnection } from '../helpers/nri-runtime';
+import { FakeRuntime, RuntimeConnection, asking } from '../helpers/nri-runtime';
 import { REPO_ROOT, kernelTree, type KernelTree } from '../helpers/trees';
 
 let tree: KernelTree;
@@ -91,20 +91,8 @@ describe('kmodload nri', () => {
       expect(await conn.configure()).toBe(0x608);
       await conn.synchronize([], []);
       const pod = { id: 'p', name: 'web', namespace: 'default' };
-      await conn.createContainer(pod, {
-        id: 'c1',
-        podSandboxId: 'p',
-        name: 'main',
-        env: ['KERNEL_MODULES=ip_vs,ip_vs_wrr'],
-      });
-      await expect(
-        conn.createContainer(pod, {
-          id: 'c2',
-          podSandboxId: 'p',
-          name: 'main',
-          env: ['KERNEL_MODULES=dummy'],
-        }),
-      ).rejects.toThrow(
+      await conn.createContainer(pod, asking('c1', 'ip_vs,ip_vs_wrr'));
+      await expect(conn.createContainer(pod, asking('c2', 'dummy'))).rejects.toThrow(
         /^kmodload: cannot load dummy: dummy is not allowed for this container \(default deny, /,
       );
       child.kill('SIGTERM');

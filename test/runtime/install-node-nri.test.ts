@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../src/container/audit';
 import { EXIT } from '../../src/errors';
-import { RuntimeConnection } from '../helpers/nri-runtime';
+import { RuntimeConnection, asking } from '../helpers/nri-runtime';
 import { type Fixture, type Installation, removeScratch, setUpInstallation } from './harness';
 
 let scratch: string;
@@ -214,20 +214,10 @@ describe('kmodload install-node --nri', () => {
       const config = fs.readFileSync(path.join(confDir, '42-kmodload.conf'), 'utf8');
       expect(await conn.configure('containerd', '1.7.24', config)).toBe(0x608);
       const pod = { id: 'p', name: 'lb', namespace: 'default' };
-      await conn.createContainer(pod, {
-        id: 'c1',
-        podSandboxId: 'p',
-        name: 'main',
-        env: ['KERNEL_MODULES=ip_vs,ip_vs_wrr'],
-      });
-      await expect(
-        conn.createContainer(pod, {
-          id: 'c2',
-          podSandboxId: 'p',
-          name: 'main',
-          env: ['KERNEL_MODULES=no_such_module'],
-        }),
-      ).rejects.toThrow(/^kmodload: cannot load no_such_module: /);
+      await conn.createContainer(pod, asking('c1', 'ip_vs,ip_vs_wrr'));
+      await expect(conn.createContainer(pod, asking('c2', 'no_such_module'))).rejects.toThrow(
+        /^kmodload: cannot load no_such_module: /,
+      );
       conn.socket.end();
       expect(await exited).toBe(0);
     } finally {
