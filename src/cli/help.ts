@@ -110,7 +110,8 @@ The host policy decides which modules containers may have. The hook reads
 comments, '\\' continues a line:
 
   default allow|deny          verdict for a requested module no rule names (allow)
-  max-modules N               most modules one request may insert (64)
+  max-modules N               most module files one request's plan may name,
+                              already loaded ones included (64)
   allow GLOB... [when COND...]
   deny  GLOB... [when COND...]
   COND: annotation KEY=GLOB | source env|annotation   (all must hold)

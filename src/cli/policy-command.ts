@@ -107,7 +107,7 @@ async function check(
     }
     const files = verdict.policy?.join(', ') ?? `none (no ${DEFAULT_POLICY_FILE})`;
     io.stdout.write(
-      `policy: ${oneLine(files)}; modules to insert: ${verdict.modules}, max-modules ${verdict.maxModules}\n`,
+      `policy: ${oneLine(files)}; modules in the plan: ${verdict.modules}, max-modules ${verdict.maxModules}\n`,
     );
     if (requester.namespace === undefined && requester.podLabels === undefined) {
       for (const rule of (policy?.rules ?? []).filter(needsRuntimeFacts)) {

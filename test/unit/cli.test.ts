@@ -509,6 +509,8 @@ describe('kmodload policy check', () => {
       );
       expect(allowed.stdout).toContain('allow nf_conntrack (dependency for ip_vs): with ip_vs\n');
       expect(allowed.stdout).toMatch(/the request would be allowed\n$/);
+      // max-modules counts the plan's module files, loaded or not (the plan is all it sees).
+      expect(allowed.stdout).toMatch(/; modules in the plan: \d+, max-modules 64\n/);
 
       const other = kmodload([...base, '--annotation', 'team=web', 'ip_vs']);
       expect(other.status).toBe(EXIT.refused);
