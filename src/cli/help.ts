@@ -102,7 +102,7 @@ ${EXIT_STATUS}
 `;
 
 export const POLICY_HELP = `Usage: kmodload policy check [OPTIONS] NAME...
-       kmodload policy lint [--policy FILE]... [--json]
+       kmodload policy lint [--policy FILE]... [-d DIR] [-S VER] [--json]
 
 The host policy decides which modules containers may have. The hook reads
 /etc/kmodload/policy.conf, then /etc/kmodload/policy.d/*.conf (name order);
@@ -137,7 +137,14 @@ ${TREE_OPTIONS}
 
 lint: reads the policy files and prints every problem as FILE:LINE: problem, and a
 note for each rule on the NRI plugin's facts; exit 0 when there is no problem, 4
-otherwise.
+otherwise. Also problems: a file in policy.d not read because its name does not end
+in .conf (99-deny, deny.CONF); with -d or -S, a pattern that can never match a
+module of that tree (an alias such as fs-xfs, a name in the wrong letter case); a
+module that tree just lacks is a note.
+  --policy FILE             policy file (repeatable; default: the host's)
+  -d, --dirname=DIR         check the patterns against the tree under DIR
+  -S, --set-version=VER     the tree of kernel VER (with -d: under DIR)
+  --json                    the problems as JSON
 `;
 
 export const STATUS_HELP = `Usage: kmodload status [--state-dir DIR] [--json]

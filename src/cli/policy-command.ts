@@ -5,8 +5,21 @@ import { resolve } from '../api';
 import { EXIT, KmodloadError } from '../errors';
 import { assertPlanRunnable } from '../loader/load';
 import { formatProblem, readPolicy, readPolicyFiles } from '../policy/index';
-import type { PolicyDecision, PolicyRule, RequestSource, Requester } from '../policy/types';
-import { DEFAULT_POLICY_FILE, REQUEST_SOURCES, RUNTIME_FACT_CONDITIONS } from '../policy/types';
+import { readTreeNames, unmatchedPatterns } from '../policy/tree';
+import type {
+  Policy,
+  PolicyDecision,
+  PolicyProblem,
+  PolicyRule,
+  RequestSource,
+  Requester,
+} from '../policy/types';
+import {
+  DEFAULT_POLICY_DIR,
+  DEFAULT_POLICY_FILE,
+  REQUEST_SOURCES,
+  RUNTIME_FACT_CONDITIONS,
+} from '../policy/types';
 import { oneLine } from '../text';
 import type { OptionSpec } from './args';
 import { allValues, flag, lastValue, parseArgs, usageError } from './args';
@@ -120,17 +133,45 @@ async function check(
   return refusal === undefined ? EXIT.ok : EXIT.refused;
 }
 
+/** Lint's problems beyond the parser's: policy.d files not read, and with -d/-S, patterns
+ *  that match no module of that tree. */
+async function lintProblems(parsed: ReturnType<typeof parseArgs>): Promise<{
+  policy: Policy | null;
+  problems: PolicyProblem[];
+  notes: PolicyProblem[];
+}> {
+  const { policy, problems, skipped } = await readPolicyFiles(allValues(parsed, 'policy'));
+  for (const file of skipped) {
+    problems.push({
+      file,
+      line: 0,
+      message: `not read: ${DEFAULT_POLICY_DIR} reads only files named *.conf (lower case)`,
+    });
+  }
+  const root = lastValue(parsed, 'dirname');
+  const version = lastValue(parsed, 'set-version');
+  const notes: PolicyProblem[] = [];
+  if (policy !== null && (root !== undefined || version !== undefined)) {
+    const unmatched = unmatchedPatterns(policy, await readTreeNames(root, version));
+    problems.push(...unmatched.problems);
+    notes.push(...unmatched.notes);
+  }
+  return { policy, problems, notes };
+}
+
 async function lint(parsed: ReturnType<typeof parseArgs>, io: CliIO): Promise<number> {
-  const { policy, problems } = await readPolicyFiles(allValues(parsed, 'policy'));
+  const { policy, problems, notes } = await lintProblems(parsed);
   if (flag(parsed, 'json')) {
     writeJson(io.stdout, {
       ok: problems.length === 0,
       files: policy?.files ?? [],
       rules: policy?.rules.length ?? 0,
       problems,
+      notes,
     });
   } else {
     for (const problem of problems) io.stdout.write(`${oneLine(formatProblem(problem))}\n`);
+    for (const note of notes) io.stdout.write(`note: ${oneLine(formatProblem(note))}\n`);
     if (policy === null) {
       io.stdout.write(
         `no policy: ${DEFAULT_POLICY_FILE} does not exist (containers may have any module the host does not block)\n`,

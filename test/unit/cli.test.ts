@@ -491,6 +491,42 @@ describe('kmodload policy: malformed policy files', () => {
       );
     });
   });
+
+  it('lint -d/-S: a pattern that matches no module of the tree is a problem, saying why', () => {
+    inScratch('deadrules', (dir) => {
+      const file = path.join(dir, 'dead.conf');
+      fs.writeFileSync(file, 'deny SCTP fs-xfs sctp\ndeny no_such_mod* BusLogic\n');
+      // Without a tree, nothing to check them against.
+      expect(kmodload(['policy', 'lint', '--policy', file]).status).toBe(0);
+      const lint = kmodload(['policy', 'lint', '--policy', file, ...tree61()]);
+      expect(lint.status).toBe(EXIT.environment);
+      const moduleDir = `${tree.root}/lib/modules/${tree.version}`;
+      expect(lint.stdout).toBe(
+        `${file}:1: "SCTP" matches no module of ${moduleDir}: names are case-sensitive, did you mean "sctp"?\n` +
+          `${file}:1: "fs-xfs" matches no module of ${moduleDir}, only an alias (of xfs): rules match module names, write the module\n` +
+          `note: ${file}:2: "no_such_mod*" matches no module of ${moduleDir} (another kernel may have one)\n`,
+      );
+      expect(expectOneErrorLine(lint.stderr)).toBe('kmodload: the policy has 2 problem(s)');
+      // A module this kernel lacks is only a note: a deny kept for the next kernel protects.
+      fs.writeFileSync(file, 'deny sctp no_such_mod\n');
+      const noted = kmodload(['policy', 'lint', '--policy', file, ...tree61()]);
+      expect(noted.status).toBe(0);
+      expect(noted.stdout).toMatch(/^note: .*:1: "no_such_mod" matches no module .*\nok: /);
+      // The parser itself refuses '!' outside brackets, for the hook too.
+      fs.writeFileSync(file, 'deny !ip_vs\n');
+      const bang = kmodload(['policy', 'lint', '--policy', file]);
+      expect(bang.status).toBe(EXIT.environment);
+      expect(bang.stdout).toMatch(
+        /:1: bad pattern "!ip_vs": '!' outside '\[\.\.\.\]' matches itself/,
+      );
+      fs.writeFileSync(file, 'deny sctp\n');
+      const missing = kmodload(['policy', 'lint', '--policy', file, '-d', dir, '-S', '0.0']);
+      expect(missing.status).toBe(EXIT.environment);
+      expect(expectOneErrorLine(missing.stderr)).toBe(
+        `kmodload: cannot read ${dir}/lib/modules/0.0/modules.dep: ENOENT: no such file or directory`,
+      );
+    });
+  });
 });
 
 describe('kmodload policy check', () => {
