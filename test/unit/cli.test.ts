@@ -606,6 +606,26 @@ describe("the hook and the host's modprobe.d: fail closed", () => {
       );
     });
   });
+
+  it('a dangling x.conf symlink in modprobe.d: the hook and policy check refuse (exit 4); load skips it as kmod does', () => {
+    inScratch('dangling', (dir) => {
+      const state = hookState(dir, { process: { env: ['KERNEL_MODULES=ip_vs'] } });
+      const conf = path.join(dir, 'modprobe.d');
+      fs.mkdirSync(conf);
+      fs.symlinkSync(path.join(dir, 'gone.conf'), path.join(conf, 'blacklist.conf'));
+      const expected = `kmodload: cannot read modprobe configuration ${conf}/blacklist.conf: a symlink to nothing (ENOENT: no such file or directory); modprobe skips it, here it is an error: fix or remove the link`;
+      const hook = kmodload(['hook', '-n', '-C', conf, ...tree61()], state);
+      expect(hook.status).toBe(EXIT.environment);
+      expect(expectOneErrorLine(hook.stderr)).toBe(expected);
+      const check = kmodload(['policy', 'check', '-C', conf, ...tree61(), 'ip_vs']);
+      expect(check.status).toBe(EXIT.environment);
+      expect(expectOneErrorLine(check.stderr)).toBe(expected);
+      expect(kmodload(['load', '-n', '-C', conf, ...tree61(), 'ip_vs']).status).toBe(0);
+      // A link that leads somewhere is read as ever.
+      fs.writeFileSync(path.join(dir, 'gone.conf'), '# nothing\n');
+      expect(kmodload(['hook', '-n', '-C', conf, ...tree61()], state).status).toBe(0);
+    });
+  });
 });
 
 describe('kmodload hook --policy: the modules, not the strings', () => {
