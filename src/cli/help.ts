@@ -167,6 +167,8 @@ pid now belongs to another process (the start time differs). A hold without a us
                     modprobe.d remove rule keeps its module (-d, -S, -C: which modprobe.d)
   --state-dir DIR   where holds are kept (default /run/kmodload)
   --json            the result as JSON
+Exit status: 0; 1 when the kernel refuses an unload other than "in use" (one line;
+ENOSYS: a kernel built without CONFIG_MODULE_UNLOAD cannot unload at all).
 `;
 
 export const DOCTOR_HELP = `Usage: kmodload doctor [--json] [-d DIR] [-S VER] [-C DIR] [--policy FILE]...
