@@ -29,7 +29,9 @@ Commands:
   hook                OCI runtime hook: reads the container state on stdin and
                       loads the modules the container asks for (KERNEL_MODULES=)
   hook-config         print ready-to-use hook configurations for this installation
-  policy check|lint   what the host policy decides for a request; check the policy
+  policy check|lint|export
+                      what the host policy decides for a request; check the policy;
+                      its denies as modprobe.d lines for the kernel's own autoload
   status              modules kmodload inserted or containers hold, and who holds them
   gc                  drop the holds of containers that are gone (--unload: and unload)
   doctor              will this host load modules for containers, and if not, why
@@ -103,6 +105,8 @@ ${EXIT_STATUS}
 
 export const POLICY_HELP = `Usage: kmodload policy check [OPTIONS] NAME...
        kmodload policy lint [--policy FILE]... [-d DIR] [-S VER] [--json]
+       kmodload policy export --format modprobe.d [--policy FILE]... [-d DIR] [-S VER]
+                              [-C DIR] [--output FILE]
 
 The host policy decides which modules containers may have. The hook reads
 /etc/kmodload/policy.conf, then /etc/kmodload/policy.d/*.conf (name order);
@@ -145,6 +149,19 @@ module that tree just lacks is a note.
   -d, --dirname=DIR         check the patterns against the tree under DIR
   -S, --set-version=VER     the tree of kernel VER (with -d: under DIR)
   --json                    the problems as JSON
+
+export: the policy's denies as a modprobe.d file for /etc/modprobe.d/, so that the
+kernel's own autoload (request_module: net-pf-132, fs-xfs, rtnl-link-dummy...), which
+never asks kmodload, honours them too: one "install NAME /bin/false" per module a
+deny without 'when' matches in the tree (globs expanded, sorted; an alias resolves to
+its module, whose line applies), and "blacklist NAME" too for a module with softdeps
+(modprobe ignores its install rule). Denies with 'when', default deny and builtin
+modules are named in the header comment, not exported.
+  --format modprobe.d       the only format
+  --policy FILE             policy file (repeatable; default: the host's)
+  -d, -S                    the tree whose modules the globs expand to
+  -C, --config=DIR          the modprobe.d whose softdeps count (default the host's)
+  -o, --output=FILE         write FILE (atomically, mode 0644) instead of stdout
 `;
 
 export const STATUS_HELP = `Usage: kmodload status [--state-dir DIR] [--json]

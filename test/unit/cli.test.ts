@@ -583,6 +583,64 @@ describe('kmodload policy check', () => {
   });
 });
 
+describe('kmodload policy export --format modprobe.d', () => {
+  it("writes the denies as install lines that modprobe (the kernel's autoload) honours", () => {
+    inScratch('export', (dir) => {
+      const policy = path.join(dir, 'policy.conf');
+      fs.writeFileSync(
+        policy,
+        'default deny\nallow ip_vs\ndeny dumm? dccp_ipv* ext4 fs-xfs\ndeny af_alg when source annotation\n',
+      );
+      const empty = path.join(dir, 'empty.d');
+      fs.mkdirSync(empty);
+      const args = ['policy', 'export', '--format', 'modprobe.d', '--policy', policy];
+      const printed = kmodload([...args, '-C', empty, ...tree61()]);
+      expect(printed.status).toBe(0);
+      const lines = printed.stdout.split('\n');
+      expect(lines.filter((l) => l !== '' && !l.startsWith('#'))).toEqual([
+        'install dccp_ipv4 /bin/false',
+        'install dccp_ipv6 /bin/false',
+        'install dummy /bin/false',
+        // ext4 has softdeps (modules.softdep): modprobe would ignore its install rule.
+        'blacklist ext4',
+        'install ext4 /bin/false',
+      ]);
+      expect(printed.stdout).toContain(
+        `# Not exported (applies to some containers only): ${policy}:4 (deny af_alg when source annotation)\n`,
+      );
+      expect(printed.stdout).toContain('# Not exported: default deny');
+      expect(printed.stdout).toContain(`# No module of this tree: fs_xfs (${policy}:3;`);
+
+      const conf = path.join(dir, 'modprobe.d');
+      fs.mkdirSync(conf);
+      const file = path.join(conf, 'kmodload-policy.conf');
+      const written = kmodload([...args, '-C', empty, ...tree61(), '--output', file]);
+      expect(written.status).toBe(0);
+      expect(written.stdout).toBe('');
+      expect(fs.readFileSync(file, 'utf8')).toBe(printed.stdout);
+      expect(fs.statSync(file).mode & 0o777).toBe(0o644);
+      expect(fs.readdirSync(conf)).toEqual(['kmodload-policy.conf']);
+
+      // modprobe, as the kernel's autoload runs it: with the file the aliases load nothing.
+      const showDepends = (config: string, name: string) =>
+        spawnSync('modprobe', ['-C', config, ...tree61(), '--show-depends', name], {
+          encoding: 'utf8',
+        }).stdout;
+      for (const alias of ['rtnl-link-dummy', 'fs-ext4']) {
+        expect(showDepends(empty, alias)).toMatch(/^insmod .*\.ko/m);
+        expect(showDepends(conf, alias)).not.toMatch(/^insmod .*(dummy|ext4)\.ko/m);
+      }
+      expect(showDepends(conf, 'rtnl-link-dummy')).toBe('install /bin/false \n');
+
+      expect(kmodload([...args.slice(0, 2), '--policy', policy]).status).toBe(EXIT.usage);
+      expect(kmodload([...args.slice(0, 2), '--format', 'json']).status).toBe(EXIT.usage);
+      const missing = kmodload([...args, '-d', dir, '-S', '0.0']);
+      expect(missing.status).toBe(EXIT.environment);
+      expectOneErrorLine(missing.stderr);
+    });
+  });
+});
+
 describe("the hook and the host's modprobe.d: fail closed", () => {
   it('a missing -C directory or a FIFO in modprobe.d refuses with exit 4; load skips as kmod does', () => {
     inScratch('strict', (dir) => {
