@@ -196,7 +196,8 @@ Answers "will this host load modules for containers, and if not, why", one line 
 (ok, warn or fail, and the reason): kernel module support (finit_module probed with an
 invalid fd), /proc/sys/kernel/modules_disabled, lockdown, module signature enforcement,
 the module tree and whether its indexes are current, its compression against the kernel's,
-modprobe.d, the host policy, and each hook configuration found (iSulad hook specs, hooks.d
+modprobe.d, the host policy (and, a warning, whether modprobe.d keeps its denies from
+the kernel's own autoload: kmodload policy export), and each hook configuration found (iSulad hook specs, hooks.d
 directories; --hookspec and --hooks-dir name others): the path it runs exists, is
 absolute, root-owned, executable and not world-writable.
 NRI: whether a runtime offers its socket (--nri-socket, default /var/run/nri/nri.sock),

@@ -12,6 +12,9 @@
 //   must not keep the module from the host. Nor is `default deny`. The header says so.
 // - A builtin module cannot be kept out by modprobe.d: left out, named in the header.
 
+import type { ModprobeConfig } from '../config/types';
+import { fnmatch } from '../db/fnmatch';
+import { classifyInstallCommand } from '../planner/rules';
 import { modulesMatching, type TreeNames } from './tree';
 import type { Policy } from './types';
 
@@ -81,4 +84,25 @@ export function exportModprobeConfig(policy: Policy, facts: ExportFacts): Policy
     lines.push(`install ${name} /bin/false`);
   }
   return { modules, text: [...header, ...lines, ''].join('\n') };
+}
+
+/**
+ * The modules `policy` denies outright that the kernel's own autoload could still load: the
+ * host's modprobe.d (`config`) has no install rule that loads nothing (`/bin/false`,
+ * `/bin/true`) for them, or, for a module with softdeps (whose install rule modprobe
+ * ignores), no `blacklist`.
+ */
+export function autoloadableDenied(
+  policy: Policy,
+  tree: TreeNames,
+  config: Pick<ModprobeConfig, 'install' | 'blacklist' | 'softdeps'>,
+): string[] {
+  return deniedModules(policy, tree).modules.filter((name) => {
+    const softdep = config.softdeps.find((r) => fnmatch(r.module, name));
+    if (softdep !== undefined && softdep.pre.length + softdep.post.length > 0) {
+      return !config.blacklist.includes(name);
+    }
+    const install = config.install.find((r) => fnmatch(r.module, name));
+    return install === undefined || classifyInstallCommand(install.command) === 'shell';
+  });
 }

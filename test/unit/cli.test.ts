@@ -820,4 +820,44 @@ describe('kmodload doctor', () => {
       expect(json.checks.find((c) => c.name === 'kernel module support')?.level).toBe('fail');
     });
   });
+
+  it("warns when the policy denies a module the kernel's own autoload could still load", () => {
+    inScratch('doctorautoload', (dir) => {
+      const policy = path.join(dir, 'policy.conf');
+      fs.writeFileSync(policy, 'deny dummy ext4\ndeny tun when source annotation\n');
+      const conf = path.join(dir, 'modprobe.d');
+      fs.mkdirSync(conf);
+      const doctor = () =>
+        kmodload(['doctor', '--policy', policy, '-C', conf, ...tree61()])
+          .stdout.split('\n')
+          .find((line) => line.includes('kernel autoload'));
+      expect(doctor()).toBe(
+        "warn kernel autoload: the policy denies dummy ext4, but the kernel's own autoload could load them (a socket, a mount, a link type): kmodload policy export --format modprobe.d --output /etc/modprobe.d/kmodload-policy.conf",
+      );
+      // ext4 has softdeps: its install rule alone is not enough (modprobe ignores it).
+      fs.writeFileSync(
+        path.join(conf, 'partial.conf'),
+        'install dummy /bin/false\ninstall ext4 /bin/false\n',
+      );
+      expect(doctor()).toMatch(/^warn kernel autoload: the policy denies ext4, but/);
+      fs.rmSync(path.join(conf, 'partial.conf'));
+      const exported = kmodload([
+        'policy',
+        'export',
+        '--format',
+        'modprobe.d',
+        '--policy',
+        policy,
+        '-C',
+        conf,
+        ...tree61(),
+        '--output',
+        path.join(conf, 'kmodload-policy.conf'),
+      ]);
+      expect(exported.status).toBe(0);
+      expect(doctor()).toBe(
+        "ok   kernel autoload: modprobe.d keeps the policy's denies from the kernel's autoload too",
+      );
+    });
+  });
 });
