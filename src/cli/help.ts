@@ -29,7 +29,9 @@ Commands:
   hook                OCI runtime hook: reads the container state on stdin and
                       loads the modules the container asks for (KERNEL_MODULES=)
   hook-config         print ready-to-use hook configurations for this installation
-  policy check|lint   what the host policy decides for a request; check the policy
+  policy check|lint|export
+                      what the host policy decides for a request; check the policy;
+                      its denies as modprobe.d lines for the kernel's own autoload
   status              modules kmodload inserted or containers hold, and who holds them
   gc                  drop the holds of containers that are gone (--unload: and unload)
   doctor              will this host load modules for containers, and if not, why
@@ -102,7 +104,9 @@ ${EXIT_STATUS}
 `;
 
 export const POLICY_HELP = `Usage: kmodload policy check [OPTIONS] NAME...
-       kmodload policy lint [--policy FILE]... [--json]
+       kmodload policy lint [--policy FILE]... [-d DIR] [-S VER] [--json]
+       kmodload policy export --format modprobe.d [--policy FILE]... [-d DIR] [-S VER]
+                              [-C DIR] [--output FILE]
 
 The host policy decides which modules containers may have. The hook reads
 /etc/kmodload/policy.conf, then /etc/kmodload/policy.d/*.conf (name order);
@@ -110,7 +114,8 @@ The host policy decides which modules containers may have. The hook reads
 comments, '\\' continues a line:
 
   default allow|deny          verdict for a requested module no rule names (allow)
-  max-modules N               most modules one request may insert (64)
+  max-modules N               most module files one request's plan may name,
+                              already loaded ones included (64)
   allow GLOB... [when COND...]
   deny  GLOB... [when COND...]
   COND: annotation KEY=GLOB | source env|annotation   (all must hold)
@@ -136,7 +141,27 @@ ${TREE_OPTIONS}
 
 lint: reads the policy files and prints every problem as FILE:LINE: problem, and a
 note for each rule on the NRI plugin's facts; exit 0 when there is no problem, 4
-otherwise.
+otherwise. Also problems: a file in policy.d not read because its name does not end
+in .conf (99-deny, deny.CONF); with -d or -S, a pattern that can never match a
+module of that tree (an alias such as fs-xfs, a name in the wrong letter case); a
+module that tree just lacks is a note.
+  --policy FILE             policy file (repeatable; default: the host's)
+  -d, --dirname=DIR         check the patterns against the tree under DIR
+  -S, --set-version=VER     the tree of kernel VER (with -d: under DIR)
+  --json                    the problems as JSON
+
+export: the policy's denies as a modprobe.d file for /etc/modprobe.d/, so that the
+kernel's own autoload (request_module: net-pf-132, fs-xfs, rtnl-link-dummy...), which
+never asks kmodload, honours them too: one "install NAME /bin/false" per module a
+deny without 'when' matches in the tree (globs expanded, sorted; an alias resolves to
+its module, whose line applies), and "blacklist NAME" too for a module with softdeps
+(modprobe ignores its install rule). Denies with 'when', default deny and builtin
+modules are named in the header comment, not exported.
+  --format modprobe.d       the only format
+  --policy FILE             policy file (repeatable; default: the host's)
+  -d, -S                    the tree whose modules the globs expand to
+  -C, --config=DIR          the modprobe.d whose softdeps count (default the host's)
+  -o, --output=FILE         write FILE (atomically, mode 0644) instead of stdout
 `;
 
 export const STATUS_HELP = `Usage: kmodload status [--state-dir DIR] [--json]
@@ -159,6 +184,8 @@ pid now belongs to another process (the start time differs). A hold without a us
                     modprobe.d remove rule keeps its module (-d, -S, -C: which modprobe.d)
   --state-dir DIR   where holds are kept (default /run/kmodload)
   --json            the result as JSON
+Exit status: 0; 1 when the kernel refuses an unload other than "in use" (one line;
+ENOSYS: a kernel built without CONFIG_MODULE_UNLOAD cannot unload at all).
 `;
 
 export const DOCTOR_HELP = `Usage: kmodload doctor [--json] [-d DIR] [-S VER] [-C DIR] [--policy FILE]...
@@ -169,7 +196,8 @@ Answers "will this host load modules for containers, and if not, why", one line 
 (ok, warn or fail, and the reason): kernel module support (finit_module probed with an
 invalid fd), /proc/sys/kernel/modules_disabled, lockdown, module signature enforcement,
 the module tree and whether its indexes are current, its compression against the kernel's,
-modprobe.d, the host policy, and each hook configuration found (iSulad hook specs, hooks.d
+modprobe.d, the host policy (and, a warning, whether modprobe.d keeps its denies from
+the kernel's own autoload: kmodload policy export), and each hook configuration found (iSulad hook specs, hooks.d
 directories; --hookspec and --hooks-dir name others): the path it runs exists, is
 absolute, root-owned, executable and not world-writable.
 NRI: whether a runtime offers its socket (--nri-socket, default /var/run/nri/nri.sock),

@@ -86,7 +86,7 @@ function failure(what: string, error: unknown): KmodloadError {
  * Never under a temporary name in the directory itself: containerd starts every executable
  * file of its plugin directory, and would take `10-kmodload.123.tmp` for a plugin.
  */
-function replaceFile(file: string, content: string | Buffer, mode: number): void {
+export function replaceFile(file: string, content: string | Buffer, mode: number): void {
   const dir = path.dirname(file);
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
   const staging = fs.mkdtempSync(path.join(dir, '.kmodload-'));

@@ -5,9 +5,26 @@ import { resolve } from '../api';
 import { EXIT, KmodloadError } from '../errors';
 import { assertPlanRunnable } from '../loader/load';
 import { formatProblem, readPolicy, readPolicyFiles } from '../policy/index';
-import type { PolicyDecision, PolicyRule, RequestSource, Requester } from '../policy/types';
-import { DEFAULT_POLICY_FILE, REQUEST_SOURCES, RUNTIME_FACT_CONDITIONS } from '../policy/types';
-import { oneLine } from '../text';
+import { loadModprobeConfig } from '../config/index';
+import { fnmatch } from '../db/fnmatch';
+import { exportModprobeConfig } from '../policy/export';
+import { readTreeNames, unmatchedPatterns } from '../policy/tree';
+import { errorText, oneLine } from '../text';
+import { replaceFile } from './install-node-command';
+import type {
+  Policy,
+  PolicyDecision,
+  PolicyProblem,
+  PolicyRule,
+  RequestSource,
+  Requester,
+} from '../policy/types';
+import {
+  DEFAULT_POLICY_DIR,
+  DEFAULT_POLICY_FILE,
+  REQUEST_SOURCES,
+  RUNTIME_FACT_CONDITIONS,
+} from '../policy/types';
 import type { OptionSpec } from './args';
 import { allValues, flag, lastValue, parseArgs, usageError } from './args';
 import { TREE_SPECS, treeOptions, writeJson } from './common';
@@ -24,6 +41,8 @@ const POLICY_SPECS: OptionSpec[] = [
   { long: 'pod-label', value: true },
   ...TREE_SPECS,
   { long: 'json' },
+  { long: 'format', value: true },
+  { long: 'output', short: 'o', value: true },
   { long: 'help', short: 'h' },
 ];
 
@@ -107,7 +126,7 @@ async function check(
     }
     const files = verdict.policy?.join(', ') ?? `none (no ${DEFAULT_POLICY_FILE})`;
     io.stdout.write(
-      `policy: ${oneLine(files)}; modules to insert: ${verdict.modules}, max-modules ${verdict.maxModules}\n`,
+      `policy: ${oneLine(files)}; modules in the plan: ${verdict.modules}, max-modules ${verdict.maxModules}\n`,
     );
     if (requester.namespace === undefined && requester.podLabels === undefined) {
       for (const rule of (policy?.rules ?? []).filter(needsRuntimeFacts)) {
@@ -120,17 +139,45 @@ async function check(
   return refusal === undefined ? EXIT.ok : EXIT.refused;
 }
 
+/** Lint's problems beyond the parser's: policy.d files not read, and with -d/-S, patterns
+ *  that match no module of that tree. */
+async function lintProblems(parsed: ReturnType<typeof parseArgs>): Promise<{
+  policy: Policy | null;
+  problems: PolicyProblem[];
+  notes: PolicyProblem[];
+}> {
+  const { policy, problems, skipped } = await readPolicyFiles(allValues(parsed, 'policy'));
+  for (const file of skipped) {
+    problems.push({
+      file,
+      line: 0,
+      message: `not read: ${DEFAULT_POLICY_DIR} reads only files named *.conf (lower case)`,
+    });
+  }
+  const root = lastValue(parsed, 'dirname');
+  const version = lastValue(parsed, 'set-version');
+  const notes: PolicyProblem[] = [];
+  if (policy !== null && (root !== undefined || version !== undefined)) {
+    const unmatched = unmatchedPatterns(policy, await readTreeNames(root, version));
+    problems.push(...unmatched.problems);
+    notes.push(...unmatched.notes);
+  }
+  return { policy, problems, notes };
+}
+
 async function lint(parsed: ReturnType<typeof parseArgs>, io: CliIO): Promise<number> {
-  const { policy, problems } = await readPolicyFiles(allValues(parsed, 'policy'));
+  const { policy, problems, notes } = await lintProblems(parsed);
   if (flag(parsed, 'json')) {
     writeJson(io.stdout, {
       ok: problems.length === 0,
       files: policy?.files ?? [],
       rules: policy?.rules.length ?? 0,
       problems,
+      notes,
     });
   } else {
     for (const problem of problems) io.stdout.write(`${oneLine(formatProblem(problem))}\n`);
+    for (const note of notes) io.stdout.write(`note: ${oneLine(formatProblem(note))}\n`);
     if (policy === null) {
       io.stdout.write(
         `no policy: ${DEFAULT_POLICY_FILE} does not exist (containers may have any module the host does not block)\n`,
@@ -147,11 +194,62 @@ async function lint(parsed: ReturnType<typeof parseArgs>, io: CliIO): Promise<nu
   return problems.length === 0 ? EXIT.ok : EXIT.environment;
 }
 
-/** `kmodload policy check|lint ...` */
+/** The host's softdeps as modprobe reads them: the first rule matching a module counts. */
+async function softdepsOf(
+  parsed: ReturnType<typeof parseArgs>,
+  moduleDir: string,
+): Promise<(name: string) => boolean> {
+  const tree = treeOptions(parsed);
+  const config = await loadModprobeConfig({
+    moduleDir,
+    strictConfig: true,
+    ...(tree.configDirs ? { configDirs: tree.configDirs } : {}),
+  });
+  return (name) => {
+    const rule = config.softdeps.find((r) => fnmatch(r.module, name));
+    return rule !== undefined && rule.pre.length + rule.post.length > 0;
+  };
+}
+
+async function exportPolicy(parsed: ReturnType<typeof parseArgs>, io: CliIO): Promise<number> {
+  const format = lastValue(parsed, 'format');
+  if (format !== 'modprobe.d') {
+    throw usageError(
+      format === undefined
+        ? 'export needs --format modprobe.d'
+        : `unknown format '${format}' (expected modprobe.d)`,
+      `${COMMAND} export`,
+    );
+  }
+  const policy = await readPolicy(allValues(parsed, 'policy'));
+  if (policy === null) {
+    throw new KmodloadError(
+      `no policy to export: ${DEFAULT_POLICY_FILE} does not exist (or name one with --policy)`,
+      EXIT.environment,
+    );
+  }
+  const tree = await readTreeNames(lastValue(parsed, 'dirname'), lastValue(parsed, 'set-version'));
+  const hasSoftdeps = await softdepsOf(parsed, tree.moduleDir);
+  const { text, modules } = exportModprobeConfig(policy, { tree, hasSoftdeps });
+  const output = lastValue(parsed, 'output');
+  if (output === undefined) {
+    io.stdout.write(text);
+    return EXIT.ok;
+  }
+  try {
+    replaceFile(output, text, 0o644);
+  } catch (error) {
+    throw new KmodloadError(`cannot write ${output}: ${errorText(error)}`, EXIT.environment);
+  }
+  io.stderr.write(`kmodload: wrote ${oneLine(output)} (${modules.length} modules)\n`);
+  return EXIT.ok;
+}
+
+/** `kmodload policy check|lint|export ...` */
 export async function runPolicyCommand(argv: string[], io: CliIO): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === undefined || sub === '-h' || sub === '--help' || sub === 'help') {
-    if (sub === undefined) throw usageError('missing subcommand: check or lint', COMMAND);
+    if (sub === undefined) throw usageError('missing subcommand: check, lint or export', COMMAND);
     io.stdout.write(POLICY_HELP);
     return EXIT.ok;
   }
@@ -161,10 +259,10 @@ export async function runPolicyCommand(argv: string[], io: CliIO): Promise<numbe
     return EXIT.ok;
   }
   if (sub === 'check') return check(parsed.operands, parsed, io);
-  if (sub === 'lint') {
+  if (sub === 'lint' || sub === 'export') {
     const extra = parsed.operands[0];
     if (extra !== undefined) throw usageError(`unexpected argument '${extra}'`, COMMAND);
-    return lint(parsed, io);
+    return sub === 'lint' ? lint(parsed, io) : exportPolicy(parsed, io);
   }
-  throw usageError(`unknown subcommand '${sub}' (expected check or lint)`, COMMAND);
+  throw usageError(`unknown subcommand '${sub}' (expected check, lint or export)`, COMMAND);
 }

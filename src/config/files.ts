@@ -25,12 +25,15 @@ export interface ConfigFile {
 /**
  * The files to parse, in parse order. `moduleDir` supplies modules.softdep. With
  * `mustExist`, a path that does not exist or a directory that cannot be listed is an error
- * (the caller named them: -C), not something to skip as kmod does.
+ * (the caller named them: -C), not something to skip as kmod does. With `strict`, a `*.conf`
+ * entry that is a dangling symlink (or a loop) is an error too: kmod skips it silently, so a
+ * blacklist whose link lost its target would protect nothing without anyone hearing of it.
  */
 export async function listConfigFiles(
   configPaths: readonly string[],
   moduleDir: string,
   mustExist = false,
+  strict = false,
 ): Promise<ConfigFile[]> {
   const byName = new Map<string, ConfigFile>();
   const add = (name: string, file: string): void => {
@@ -39,7 +42,7 @@ export async function listConfigFiles(
 
   add('modules.softdep', `${moduleDir}/modules.softdep`);
   // Every path and directory is looked at concurrently; shadowing follows the given order.
-  const listed = await Promise.allSettled(configPaths.map((p) => listPath(p, mustExist)));
+  const listed = await Promise.allSettled(configPaths.map((p) => listPath(p, mustExist, strict)));
   for (const result of listed) {
     if (result.status === 'rejected') throw result.reason; // the first bad path given
     for (const { name, file } of result.value) add(name, file);
@@ -50,7 +53,11 @@ export async function listConfigFiles(
 }
 
 /** The candidate files of one -C path or directory, in directory order. */
-async function listPath(configPath: string, mustExist: boolean): Promise<ConfigFile[]> {
+async function listPath(
+  configPath: string,
+  mustExist: boolean,
+  strict: boolean,
+): Promise<ConfigFile[]> {
   // Listed first (one round trip where there is a directory, the usual case); what cannot be
   // listed is looked at.
   let entries: string[];
@@ -77,8 +84,15 @@ async function listPath(configPath: string, mustExist: boolean): Promise<ConfigF
     candidates.map(async (candidate) => {
       try {
         return (await fs.stat(candidate.file)).isDirectory() ? undefined : candidate;
-      } catch {
-        return undefined; // dangling symlink
+      } catch (error) {
+        // A dangling symlink (or a loop): kmod skips it.
+        if (!strict) return undefined;
+        const reason = String((error as Error).message).split(', ')[0] ?? '';
+        throw new KmodloadError(
+          `a symlink to nothing (${reason}); modprobe skips it, here it is an error: fix or remove the link`,
+          EXIT.environment,
+          { subject: `cannot read modprobe configuration ${candidate.file}` },
+        );
       }
     }),
   );

@@ -23,7 +23,7 @@ export interface ConfigSource {
   /** Kernel command line; default: /proc/cmdline (none when unreadable). */
   kernelCommandLine?: string;
   /** Fail instead of skipping what kmod skips: a configuration file that exists but cannot be
-   *  read, a -C path that does not exist. Where the configuration is a security boundary (the
+   *  read, a `*.conf` symlink to nothing, a -C path that does not exist. Where the configuration is a security boundary (the
    *  hook), a blacklist that is silently not read protects nothing. */
   strictConfig?: boolean;
 }
@@ -46,6 +46,7 @@ export async function loadModprobeConfig(opts: LoadConfigOptions): Promise<Modpr
     opts.configDirs ?? DEFAULT_CONFIG_DIRS,
     opts.moduleDir,
     strict && opts.configDirs !== undefined,
+    strict,
   );
   // Read at once (each read is a few thread-pool round trips), parsed in kmod's order.
   const [contents, cmdline] = await Promise.all([

@@ -46,7 +46,7 @@ export interface AuditRecord {
   policy: string[] | null;
   /** The policy's decision for each module of the plan, and the rule that made it. */
   verdict: PolicyDecision[];
-  /** The container's annotations that the policy tests, and the pod's name and namespace. */
+  /** The container's annotations that the policy tests, and the pod and container names. */
   annotations: Record<string, string>;
   /** What happened to each module; empty when nothing was attempted. */
   results: AuditResult[];
@@ -98,8 +98,16 @@ export interface AuditFacts {
 /** The signals a hook or the plugin handles, by number (no `os` module on the hook's path). */
 const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGTERM: 15 };
 
-/** Kubernetes' pod identity, logged when present so the log answers "which pod asked". */
-const POD_ANNOTATIONS = ['io.kubernetes.pod.namespace', 'io.kubernetes.pod.name'];
+/** Kubernetes' pod and container identity, logged when present so the log answers "which pod
+ *  asked": CRI-O's keys, and containerd's CRI plugin's (which sets no io.kubernetes.pod.*). */
+const POD_ANNOTATIONS = [
+  'io.kubernetes.pod.namespace',
+  'io.kubernetes.pod.name',
+  'io.kubernetes.container.name',
+  'io.kubernetes.cri.sandbox-namespace',
+  'io.kubernetes.cri.sandbox-name',
+  'io.kubernetes.cri.container-name',
+];
 
 /** The exit status that goes with `facts`: 128 + N when signal N ended the run. */
 export function exitStatusOf(facts: Pick<AuditFacts, 'failure' | 'interruptedBy'>): number {
@@ -129,7 +137,7 @@ function planSteps(plan: Plan | undefined): AuditStep[] {
   return steps;
 }
 
-/** The annotations the record keeps: those the policy tests, and the pod's name and namespace. */
+/** The annotations the record keeps: those the policy tests, and the pod and container names. */
 function loggedAnnotations(facts: AuditFacts): Record<string, string> {
   const annotations = facts.annotations ?? {};
   const logged: Record<string, string> = {};

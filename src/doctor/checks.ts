@@ -163,6 +163,49 @@ async function policy(files: string[]): Promise<Check> {
   return { name, level: 'ok', reason: `${read.files.join(', ')}: ${read.rules.length} rule(s)` };
 }
 
+/** Whether the kernel's own autoload (request_module runs modprobe) could load a module the
+ *  policy denies outright: no `install NAME /bin/false` (kmodload policy export) for it. */
+async function kernelAutoload(
+  files: string[],
+  root: string | undefined,
+  kernelVersion: string | undefined,
+  configDirs: string[] | undefined,
+): Promise<Check | undefined> {
+  const name = 'kernel autoload';
+  const { readPolicyFiles } = await import('../policy/index.js');
+  const { policy: read, problems } = await readPolicyFiles(files);
+  // No policy, or a broken one (the policy check fails already): nothing to compare.
+  if (read === null || problems.length > 0) return undefined;
+  const { readTreeNames } = await import('../policy/tree.js');
+  const { autoloadableDenied } = await import('../policy/export.js');
+  const { loadModprobeConfig } = await import('../config/index.js');
+  try {
+    const tree = await readTreeNames(root, kernelVersion);
+    const config = await loadModprobeConfig({
+      moduleDir: tree.moduleDir,
+      strictConfig: true,
+      configDirs,
+    });
+    const open = autoloadableDenied(read, tree, config);
+    if (open.length === 0) {
+      return {
+        name,
+        level: 'ok',
+        reason: "modprobe.d keeps the policy's denies from the kernel's autoload too",
+      };
+    }
+    const shown = open.slice(0, 5).join(' ') + (open.length > 5 ? ` ... (${open.length})` : '');
+    return {
+      name,
+      level: 'warn',
+      reason: `the policy denies ${shown}, but the kernel's own autoload could load them (a socket, a mount, a link type): kmodload policy export --format modprobe.d --output /etc/modprobe.d/kmodload-policy.conf`,
+    };
+  } catch (error) {
+    // The tree or modprobe.d checks say what is wrong with them.
+    return { name, level: 'warn', reason: `cannot tell: ${String((error as Error).message)}` };
+  }
+}
+
 /** The hook entries of a hookspec or hooks.d file that run kmodload. */
 function kmodloadEntries(file: string): Array<{ path: string; args: string[] }> {
   let config: unknown;
@@ -368,6 +411,14 @@ export async function doctor(options: DoctorOptions = {}): Promise<Check[]> {
     ...moduleTree(moduleDir),
     await modprobeConfig(moduleDir, options.configDirs),
     await policy(options.policyFiles ?? []),
+    ...[
+      await kernelAutoload(
+        options.policyFiles ?? [],
+        options.root,
+        options.kernelVersion,
+        options.configDirs,
+      ),
+    ].filter((check): check is Check => check !== undefined),
     ...hookConfigurations(
       options.hookspecs ?? DEFAULT_HOOKSPECS,
       options.hooksDirs ?? DEFAULT_HOOKS_DIRS,

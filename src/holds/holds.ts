@@ -6,7 +6,8 @@
 import { fsAsync } from '../files';
 import type { Kernel } from '../kernel/kernel';
 import { O_NONBLOCK } from '../kernel/kernel';
-import { errorCode } from '../loader/errno';
+import { EXIT, KmodloadError } from '../errors';
+import { errorCode, kernelError } from '../loader/errno';
 import type { ModuleResult } from '../loader/types';
 import { processLiveness, processStartTime } from './process';
 import type { Hold, HeldModule, InsertedModule, StoreOptions } from './store';
@@ -190,7 +191,13 @@ async function removeIfUnused(
     if (code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'EBUSY') {
       return { name, status: 'in-use', reason: `delete_module: ${code}` };
     }
-    throw error;
+    // The kernel's answer, not a bug: one line and EXIT.failed. The holds dropped so far stay
+    // dropped; the module stays in inserted.json for the next release to try.
+    const reason =
+      code === 'ENOSYS'
+        ? 'the running kernel cannot unload modules (delete_module: ENOSYS; built without CONFIG_MODULE_UNLOAD)'
+        : kernelError(error).message;
+    throw new KmodloadError(reason, EXIT.failed, { subject: `cannot unload ${name}` });
   }
 }
 

@@ -29,7 +29,12 @@ import {
   type ReadRequestOptions,
 } from './request';
 import { isLoadStage, inferStage, type HookStage } from './stage';
-import { checkContainerState, parseContainerState, type ContainerState } from './state';
+import {
+  checkContainerState,
+  parseContainerState,
+  partialContainerState,
+  type ContainerState,
+} from './state';
 
 /** The planner and loader the hook's core uses (the public API or a stand-in). */
 export type HookLoader = ContainerLoader;
@@ -96,6 +101,8 @@ export interface HookRunHandle {
 /** What the hook learnt before the core took over (or instead of it). */
 interface HookContext {
   state?: ContainerState;
+  /** What could be kept of a state that was refused, for the log record. */
+  refusedState?: ReturnType<typeof partialContainerState>;
   stage?: HookStage;
   config?: ContainerConfig;
   /** The config's request, once the core has parsed it. */
@@ -149,7 +156,10 @@ async function runStage(
         : checkContainerState(input);
   } catch (error) {
     // A stage that does nothing never fails a container over its state.
-    if (!(context.stage && !isLoadStage(context.stage))) throw error;
+    if (!(context.stage && !isLoadStage(context.stage))) {
+      context.refusedState = partialContainerState(input);
+      throw error;
+    }
   }
   context.stage ??= inferStage(context.state as ContainerState);
   if (!isLoadStage(context.stage)) return notALoadStage(context, options);
@@ -253,13 +263,14 @@ function refusedResult(
   interruptedBy?: NodeJS.Signals,
 ): HookResult {
   const failure = asKmodloadError(error, context.request?.modules ?? []);
+  const state = context.state ?? context.refusedState;
   const facts: AuditFacts = {
-    id: context.state?.id,
+    id: state?.id,
     stage: context.stage,
-    status: context.state?.status,
+    status: state?.status,
     request: context.request?.modules,
     dryRun: options.dryRun === true,
-    annotations: context.config?.annotations ?? context.state?.annotations,
+    annotations: context.config?.annotations ?? state?.annotations,
     modules: [],
     started,
     failure,

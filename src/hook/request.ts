@@ -68,6 +68,29 @@ function malformedConfig(configPath: string, detail: string): KmodloadError {
   return new KmodloadError(`malformed container config ${configPath}: ${detail}`, EXIT.environment);
 }
 
+// Go's encoding/json (runc's config.json decoder) gives a JSON key to the struct field whose
+// name it equals under Unicode simple case folding: "Process", "ENV", even "proceſs" (U+017F
+// folds to s; U+212A KELVIN SIGN to k) reach process.env. Every such key is decoded into the
+// field in document order: a later object merges into an earlier one, a later list or null
+// replaces it. The request is read the same way, or the container would run with an env the
+// hook never saw.
+const GO_FOLDS_TO_ASCII: Readonly<Record<string, string>> = { '\u017f': 's', '\u212a': 'k' };
+
+/** Whether Go's encoding/json decodes key `key` into the field `name` (lower-case ASCII). */
+function goFieldKey(key: string, name: string): boolean {
+  if (key.length < name.length || key.length > name.length * 3) return false;
+  const runes = [...key];
+  if (runes.length !== name.length) return false;
+  return runes.every((c, i) => (GO_FOLDS_TO_ASCII[c] ?? c.toLowerCase()) === name[i]);
+}
+
+/** The values Go's decoder would decode into field `name` of `object`, in document order. */
+function goFieldValues(object: Record<string, unknown>, name: string): unknown[] {
+  return Object.keys(object)
+    .filter((key) => goFieldKey(key, name))
+    .map((key) => object[key]);
+}
+
 /**
  * The request from a parsed config.json and the state's annotations. The state's annotation
  * wins over config.json's when both are set (the runtime's view is the current one).
@@ -90,20 +113,23 @@ function configRequest(
     throw malformedConfig(configPath, 'not a JSON object');
   }
   const object = config as Record<string, unknown>;
-  const proc = object['process'];
-  let envValue: string | undefined;
+  const fail = (detail: string): KmodloadError => malformedConfig(configPath, detail);
   // No `process` (allowed by the spec for `create`) means no environment, hence no env request.
-  if (proc !== undefined && proc !== null) {
-    if (typeof proc !== 'object' || Array.isArray(proc)) {
-      throw malformedConfig(configPath, '"process" is not an object');
+  let env: unknown;
+  for (const proc of goFieldValues(object, 'process')) {
+    if (proc === null) {
+      env = undefined;
+      continue;
     }
-    envValue = findEnvRequest((proc as Record<string, unknown>)['env'], (detail) =>
-      malformedConfig(configPath, detail),
-    );
+    if (typeof proc !== 'object' || Array.isArray(proc)) throw fail('"process" is not an object');
+    for (const value of goFieldValues(proc as Record<string, unknown>, 'env')) env = value;
   }
-  const configAnnotations = checkAnnotations(object['annotations'], (detail) =>
-    malformedConfig(configPath, detail),
-  );
+  const envValue = findEnvRequest(env, fail);
+  let configAnnotations: Record<string, string> = {};
+  for (const value of goFieldValues(object, 'annotations')) {
+    if (value === null) configAnnotations = {};
+    else Object.assign(configAnnotations, checkAnnotations(value, fail));
+  }
   const annotations = { ...configAnnotations, ...stateAnnotations };
   const annotation = annotations[KERNEL_MODULES_ANNOTATION];
 

@@ -77,6 +77,37 @@ export function checkContainerState(parsed: unknown): ContainerState {
   return state;
 }
 
+/**
+ * What can be kept of a state that was refused (for the log record: which container, which
+ * pod): a string `id` and `status`, and the annotations whose values are strings. Never throws.
+ */
+export function partialContainerState(
+  input: string | Uint8Array | unknown,
+): Pick<ContainerState, 'annotations'> & Partial<Pick<ContainerState, 'id' | 'status'>> {
+  let parsed: unknown = input;
+  if (typeof input === 'string' || input instanceof Uint8Array) {
+    try {
+      parsed = JSON.parse(typeof input === 'string' ? input : decodeUtf8(input));
+    } catch {
+      return { annotations: {} };
+    }
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return { annotations: {} };
+  }
+  const object = parsed as Record<string, unknown>;
+  const partial: ReturnType<typeof partialContainerState> = { annotations: {} };
+  if (typeof object['id'] === 'string') partial.id = object['id'];
+  if (typeof object['status'] === 'string') partial.status = object['status'];
+  const annotations = object['annotations'];
+  if (typeof annotations === 'object' && annotations !== null && !Array.isArray(annotations)) {
+    for (const [key, value] of Object.entries(annotations as Record<string, unknown>)) {
+      if (typeof value === 'string') partial.annotations[key] = value;
+    }
+  }
+  return partial;
+}
+
 /** `annotations` is a map of strings to strings (runtime-spec config.md) or absent. */
 export function checkAnnotations(
   value: unknown,

@@ -18,7 +18,7 @@
 import { EXIT, KmodloadError } from '../errors';
 import { oneLine } from '../text';
 import { InsertError, type InitState, type Kernel } from '../kernel/kernel';
-import { installVerdict } from '../planner/rules';
+import { installVerdict, shellInstallVerdict } from '../planner/rules';
 import type { Plan, Probe, ProbeStep } from '../planner/plan';
 import type { PolicyVerdict } from '../policy/types';
 import type { CommandRunner } from './commands';
@@ -59,9 +59,8 @@ export function assertPlanRunnable(
       reason = request.probes
         .filter((probe) => !probe.skipped)
         .flatMap((probe) => probe.steps)
-        .filter((step) => step.kind === 'install')
-        .map((step) => installVerdict(step, false))
-        .find((verdict) => verdict.action === 'shell')?.refusal;
+        .map((step) => shellInstallVerdict(step, false)?.refusal)
+        .find((refusal) => refusal !== undefined);
     }
     reason ??= options.verdict?.violations.find((v) => v.request === request.request)?.reason;
     if (reason !== undefined) {

@@ -2,7 +2,7 @@
 // whether kmodload may carry it out without a shell.
 import type { ModuleDatabase } from '../db';
 import type { Plan, PlanError, Probe, RequestPlan } from './plan';
-import { installVerdict } from './rules';
+import { installVerdict, shellInstallVerdict } from './rules';
 import { probeModule } from './probe';
 
 export interface PlanOptions {
@@ -58,9 +58,11 @@ function refusal(
 
   const forbidden = steps.find((s) => s.required && s.installAction === 'forbid');
   if (forbidden) return { reason: 'forbidden', message: refusal(forbidden) };
-  const shell = steps.find((s) => s.installAction === 'shell');
-  if (shell && !opts.allowInstallCommands) {
-    return { reason: 'install-command', message: refusal(shell) };
+  if (!opts.allowInstallCommands) {
+    const shell = steps
+      .map((s) => shellInstallVerdict(s, false)?.refusal)
+      .find((r) => r !== undefined);
+    if (shell !== undefined) return { reason: 'install-command', message: shell };
   }
   const missing = steps.find((s) => s.required && s.missing);
   if (missing) {

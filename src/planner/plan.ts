@@ -19,6 +19,11 @@ export interface ProbeStep {
    *  nothing to run), `forbid` (/bin/false: the rule forbids the module; a required step
    *  makes the request fail), `shell` (any other command: needs /bin/sh). Set on `install`. */
   installAction?: InstallAction;
+  /** A modprobe.d install rule needing a shell that kmod ignores here, because the module has
+   *  softdeps (it inserts the module directly). The host meant the module to be loaded its
+   *  own way: a caller that may not run shell commands refuses it as if it were an install
+   *  step (src/planner/rules.ts). */
+  ignoredInstallCommand?: string;
   /** An `insmod` step without `path`: the module is named (by an alias) but is not in
    *  modules.dep. modprobe prints nothing for it and fails to insert it with ENOENT. */
   missing?: boolean;

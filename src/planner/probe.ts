@@ -90,12 +90,17 @@ function stepFor(db: ModuleDatabase, mod: ModuleRef, ctx: StepContext): ProbeSte
       ? { kind: 'install', command, installAction: classifyInstallCommand(command) }
       : undefined;
   const block = hostBlock(db, mod.name, install);
+  const ignored =
+    command !== undefined && !install && classifyInstallCommand(command) === 'shell'
+      ? { ignoredInstallCommand: command }
+      : {};
   const base = {
     name: mod.name,
     options,
     required: ctx.required,
     target: ctx.target,
     ...(block ? { hostBlock: block } : {}),
+    ...ignored,
   };
   if (install) return { ...base, ...install };
   const path = mod.path ?? db.depEntry(mod.name)?.path;

@@ -61,6 +61,32 @@ export function ruleVerdict(
   return verdictOn(kind, name, command, classifyInstallCommand(command), allowCommands);
 }
 
+/** The shell install rule of a step, run (an install step) or ignored by kmod (a module with
+ *  softdeps), and the verdict on it when shell commands may (or may not) run; undefined when
+ *  the step has no such rule. Without a shell, both refuse: the host meant the module to be
+ *  loaded its own way, and inserting it directly would bypass whatever the rule does. */
+export function shellInstallVerdict(
+  step: ProbeStep,
+  allowCommands: boolean,
+): RuleVerdict | undefined {
+  if (step.kind === 'install') {
+    const verdict = installVerdict(step, allowCommands);
+    return verdict.action === 'shell' ? verdict : undefined;
+  }
+  if (step.ignoredInstallCommand === undefined) return undefined;
+  const verdict = verdictOn(
+    'install',
+    step.name,
+    step.ignoredInstallCommand,
+    'shell',
+    allowCommands,
+  );
+  if (verdict.refusal) {
+    verdict.refusal += `; modprobe would ignore it, as ${step.name} has softdeps, and insert ${step.name} directly`;
+  }
+  return verdict;
+}
+
 /** The verdict on an install step of a plan, from its rule as the planner classified it
  *  (installAction), when shell commands may (or may not) run. A step without that (a plan not
  *  made by the planner) counts as needing a shell. */

@@ -7,7 +7,9 @@
 //   3. A requested target must be allowed: an applicable allow rule matches it, or the
 //      default is allow.
 //   4. Dependencies and softdeps of an allowed target come with it.
-//   5. The plan may insert at most max-modules modules.
+//   5. The plan may name at most max-modules module files, whether already loaded or not:
+//      the verdict comes from the plan alone, so a request gets the same answer on every
+//      node and at every retry, whatever other containers loaded first.
 
 import { fnmatch } from '../db/fnmatch';
 import type { Plan, ProbeStep } from '../planner/plan';

@@ -52,6 +52,24 @@ function globProblem(glob: string): string | undefined {
   return undefined;
 }
 
+/** `!` or `^` outside brackets: a literal to fnmatch, in no module name, so the pattern never
+ *  matches; most likely meant as "not", which a policy says with another rule. */
+function negationProblem(glob: string): string | undefined {
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === '[') {
+      // As globProblem: a ']' right after '[' or '[!' is a member (the glob is well formed).
+      let j = i + 1;
+      if (glob[j] === '!' || glob[j] === '^') j++;
+      if (glob[j] === ']') j++;
+      i = glob.indexOf(']', j);
+    } else if (c === '!' || c === '^') {
+      return `'${c}' outside '[...]' matches itself, and no module name has one: the pattern never matches ('[!x]' is one character other than x)`;
+    }
+  }
+  return undefined;
+}
+
 /** A module-name glob as kmod compares names: `-` and `_` alike (outside brackets). */
 function moduleGlob(word: string): string {
   if (!MODULE_GLOB_CHARS.test(word)) {
@@ -61,7 +79,7 @@ function moduleGlob(word: string): string {
         'module names use letters, digits, "_" and "-")',
     );
   }
-  const problem = globProblem(word);
+  const problem = globProblem(word) ?? negationProblem(word);
   if (problem) throw new LineError(`bad pattern ${JSON.stringify(word)}: ${problem}`);
   let out = '';
   let inBracket = false;

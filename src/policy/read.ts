@@ -16,7 +16,11 @@ export const MAX_POLICY_FILE_BYTES = 1024 * 1024;
  * The files of the default policy that exist: policy.conf, then policy.d/*.conf in byte order
  * of name. A policy.d that exists but cannot be listed is a problem, not an empty list.
  */
-async function defaultPolicyFiles(problems: PolicyProblem[], root: string): Promise<string[]> {
+async function defaultPolicyFiles(
+  problems: PolicyProblem[],
+  skipped: string[],
+  root: string,
+): Promise<string[]> {
   const files: string[] = [];
   const main = path.join(root, DEFAULT_POLICY_FILE);
   const dir = path.join(root, DEFAULT_POLICY_DIR);
@@ -32,6 +36,11 @@ async function defaultPolicyFiles(problems: PolicyProblem[], root: string): Prom
       problems.push({ file: dir, line: 0, message: `cannot list: ${String(code)}` });
     }
   }
+  // Hidden files (an editor's) are nobody's policy; any other name is reported (lint).
+  for (const name of names) {
+    if (!name.endsWith('.conf') && !name.startsWith('.')) skipped.push(path.join(dir, name));
+  }
+  skipped.sort();
   names = names.filter((name) => name.endsWith('.conf') && !name.startsWith('.'));
   names.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
   for (const name of names) files.push(path.join(dir, name));
@@ -43,6 +52,9 @@ export interface ReadPolicyResult {
   policy: Policy | null;
   /** Every problem found; the policy must not be used when there is one. */
   problems: PolicyProblem[];
+  /** Files in policy.d that are not read, their names not ending in `.conf` (`99-deny`,
+   *  `deny.CONF`): not a problem for the hook, but an operator must hear of them (lint). */
+  skipped: string[];
 }
 
 /**
@@ -55,9 +67,10 @@ export async function readPolicyFiles(
   root = '/',
 ): Promise<ReadPolicyResult> {
   const problems: PolicyProblem[] = [];
+  const skipped: string[] = [];
   const explicit = files !== undefined && files.length > 0;
-  const list = explicit ? [...files] : await defaultPolicyFiles(problems, root);
-  if (list.length === 0 && problems.length === 0) return { policy: null, problems };
+  const list = explicit ? [...files] : await defaultPolicyFiles(problems, skipped, root);
+  if (list.length === 0 && problems.length === 0) return { policy: null, problems, skipped };
   const policy = emptyPolicy();
   for (const file of list) {
     let content: Buffer;
@@ -70,7 +83,7 @@ export async function readPolicyFiles(
     }
     problems.push(...addPolicyText(policy, content, file));
   }
-  return { policy, problems };
+  return { policy, problems, skipped };
 }
 
 /**

@@ -50,7 +50,8 @@ export interface Policy {
   files: string[];
   /** The verdict for a requested module that no applicable rule names (built in: allow). */
   default: PolicySetting<Verdict>;
-  /** The most modules one request may insert (built in: DEFAULT_MAX_MODULES). */
+  /** The most module files one request's plan may name, loaded or not (built in:
+   *  DEFAULT_MAX_MODULES). */
   maxModules: PolicySetting<number>;
   rules: PolicyRule[];
 }
@@ -106,7 +107,7 @@ export interface PolicyVerdict {
   /** The policy files that decided, or null: no policy file (only the host's blocks and the
    *  default limit applied). */
   policy: string[] | null;
-  /** Modules the plan would insert, and the limit. */
+  /** Module files the plan names (loaded or not: the plan does not know), and the limit. */
   modules: number;
   maxModules: number;
   /** One per module and request, in plan order. */
@@ -114,5 +115,5 @@ export interface PolicyVerdict {
   violations: PolicyViolation[];
 }
 
-/** Most modules one request may insert when the policy does not say (`max-modules`). */
+/** Most module files one request's plan may name when the policy does not say (`max-modules`). */
 export const DEFAULT_MAX_MODULES = 64;

@@ -247,6 +247,42 @@ describe('handleHook', () => {
     expect(noStatus.exitStatus).toBe(EXIT.usage);
   });
 
+  it('a state refused while parsing keeps in the record what could be read: id, status, the pod', async () => {
+    // iSulad-style state with a pid no runtime sends (-2) and an annotation that is no string.
+    const state = JSON.stringify({
+      id: 'c9',
+      status: 'creating',
+      pid: -2,
+      bundle: '/b',
+      annotations: {
+        'io.kubernetes.pod.name': 'web-1',
+        'io.kubernetes.pod.namespace': 'shop',
+        'io.kubernetes.cri.sandbox-name': 'web-1',
+        'io.kubernetes.cri.sandbox-namespace': 'shop',
+        'io.kubernetes.cri.container-name': 'app',
+        'org.example.number': 5,
+      },
+    });
+    const result = await handleHook(state, { loader: untouchable, stage: 'prestart' });
+    expect(result).toMatchObject({ ok: false, exitStatus: EXIT.environment });
+    expect(result.message).toBe('malformed container state on stdin: "pid" is not a process id');
+    expect(result.record).toMatchObject({
+      id: 'c9',
+      status: 'creating',
+      annotations: {
+        'io.kubernetes.pod.name': 'web-1',
+        'io.kubernetes.pod.namespace': 'shop',
+        'io.kubernetes.cri.sandbox-name': 'web-1',
+        'io.kubernetes.cri.sandbox-namespace': 'shop',
+        'io.kubernetes.cri.container-name': 'app',
+      },
+    });
+    // Not JSON at all: nothing to keep, and nothing made up.
+    const garbage = await handleHook('{"id":"c9"', { loader: untouchable, stage: 'prestart' });
+    expect(garbage.record).toMatchObject({ annotations: {} });
+    expect(garbage.record.id).toBeNull();
+  });
+
   it('an invalid name refuses the request before the loader is touched', async () => {
     for (const request of ['ip_vs;reboot', 'ip_vs,../x', `ip_vs,${'a'.repeat(300)}`]) {
       const dir = bundle([`KERNEL_MODULES=${request}`]);

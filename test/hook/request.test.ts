@@ -167,6 +167,32 @@ describe('requestFromConfig', () => {
     expect(requestFromConfig({ process: { args: ['/bin/sh'] } }).modules).toEqual([]);
   });
 
+  it("reads keys in another letter case as runc's Go decoder does (case-insensitive, in order)", () => {
+    const modules = (text: string) => requestFromConfig(JSON.parse(text)).modules;
+    expect(modules('{"Process":{"Env":["KERNEL_MODULES=ip_vs"]}}')).toEqual(['ip_vs']);
+    expect(modules('{"PROCESS":{"ENV":["KERNEL_MODULES=tun"]}}')).toEqual(['tun']);
+    // Unicode simple folding: U+017F (long s) is an s to Go.
+    expect(modules('{"proce\u017fs":{"env":["KERNEL_MODULES=tun"]}}')).toEqual(['tun']);
+    // Every matching key is decoded in order: objects merge, a later env replaces.
+    expect(modules('{"process":{"env":["KERNEL_MODULES=tun"]},"Process":{"cwd":"/"}}')).toEqual([
+      'tun',
+    ]);
+    expect(
+      modules(
+        '{"process":{"env":["KERNEL_MODULES=tun"]},"Process":{"Env":["KERNEL_MODULES=dummy"]}}',
+      ),
+    ).toEqual(['dummy']);
+    expect(modules('{"Process":{"env":["KERNEL_MODULES=tun"]},"process":null}')).toEqual([]);
+    // Not a fold of "process": no request.
+    expect(modules('{"processes":{"env":["KERNEL_MODULES=tun"]},"proc":{}}')).toEqual([]);
+    // Annotations too (the keys inside the map are exact).
+    const annotated = requestFromConfig(
+      JSON.parse('{"Annotations":{"org.kmodload.kernel-modules":"dummy"}}'),
+    );
+    expect(annotated.modules).toEqual(['dummy']);
+    expect(() => requestFromConfig({ Process: 'x' })).toThrow('"process" is not an object');
+  });
+
   it('refuses shapes no runtime would accept', () => {
     for (const [config, detail] of [
       [[], 'not a JSON object'],

@@ -491,6 +491,42 @@ describe('kmodload policy: malformed policy files', () => {
       );
     });
   });
+
+  it('lint -d/-S: a pattern that matches no module of the tree is a problem, saying why', () => {
+    inScratch('deadrules', (dir) => {
+      const file = path.join(dir, 'dead.conf');
+      fs.writeFileSync(file, 'deny SCTP fs-xfs sctp\ndeny no_such_mod* BusLogic\n');
+      // Without a tree, nothing to check them against.
+      expect(kmodload(['policy', 'lint', '--policy', file]).status).toBe(0);
+      const lint = kmodload(['policy', 'lint', '--policy', file, ...tree61()]);
+      expect(lint.status).toBe(EXIT.environment);
+      const moduleDir = `${tree.root}/lib/modules/${tree.version}`;
+      expect(lint.stdout).toBe(
+        `${file}:1: "SCTP" matches no module of ${moduleDir}: names are case-sensitive, did you mean "sctp"?\n` +
+          `${file}:1: "fs-xfs" matches no module of ${moduleDir}, only an alias (of xfs): rules match module names, write the module\n` +
+          `note: ${file}:2: "no_such_mod*" matches no module of ${moduleDir} (another kernel may have one)\n`,
+      );
+      expect(expectOneErrorLine(lint.stderr)).toBe('kmodload: the policy has 2 problem(s)');
+      // A module this kernel lacks is only a note: a deny kept for the next kernel protects.
+      fs.writeFileSync(file, 'deny sctp no_such_mod\n');
+      const noted = kmodload(['policy', 'lint', '--policy', file, ...tree61()]);
+      expect(noted.status).toBe(0);
+      expect(noted.stdout).toMatch(/^note: .*:1: "no_such_mod" matches no module .*\nok: /);
+      // The parser itself refuses '!' outside brackets, for the hook too.
+      fs.writeFileSync(file, 'deny !ip_vs\n');
+      const bang = kmodload(['policy', 'lint', '--policy', file]);
+      expect(bang.status).toBe(EXIT.environment);
+      expect(bang.stdout).toMatch(
+        /:1: bad pattern "!ip_vs": '!' outside '\[\.\.\.\]' matches itself/,
+      );
+      fs.writeFileSync(file, 'deny sctp\n');
+      const missing = kmodload(['policy', 'lint', '--policy', file, '-d', dir, '-S', '0.0']);
+      expect(missing.status).toBe(EXIT.environment);
+      expect(expectOneErrorLine(missing.stderr)).toBe(
+        `kmodload: cannot read ${dir}/lib/modules/0.0/modules.dep: ENOENT: no such file or directory`,
+      );
+    });
+  });
 });
 
 describe('kmodload policy check', () => {
@@ -509,6 +545,8 @@ describe('kmodload policy check', () => {
       );
       expect(allowed.stdout).toContain('allow nf_conntrack (dependency for ip_vs): with ip_vs\n');
       expect(allowed.stdout).toMatch(/the request would be allowed\n$/);
+      // max-modules counts the plan's module files, loaded or not (the plan is all it sees).
+      expect(allowed.stdout).toMatch(/; modules in the plan: \d+, max-modules 64\n/);
 
       const other = kmodload([...base, '--annotation', 'team=web', 'ip_vs']);
       expect(other.status).toBe(EXIT.refused);
@@ -545,6 +583,64 @@ describe('kmodload policy check', () => {
   });
 });
 
+describe('kmodload policy export --format modprobe.d', () => {
+  it("writes the denies as install lines that modprobe (the kernel's autoload) honours", () => {
+    inScratch('export', (dir) => {
+      const policy = path.join(dir, 'policy.conf');
+      fs.writeFileSync(
+        policy,
+        'default deny\nallow ip_vs\ndeny dumm? dccp_ipv* ext4 fs-xfs\ndeny af_alg when source annotation\n',
+      );
+      const empty = path.join(dir, 'empty.d');
+      fs.mkdirSync(empty);
+      const args = ['policy', 'export', '--format', 'modprobe.d', '--policy', policy];
+      const printed = kmodload([...args, '-C', empty, ...tree61()]);
+      expect(printed.status).toBe(0);
+      const lines = printed.stdout.split('\n');
+      expect(lines.filter((l) => l !== '' && !l.startsWith('#'))).toEqual([
+        'install dccp_ipv4 /bin/false',
+        'install dccp_ipv6 /bin/false',
+        'install dummy /bin/false',
+        // ext4 has softdeps (modules.softdep): modprobe would ignore its install rule.
+        'blacklist ext4',
+        'install ext4 /bin/false',
+      ]);
+      expect(printed.stdout).toContain(
+        `# Not exported (applies to some containers only): ${policy}:4 (deny af_alg when source annotation)\n`,
+      );
+      expect(printed.stdout).toContain('# Not exported: default deny');
+      expect(printed.stdout).toContain(`# No module of this tree: fs_xfs (${policy}:3;`);
+
+      const conf = path.join(dir, 'modprobe.d');
+      fs.mkdirSync(conf);
+      const file = path.join(conf, 'kmodload-policy.conf');
+      const written = kmodload([...args, '-C', empty, ...tree61(), '--output', file]);
+      expect(written.status).toBe(0);
+      expect(written.stdout).toBe('');
+      expect(fs.readFileSync(file, 'utf8')).toBe(printed.stdout);
+      expect(fs.statSync(file).mode & 0o777).toBe(0o644);
+      expect(fs.readdirSync(conf)).toEqual(['kmodload-policy.conf']);
+
+      // modprobe, as the kernel's autoload runs it: with the file the aliases load nothing.
+      const showDepends = (config: string, name: string) =>
+        spawnSync('modprobe', ['-C', config, ...tree61(), '--show-depends', name], {
+          encoding: 'utf8',
+        }).stdout;
+      for (const alias of ['rtnl-link-dummy', 'fs-ext4']) {
+        expect(showDepends(empty, alias)).toMatch(/^insmod .*\.ko/m);
+        expect(showDepends(conf, alias)).not.toMatch(/^insmod .*(dummy|ext4)\.ko/m);
+      }
+      expect(showDepends(conf, 'rtnl-link-dummy')).toBe('install /bin/false \n');
+
+      expect(kmodload([...args.slice(0, 2), '--policy', policy]).status).toBe(EXIT.usage);
+      expect(kmodload([...args.slice(0, 2), '--format', 'json']).status).toBe(EXIT.usage);
+      const missing = kmodload([...args, '-d', dir, '-S', '0.0']);
+      expect(missing.status).toBe(EXIT.environment);
+      expectOneErrorLine(missing.stderr);
+    });
+  });
+});
+
 describe("the hook and the host's modprobe.d: fail closed", () => {
   it('a missing -C directory or a FIFO in modprobe.d refuses with exit 4; load skips as kmod does', () => {
     inScratch('strict', (dir) => {
@@ -566,6 +662,26 @@ describe("the hook and the host's modprobe.d: fail closed", () => {
       expect(expectOneErrorLine(fifo.stderr)).toBe(
         `kmodload: cannot read modprobe configuration ${conf}/blacklist.conf: not a regular file`,
       );
+    });
+  });
+
+  it('a dangling x.conf symlink in modprobe.d: the hook and policy check refuse (exit 4); load skips it as kmod does', () => {
+    inScratch('dangling', (dir) => {
+      const state = hookState(dir, { process: { env: ['KERNEL_MODULES=ip_vs'] } });
+      const conf = path.join(dir, 'modprobe.d');
+      fs.mkdirSync(conf);
+      fs.symlinkSync(path.join(dir, 'gone.conf'), path.join(conf, 'blacklist.conf'));
+      const expected = `kmodload: cannot read modprobe configuration ${conf}/blacklist.conf: a symlink to nothing (ENOENT: no such file or directory); modprobe skips it, here it is an error: fix or remove the link`;
+      const hook = kmodload(['hook', '-n', '-C', conf, ...tree61()], state);
+      expect(hook.status).toBe(EXIT.environment);
+      expect(expectOneErrorLine(hook.stderr)).toBe(expected);
+      const check = kmodload(['policy', 'check', '-C', conf, ...tree61(), 'ip_vs']);
+      expect(check.status).toBe(EXIT.environment);
+      expect(expectOneErrorLine(check.stderr)).toBe(expected);
+      expect(kmodload(['load', '-n', '-C', conf, ...tree61(), 'ip_vs']).status).toBe(0);
+      // A link that leads somewhere is read as ever.
+      fs.writeFileSync(path.join(dir, 'gone.conf'), '# nothing\n');
+      expect(kmodload(['hook', '-n', '-C', conf, ...tree61()], state).status).toBe(0);
     });
   });
 });
@@ -702,6 +818,46 @@ describe('kmodload doctor', () => {
       };
       expect(json.ok).toBe(false);
       expect(json.checks.find((c) => c.name === 'kernel module support')?.level).toBe('fail');
+    });
+  });
+
+  it("warns when the policy denies a module the kernel's own autoload could still load", () => {
+    inScratch('doctorautoload', (dir) => {
+      const policy = path.join(dir, 'policy.conf');
+      fs.writeFileSync(policy, 'deny dummy ext4\ndeny tun when source annotation\n');
+      const conf = path.join(dir, 'modprobe.d');
+      fs.mkdirSync(conf);
+      const doctor = () =>
+        kmodload(['doctor', '--policy', policy, '-C', conf, ...tree61()])
+          .stdout.split('\n')
+          .find((line) => line.includes('kernel autoload'));
+      expect(doctor()).toBe(
+        "warn kernel autoload: the policy denies dummy ext4, but the kernel's own autoload could load them (a socket, a mount, a link type): kmodload policy export --format modprobe.d --output /etc/modprobe.d/kmodload-policy.conf",
+      );
+      // ext4 has softdeps: its install rule alone is not enough (modprobe ignores it).
+      fs.writeFileSync(
+        path.join(conf, 'partial.conf'),
+        'install dummy /bin/false\ninstall ext4 /bin/false\n',
+      );
+      expect(doctor()).toMatch(/^warn kernel autoload: the policy denies ext4, but/);
+      fs.rmSync(path.join(conf, 'partial.conf'));
+      const exported = kmodload([
+        'policy',
+        'export',
+        '--format',
+        'modprobe.d',
+        '--policy',
+        policy,
+        '-C',
+        conf,
+        ...tree61(),
+        '--output',
+        path.join(conf, 'kmodload-policy.conf'),
+      ]);
+      expect(exported.status).toBe(0);
+      expect(doctor()).toBe(
+        "ok   kernel autoload: modprobe.d keeps the policy's denies from the kernel's autoload too",
+      );
     });
   });
 });

@@ -95,7 +95,7 @@ describe('kmodload invocations in the documentation', () => {
       '`kmodload policy check --unload ip_vs`',
     ].join('\n\n');
     expect(await problemsIn(doc, 'x.md')).toEqual([
-      "x.md:7: `kmodload policy audit --policy p.conf`: 'policy' has no subcommand 'audit' (its usage lists check, lint)",
+      "x.md:7: `kmodload policy audit --policy p.conf`: 'policy' has no subcommand 'audit' (its usage lists check, lint, export)",
       'x.md:9: `kmodload policy check --unload ip_vs`: option --unload is not in `kmodload policy check --help`',
     ]);
   });

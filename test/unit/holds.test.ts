@@ -265,6 +265,36 @@ describe('holds and unload on stop (fake kernel, Debian 6.1 plans)', () => {
     ).toEqual(['C']);
   });
 
+  it('gc --unload on a kernel that cannot unload (ENOSYS): one line, exit 1; the stale hold is dropped', async () => {
+    const h = host();
+    await h.start('A', 'dummy');
+    const [hold] = await listHolds({ stateDir: h.stateDir });
+    fs.rmSync(path.join(h.procRoot, String(hold?.pid)), { recursive: true });
+    h.kernel.fail('dummy', 'ENOSYS', { syscall: 'delete_module' });
+    const gc = collectGarbage(
+      { stateDir: h.stateDir, procRoot: h.procRoot },
+      { unload: true, kernel: h.kernel },
+    );
+    await expect(gc).rejects.toMatchObject({
+      exitStatus: EXIT.failed,
+      message:
+        'cannot unload dummy: the running kernel cannot unload modules (delete_module: ENOSYS; built without CONFIG_MODULE_UNLOAD)',
+    });
+    expect(h.kernel.loaded()).toContain('dummy');
+    expect(await listHolds({ stateDir: h.stateDir, procRoot: h.procRoot })).toEqual([]);
+    // Another errno: the kernel's words, the same status.
+    h.kernel.fail('dummy', 'EPERM', { syscall: 'delete_module', times: 1 });
+    await expect(
+      collectGarbage(
+        { stateDir: h.stateDir, procRoot: h.procRoot },
+        { unload: true, kernel: h.kernel },
+      ),
+    ).rejects.toMatchObject({
+      exitStatus: EXIT.failed,
+      message: /^cannot unload dummy: Operation not permitted/,
+    });
+  });
+
   it('a hold without a usable pid (lcr: -1) is kept unless older than --older-than', async () => {
     const h = host();
     await recordLoad(

@@ -77,6 +77,30 @@ describe('load() with a host policy', () => {
     expect(kernel.inserted()).toContain('ip_vs');
   });
 
+  it('max-modules counts the module files of the plan, already loaded ones included', async () => {
+    const plan = await resolve(['ip_vs', 'ip_vs_wrr'], on(old));
+    const files = new Set(
+      plan.requests.flatMap((r) =>
+        r.probes.flatMap((p) => p.steps.filter((s) => s.kind === 'insmod').map((s) => s.name)),
+      ),
+    );
+    // Every module but ip_vs_wrr is live: one insert is left, yet the plan names them all.
+    const kernel = new FakeKernel();
+    for (const name of files) if (name !== 'ip_vs_wrr') kernel.setState(name, 'live');
+    const policy = parsePolicy(`max-modules ${files.size - 1}\n`);
+    await expect(
+      load(['ip_vs', 'ip_vs_wrr'], { ...on(old), kernel, policy }),
+    ).rejects.toMatchObject({
+      exitStatus: EXIT.refused,
+      message: `cannot load ip_vs,ip_vs_wrr: the request needs ${files.size} modules, more than max-modules ${files.size - 1} (policy:1)`,
+    });
+    expect(kernel.calls).toEqual([]);
+    const limit = parsePolicy(`max-modules ${files.size}\n`);
+    const result = await load(['ip_vs', 'ip_vs_wrr'], { ...on(old), kernel, policy: limit });
+    expect(result.verdict?.modules).toBe(files.size);
+    expect(kernel.inserted()).toEqual(['ip_vs_wrr']);
+  });
+
   it('resolve() gives the verdict beside the plan; loadPlan() takes it back', async () => {
     const policy = parsePolicy('deny nf_conntrack\n');
     const checked = await resolve(['ip_vs'], { ...on(old), policy });

@@ -9,6 +9,7 @@ import {
   type Plan,
   type ProbeStep,
 } from '../../src/planner';
+import { assertPlanRunnable } from '../../src/loader/load';
 import { modulePath, writeTree, type TestTree, type TreeSpec } from './planner-tree';
 
 let trees: TestTree[] = [];
@@ -223,6 +224,29 @@ describe('install rules', () => {
     );
     expect(steps(p).at(-1)).toMatchObject({ kind: 'insmod', name: 'top' });
     expect(p.requests[0]?.error).toBeUndefined();
+  });
+
+  it('refuses a shell install rule that modprobe ignores for a module with softdeps, unless allowed', async () => {
+    const rule = 'install top /usr/local/sbin/load-top\n';
+    const tree = { ...spec(rule), softdep: ['softdep top pre: soft'] };
+    const refused = await plan(tree, ['top']);
+    expect(refused.requests[0]?.error).toEqual({
+      reason: 'install-command',
+      message:
+        "the rule 'install top /usr/local/sbin/load-top' needs a shell to run (not allowed); modprobe would ignore it, as top has softdeps, and insert top directly",
+    });
+    // With shell commands allowed, modprobe's behaviour: the rule is ignored, top inserted.
+    const allowed = await plan(tree, ['top'], { allowInstallCommands: true });
+    expect(allowed.requests[0]?.error).toBeUndefined();
+    expect(steps(allowed).at(-1)).toMatchObject({
+      kind: 'insmod',
+      name: 'top',
+      ignoredInstallCommand: '/usr/local/sbin/load-top',
+    });
+    expect(() => assertPlanRunnable(allowed)).toThrow(
+      /the rule 'install top \/usr\/local\/sbin\/load-top' needs a shell to run \(not allowed\); modprobe would ignore it/,
+    );
+    expect(() => assertPlanRunnable(allowed, { allowInstallCommands: true })).not.toThrow();
   });
 
   it('finds a name that only has an install rule', async () => {

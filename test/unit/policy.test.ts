@@ -106,6 +106,8 @@ describe('policy parser', () => {
       'allow a when owner root',
       'allow a when annotation =v',
       'deny a]',
+      'deny !ip_vs',
+      'deny ip_vs^',
       'allow ok \\',
     ].join('\n');
     expect(problemsOf(text)).toEqual([
@@ -123,8 +125,12 @@ describe('policy parser', () => {
       'p.conf:12: unknown condition "owner" (expected annotation KEY=GLOB, source env|annotation, namespace GLOB or pod-label KEY=GLOB)',
       'p.conf:13: "" is not an annotation key',
       "p.conf:14: bad pattern \"a]\": ']' without '['",
-      'p.conf:15: the line ends with "\\" but no line follows to continue it',
+      "p.conf:15: bad pattern \"!ip_vs\": '!' outside '[...]' matches itself, and no module name has one: the pattern never matches ('[!x]' is one character other than x)",
+      "p.conf:16: bad pattern \"ip_vs^\": '^' outside '[...]' matches itself, and no module name has one: the pattern never matches ('[!x]' is one character other than x)",
+      'p.conf:17: the line ends with "\\" but no line follows to continue it',
     ]);
+    // Inside brackets '!' and '^' negate, also after a leading ']' member.
+    expect(problemsOf('deny ip_vs_[!w]* ip_vs_[^s]* x[!]]y\n')).toEqual([]);
   });
 
   it('parsePolicy refuses with the first problem and a count (exit 4)', () => {
@@ -138,7 +144,11 @@ describe('policy parser', () => {
   it('the default location: nothing there is no policy; policy.conf then policy.d/*.conf', async () => {
     const root = path.join(scratch, 'root');
     fs.mkdirSync(root);
-    expect(await readPolicyFiles(undefined, root)).toEqual({ policy: null, problems: [] });
+    expect(await readPolicyFiles(undefined, root)).toEqual({
+      policy: null,
+      problems: [],
+      skipped: [],
+    });
     const dir = path.join(root, 'etc', 'kmodload', 'policy.d');
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(path.join(dir, 'b.conf'), 'deny b\n');
@@ -152,6 +162,18 @@ describe('policy parser', () => {
       path.join(dir, 'b.conf'),
     ]);
     expect(policy?.rules.map((r) => r.text)).toEqual(['deny a', 'deny b']);
+    // Names without .conf are not read, but reported (lint); hidden files are nobody's.
+    fs.writeFileSync(path.join(dir, '99-deny'), 'deny c\n');
+    fs.writeFileSync(path.join(dir, 'deny.CONF'), 'deny d\n');
+    fs.writeFileSync(path.join(dir, '.a.conf.swp'), 'x\n');
+    const read = await readPolicyFiles(undefined, root);
+    expect(read.problems).toEqual([]);
+    expect(read.policy?.rules.map((r) => r.text)).toEqual(['deny a', 'deny b']);
+    expect(read.skipped).toEqual([
+      path.join(dir, '99-deny'),
+      path.join(dir, 'deny.CONF'),
+      path.join(dir, 'notes.txt'),
+    ]);
   });
 
   it('a named file that is missing, a directory or a FIFO is a problem, not an empty policy', async () => {
