@@ -548,6 +548,42 @@ describe.each(FLAVOURS)('Debian %s kernel under qemu', (flavour) => {
     p.assertNone();
   });
 
+  it("15: the kernel's own autoload follows the policy once it is exported to modprobe.d", () => {
+    const { main } = kernelRuns(flavour);
+    const p = new Problems(main);
+    p.check(!main.get('s15.before').mods.includes('dummy'), 'dummy is not loaded', 's15.before');
+    p.check(
+      /warn\s+kernel autoload:.*dummy/.test(main.get('s15.doctor.before').out),
+      'doctor warns: the policy denies dummy, the kernel could still autoload it',
+      's15.doctor.before',
+    );
+    const without = main.get('s15.without');
+    p.check(
+      without.rc === 0 && without.mods.includes('dummy'),
+      'without the file: a dummy link makes the kernel load dummy',
+      's15.without',
+    );
+    p.check(main.get('s15.export').rc === 0, 'policy export --format modprobe.d', 's15.export');
+    const file = main.get('s15.file');
+    p.check(
+      file.out.startsWith('644\n') && /^install dummy \/bin\/false$/m.test(file.out),
+      'the exported file: 0644, install dummy /bin/false',
+      's15.file',
+    );
+    const withFile = main.get('s15.with');
+    p.check(
+      withFile.rc !== 0 && !withFile.mods.includes('dummy'),
+      'with the file: the dummy link fails and dummy is not loaded',
+      's15.with',
+    );
+    p.check(
+      /ok\s+kernel autoload/.test(main.get('s15.doctor.after').out),
+      'doctor: ok once the file is there',
+      's15.doctor.after',
+    );
+    p.assertNone();
+  });
+
   it('12: no node: runc runs the single executable as the hook; it loads what modprobe -a loads', () => {
     const { main } = kernelRuns(flavour);
     const p = new Problems(main);

@@ -411,6 +411,7 @@ set_main() {
   s10
   s12
   s13
+  s15
   # Only images built with --containerd (the 6.12 kernel's) have containerd.
   if [ -x /usr/bin/containerd ]; then s14; fi
 }
@@ -438,6 +439,28 @@ set_cri() {
 set_seed() {
   install_hook
   s1
+}
+
+# 15. The kernel's own autoload follows the policy once `policy export --format modprobe.d`
+# is installed: a dummy link asks the kernel for rtnl-link-dummy, which /sbin/modprobe loads
+# without the file and refuses with it (install dummy /bin/false). Autoload is on only here.
+s15() {
+  unload_all s15.before
+  printf 'deny dummy\n' > /run/s15-policy.conf
+  run s15.doctor.before sh -c "$KMODLOAD doctor --policy /run/s15-policy.conf | grep 'kernel autoload'"
+  echo $MODPROBE > /proc/sys/kernel/modprobe
+  run s15.without ip link add s15a type dummy
+  ip link del s15a 2> /dev/null
+  unload_all s15.mid
+  run s15.export $KMODLOAD policy export --format modprobe.d --policy /run/s15-policy.conf \
+    --output /etc/modprobe.d/kmodload-policy.conf
+  run s15.file sh -c 'stat -c %a /etc/modprobe.d/kmodload-policy.conf; cat /etc/modprobe.d/kmodload-policy.conf'
+  run s15.with ip link add s15b type dummy
+  ip link del s15b 2> /dev/null
+  echo > /proc/sys/kernel/modprobe
+  run s15.doctor.after sh -c "$KMODLOAD doctor --policy /run/s15-policy.conf | grep 'kernel autoload'"
+  rm -f /etc/modprobe.d/kmodload-policy.conf
+  unload_all s15.clean
 }
 
 # `npm run demo` (scripts/demo/demo.js): the seed's example as a person would try it on a host,
