@@ -54,6 +54,14 @@ export interface AdmissionHandle {
   recordInterrupted(): Promise<void>;
 }
 
+/** What is known of an admission as it goes. */
+type AdmissionFacts = AuditFacts & {
+  modules: ModuleResult[];
+  warnings: string[];
+  /** A provisional hold was taken: it must be made final or dropped. */
+  provisional?: boolean;
+};
+
 // Lazily: requiring the public API loads the planner and, on first use, the addon.
 async function defaultLoader(): Promise<ContainerLoader> {
   return import('../api.js');
@@ -105,7 +113,7 @@ export function startAdmission(
     modules: [],
     sources: Object.create(null) as RequestedNames['sources'],
   };
-  const facts: AuditFacts & { modules: ModuleResult[]; warnings: string[] } = {
+  const facts: AdmissionFacts = {
     id: request.id,
     stage: request.stage,
     status: request.status,
@@ -150,7 +158,7 @@ export function startAdmission(
     },
     async recordInterrupted() {
       if (!facts.interruptedBy || options.dryRun) return;
-      if (!facts.modules.some((m) => m.status === 'loaded')) return;
+      if (!facts.provisional && !facts.modules.some((m) => m.status === 'loaded')) return;
       await recordHold(request, names, facts.modules, false, options, facts.warnings);
     },
   };
@@ -183,7 +191,7 @@ async function carryOut(
   request: ContainerRequest,
   names: RequestedNames,
   options: NodeOptions,
-  facts: AuditFacts & { modules: ModuleResult[]; warnings: string[] },
+  facts: AdmissionFacts,
 ): Promise<AdmissionAction> {
   if (names.modules.length === 0) return 'nothing-requested';
 
@@ -211,12 +219,20 @@ async function carryOut(
   facts.plan = plan;
   const verdict = policyApi.checkPolicy(plan, read.policy, requesterOf(request, names));
   facts.verdict = verdict;
+  // Before the loader reads any module's state: a container stopping meanwhile must not
+  // unload a module this load finds live (made final or dropped by recordHold).
+  if (!options.dryRun && verdict.ok) {
+    facts.provisional = await takeProvisionalHold(request, plan, options, facts.warnings);
+  }
   let result: LoadResult;
   try {
     result = await loader.loadPlan(plan, { ...loadOptions, verdict });
   } catch (error) {
     // Stopped half-way (an unusable module file): what went in is still the container's.
-    if (!options.dryRun && facts.modules.some((m) => m.status === 'loaded')) {
+    if (
+      !options.dryRun &&
+      (facts.provisional || facts.modules.some((m) => m.status === 'loaded'))
+    ) {
       await recordHold(request, names, facts.modules, false, options, facts.warnings);
     }
     throw error;
@@ -261,6 +277,44 @@ function containerLoadOptions(
   if (options.kernelVersion !== undefined) loadOptions.kernelVersion = options.kernelVersion;
   if (options.configDirs !== undefined) loadOptions.configDirs = options.configDirs;
   return loadOptions;
+}
+
+/** Every module the plan may insert or find live, softdeps included. */
+export function planModuleNames(plan: Plan): string[] {
+  const names = new Set<string>();
+  for (const request of plan.requests) {
+    for (const probe of request.probes) {
+      if (probe.skipped) continue;
+      for (const step of probe.steps) if (step.kind !== 'builtin') names.add(step.name);
+    }
+  }
+  return [...names];
+}
+
+/** Takes the provisional hold on the plan's modules; false (with a warning) when it cannot:
+ *  the load goes on, as it does when the final hold cannot be recorded. */
+async function takeProvisionalHold(
+  request: ContainerRequest,
+  plan: Plan,
+  options: NodeOptions,
+  warnings: string[],
+): Promise<boolean> {
+  const modules = planModuleNames(plan);
+  if (modules.length === 0) return false;
+  const holds = await import('../holds/index.js');
+  try {
+    warnings.push(
+      ...(await holds.takeProvisionalHold(
+        options,
+        { id: request.id, pid: request.pid, via: request.via },
+        modules,
+      )),
+    );
+    return true;
+  } catch (error) {
+    warnings.push(`cannot hold the modules of container ${quote(request.id)}: ${errorText(error)}`);
+    return false;
+  }
 }
 
 /** Records the container's hold. A failure here leaves the modules loaded and the container

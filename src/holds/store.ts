@@ -49,6 +49,10 @@ export interface Hold {
   /** The names the container asked for. */
   requested: string[];
   modules: HeldModule[];
+  /** Modules of a plan being loaded now: taken under the lock before the loader reads any
+   *  module's state, made final (moved to `modules`) or dropped when the load ends. A release
+   *  never unloads them; a killed loader leaves them until the container's hold goes. */
+  provisional?: string[];
   /** 'nri': taken by the NRI plugin, which learns from the runtime (Synchronize) which
    *  containers still run; absent: taken by a hook, whose container's pid tells. */
   via?: 'nri';
@@ -75,9 +79,11 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 function isHold(value: unknown): value is Hold {
   if (!isObject(value) || value['version'] !== STATE_VERSION) return false;
-  const { id, pid, pidStart, since, requested, modules, via } = value;
+  const { id, pid, pidStart, since, requested, modules, via, provisional } = value;
   return (
     typeof id === 'string' &&
+    (provisional === undefined ||
+      (Array.isArray(provisional) && provisional.every((m) => typeof m === 'string'))) &&
     (pid === null || (typeof pid === 'number' && Number.isInteger(pid))) &&
     (pidStart === null || typeof pidStart === 'string') &&
     (via === undefined || via === 'nri') &&
