@@ -76,7 +76,7 @@ does not decompress), 70 internal error, 128+N ended by signal N (143 SIGTERM),
 logged as interrupted. On failure one line on stderr: "kmodload: cannot load NAME: REASON".
 `;
 
-export const HOOK_CONFIG_USAGE = `Usage: kmodload hook-config [--format isulad|oci|hooks.d]
+export const HOOK_CONFIG_USAGE = `Usage: kmodload hook-config [--format isulad|oci|hooks.d|hooks.d-poststop]
                            [--install-wrapper PATH | --wrapper PATH | --binary PATH]
                            [--log FILE|none] [--policy FILE]... [--state-dir DIR] [--unload-on-stop]
                            [-d DIR] [-S VER] [-C DIR] [-n] [--timeout SEC] [--always]
@@ -86,6 +86,10 @@ Prints a hook configuration for this installation:
   oci      the "hooks" member of a runc/crun config.json (createRuntime, poststop)
   hooks.d  a CRI-O/podman hooks.d file (prestart), for containers with the annotation
            ${KERNEL_MODULES_ANNOTATION} (--always: every container)
+  hooks.d-poststop
+           the second hooks.d file, for poststop (releases the hold; --unload-on-stop)
+Every entry names its stage (--state): crun sends status "created" before the container
+starts, runc after it.
 
 The configs name a wrapper script (default ${DEFAULT_WRAPPER_PATH}) that runs
 this node and this kmodload by absolute path, since runtimes give hooks no PATH.
@@ -97,8 +101,8 @@ this node and this kmodload by absolute path, since runtimes give hooks no PATH.
   --log FILE              the hook's log (default ${DEFAULT_HOOK_LOG}; none: no log)
   --policy, --state-dir, -d, -S, -C, -n
                           added to the hook's arguments (see kmodload hook --help)
-  --unload-on-stop        added to the poststop entry (hooks.d: one entry for prestart
-                          and poststop)
+  --unload-on-stop        added to the poststop entry (hooks.d: only with
+                          --format hooks.d-poststop)
   --timeout SEC           the runtime's timeout for each hook entry (default 30)
   --always                hooks.d: run for every container
 `;
@@ -252,7 +256,16 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
     for (const file of allValues(parsed, 'policy')) extraArgs.push('--policy', path.resolve(file));
     const stateDir = lastValue(parsed, 'state-dir');
     if (stateDir !== undefined) extraArgs.push('--state-dir', path.resolve(stateDir));
-    if (flag(parsed, 'unload-on-stop')) options.unloadOnStop = true;
+    if (flag(parsed, 'unload-on-stop')) {
+      // One hooks.d file cannot name two stages: the poststop entry is a file of its own.
+      if (format === 'hooks.d') {
+        throw usageError(
+          '--unload-on-stop goes to the poststop file: --format hooks.d-poststop --unload-on-stop (--format hooks.d is the prestart file)',
+          'hook-config',
+        );
+      }
+      options.unloadOnStop = true;
+    }
     extraArgs.push(...loaderArguments(parsed));
     options.wrapperPath = wrapperPath;
     options.extraArgs = extraArgs;
