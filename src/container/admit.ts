@@ -70,7 +70,7 @@ async function defaultLoader(): Promise<ContainerLoader> {
 /** The failure as one line about the container's modules, unless it says already what it is
  *  about. An unexpected error is a bug, reported the same way with the internal status. */
 export function asKmodloadError(error: unknown, modules: readonly string[]): KmodloadError {
-  const subject = modules.length > 0 ? `cannot load ${modules.join(',')}` : undefined;
+  const subject = modules.length > 0 ? `cannot load ${namesForMessage(modules)}` : undefined;
   if (error instanceof KmodloadError) return subject ? error.about(subject) : error;
   const message = error instanceof Error ? error.message : String(error);
   return new KmodloadError(`internal error: ${message}`, EXIT.internal, {
@@ -149,7 +149,7 @@ export function startAdmission(
       const inserted = facts.modules.filter((m) => m.status === 'loaded').map((m) => m.name);
       const what = inserted.length > 0 ? `after loading ${inserted.join(',')}` : 'nothing loaded';
       const subject =
-        names.modules.length > 0 ? `cannot load ${names.modules.join(',')}` : undefined;
+        names.modules.length > 0 ? `cannot load ${namesForMessage(names.modules)}` : undefined;
       facts.failure = new KmodloadError(`interrupted by ${signal} (${what})`, EXIT.failed, {
         ...(subject ? { subject } : {}),
       });
@@ -205,28 +205,44 @@ async function carryOut(
   const loader = options.loader ?? (await defaultLoader());
   const loadOptions = containerLoadOptions(options, (result) => facts.modules.push(result));
 
-  const planning = loader.resolve(names.modules, loadOptions);
-  // Not awaited when the policy refuses first.
-  planning.catch(() => undefined);
+  // More names than the default limit: the policy says first whether it allows that many,
+  // so that a request naming a whole tree is never planned.
+  const { DEFAULT_MAX_MODULES } = await import('../policy/types.js');
+  const startPlanning = () => {
+    const planning = loader.resolve(names.modules, loadOptions);
+    // Not awaited when the policy refuses first.
+    planning.catch(() => undefined);
+    return planning;
+  };
+  let planning = names.modules.length > DEFAULT_MAX_MODULES ? undefined : startPlanning();
   const read = await reading;
   facts.policyFiles = read.policy ? read.policy.files : null;
   const problem = read.problems[0];
   if (problem) throw policyApi.brokenPolicyError(problem, read.problems.length);
   facts.policyKeys = policyApi.annotationKeysUsed(read.policy);
+  const maxModules = read.policy?.maxModules ?? { value: DEFAULT_MAX_MODULES };
+  if (names.modules.length > maxModules.value) {
+    throw new KmodloadError(
+      `the request names ${names.modules.length} modules, more than max-modules ${maxModules.value} (${maxModules.origin ?? 'the default'})`,
+      EXIT.refused,
+      { subject: `cannot load ${namesForMessage(names.modules)}` },
+    );
+  }
+  planning ??= startPlanning();
 
   // Planned once, then checked: the plan and the verdict are recorded even when refused.
-  const plan = await planning;
-  facts.plan = plan;
-  const verdict = policyApi.checkPolicy(plan, read.policy, requesterOf(request, names));
+  const planned = await planning;
+  facts.plan = planned;
+  const verdict = policyApi.checkPolicy(planned, read.policy, requesterOf(request, names));
   facts.verdict = verdict;
   // Before the loader reads any module's state: a container stopping meanwhile must not
   // unload a module this load finds live (made final or dropped by recordHold).
   if (!options.dryRun && verdict.ok) {
-    facts.provisional = await takeProvisionalHold(request, plan, options, facts.warnings);
+    facts.provisional = await takeProvisionalHold(request, planned, options, facts.warnings);
   }
   let result: LoadResult;
   try {
-    result = await loader.loadPlan(plan, { ...loadOptions, verdict });
+    result = await loader.loadPlan(planned, { ...loadOptions, verdict });
   } catch (error) {
     // Stopped half-way (an unusable module file): what went in is still the container's.
     if (
@@ -278,6 +294,14 @@ function containerLoadOptions(
   if (options.configDirs !== undefined) loadOptions.configDirs = options.configDirs;
   return loadOptions;
 }
+
+/** The requested names for a one-line message, cut when there are many: the message is
+ *  logged whole. */
+function namesForMessage(names: readonly string[]): string {
+  if (names.length <= MESSAGE_NAMES) return names.join(',');
+  return `${names.slice(0, MESSAGE_NAMES).join(',')},... (${names.length} names)`;
+}
+const MESSAGE_NAMES = 8;
 
 /** Every module the plan may insert or find live, softdeps included. */
 export function planModuleNames(plan: Plan): string[] {
