@@ -250,6 +250,7 @@ Options:
   --state-dir DIR   where holds are kept (default /run/kmodload)
   --log FILE        append one JSON line per decision to FILE (also written to stderr)
   --unload-on-stop  when a container stops, unload what it was the last to hold
+  --insecure-files  use files others than root can write (tests; logged as a warning)
 ${TREE_OPTIONS}
   -n, --dry-run             plan and log, load nothing, record no hold
   -h, --help                show this help

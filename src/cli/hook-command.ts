@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { OptionSpec, ParsedArgs } from './args';
 import { allValues, flag, lastValue, parseArgs, usageError } from './args';
-import { NODE_SPECS, nodeOptions } from './common';
+import { INSECURE_FILES_SPEC, NODE_SPECS, nodeOptions } from './common';
 import type { CliIO } from './io';
 import { EXIT, KmodloadError } from '../errors';
 import { errorText, oneLine, quote } from '../text';
@@ -63,7 +63,12 @@ Options:
   -S, --set-version VER kernel version (like modprobe -S)
   -C, --config DIR      modprobe.d directory replacing the defaults (repeatable)
   -n, --dry-run     plan and log, load nothing (and record no hold)
+  --insecure-files  use files others than root can write (tests; logged as a warning)
   -h, --help        this text
+
+A load refuses (exit 4) when node, the package, the policy, modprobe.d, the state directory
+or the log's directory (or a directory above them) is not root's or is writable by group or
+others, or the state or log directory path holds a symlink; kmodload doctor reports the same.
 
 The host's modprobe.d blocks (blacklist X, install X /bin/true|/bin/false) deny X wherever it
 appears in the plan; the policy decides what else a container may have (kmodload policy).
@@ -145,7 +150,12 @@ export async function runHookCommand(
   try {
     const parsed = parseOptions(
       argv,
-      [...NODE_SPECS, { long: 'state', value: true }, { long: 'stdin-timeout', value: true }],
+      [
+        ...NODE_SPECS,
+        INSECURE_FILES_SPEC,
+        { long: 'state', value: true },
+        { long: 'stdin-timeout', value: true },
+      ],
       'hook',
     );
     if (flag(parsed, 'help')) {
@@ -270,7 +280,13 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
     options.wrapperPath = wrapperPath;
     options.extraArgs = extraArgs;
     const text = formatHookConfig(format, options);
-    if (install) installWrapper(wrapperPath);
+    if (install) {
+      // The wrapper runs this node and this package as root at every container start.
+      const { runningFiles } = await import('../container/trust.js');
+      const { assertTrusted } = await import('../trust.js');
+      assertTrusted(runningFiles());
+      installWrapper(wrapperPath);
+    }
     // iSulad refuses (at daemon load) a hook that is missing, not root's or world-writable.
     const howTo =
       binary !== undefined

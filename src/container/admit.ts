@@ -9,6 +9,7 @@ import type { LoadResult, ModuleResult } from '../loader/types';
 import type { Plan } from '../planner/plan';
 import type { PolicyVerdict, Requester } from '../policy/types';
 import { errorText, oneLine, quote } from '../text';
+import { INSECURE_FILES_WARNING } from '../trust';
 import { auditRecord, exitStatusOf, type AuditFacts, type AuditRecord } from './audit';
 import type { ContainerLoadOptions, ContainerLoader, NodeOptions } from './options';
 import { requestedNames, type ContainerRequest, type RequestedNames } from './request';
@@ -194,6 +195,10 @@ async function carryOut(
   facts: AdmissionFacts,
 ): Promise<AdmissionAction> {
   if (names.modules.length === 0) return 'nothing-requested';
+  // Before anything is read: whoever can write these decides what root loads.
+  const trust = await import('./trust.js');
+  if (options.insecureFiles) facts.warnings.push(INSECURE_FILES_WARNING);
+  else trust.assertNodeFilesTrusted(options);
 
   // Required here, not above: the no-request path loads nothing of the policy or loader.
   const policyApi = await import('../policy/index.js');
@@ -219,6 +224,7 @@ async function carryOut(
   facts.policyFiles = read.policy ? read.policy.files : null;
   const problem = read.problems[0];
   if (problem) throw policyApi.brokenPolicyError(problem, read.problems.length);
+  if (!options.insecureFiles) trust.assertPolicyTrusted(facts.policyFiles, options);
   facts.policyKeys = policyApi.annotationKeysUsed(read.policy);
   const maxModules = read.policy?.maxModules ?? { value: DEFAULT_MAX_MODULES };
   if (names.modules.length > maxModules.value) {

@@ -17,6 +17,7 @@ import { FileReadError, fsAsync, readRegularFileSync } from '../files';
 import type { NativeBinding } from '../native/binding';
 import { LOCK_EX, LOCK_NB } from '../native/binding';
 import { errorText } from '../text';
+import { directoryEntries, untrustedEntries, untrustedError, untrustedReason } from '../trust';
 import { DEFAULT_STATE_DIR } from './defaults';
 
 export { DEFAULT_STATE_DIR };
@@ -131,6 +132,22 @@ export interface StoreOptions {
   onStep?: (step: StoreStep) => void;
   /** The addon's flock; default: the package's addon (src/system.ts). */
   binding?: () => Pick<NativeBinding, 'flock'>;
+  /** Use the state even when others could have written it (tests; `--insecure-files`). */
+  insecureFiles?: boolean;
+}
+
+/** Why the state directory cannot be trusted: a user who can write it names the modules root
+ *  unloads (inserted.json) or drops holds (a lock that is a symlink). */
+export function untrustedState(dir: string): string | undefined {
+  const state = untrustedReason('the state directory', dir, { noSymlink: true });
+  if (state !== undefined) return state;
+  const holds = path.join(dir, 'holds');
+  return untrustedEntries('the state file', [
+    path.join(dir, 'lock'),
+    path.join(dir, 'inserted.json'),
+    holds,
+    ...directoryEntries(holds),
+  ]);
 }
 
 /** The state directory, opened under its lock by `withStateLock`. */
@@ -346,6 +363,10 @@ export async function withStateLock<T>(
   const dir = options.stateDir ?? DEFAULT_STATE_DIR;
   const binding = options.binding ? options.binding() : await packageFlock();
   const lockFile = path.join(dir, 'lock');
+  if (!options.insecureFiles) {
+    const reason = untrustedState(dir);
+    if (reason !== undefined) throw untrustedError(reason);
+  }
   let fd: number;
   try {
     await fsAsync.mkdirs(dir, 0o700);
