@@ -56,8 +56,12 @@ export function nodeOptions(parsed: ParsedArgs): NodeOptions {
   if (logFile !== undefined) options.logFile = logFile;
   if (flag(parsed, 'unload-on-stop')) options.unloadOnStop = true;
   if (flag(parsed, 'dry-run')) options.dryRun = true;
+  if (flag(parsed, 'insecure-files')) options.insecureFiles = true;
   return options;
 }
+
+/** Files others than root can write are used anyway (tests); logged with every decision. */
+export const INSECURE_FILES_SPEC: OptionSpec = { long: 'insecure-files' };
 
 export function writeJson(stream: NodeJS.WritableStream, value: unknown): void {
   stream.write(`${JSON.stringify(value, null, 2)}\n`);

@@ -221,12 +221,14 @@ export const INSTALL_NODE_HELP = `Usage: kmodload install-node [--root DIR] [--l
 Installs the hook on a node for CRI-O and podman: this Node.js binary and this package
 under LIBEXEC (default /usr/local/libexec/kmodload), the wrapper LIBEXEC/kmodload-hook,
 and HOOKS_DIR/kmodload.json (default /etc/containers/oci/hooks.d), which CRI-O picks up
-without a restart. --policy copies the (checked) policy to /etc/kmodload/policy.conf.
+without a restart; with --unload-on-stop also HOOKS_DIR/kmodload-poststop.json (a hooks.d
+entry names one stage). --policy copies the (checked) policy to /etc/kmodload/policy.conf.
 Every path is the host's; --root DIR writes them under DIR (the DaemonSet mounts the
 host's directories there). Re-running replaces everything atomically (an upgrade);
---uninstall removes the hooks.d file, then LIBEXEC (the policy and the log stay).
+--uninstall removes the hooks.d files, then LIBEXEC (the policy and the log stay).
   --log FILE|none     the hook's log (default /var/log/kmodload/hook.log)
-  --unload-on-stop    the hook also runs at poststop and unloads what nobody holds
+  --unload-on-stop    the hook also runs at poststop (its own hooks.d file) and unloads
+                      what nobody holds
   --always            run for every container, not only annotated ones
   -d, -S, -C, -n      added to the hook's arguments (see kmodload hook --help)
 
@@ -276,6 +278,7 @@ Options:
   --state-dir DIR   where holds are kept (default /run/kmodload)
   --log FILE        append one JSON line per decision to FILE (also written to stderr)
   --unload-on-stop  when a container stops, unload what it was the last to hold
+  --insecure-files  use files others than root can write (tests; logged as a warning)
 ${TREE_OPTIONS}
   -n, --dry-run             plan and log, load nothing, record no hold
   -h, --help                show this help

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { OptionSpec, ParsedArgs } from './args';
 import { allValues, flag, lastValue, parseArgs, usageError } from './args';
-import { NODE_SPECS, nodeOptions } from './common';
+import { INSECURE_FILES_SPEC, NODE_SPECS, nodeOptions } from './common';
 import type { CliIO } from './io';
 import { EXIT, KmodloadError } from '../errors';
 import { errorText, oneLine, quote } from '../text';
@@ -63,7 +63,12 @@ Options:
   -S, --set-version VER kernel version (like modprobe -S)
   -C, --config DIR      modprobe.d directory replacing the defaults (repeatable)
   -n, --dry-run     plan and log, load nothing (and record no hold)
+  --insecure-files  use files others than root can write (tests; logged as a warning)
   -h, --help        this text
+
+A load refuses (exit 4) when node, the package, the policy, modprobe.d, the state directory
+or the log's directory (or a directory above them) is not root's or is writable by group or
+others, or the state or log directory path holds a symlink; kmodload doctor reports the same.
 
 The host's modprobe.d blocks (blacklist X, install X /bin/true|/bin/false) deny X wherever it
 appears in the plan; the policy decides what else a container may have (kmodload policy).
@@ -76,7 +81,7 @@ does not decompress), 70 internal error, 128+N ended by signal N (143 SIGTERM),
 logged as interrupted. On failure one line on stderr: "kmodload: cannot load NAME: REASON".
 `;
 
-export const HOOK_CONFIG_USAGE = `Usage: kmodload hook-config [--format isulad|oci|hooks.d]
+export const HOOK_CONFIG_USAGE = `Usage: kmodload hook-config [--format isulad|oci|hooks.d|hooks.d-poststop]
                            [--install-wrapper PATH | --wrapper PATH | --binary PATH]
                            [--log FILE|none] [--policy FILE]... [--state-dir DIR] [--unload-on-stop]
                            [-d DIR] [-S VER] [-C DIR] [-n] [--timeout SEC] [--always]
@@ -86,6 +91,10 @@ Prints a hook configuration for this installation:
   oci      the "hooks" member of a runc/crun config.json (createRuntime, poststop)
   hooks.d  a CRI-O/podman hooks.d file (prestart), for containers with the annotation
            ${KERNEL_MODULES_ANNOTATION} (--always: every container)
+  hooks.d-poststop
+           the second hooks.d file, for poststop (releases the hold; --unload-on-stop)
+Every entry names its stage (--state): crun sends status "created" before the container
+starts, runc after it.
 
 The configs name a wrapper script (default ${DEFAULT_WRAPPER_PATH}) that runs
 this node and this kmodload by absolute path, since runtimes give hooks no PATH.
@@ -97,8 +106,8 @@ this node and this kmodload by absolute path, since runtimes give hooks no PATH.
   --log FILE              the hook's log (default ${DEFAULT_HOOK_LOG}; none: no log)
   --policy, --state-dir, -d, -S, -C, -n
                           added to the hook's arguments (see kmodload hook --help)
-  --unload-on-stop        added to the poststop entry (hooks.d: one entry for prestart
-                          and poststop)
+  --unload-on-stop        added to the poststop entry (hooks.d: only with
+                          --format hooks.d-poststop)
   --timeout SEC           the runtime's timeout for each hook entry (default 30)
   --always                hooks.d: run for every container
 `;
@@ -141,7 +150,12 @@ export async function runHookCommand(
   try {
     const parsed = parseOptions(
       argv,
-      [...NODE_SPECS, { long: 'state', value: true }, { long: 'stdin-timeout', value: true }],
+      [
+        ...NODE_SPECS,
+        INSECURE_FILES_SPEC,
+        { long: 'state', value: true },
+        { long: 'stdin-timeout', value: true },
+      ],
       'hook',
     );
     if (flag(parsed, 'help')) {
@@ -252,12 +266,27 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
     for (const file of allValues(parsed, 'policy')) extraArgs.push('--policy', path.resolve(file));
     const stateDir = lastValue(parsed, 'state-dir');
     if (stateDir !== undefined) extraArgs.push('--state-dir', path.resolve(stateDir));
-    if (flag(parsed, 'unload-on-stop')) options.unloadOnStop = true;
+    if (flag(parsed, 'unload-on-stop')) {
+      // One hooks.d file cannot name two stages: the poststop entry is a file of its own.
+      if (format === 'hooks.d') {
+        throw usageError(
+          '--unload-on-stop goes to the poststop file: --format hooks.d-poststop --unload-on-stop (--format hooks.d is the prestart file)',
+          'hook-config',
+        );
+      }
+      options.unloadOnStop = true;
+    }
     extraArgs.push(...loaderArguments(parsed));
     options.wrapperPath = wrapperPath;
     options.extraArgs = extraArgs;
     const text = formatHookConfig(format, options);
-    if (install) installWrapper(wrapperPath);
+    if (install) {
+      // The wrapper runs this node and this package as root at every container start.
+      const { runningFiles } = await import('../container/trust.js');
+      const { assertTrusted } = await import('../trust.js');
+      assertTrusted(runningFiles());
+      installWrapper(wrapperPath);
+    }
     // iSulad refuses (at daemon load) a hook that is missing, not root's or world-writable.
     const howTo =
       binary !== undefined

@@ -10,6 +10,8 @@
 //   LIBEXEC/lib/            this package: bin/, dist/, the addon, package.json
 //   LIBEXEC/kmodload-hook   the wrapper the hooks.d file names
 //   HOOKS_DIR/kmodload.json the hooks.d file (CRI-O picks it up without a restart)
+//   HOOKS_DIR/kmodload-poststop.json  with --unload-on-stop: the poststop entry (a hooks.d
+//                           entry names one stage; one file has one entry)
 //   /etc/kmodload/policy.conf  the host policy, when --policy gives one
 // With --nri, instead of the last three:
 //   PLUGINS/NN-kmodload     the plugin: a wrapper running LIBEXEC's node and package, or the
@@ -46,6 +48,7 @@ export const DEFAULT_HOOKS_DIR = '/etc/containers/oci/hooks.d';
 export const DEFAULT_NRI_LOG = '/var/log/kmodload/nri.log';
 export const DEFAULT_NRI_IDX = '10';
 const HOOKS_FILE = 'kmodload.json';
+const POSTSTOP_HOOKS_FILE = 'kmodload-poststop.json';
 const COMMAND = 'install-node';
 
 const NRI_ONLY = ['nri-idx', 'nri-plugins', 'nri-conf', 'binary'];
@@ -191,15 +194,18 @@ async function installHook(parsed: ParsedArgs, target: Target, io: CliIO): Promi
   const { root, libexec, onHost } = target;
   const hooksDir = absolute('--hooks-dir', lastValue(parsed, 'hooks-dir') ?? DEFAULT_HOOKS_DIR);
   const hooksFile = path.join(hooksDir, HOOKS_FILE);
+  const poststopFile = path.join(hooksDir, POSTSTOP_HOOKS_FILE);
+  const unloadOnStop = flag(parsed, 'unload-on-stop');
 
   if (flag(parsed, 'uninstall')) {
     try {
       fs.rmSync(onHost(hooksFile), { force: true });
+      fs.rmSync(onHost(poststopFile), { force: true });
       removeLibexec(target);
     } catch (error) {
       throw failure('uninstall', error);
     }
-    io.stdout.write(`removed ${hooksFile} and ${libexec}\n`);
+    io.stdout.write(`removed ${hooksFile}, ${poststopFile} and ${libexec}\n`);
     return EXIT.ok;
   }
 
@@ -212,19 +218,27 @@ async function installHook(parsed: ParsedArgs, target: Target, io: CliIO): Promi
     installLibexec(target);
     installWrapper(onHost(wrapper), libexecCommand(libexec));
     if (policyText !== undefined) replaceFile(onHost(DEFAULT_POLICY_FILE), policyText, 0o644);
-    // The hooks.d file last: runtimes see it only once everything it names is in place.
-    const config = formatHookConfig('hooks.d', {
+    // The hooks.d files last: runtimes see them only once everything they name is in place.
+    const configOptions = {
       wrapperPath: wrapper,
       extraArgs: hookArgs,
-      ...(flag(parsed, 'unload-on-stop') ? { unloadOnStop: true } : {}),
+      ...(unloadOnStop ? { unloadOnStop: true } : {}),
       ...(flag(parsed, 'always') ? { always: true } : {}),
-    });
-    replaceFile(onHost(hooksFile), config, 0o644);
+    };
+    if (unloadOnStop) {
+      const poststop = formatHookConfig('hooks.d-poststop', configOptions);
+      replaceFile(onHost(poststopFile), poststop, 0o644);
+    } else {
+      // Left by an install with --unload-on-stop.
+      fs.rmSync(onHost(poststopFile), { force: true });
+    }
+    replaceFile(onHost(hooksFile), formatHookConfig('hooks.d', configOptions), 0o644);
   } catch (error) {
     if (error instanceof KmodloadError) throw error;
     throw failure(`install into ${root}`, error);
   }
-  io.stdout.write(`installed ${wrapper} and ${hooksFile}${root === '/' ? '' : ` under ${root}`}\n`);
+  const files = unloadOnStop ? `${hooksFile} and ${poststopFile}` : hooksFile;
+  io.stdout.write(`installed ${wrapper} and ${files}${root === '/' ? '' : ` under ${root}`}\n`);
   return EXIT.ok;
 }
 

@@ -4,7 +4,7 @@
 import { EXIT, KmodloadError } from '../errors';
 import { oneLine } from '../text';
 import { flag, lastValue, parseArgs, usageError } from './args';
-import { NODE_SPECS, nodeOptions } from './common';
+import { INSECURE_FILES_SPEC, NODE_SPECS, nodeOptions } from './common';
 import { NRI_HELP } from './help';
 import type { CliIO } from './io';
 import type { NodeOptions } from '../container/options';
@@ -13,6 +13,7 @@ const COMMAND = 'nri';
 
 const NRI_SPECS = [
   ...NODE_SPECS,
+  INSECURE_FILES_SPEC,
   { long: 'socket', value: true },
   { long: 'name', value: true },
   { long: 'idx', value: true },

@@ -9,6 +9,7 @@ import type { LoadResult, ModuleResult } from '../loader/types';
 import type { Plan } from '../planner/plan';
 import type { PolicyVerdict, Requester } from '../policy/types';
 import { errorText, oneLine, quote } from '../text';
+import { INSECURE_FILES_WARNING } from '../trust';
 import { auditRecord, exitStatusOf, type AuditFacts, type AuditRecord } from './audit';
 import type { ContainerLoadOptions, ContainerLoader, NodeOptions } from './options';
 import { requestedNames, type ContainerRequest, type RequestedNames } from './request';
@@ -54,6 +55,14 @@ export interface AdmissionHandle {
   recordInterrupted(): Promise<void>;
 }
 
+/** What is known of an admission as it goes. */
+type AdmissionFacts = AuditFacts & {
+  modules: ModuleResult[];
+  warnings: string[];
+  /** A provisional hold was taken: it must be made final or dropped. */
+  provisional?: boolean;
+};
+
 // Lazily: requiring the public API loads the planner and, on first use, the addon.
 async function defaultLoader(): Promise<ContainerLoader> {
   return import('../api.js');
@@ -62,7 +71,7 @@ async function defaultLoader(): Promise<ContainerLoader> {
 /** The failure as one line about the container's modules, unless it says already what it is
  *  about. An unexpected error is a bug, reported the same way with the internal status. */
 export function asKmodloadError(error: unknown, modules: readonly string[]): KmodloadError {
-  const subject = modules.length > 0 ? `cannot load ${modules.join(',')}` : undefined;
+  const subject = modules.length > 0 ? `cannot load ${namesForMessage(modules)}` : undefined;
   if (error instanceof KmodloadError) return subject ? error.about(subject) : error;
   const message = error instanceof Error ? error.message : String(error);
   return new KmodloadError(`internal error: ${message}`, EXIT.internal, {
@@ -105,7 +114,7 @@ export function startAdmission(
     modules: [],
     sources: Object.create(null) as RequestedNames['sources'],
   };
-  const facts: AuditFacts & { modules: ModuleResult[]; warnings: string[] } = {
+  const facts: AdmissionFacts = {
     id: request.id,
     stage: request.stage,
     status: request.status,
@@ -141,7 +150,7 @@ export function startAdmission(
       const inserted = facts.modules.filter((m) => m.status === 'loaded').map((m) => m.name);
       const what = inserted.length > 0 ? `after loading ${inserted.join(',')}` : 'nothing loaded';
       const subject =
-        names.modules.length > 0 ? `cannot load ${names.modules.join(',')}` : undefined;
+        names.modules.length > 0 ? `cannot load ${namesForMessage(names.modules)}` : undefined;
       facts.failure = new KmodloadError(`interrupted by ${signal} (${what})`, EXIT.failed, {
         ...(subject ? { subject } : {}),
       });
@@ -150,7 +159,7 @@ export function startAdmission(
     },
     async recordInterrupted() {
       if (!facts.interruptedBy || options.dryRun) return;
-      if (!facts.modules.some((m) => m.status === 'loaded')) return;
+      if (!facts.provisional && !facts.modules.some((m) => m.status === 'loaded')) return;
       await recordHold(request, names, facts.modules, false, options, facts.warnings);
     },
   };
@@ -183,9 +192,13 @@ async function carryOut(
   request: ContainerRequest,
   names: RequestedNames,
   options: NodeOptions,
-  facts: AuditFacts & { modules: ModuleResult[]; warnings: string[] },
+  facts: AdmissionFacts,
 ): Promise<AdmissionAction> {
   if (names.modules.length === 0) return 'nothing-requested';
+  // Before anything is read: whoever can write these decides what root loads.
+  const trust = await import('./trust.js');
+  if (options.insecureFiles) facts.warnings.push(INSECURE_FILES_WARNING);
+  else trust.assertNodeFilesTrusted(options);
 
   // Required here, not above: the no-request path loads nothing of the policy or loader.
   const policyApi = await import('../policy/index.js');
@@ -197,26 +210,51 @@ async function carryOut(
   const loader = options.loader ?? (await defaultLoader());
   const loadOptions = containerLoadOptions(options, (result) => facts.modules.push(result));
 
-  const planning = loader.resolve(names.modules, loadOptions);
-  // Not awaited when the policy refuses first.
-  planning.catch(() => undefined);
+  // More names than the default limit: the policy says first whether it allows that many,
+  // so that a request naming a whole tree is never planned.
+  const { DEFAULT_MAX_MODULES } = await import('../policy/types.js');
+  const startPlanning = () => {
+    const planning = loader.resolve(names.modules, loadOptions);
+    // Not awaited when the policy refuses first.
+    planning.catch(() => undefined);
+    return planning;
+  };
+  let planning = names.modules.length > DEFAULT_MAX_MODULES ? undefined : startPlanning();
   const read = await reading;
   facts.policyFiles = read.policy ? read.policy.files : null;
   const problem = read.problems[0];
   if (problem) throw policyApi.brokenPolicyError(problem, read.problems.length);
+  if (!options.insecureFiles) trust.assertPolicyTrusted(facts.policyFiles, options);
   facts.policyKeys = policyApi.annotationKeysUsed(read.policy);
+  const maxModules = read.policy?.maxModules ?? { value: DEFAULT_MAX_MODULES };
+  if (names.modules.length > maxModules.value) {
+    throw new KmodloadError(
+      `the request names ${names.modules.length} modules, more than max-modules ${maxModules.value} (${maxModules.origin ?? 'the default'})`,
+      EXIT.refused,
+      { subject: `cannot load ${namesForMessage(names.modules)}` },
+    );
+  }
+  planning ??= startPlanning();
 
   // Planned once, then checked: the plan and the verdict are recorded even when refused.
-  const plan = await planning;
-  facts.plan = plan;
-  const verdict = policyApi.checkPolicy(plan, read.policy, requesterOf(request, names));
+  const planned = await planning;
+  facts.plan = planned;
+  const verdict = policyApi.checkPolicy(planned, read.policy, requesterOf(request, names));
   facts.verdict = verdict;
+  // Before the loader reads any module's state: a container stopping meanwhile must not
+  // unload a module this load finds live (made final or dropped by recordHold).
+  if (!options.dryRun && verdict.ok) {
+    facts.provisional = await takeProvisionalHold(request, planned, options, facts.warnings);
+  }
   let result: LoadResult;
   try {
-    result = await loader.loadPlan(plan, { ...loadOptions, verdict });
+    result = await loader.loadPlan(planned, { ...loadOptions, verdict });
   } catch (error) {
     // Stopped half-way (an unusable module file): what went in is still the container's.
-    if (!options.dryRun && facts.modules.some((m) => m.status === 'loaded')) {
+    if (
+      !options.dryRun &&
+      (facts.provisional || facts.modules.some((m) => m.status === 'loaded'))
+    ) {
       await recordHold(request, names, facts.modules, false, options, facts.warnings);
     }
     throw error;
@@ -261,6 +299,52 @@ function containerLoadOptions(
   if (options.kernelVersion !== undefined) loadOptions.kernelVersion = options.kernelVersion;
   if (options.configDirs !== undefined) loadOptions.configDirs = options.configDirs;
   return loadOptions;
+}
+
+/** The requested names for a one-line message, cut when there are many: the message is
+ *  logged whole. */
+function namesForMessage(names: readonly string[]): string {
+  if (names.length <= MESSAGE_NAMES) return names.join(',');
+  return `${names.slice(0, MESSAGE_NAMES).join(',')},... (${names.length} names)`;
+}
+const MESSAGE_NAMES = 8;
+
+/** Every module the plan may insert or find live, softdeps included. */
+export function planModuleNames(plan: Plan): string[] {
+  const names = new Set<string>();
+  for (const request of plan.requests) {
+    for (const probe of request.probes) {
+      if (probe.skipped) continue;
+      for (const step of probe.steps) if (step.kind !== 'builtin') names.add(step.name);
+    }
+  }
+  return [...names];
+}
+
+/** Takes the provisional hold on the plan's modules; false (with a warning) when it cannot:
+ *  the load goes on, as it does when the final hold cannot be recorded. */
+async function takeProvisionalHold(
+  request: ContainerRequest,
+  plan: Plan,
+  options: NodeOptions,
+  warnings: string[],
+): Promise<boolean> {
+  const modules = planModuleNames(plan);
+  if (modules.length === 0) return false;
+  const holds = await import('../holds/index.js');
+  try {
+    warnings.push(
+      ...(await holds.takeProvisionalHold(
+        options,
+        { id: request.id, pid: request.pid, via: request.via },
+        modules,
+      )),
+    );
+    return true;
+  } catch (error) {
+    warnings.push(`cannot hold the modules of container ${quote(request.id)}: ${errorText(error)}`);
+    return false;
+  }
 }
 
 /** Records the container's hold. A failure here leaves the modules loaded and the container

@@ -61,7 +61,17 @@ export interface AuditRecord {
   error?: string;
   /** Problems that did not change the outcome. */
   warnings?: string[];
+  /** Set when the record was too large (MAX_RECORD_BYTES): how many entries each summarised
+   *  list had; the lists then keep their first entries (verdict: what was denied first,
+   *  results: what failed first). */
+  summarised?: { request: number; plan: number; verdict: number; results: number };
 }
+
+/** Largest log line: a request naming every module of a tree must not write megabytes at
+ *  every retry of its pod. */
+export const MAX_RECORD_BYTES = 64 * 1024;
+/** Entries each list keeps in a summarised record. */
+const SUMMARY_ENTRIES = 32;
 
 export interface AuditRelease {
   released: boolean;
@@ -198,13 +208,60 @@ export function writeAuditRecord(
   }
 }
 
+/** The record as one line of at most MAX_RECORD_BYTES: past that, the request, plan,
+ *  verdict and results are cut to their first entries (denials and failures first), the
+ *  warnings shortened; the error, the refusal's reason, is always whole. */
+export function auditLine(record: AuditRecord): Buffer {
+  const whole = Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
+  if (whole.length <= MAX_RECORD_BYTES) return whole;
+  const first = <T>(list: readonly T[], keep = SUMMARY_ENTRIES): T[] => list.slice(0, keep);
+  const summary: AuditRecord = {
+    ...record,
+    request: first(record.request).map((name) => name.slice(0, 256)),
+    plan: first(record.plan),
+    verdict: first([
+      ...record.verdict.filter((d) => d.verdict === 'deny'),
+      ...record.verdict.filter((d) => d.verdict !== 'deny'),
+    ]),
+    results: first([
+      ...record.results.filter((r) => r.status === 'failed'),
+      ...record.results.filter((r) => r.status !== 'failed'),
+    ]),
+    summarised: {
+      request: record.request.length,
+      plan: record.plan.length,
+      verdict: record.verdict.length,
+      results: record.results.length,
+    },
+  };
+  if (record.warnings) summary.warnings = first(record.warnings, 8).map((w) => w.slice(0, 1024));
+  if (record.release) {
+    summary.release = { ...record.release, modules: first(record.release.modules) };
+  }
+  let line = Buffer.from(`${JSON.stringify(summary)}\n`, 'utf8');
+  if (line.length > MAX_RECORD_BYTES) {
+    // Only the error and the container's identity are left to say what happened.
+    summary.plan = [];
+    summary.verdict = [];
+    summary.results = [];
+    summary.request = first(record.request, 4).map((name) => name.slice(0, 64));
+    line = Buffer.from(`${JSON.stringify(summary)}\n`, 'utf8');
+  }
+  return line;
+}
+
 /** Appends one line. Throws on failure; the caller decides what a lost log line means.
- *  A missing directory is created (0750: the log names containers and pods); the file itself
- *  is never followed through a symlink. */
+ *  A missing directory is created (0750: the log names containers and pods); the file is
+ *  created 0640, never followed through a symlink, and must be a regular file: a FIFO put at
+ *  its path must not block the hook (O_NONBLOCK), nor a device take the line. */
 export function appendLogLine(file: string, record: AuditRecord): void {
-  const line = Buffer.from(`${JSON.stringify(record)}\n`, 'utf8');
+  const line = auditLine(record);
   const flags =
-    fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW;
+    fs.constants.O_WRONLY |
+    fs.constants.O_APPEND |
+    fs.constants.O_CREAT |
+    fs.constants.O_NOFOLLOW |
+    fs.constants.O_NONBLOCK;
   let fd: number;
   try {
     fd = fs.openSync(file, flags, 0o640);
@@ -214,6 +271,7 @@ export function appendLogLine(file: string, record: AuditRecord): void {
     fd = fs.openSync(file, flags, 0o640);
   }
   try {
+    if (!fs.fstatSync(fd).isFile()) throw new Error('not a regular file');
     // A short write to a regular file means the disk is (nearly) full; finish the line rather
     // than leave half a record. A write that makes no progress at all ends the attempt.
     let written = 0;

@@ -24,6 +24,9 @@ export {
 } from './request';
 export type { ContainerLoadOptions, ContainerLoader, NodeOptions } from './options';
 export {
+  MAX_RECORD_BYTES,
+  appendLogLine,
+  auditLine,
   auditRecord,
   writeAuditRecord,
   type AuditFacts,

@@ -47,4 +47,7 @@ export interface NodeOptions {
   procRoot?: string;
   /** The planner and loader; default the package's own (src/api.ts), required on first use. */
   loader?: ContainerLoader;
+  /** Use files that others than root could have written (tests; `--insecure-files`). Noted
+   *  in every decision's warnings. */
+  insecureFiles?: boolean;
 }

@@ -2,6 +2,7 @@
 // more is unloaded. Never fails the caller: a container that goes cannot be stopped from going.
 
 import { errorText, quote } from '../text';
+import { INSECURE_FILES_WARNING } from '../trust';
 import { auditRecord, type AuditRecord, type AuditRelease } from './audit';
 import type { NodeOptions } from './options';
 
@@ -30,7 +31,7 @@ export async function release(
   options: NodeOptions = {},
 ): Promise<Release> {
   const started = process.hrtime.bigint();
-  const warnings: string[] = [];
+  const warnings: string[] = options.insecureFiles ? [INSECURE_FILES_WARNING] : [];
   let released: AuditRelease | undefined;
   const holds = await import('../holds/index.js');
   if (await holds.holdExists(options, departure.id)) {

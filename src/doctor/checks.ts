@@ -206,6 +206,52 @@ async function kernelAutoload(
   }
 }
 
+/** Whether a load stage would trust this node's files (src/trust.ts): node and the package
+ *  (every file of bin/ and dist/), the policy, modprobe.d, the state directory, the log's. */
+async function fileTrust(options: DoctorOptions): Promise<Check> {
+  const name = 'file trust';
+  const { untrustedNodeFiles, untrustedPolicy } = await import('../container/trust.js');
+  const { readPolicyFiles } = await import('../policy/index.js');
+  const { untrustedEntries } = await import('../trust.js');
+  const { packageRoot } = await import('../package-root.js');
+  const { DEFAULT_HOOK_LOG } = await import('../cli/hook-command.js');
+  const nodeOptions = {
+    ...(options.configDirs ? { configDirs: options.configDirs } : {}),
+    ...(options.policyFiles ? { policyFiles: options.policyFiles } : {}),
+    logFile: DEFAULT_HOOK_LOG,
+  };
+  const read = await readPolicyFiles(options.policyFiles);
+  const tree = (dir: string): string[] => {
+    let names: fs.Dirent[];
+    try {
+      names = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return [];
+    }
+    return names.flatMap((entry) => {
+      const file = path.join(dir, entry.name);
+      return entry.isDirectory() ? [file, ...tree(file)] : [file];
+    });
+  };
+  const root = packageRoot();
+  const reason =
+    untrustedNodeFiles(nodeOptions) ??
+    untrustedPolicy(read.policy ? read.policy.files : null, nodeOptions) ??
+    untrustedEntries('the kmodload package', [
+      ...tree(path.join(root, 'bin')),
+      ...tree(path.join(root, 'dist')),
+      ...tree(path.join(root, 'build', 'Release')),
+    ]);
+  if (reason !== undefined) {
+    return { name, level: 'fail', reason: `load stages refuse: untrusted file: ${reason}` };
+  }
+  return {
+    name,
+    level: 'ok',
+    reason: 'node, the package, policy, modprobe.d, state and log are root-only',
+  };
+}
+
 /** The hook entries of a hookspec or hooks.d file that run kmodload. */
 function kmodloadEntries(file: string): Array<{ path: string; args: string[] }> {
   let config: unknown;
@@ -419,6 +465,7 @@ export async function doctor(options: DoctorOptions = {}): Promise<Check[]> {
         options.configDirs,
       ),
     ].filter((check): check is Check => check !== undefined),
+    await fileTrust(options),
     ...hookConfigurations(
       options.hookspecs ?? DEFAULT_HOOKSPECS,
       options.hooksDirs ?? DEFAULT_HOOKS_DIRS,

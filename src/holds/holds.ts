@@ -59,8 +59,14 @@ export async function recordLoad(
   results: ModuleResult[],
   succeeded: boolean,
 ): Promise<string[]> {
-  // Nothing to hold and nothing inserted (a refused or wholly failed load): no state to touch.
-  if (!succeeded && !results.some((r) => r.status === 'loaded')) return [];
+  // Nothing to hold, nothing inserted and no provisional hold to drop: no state to touch.
+  if (
+    !succeeded &&
+    !results.some((r) => r.status === 'loaded') &&
+    !(await holdExists(options, container.id))
+  ) {
+    return [];
+  }
   const pid = container.pid !== undefined && container.pid > 0 ? container.pid : null;
   const pidStart = pid === null ? null : (processStartTime(pid, options.procRoot) ?? null);
   return withStateLock(options, async (store) => {
@@ -78,17 +84,11 @@ export async function recordLoad(
       });
       changed = true;
     }
+    const earlierHold = store.readHold(container.id);
     if (succeeded) {
-      const hold: Hold = store.readHold(container.id) ?? {
-        version: STATE_VERSION,
-        id: container.id,
-        pid,
-        pidStart,
-        since: now,
-        requested: [],
-        modules: [],
-        ...(container.via ? { via: container.via } : {}),
-      };
+      const hold: Hold = earlierHold ?? newHold(container, pid, pidStart, now);
+      // Made final: the modules are now held as the load left them.
+      delete hold.provisional;
       for (const name of requested) if (!hold.requested.includes(name)) hold.requested.push(name);
       for (const result of results) {
         if (result.status === 'failed') continue;
@@ -103,6 +103,12 @@ export async function recordLoad(
       }
       store.writeHold(hold);
       store.step('hold-written');
+    } else if (earlierHold?.provisional) {
+      // Dropped: what was not loaded is not held; a hold of an earlier stage stays.
+      delete earlierHold.provisional;
+      if (earlierHold.modules.length > 0) store.writeHold(earlierHold);
+      else store.removeHold(container.id);
+      store.step('hold-written');
     }
     if (changed) {
       store.writeInserted(inserted);
@@ -110,6 +116,53 @@ export async function recordLoad(
     }
     return store.warnings;
   });
+}
+
+function newHold(
+  container: { id: string; via?: 'nri' | undefined },
+  pid: number | null,
+  pidStart: string | null,
+  now: string,
+): Hold {
+  return {
+    version: STATE_VERSION,
+    id: container.id,
+    pid,
+    pidStart,
+    since: now,
+    requested: [],
+    modules: [],
+    ...(container.via ? { via: container.via } : {}),
+  };
+}
+
+/**
+ * Takes a provisional hold for container `id` on every module of the plan it is about to load,
+ * before the loader reads any module's state: a release running meanwhile (another container
+ * stopping) cannot unload a module this load found live and counts on. `recordLoad` makes it
+ * final or drops it.
+ */
+export async function takeProvisionalHold(
+  options: HoldsOptions,
+  container: { id: string; pid?: number | undefined; via?: 'nri' | undefined },
+  modules: readonly string[],
+): Promise<string[]> {
+  if (modules.length === 0) return [];
+  const pid = container.pid !== undefined && container.pid > 0 ? container.pid : null;
+  const pidStart = pid === null ? null : (processStartTime(pid, options.procRoot) ?? null);
+  return withStateLock(options, async (store) => {
+    const hold =
+      store.readHold(container.id) ?? newHold(container, pid, pidStart, new Date().toISOString());
+    hold.provisional = [...new Set([...(hold.provisional ?? []), ...modules])];
+    store.writeHold(hold);
+    store.step('hold-written');
+    return store.warnings;
+  });
+}
+
+/** The modules a hold covers: those it holds and those it is loading. */
+function heldNames(hold: Hold): string[] {
+  return [...hold.modules.map((m) => m.name), ...(hold.provisional ?? [])];
 }
 
 /** Holds whose container is gone: its process is not there, or the pid is another process's.
@@ -136,7 +189,7 @@ async function removeUnheld(
   keep: (name: string) => string | undefined,
 ): Promise<ReleasedModule[]> {
   const inserted = store.readInserted();
-  const covered = new Set(holds.flatMap((h) => h.modules.map((m) => m.name)));
+  const covered = new Set(holds.flatMap(heldNames));
   const candidates = inserted.modules
     .filter((m) => !covered.has(m.name))
     .sort((a, b) => b.seq - a.seq);
@@ -339,8 +392,8 @@ export async function heldModules(options: HoldsOptions = {}): Promise<Map<strin
   const held = new Map<string, string[]>();
   for (const hold of await listHolds(options)) {
     if (hold.stale) continue;
-    for (const module of hold.modules)
-      held.set(module.name, [...(held.get(module.name) ?? []), hold.id]);
+    for (const name of new Set(heldNames(hold)))
+      held.set(name, [...(held.get(name) ?? []), hold.id]);
   }
   return held;
 }

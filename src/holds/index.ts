@@ -7,6 +7,7 @@ export {
   listHolds,
   recordLoad,
   releaseHold,
+  takeProvisionalHold,
   type HoldsOptions,
   type TrackedModule,
   type ReleaseOptions,

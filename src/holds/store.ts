@@ -17,6 +17,7 @@ import { FileReadError, fsAsync, readRegularFileSync } from '../files';
 import type { NativeBinding } from '../native/binding';
 import { LOCK_EX, LOCK_NB } from '../native/binding';
 import { errorText } from '../text';
+import { directoryEntries, untrustedEntries, untrustedError, untrustedReason } from '../trust';
 import { DEFAULT_STATE_DIR } from './defaults';
 
 export { DEFAULT_STATE_DIR };
@@ -49,6 +50,10 @@ export interface Hold {
   /** The names the container asked for. */
   requested: string[];
   modules: HeldModule[];
+  /** Modules of a plan being loaded now: taken under the lock before the loader reads any
+   *  module's state, made final (moved to `modules`) or dropped when the load ends. A release
+   *  never unloads them; a killed loader leaves them until the container's hold goes. */
+  provisional?: string[];
   /** 'nri': taken by the NRI plugin, which learns from the runtime (Synchronize) which
    *  containers still run; absent: taken by a hook, whose container's pid tells. */
   via?: 'nri';
@@ -75,9 +80,11 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 function isHold(value: unknown): value is Hold {
   if (!isObject(value) || value['version'] !== STATE_VERSION) return false;
-  const { id, pid, pidStart, since, requested, modules, via } = value;
+  const { id, pid, pidStart, since, requested, modules, via, provisional } = value;
   return (
     typeof id === 'string' &&
+    (provisional === undefined ||
+      (Array.isArray(provisional) && provisional.every((m) => typeof m === 'string'))) &&
     (pid === null || (typeof pid === 'number' && Number.isInteger(pid))) &&
     (pidStart === null || typeof pidStart === 'string') &&
     (via === undefined || via === 'nri') &&
@@ -125,6 +132,22 @@ export interface StoreOptions {
   onStep?: (step: StoreStep) => void;
   /** The addon's flock; default: the package's addon (src/system.ts). */
   binding?: () => Pick<NativeBinding, 'flock'>;
+  /** Use the state even when others could have written it (tests; `--insecure-files`). */
+  insecureFiles?: boolean;
+}
+
+/** Why the state directory cannot be trusted: a user who can write it names the modules root
+ *  unloads (inserted.json) or drops holds (a lock that is a symlink). */
+export function untrustedState(dir: string): string | undefined {
+  const state = untrustedReason('the state directory', dir, { noSymlink: true });
+  if (state !== undefined) return state;
+  const holds = path.join(dir, 'holds');
+  return untrustedEntries('the state file', [
+    path.join(dir, 'lock'),
+    path.join(dir, 'inserted.json'),
+    holds,
+    ...directoryEntries(holds),
+  ]);
 }
 
 /** The state directory, opened under its lock by `withStateLock`. */
@@ -340,6 +363,10 @@ export async function withStateLock<T>(
   const dir = options.stateDir ?? DEFAULT_STATE_DIR;
   const binding = options.binding ? options.binding() : await packageFlock();
   const lockFile = path.join(dir, 'lock');
+  if (!options.insecureFiles) {
+    const reason = untrustedState(dir);
+    if (reason !== undefined) throw untrustedError(reason);
+  }
   let fd: number;
   try {
     await fsAsync.mkdirs(dir, 0o700);

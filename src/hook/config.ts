@@ -14,12 +14,17 @@ import type { HookStage } from './stage';
  *  name by default (the examples/ files use it too). */
 export const DEFAULT_WRAPPER_PATH = '/usr/local/libexec/kmodload/kmodload-hook';
 
-export type HookConfigFormat = 'isulad' | 'oci' | 'hooks.d';
+export type HookConfigFormat = 'isulad' | 'oci' | 'hooks.d' | 'hooks.d-poststop';
 
 /** The runtime's timeout for each entry unless told otherwise: lcr's own default (30 s,
  *  then SIGKILL), written out so every runtime applies the same. */
 export const DEFAULT_HOOK_TIMEOUT = 30;
-export const HOOK_CONFIG_FORMATS: readonly HookConfigFormat[] = ['isulad', 'oci', 'hooks.d'];
+export const HOOK_CONFIG_FORMATS: readonly HookConfigFormat[] = [
+  'isulad',
+  'oci',
+  'hooks.d',
+  'hooks.d-poststop',
+];
 
 export interface HookConfigOptions {
   /** Absolute path of the executable the runtime runs: the wrapper, or the single executable
@@ -32,8 +37,8 @@ export interface HookConfigOptions {
   /** hooks.d: run for every container (`when.always`), not only annotated ones, so that
    *  `KERNEL_MODULES` in the environment works under CRI-O/podman too. */
   always?: boolean;
-  /** Add `--unload-on-stop` to the poststop entry (hooks.d: one entry for prestart and
-   *  poststop, whose stage comes from the state's status). */
+  /** Add `--unload-on-stop` to the poststop entry (hooks.d: the poststop file,
+   *  `hooks.d-poststop`, which only it has). */
   unloadOnStop?: boolean;
 }
 
@@ -44,15 +49,18 @@ interface OciHookEntry {
   timeout?: number;
 }
 
-function entry(stage: HookStage | undefined, options: HookConfigOptions): OciHookEntry {
-  const unload = options.unloadOnStop && (stage === 'poststop' || stage === undefined);
+// Every entry names its stage: a runtime's status does not tell it (crun sends "created" to
+// prestart, runc to poststart).
+function entry(stage: HookStage, options: HookConfigOptions): OciHookEntry {
+  const unload = options.unloadOnStop && stage === 'poststop';
   const hook: OciHookEntry = {
     path: options.wrapperPath ?? DEFAULT_WRAPPER_PATH,
     // argv[0] "kmodload" as the original's "syscontainer-hooks"; the wrapper passes "$@".
     args: [
       'kmodload',
       'hook',
-      ...(stage ? ['--state', stage] : []),
+      '--state',
+      stage,
       ...(options.extraArgs ?? []),
       ...(unload ? ['--unload-on-stop'] : []),
     ],
@@ -87,25 +95,29 @@ export function hookConfig(format: HookConfigFormat, options: HookConfigOptions 
           poststop: [entry('poststop', options)],
         },
       };
-    case 'hooks.d': {
-      // One entry per file: to unload at poststop too, the stage comes from the state's
-      // status (creating: load, stopped: poststop).
-      const hook = entry(options.unloadOnStop ? undefined : 'prestart', options);
-      return {
-        version: '1.0.0',
-        hook,
-        when: options.always
-          ? { always: true }
-          : { annotations: { [`^${KERNEL_MODULES_ANNOTATION.replace(/\./g, '\\.')}$`]: '.+' } },
-        stages: options.unloadOnStop ? ['prestart', 'poststop'] : ['prestart'],
-      };
-    }
+    case 'hooks.d':
+      // A hooks.d file has one entry for all its stages, and the entry must name its stage:
+      // prestart here, poststop in the second file.
+      return hooksDFile('prestart', options);
+    case 'hooks.d-poststop':
+      return hooksDFile('poststop', options);
     default:
       throw new KmodloadError(
         `unknown format "${String(format)}" (expected ${HOOK_CONFIG_FORMATS.join(', ')})`,
         EXIT.usage,
       );
   }
+}
+
+function hooksDFile(stage: 'prestart' | 'poststop', options: HookConfigOptions): unknown {
+  return {
+    version: '1.0.0',
+    hook: entry(stage, options),
+    when: options.always
+      ? { always: true }
+      : { annotations: { [`^${KERNEL_MODULES_ANNOTATION.replace(/\./g, '\\.')}$`]: '.+' } },
+    stages: [stage],
+  };
 }
 
 /**

@@ -39,18 +39,24 @@ export function parseStage(value: string): HookStage {
 
 /**
  * The stage from the state's `status` when no `--state` was given: `creating` is before the
- * process starts (prestart/createRuntime: load), `created`/`running` after it (poststart; runc
- * sends `created`), `stopped` after it ended (poststop).
+ * process starts (runc's prestart/createRuntime: load), `running` after it (poststart),
+ * `stopped` after it ended (poststop; crun sends pid 0 there). `created` cannot tell: runc
+ * sends it at poststart, crun at prestart and createRuntime, so guessing either way is wrong
+ * under one of them.
  */
 export function inferStage(state: Pick<ContainerState, 'status'>): HookStage {
   switch (state.status) {
     case 'creating':
       return 'prestart';
-    case 'created':
     case 'running':
       return 'poststart';
     case 'stopped':
       return 'poststop';
+    case 'created':
+      throw new KmodloadError(
+        'the container status "created" does not tell the stage (crun sends it before the container starts, runc after): pass --state STAGE in the hook arguments (kmodload hook-config writes it)',
+        EXIT.usage,
+      );
     case undefined:
       throw new KmodloadError(
         'the container state has no "status": pass --state STAGE in the hook arguments',

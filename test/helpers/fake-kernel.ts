@@ -1,6 +1,6 @@
 // A Kernel that records every call and answers from a table: live and coming modules,
 // injected errors per module (EEXIST, ENODEV, EPERM, ENOEXEC, ENOSYS ...), races, the list of
-// in-kernel decompressors (passed to every insert), refcounts and holders. Insert and delete change its state like the
+// in-kernel decompressors (passed to every insert), refcounts and holders, slow inserts. Insert and delete change its state like the
 // real kernel would, so a run can be followed by another.
 
 import * as fs from 'node:fs';
@@ -69,6 +69,7 @@ export class FakeKernel implements Kernel {
   private readonly holderMap = new Map<string, string[]>();
   private readonly racers = new Set<string>();
   private readonly dependencyMap = new Map<string, string[]>();
+  private readonly pauses = new Map<string, { reached: () => void; resumed: Promise<void> }>();
   compressionList: string[] = [];
 
   /** Inserting a module makes it a holder of its live dependencies (one reference each), as
@@ -102,6 +103,17 @@ export class FakeKernel implements Kernel {
   raceOn(name: string): this {
     this.racers.add(name);
     return this;
+  }
+
+  /** The next insert of `name` waits, before it reaches the kernel, until `resume()`:
+   *  `reached` resolves once it waits (a slow insert, for races with other hooks). */
+  pauseInsert(name: string): { reached: Promise<void>; resume: () => void } {
+    let reached!: () => void;
+    let resume!: () => void;
+    const reachedPromise = new Promise<void>((resolve) => (reached = resolve));
+    const resumed = new Promise<void>((resolve) => (resume = resolve));
+    this.pauses.set(name, { reached, resumed });
+    return { reached: reachedPromise, resume };
   }
 
   setRefcount(name: string, refcount: number): this {
@@ -166,6 +178,12 @@ export class FakeKernel implements Kernel {
     // The addon opens the file first: a missing one fails there, before any syscall.
     if (!fs.existsSync(path)) throw insertFailure('missing-file', 'ENOENT', 'open', path);
     const name = nameOfPath(path);
+    const pause = this.pauses.get(name);
+    if (pause) {
+      this.pauses.delete(name);
+      pause.reached();
+      await pause.resumed;
+    }
     const flags = options.flags ?? 0;
     const kernelFormats = [...options.kernelFormats];
     this.calls.push({ op: 'insertModule', name, path, params, flags, kernelFormats });

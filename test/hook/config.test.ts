@@ -7,6 +7,7 @@ import { EXIT } from '../../src/errors';
 import { DEFAULT_HOOK_LOG, runHookConfigCommand } from '../../src/cli/hook-command';
 import {
   DEFAULT_WRAPPER_PATH,
+  HOOK_CONFIG_FORMATS,
   defaultCliPath,
   formatHookConfig,
   hookConfig,
@@ -37,6 +38,9 @@ describe('hook configurations', () => {
     expect(readExample('hookspec.json')).toEqual(hookConfig('isulad', logged));
     expect(readExample('oci-hooks.json')).toEqual(hookConfig('oci', logged));
     expect(readExample('hooks.d/kmodload.json')).toEqual(hookConfig('hooks.d', logged));
+    expect(readExample('hooks.d/kmodload-poststop.json')).toEqual(
+      hookConfig('hooks.d-poststop', { ...logged, unloadOnStop: true }),
+    );
     const printed = await run(['--format', 'hooks.d']);
     expect(printed.status).toBe(0);
     expect(JSON.parse(printed.out)).toEqual(readExample('hooks.d/kmodload.json'));
@@ -239,7 +243,7 @@ describe('the hook wrapper', () => {
     );
   });
 
-  it('--unload-on-stop goes to the poststop entry only; hooks.d gets one entry for both stages', async () => {
+  it('--unload-on-stop goes to the poststop entry only; hooks.d has a poststop file for it', async () => {
     const isulad = await run([
       '--format',
       'isulad',
@@ -269,15 +273,36 @@ describe('the hook wrapper', () => {
       '/run/k',
       '--unload-on-stop',
     ]);
-    const hooksd = JSON.parse(
-      (await run(['--format', 'hooks.d', '--log', 'none', '--unload-on-stop'])).out,
-    ) as {
+    // One hooks.d file cannot name two stages: the poststop entry has a file of its own.
+    const both = await run(['--format', 'hooks.d', '--log', 'none', '--unload-on-stop']);
+    expect([both.status, both.out]).toEqual([EXIT.usage, '']);
+    expect(both.err).toMatch(/--format hooks\.d-poststop --unload-on-stop/);
+    const prestart = JSON.parse((await run(['--format', 'hooks.d', '--log', 'none'])).out) as {
       hook: { args: string[] };
       stages: string[];
     };
-    // No --state: the stage comes from the state's status (creating, stopped).
-    expect(hooksd.hook.args).toEqual(['kmodload', 'hook', '--unload-on-stop']);
-    expect(hooksd.stages).toEqual(['prestart', 'poststop']);
+    expect(prestart.hook.args).toEqual(['kmodload', 'hook', '--state', 'prestart']);
+    expect(prestart.stages).toEqual(['prestart']);
+    const poststop = JSON.parse(
+      (await run(['--format', 'hooks.d-poststop', '--log', 'none', '--unload-on-stop'])).out,
+    ) as { hook: { args: string[] }; stages: string[] };
+    expect(poststop.hook.args).toEqual([
+      'kmodload',
+      'hook',
+      '--state',
+      'poststop',
+      '--unload-on-stop',
+    ]);
+    expect(poststop.stages).toEqual(['poststop']);
+  });
+
+  it('every entry of every format names its stage (crun sends "created" before the start)', () => {
+    for (const format of HOOK_CONFIG_FORMATS) {
+      const config = JSON.stringify(hookConfig(format, { unloadOnStop: true }));
+      const entries = [...config.matchAll(/"args":\[([^\]]*)\]/g)].map((m) => m[1] as string);
+      expect(entries.length).toBeGreaterThan(0);
+      for (const args of entries) expect(args).toMatch(/"--state","[a-zA-Z]+"/);
+    }
   });
 
   it('--log none leaves the log out; --policy files are passed to every entry', async () => {

@@ -222,7 +222,6 @@ describe('handleHook', () => {
   it('other stages do nothing, even with a request, a bad config or a bad state', async () => {
     const dir = bundle(['KERNEL_MODULES=ip_vs;reboot']);
     for (const [status, stage] of [
-      ['created', 'poststart'],
       ['running', 'poststart'],
       ['stopped', 'poststop'],
     ] as const) {
@@ -235,6 +234,32 @@ describe('handleHook', () => {
       const garbage = await handleHook('not json', { loader: untouchable, stage });
       expect(garbage).toMatchObject({ ok: true, action: 'not-a-load-stage', stage });
     }
+  });
+
+  it('status "created" without --state: refused (exit 2), nothing loaded; with --state it loads', async () => {
+    // crun's prestart and createRuntime: "created" (runc: "creating").
+    const dir = bundle(['KERNEL_MODULES=ip_vs']);
+    const guessed = await handleHook(stateJson(dir, 'created'), { loader: untouchable });
+    expect(guessed).toMatchObject({ ok: false, exitStatus: EXIT.usage });
+    expect(guessed.message).toMatch(/"created" does not tell the stage .*--state STAGE/);
+    const told = await handleHook(stateJson(dir, 'created'), {
+      loader: fakeLoader(),
+      stage: 'createRuntime',
+    });
+    expect(told).toMatchObject({ ok: true, action: 'loaded', stage: 'createRuntime' });
+  });
+
+  it("crun's poststop (status stopped, pid 0) is a poststop", async () => {
+    const dir = bundle(['KERNEL_MODULES=ip_vs']);
+    const state = JSON.stringify({
+      ociVersion: '1.0.0',
+      id: 'crun',
+      status: 'stopped',
+      pid: 0,
+      bundle: dir,
+    });
+    const result = await handleHook(state, { loader: untouchable });
+    expect(result).toMatchObject({ ok: true, action: 'not-a-load-stage', stage: 'poststop' });
   });
 
   it('a bad state at a load stage fails with one line', async () => {

@@ -96,6 +96,33 @@ describe('kmodload install-node', () => {
     expect(cli(['install-node', '--root', root, '--uninstall']).status).toBe(0);
   });
 
+  it('--unload-on-stop: a second hooks.d file for poststop; every entry names its stage', () => {
+    const root = path.join(scratch, 'unload-root');
+    const hooksDir = path.join(root, 'etc/containers/oci/hooks.d');
+    const read = (name: string) =>
+      JSON.parse(fs.readFileSync(path.join(hooksDir, name), 'utf8')) as {
+        hook: { args: string[] };
+        stages: string[];
+      };
+    const installed = cli(['install-node', '--root', root, '--log', 'none', '--unload-on-stop']);
+    expect([installed.status, installed.stderr]).toEqual([0, '']);
+    expect(fs.readdirSync(hooksDir).sort()).toEqual(['kmodload-poststop.json', 'kmodload.json']);
+    expect(read('kmodload.json')).toMatchObject({
+      hook: { args: ['kmodload', 'hook', '--state', 'prestart'] },
+      stages: ['prestart'],
+    });
+    expect(read('kmodload-poststop.json')).toMatchObject({
+      hook: { args: ['kmodload', 'hook', '--state', 'poststop', '--unload-on-stop'] },
+      stages: ['poststop'],
+    });
+    // Installed again without the flag: the poststop file goes.
+    expect(cli(['install-node', '--root', root, '--log', 'none']).status).toBe(0);
+    expect(fs.readdirSync(hooksDir)).toEqual(['kmodload.json']);
+    expect(cli(['install-node', '--root', root, '--unload-on-stop']).status).toBe(0);
+    expect(cli(['install-node', '--root', root, '--uninstall']).status).toBe(0);
+    expect(fs.readdirSync(hooksDir)).toEqual([]);
+  });
+
   it('a broken policy installs nothing (exit 4)', () => {
     const root = path.join(scratch, 'broken-root');
     const policy = path.join(scratch, 'broken.conf');

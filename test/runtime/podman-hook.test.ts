@@ -31,24 +31,37 @@ beforeAll(() => {
 afterAll(() => removeScratch(scratch));
 
 let count = 0;
-/** A hooks directory holding `hook-config --format hooks.d ARGS`, and the hook's log. */
+/** A hooks directory holding `hook-config --format hooks.d ARGS` (and, with
+ *  `--unload-on-stop`, the `hooks.d-poststop` file), and the hook's log. */
 function hooksDir(args: string[]): { dir: string; log: string } {
   const dir = path.join(scratch, `hooks-${count++}`);
   fs.mkdirSync(dir);
   const log = path.join(dir, 'hook.log');
-  const config = hookConfig(kmodload, [
-    '--format',
-    'hooks.d',
-    '-d',
-    fixture.root,
-    '-S',
-    fixture.version,
-    '--dry-run',
-    '--log',
-    log,
-    ...args,
-  ]);
-  fs.writeFileSync(path.join(dir, 'kmodload.json'), JSON.stringify(config));
+  const unload = args.includes('--unload-on-stop');
+  const config = (format: string, rest: string[]) =>
+    hookConfig(kmodload, [
+      '--format',
+      format,
+      '-d',
+      fixture.root,
+      '-S',
+      fixture.version,
+      '--dry-run',
+      '--log',
+      log,
+      ...rest,
+    ]);
+  const prestartArgs = args.filter((arg) => arg !== '--unload-on-stop');
+  fs.writeFileSync(
+    path.join(dir, 'kmodload.json'),
+    JSON.stringify(config('hooks.d', prestartArgs)),
+  );
+  if (unload) {
+    fs.writeFileSync(
+      path.join(dir, 'kmodload-poststop.json'),
+      JSON.stringify(config('hooks.d-poststop', args)),
+    );
+  }
   return { dir, log };
 }
 
@@ -157,7 +170,7 @@ describe('kmodload hook under podman (hooks.d)', () => {
     ]);
   });
 
-  it('--unload-on-stop: one hooks.d entry runs at prestart and poststop', () => {
+  it('--unload-on-stop: the prestart file loads, the poststop file releases', () => {
     const { dir, log } = hooksDir(['--unload-on-stop', '--state-dir', path.join(scratch, 'st')]);
     expect(podmanRun(dir, ['--annotation', `${ASK}=ip_vs`]).status).toBe(0);
     expect(readLog(log).map((r) => [r.stage, r.status, r.exitStatus])).toEqual([

@@ -9,7 +9,13 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPlan, resolve, unload, status } from '../../src/api';
 import { EXIT } from '../../src/errors';
-import { collectGarbage, listHolds, recordLoad, releaseHold } from '../../src/holds';
+import {
+  collectGarbage,
+  listHolds,
+  recordLoad,
+  releaseHold,
+  takeProvisionalHold,
+} from '../../src/holds';
 import {
   handleHook,
   type HookLoader,
@@ -131,6 +137,71 @@ describe('holds and unload on stop (fake kernel, Debian 6.1 plans)', () => {
     expect(h.kernel.deleted()).not.toContain('dummy');
     const report = await status({ stateDir: h.stateDir, procRoot: h.procRoot, kernel: h.kernel });
     expect(report).toEqual({ modules: [], stale: [], warnings: [] });
+  });
+
+  it('A stops while B starts: a module B found live stays until B stops (provisional hold)', async () => {
+    const h = host();
+    expect((await h.start('A', 'ip_vs_wrr')).exitStatus).toBe(0);
+    // B finds ip_vs_wrr (and its dependencies) live; its insert of tun is slow, and A stops
+    // with --unload-on-stop in that window.
+    const slow = h.kernel.pauseInsert('tun');
+    const startB = h.start('B', 'ip_vs_wrr,tun');
+    await slow.reached;
+    const inWindow = (await listHolds({ stateDir: h.stateDir })).find((hold) => hold.id === 'B');
+    expect(inWindow?.provisional).toEqual(
+      expect.arrayContaining(['ip_vs_wrr', 'ip_vs', 'nf_conntrack', 'tun']),
+    );
+    const stopA = await h.stop('A');
+    expect(stopA.exitStatus).toBe(0);
+    expect(stopA.record.release?.modules).toEqual([]);
+    slow.resume();
+    expect((await startB).exitStatus).toBe(0);
+    expect(h.kernel.deleted()).toEqual([]);
+    expect(h.kernel.loaded()).toEqual(expect.arrayContaining(['ip_vs_wrr', 'ip_vs', 'tun']));
+    // Made final: B holds what it asked for, nothing provisional is left.
+    const [holdB] = await listHolds({ stateDir: h.stateDir });
+    expect(holdB?.id).toBe('B');
+    expect(holdB?.provisional).toBeUndefined();
+    expect(holdB?.modules.map((m) => m.name).sort()).toEqual(['ip_vs_wrr', 'tun']);
+    // When B stops, what A inserted and B held goes too.
+    expect((await h.stop('B')).exitStatus).toBe(0);
+    expect(h.kernel.loaded()).toEqual([]);
+  });
+
+  it('a load that fails drops its provisional hold; one of an earlier stage stays', async () => {
+    const h = host();
+    h.kernel.fail('tun', 'ENOEXEC');
+    expect((await h.start('A', 'tun')).exitStatus).toBe(EXIT.failed);
+    expect(await listHolds({ stateDir: h.stateDir })).toEqual([]);
+    expect(fs.readdirSync(path.join(h.stateDir, 'holds'))).toEqual([]);
+    await h.start('B', 'dummy');
+    // A provisional hold left by a killed loader protects its modules until the container goes.
+    await takeProvisionalHold({ stateDir: h.stateDir }, { id: 'B' }, ['ip_vs']);
+    h.kernel.setState('ip_vs', 'live');
+    await recordLoad(
+      { stateDir: h.stateDir },
+      { id: 'C' },
+      ['ip_vs'],
+      [{ request: 'ip_vs', name: 'ip_vs', status: 'loaded', required: true }],
+      false,
+    );
+    await releaseHold({ stateDir: h.stateDir, procRoot: h.procRoot }, 'C', {
+      unload: true,
+      kernel: h.kernel,
+    });
+    expect(h.kernel.loaded()).toContain('ip_vs');
+    await expect(
+      unload(['ip_vs'], {
+        root: tree.root,
+        kernelVersion: tree.version,
+        configDirs: [emptyConfig],
+        stateDir: h.stateDir,
+        procRoot: h.procRoot,
+        kernel: h.kernel,
+      }),
+    ).rejects.toMatchObject({ exitStatus: EXIT.refused });
+    await h.stop('B');
+    expect(h.kernel.loaded()).toEqual([]);
   });
 
   it('without --unload-on-stop poststop only releases the hold; a second poststop is a no-op', async () => {
