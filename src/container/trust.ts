@@ -2,6 +2,7 @@
 // what root loads or unloads (see src/trust.ts for the rule). The hook and the NRI plugin both
 // come through here.
 
+import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_CONFIG_DIRS } from '../config/files';
 import { DEFAULT_STATE_DIR, untrustedState } from '../holds/store';
@@ -61,11 +62,24 @@ export function untrustedNodeFiles(options: NodeOptions): string | undefined {
   const reason = firstReason(nodeFiles(options));
   if (reason !== undefined) return reason;
   for (const dir of options.configDirs ?? DEFAULT_CONFIG_DIRS) {
+    const files = directoryEntries(dir).filter((f) => f.endsWith('.conf'));
     const entries = untrustedEntries(
       'modprobe.d file',
-      directoryEntries(dir).filter((f) => f.endsWith('.conf')),
+      files.filter((f) => !isSymlink(f)),
     );
     if (entries !== undefined) return entries;
+    // A link is judged by what it points to, and the way there (a dangling one is
+    // modprobe.d's own error, reported when it is read).
+    for (const link of files.filter(isSymlink)) {
+      let target: string;
+      try {
+        target = fs.realpathSync(link);
+      } catch {
+        continue;
+      }
+      const reason = untrustedReason(`modprobe.d file ${link} ->`, target);
+      if (reason !== undefined) return reason;
+    }
   }
   if (options.logFile !== undefined) {
     const log = untrustedEntries('the log', [path.resolve(options.logFile)]);
@@ -95,4 +109,12 @@ export function assertNodeFilesTrusted(options: NodeOptions): void {
 export function assertPolicyTrusted(files: readonly string[] | null, options: NodeOptions): void {
   const reason = untrustedPolicy(files, options);
   if (reason !== undefined) throw untrustedError(reason);
+}
+
+function isSymlink(file: string): boolean {
+  try {
+    return fs.lstatSync(file).isSymbolicLink();
+  } catch {
+    return false;
+  }
 }

@@ -150,6 +150,15 @@ describe('load stages refuse untrusted files (exit 4); --insecure-files is logge
     fs.chmodSync(conf, 0o666);
     await refused(options, /modprobe\.d file .*host\.conf is writable by group or others/);
     fs.chmodSync(conf, 0o644);
+    // A link in modprobe.d is judged by its target: root's and read-only is fine, else not.
+    const target = path.join(dir('elsewhere'), 'shared.conf');
+    fs.writeFileSync(target, 'blacklist rds\n', { mode: 0o644 });
+    const link = path.join(options.configDirs[0] as string, 'shared.conf');
+    fs.symlinkSync(target, link);
+    expect((await admit(request, options)).exitStatus).toBe(0);
+    fs.chmodSync(target, 0o666);
+    await refused(options, /modprobe\.d file .*shared\.conf -> .*shared\.conf is writable/);
+    fs.rmSync(link);
 
     const real = dir('real-log');
     const linked = path.join(dir('log-link'), 'log');
