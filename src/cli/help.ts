@@ -118,7 +118,7 @@ comments, '\\' continues a line:
                               already loaded ones included (64)
   allow GLOB... [when COND...]
   deny  GLOB... [when COND...]
-  COND: annotation KEY=GLOB | source env|annotation   (all must hold)
+  COND: annotation KEY=GLOB | source env|annotation|cdi   (all must hold)
         | namespace GLOB | pod-label KEY=GLOB
 
 namespace and pod-label are facts the runtime gives the NRI plugin (kmodload nri);
@@ -133,7 +133,8 @@ check: plans NAME... as the hook would and prints each module's verdict and the
 rule that decided; exit 0 when the request would pass, 3 when not.
   --policy FILE             policy file (repeatable; default: the host's)
   --annotation KEY=VALUE    an annotation of the container (repeatable)
-  --source env|annotation   where the names come from
+  --source env|annotation|cdi
+                            where the names come from (cdi: a CDI device's hook)
   --namespace NS            the pod's namespace, as the NRI plugin has it
   --pod-label KEY=VALUE     a label of the pod, as the NRI plugin has it (repeatable)
 ${TREE_OPTIONS}

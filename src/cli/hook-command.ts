@@ -25,6 +25,7 @@ import {
   KERNEL_MODULES_ANNOTATION,
   KERNEL_MODULES_ENV,
   MAX_MODULE_NAME_LENGTH,
+  parseKernelModules,
 } from '../container/request';
 import { parseStage, type HookStage } from '../hook/stage';
 import { DEFAULT_POLICY_DIR, DEFAULT_POLICY_FILE } from '../policy/types';
@@ -33,8 +34,9 @@ import { DEFAULT_STATE_DIR } from '../holds/defaults';
 /** Where `hook-config` sends the hook's log unless told otherwise: the audit trail. */
 export const DEFAULT_HOOK_LOG = '/var/log/kmodload/hook.log';
 
-export const HOOK_USAGE = `Usage: kmodload hook [--state STAGE] [--log FILE] [--policy FILE]... [--state-dir DIR]
-                     [--unload-on-stop] [--stdin-timeout SEC] [-d DIR] [-S VERSION] [-C DIR] [-n]
+export const HOOK_USAGE = `Usage: kmodload hook [--state STAGE] [--module NAME]... [--log FILE] [--policy FILE]...
+                     [--state-dir DIR] [--unload-on-stop] [--stdin-timeout SEC] [-d DIR]
+                     [-S VERSION] [-C DIR] [-n]
 
 OCI runtime hook: reads the container state (JSON) on stdin, reads <bundle>/config.json and
 loads the modules the container asks for, with their dependencies, as modprobe would.
@@ -43,12 +45,15 @@ The request: ${KERNEL_MODULES_ENV}=a,b in process.env and the annotation
 ${KERNEL_MODULES_ANNOTATION}=a,b (both: env names first, then the annotation's). Names are
 separated by commas or blanks, and are letters, digits, _ and -, at most
 ${MAX_MODULE_NAME_LENGTH} characters; one bad name refuses all. Two ${KERNEL_MODULES_ENV}
-entries with different values are refused.
+entries with different values are refused. --module NAME adds NAME to the request, with
+source cdi: the hook of a CDI device (kmodload cdi generate) names its module so.
 
 Options:
   --state STAGE     prestart|createRuntime|createContainer|startContainer|poststart|poststop
                     (default: from the state's status). Modules load at prestart and
                     createRuntime; the other stages do nothing and succeed.
+  --module NAME     load NAME too (repeatable; one module name or alias each); the
+                    policy sees it as source cdi
   --log FILE        append one JSON line per run to FILE (its directory is created)
   --policy FILE     host policy file, repeatable; replaces the default
                     ${DEFAULT_POLICY_FILE} + ${DEFAULT_POLICY_DIR}/*.conf
@@ -127,7 +132,7 @@ function fail(io: CliIO, error: unknown): number {
 }
 
 /** A positive whole number of seconds from an option. */
-function seconds(text: string, option: string, command: string): number {
+export function seconds(text: string, option: string, command: string): number {
   if (!/^[0-9]+$/.test(text) || Number(text) <= 0) {
     throw usageError(`${option} needs a positive whole number of seconds`, command);
   }
@@ -155,6 +160,7 @@ export async function runHookCommand(
         INSECURE_FILES_SPEC,
         { long: 'state', value: true },
         { long: 'stdin-timeout', value: true },
+        { long: 'module', value: true },
       ],
       'hook',
     );
@@ -168,10 +174,27 @@ export async function runHookCommand(
     if (stage !== undefined) options.stage = parseStage(stage);
     const timeout = lastValue(parsed, 'stdin-timeout');
     if (timeout !== undefined) input.stdinTimeout = seconds(timeout, '--stdin-timeout', 'hook');
+    const modules = allValues(parsed, 'module').map(moduleArgument);
+    if (modules.length > 0) options.modules = modules;
   } catch (error) {
     return fail(io, error);
   }
   return report(io, await serveHook(input, options));
+}
+
+/** One `--module` value: a single name as a request names it. A bad one is the spec's
+ *  mistake, not the container's: bad usage. */
+function moduleArgument(value: string): string {
+  let names: string[];
+  try {
+    names = parseKernelModules(value, '--module');
+  } catch (error) {
+    throw usageError(errorText(error), 'hook');
+  }
+  if (names.length !== 1 || names[0] !== value) {
+    throw usageError(`--module ${quote(value)}: one module name per --module`, 'hook');
+  }
+  return value;
 }
 
 /** Writes the run's one stderr line (runtimes show a hook's stderr as one message) and
@@ -198,12 +221,73 @@ export function loaderArguments(parsed: ParsedArgs): string[] {
   return args;
 }
 
+/** The node flags a hook entry passes to `kmodload hook`: --log (default DEFAULT_HOOK_LOG;
+ *  `none`: no log), --policy, --state-dir, -d, -S, -C, -n. Paths absolute: hooks run in the
+ *  bundle directory, where relative ones would point. */
+export function hookEntryArguments(parsed: ParsedArgs): string[] {
+  const args: string[] = [];
+  const logFile = lastValue(parsed, 'log') ?? DEFAULT_HOOK_LOG;
+  if (logFile !== 'none') args.push('--log', path.resolve(logFile));
+  for (const file of allValues(parsed, 'policy')) args.push('--policy', path.resolve(file));
+  const stateDir = lastValue(parsed, 'state-dir');
+  if (stateDir !== undefined) args.push('--state-dir', path.resolve(stateDir));
+  args.push(...loaderArguments(parsed));
+  return args;
+}
+
+/** What a hook entry runs: a wrapper script, or the single executable (which needs none). */
+export interface HookExecutable {
+  /** Absolute. */
+  path: string;
+  /** --install-wrapper: write the wrapper there. */
+  install: boolean;
+  /** How to put it there, for messages. */
+  howTo: string;
+}
+
+/** The executable from --install-wrapper, --wrapper and --binary (of those `command` takes);
+ *  default the wrapper at DEFAULT_WRAPPER_PATH, or this single executable itself. */
+export async function hookExecutable(
+  parsed: ParsedArgs,
+  command: string,
+  wrapperHowTo: (file: string) => string,
+): Promise<HookExecutable> {
+  const installAt = lastValue(parsed, 'install-wrapper');
+  const nameOnly = lastValue(parsed, 'wrapper');
+  if (installAt !== undefined && nameOnly !== undefined) {
+    throw usageError('--install-wrapper and --wrapper exclude each other', command);
+  }
+  const binaryAt = lastValue(parsed, 'binary');
+  if (binaryAt !== undefined && (installAt ?? nameOnly) !== undefined) {
+    throw usageError(
+      `--binary and --${installAt !== undefined ? 'install-wrapper' : 'wrapper'} exclude each other`,
+      command,
+    );
+  }
+  const wrapper = installAt ?? nameOnly;
+  // The single executable runs every command itself: the configs name it, no wrapper.
+  let binary: string | undefined;
+  if (binaryAt !== undefined) binary = path.resolve(binaryAt);
+  else if (wrapper === undefined) {
+    // Imported here: the hook itself must not load anything under native/.
+    const { runningAsSingleExecutable } = await import('../native/embedded.js');
+    if (runningAsSingleExecutable()) binary = process.execPath;
+  }
+  if (binary !== undefined) return { path: binary, install: false, howTo: binaryHowTo(binary) };
+  const file = path.resolve(wrapper ?? DEFAULT_WRAPPER_PATH);
+  return { path: file, install: installAt !== undefined, howTo: wrapperHowTo(file) };
+}
+
+/** A note on stderr when the executable a configuration names is not there (yet). */
+export function noteMissingExecutable(io: CliIO, executable: HookExecutable): void {
+  if (!executable.install && !fs.existsSync(executable.path)) {
+    io.stderr.write(`kmodload: note: ${executable.path} does not exist yet; ${executable.howTo}\n`);
+  }
+}
+
 /** `kmodload hook-config ARGS`: prints a configuration, optionally installs the wrapper. */
 export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<number> {
   let format: HookConfigFormat = 'isulad';
-  let wrapperPath = DEFAULT_WRAPPER_PATH;
-  let install = false;
-  const extraArgs: string[] = [];
   const options: HookConfigOptions = {};
   try {
     const parsed = parseOptions(
@@ -233,39 +317,14 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
       }
       format = formatName as HookConfigFormat;
     }
-    const installAt = lastValue(parsed, 'install-wrapper');
-    const nameOnly = lastValue(parsed, 'wrapper');
-    if (installAt !== undefined && nameOnly !== undefined) {
-      throw usageError('--install-wrapper and --wrapper exclude each other', 'hook-config');
-    }
-    const binaryAt = lastValue(parsed, 'binary');
-    if (binaryAt !== undefined && (installAt ?? nameOnly) !== undefined) {
-      throw usageError(
-        `--binary and --${installAt !== undefined ? 'install-wrapper' : 'wrapper'} exclude each other`,
-        'hook-config',
-      );
-    }
-    install = installAt !== undefined;
-    const wrapper = installAt ?? nameOnly;
-    if (wrapper !== undefined) wrapperPath = path.resolve(wrapper);
-    // The single executable runs every command itself: the configs name it, no wrapper.
-    let binary: string | undefined;
-    if (binaryAt !== undefined) binary = path.resolve(binaryAt);
-    else if (wrapper === undefined) {
-      // Imported here: the hook itself must not load anything under native/.
-      const { runningAsSingleExecutable } = await import('../native/embedded.js');
-      if (runningAsSingleExecutable()) binary = process.execPath;
-    }
-    if (binary !== undefined) wrapperPath = binary;
+    const executable = await hookExecutable(
+      parsed,
+      'hook-config',
+      (file) => `create it with --install-wrapper ${file}`,
+    );
     const timeout = lastValue(parsed, 'timeout');
     if (timeout !== undefined) options.timeout = seconds(timeout, '--timeout', 'hook-config');
     if (flag(parsed, 'always')) options.always = true;
-    // Hooks run in the bundle directory: relative paths would point into it.
-    const logFile = lastValue(parsed, 'log') ?? DEFAULT_HOOK_LOG;
-    if (logFile !== 'none') extraArgs.push('--log', path.resolve(logFile));
-    for (const file of allValues(parsed, 'policy')) extraArgs.push('--policy', path.resolve(file));
-    const stateDir = lastValue(parsed, 'state-dir');
-    if (stateDir !== undefined) extraArgs.push('--state-dir', path.resolve(stateDir));
     if (flag(parsed, 'unload-on-stop')) {
       // One hooks.d file cannot name two stages: the poststop entry is a file of its own.
       if (format === 'hooks.d') {
@@ -276,29 +335,23 @@ export async function runHookConfigCommand(argv: string[], io: CliIO): Promise<n
       }
       options.unloadOnStop = true;
     }
-    extraArgs.push(...loaderArguments(parsed));
-    options.wrapperPath = wrapperPath;
-    options.extraArgs = extraArgs;
+    options.wrapperPath = executable.path;
+    options.extraArgs = hookEntryArguments(parsed);
     const text = formatHookConfig(format, options);
-    if (install) {
+    if (executable.install) {
       // The wrapper runs this node and this package as root at every container start.
       const { runningFiles } = await import('../container/trust.js');
       const { assertTrusted } = await import('../trust.js');
       assertTrusted(runningFiles());
-      installWrapper(wrapperPath);
+      installWrapper(executable.path);
     }
     // iSulad refuses (at daemon load) a hook that is missing, not root's or world-writable.
-    const howTo =
-      binary !== undefined
-        ? binaryHowTo(wrapperPath)
-        : `create it with --install-wrapper ${wrapperPath}`;
-    const refusal = format === 'isulad' ? isuladHookPathProblem(wrapperPath, howTo) : undefined;
+    const refusal =
+      format === 'isulad' ? isuladHookPathProblem(executable.path, executable.howTo) : undefined;
     if (refusal !== undefined) {
       throw new KmodloadError(`iSulad would refuse the hook: ${refusal}`, EXIT.environment);
     }
-    if (!install && !fs.existsSync(wrapperPath)) {
-      io.stderr.write(`kmodload: note: ${wrapperPath} does not exist yet; ${howTo}\n`);
-    }
+    noteMissingExecutable(io, executable);
     io.stdout.write(text);
     return EXIT.ok;
   } catch (error) {

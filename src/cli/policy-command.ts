@@ -23,6 +23,7 @@ import {
   DEFAULT_POLICY_DIR,
   DEFAULT_POLICY_FILE,
   REQUEST_SOURCES,
+  REQUEST_SOURCES_TEXT,
   RUNTIME_FACT_CONDITIONS,
 } from '../policy/types';
 import type { OptionSpec } from './args';
@@ -68,7 +69,7 @@ function requesterOf(parsed: ReturnType<typeof parseArgs>): Requester {
   const source = lastValue(parsed, 'source');
   if (source !== undefined) {
     if (!REQUEST_SOURCES.includes(source as RequestSource)) {
-      throw usageError(`--source takes ${REQUEST_SOURCES.join(' or ')}`, COMMAND);
+      throw usageError(`--source takes ${REQUEST_SOURCES_TEXT}`, COMMAND);
     }
     requester.source = source as RequestSource;
   }

@@ -135,6 +135,7 @@ export function startAdmission(
       Object.assign(names, requestedNames(request.parts));
       parsed = true;
       facts.request = names.modules;
+      facts.sources = names.sources;
       action = await carryOut(request, names, options, facts);
     } catch (error) {
       facts.failure = asKmodloadError(error, names.modules);

@@ -10,7 +10,7 @@ import { EXIT, type KmodloadError } from '../errors';
 import type { ReleasedModule } from '../holds/holds';
 import type { ModuleResult } from '../loader/types';
 import type { Plan } from '../planner/plan';
-import type { PolicyDecision, PolicyVerdict } from '../policy/types';
+import type { PolicyDecision, PolicyVerdict, RequestSource } from '../policy/types';
 import { oneLine } from '../text';
 
 export interface AuditStep {
@@ -38,6 +38,9 @@ export interface AuditRecord {
   /** The container status the runtime reported. */
   status: string | null;
   request: string[];
+  /** Where each requested name came from (env, annotation, cdi); absent when nothing was
+   *  asked or the request could not be parsed. */
+  sources?: Record<string, RequestSource[]>;
   dryRun: boolean;
   /** The modules in the order they would be (or were) loaded, request by request. */
   plan: AuditStep[];
@@ -86,6 +89,7 @@ export interface AuditFacts {
   stage?: string | undefined;
   status?: string | undefined;
   request?: readonly string[] | undefined;
+  sources?: Readonly<Record<string, readonly RequestSource[]>> | undefined;
   dryRun: boolean;
   plan?: Plan | undefined;
   /** The policy's verdict on the plan. */
@@ -158,6 +162,18 @@ function loggedAnnotations(facts: AuditFacts): Record<string, string> {
   return logged;
 }
 
+/** `sources` of the record: each requested name's sources, in request order. */
+function loggedSources(facts: AuditFacts): Pick<AuditRecord, 'sources'> {
+  const { request, sources } = facts;
+  if (!request || request.length === 0 || !sources) return {};
+  // No prototype: a container may ask for a module named "__proto__".
+  const logged = Object.create(null) as Record<string, RequestSource[]>;
+  for (const name of request) {
+    if (Object.hasOwn(sources, name)) logged[name] = [...(sources[name] ?? [])];
+  }
+  return { sources: logged };
+}
+
 function loggedResult(entry: ModuleResult): AuditResult {
   const logged: AuditResult = { request: entry.request, name: entry.name, status: entry.status };
   if (entry.path !== undefined) logged.path = entry.path;
@@ -178,6 +194,7 @@ export function auditRecord(facts: AuditFacts): AuditRecord {
     stage: facts.stage ?? null,
     status: facts.status ?? null,
     request: [...(facts.request ?? [])],
+    ...loggedSources(facts),
     dryRun: facts.dryRun,
     plan: planSteps(facts.plan),
     policy: facts.policyFiles ?? null,

@@ -22,6 +22,7 @@ import { EXIT, KmodloadError } from '../errors';
 import type { ModuleResult } from '../loader/types';
 import type { Plan } from '../planner/plan';
 import {
+  moduleArgumentsPart,
   readContainerConfig,
   requestParts,
   type ContainerConfig,
@@ -42,6 +43,9 @@ export type HookLoader = ContainerLoader;
 export interface HookOptions extends NodeOptions, ReadRequestOptions {
   /** The stage (`--state`); inferred from the state's status when absent. */
   stage?: HookStage;
+  /** Modules named by the hook's own arguments (`--module`): a CDI device's hook, whose spec
+   *  the host wrote. They add to what config.json asks for, with source `cdi`. */
+  modules?: string[];
 }
 
 export type HookAction =
@@ -166,7 +170,10 @@ async function runStage(
 
   const state = context.state as ContainerState;
   context.config = await readContainerConfig(state, options);
-  const handle = startAdmission(containerRequest(state, context.stage, context.config), options);
+  const handle = startAdmission(
+    containerRequest(state, context.stage, context.config, options.modules),
+    options,
+  );
   started(handle);
   return hookResult(context, await handle.done);
 }
@@ -190,15 +197,18 @@ function hookResult(context: HookContext, decided: Admission): HookResult {
   };
 }
 
-/** The request as the core takes it. */
+/** The request as the core takes it: config.json's parts, then the hook's own `--module`s. */
 function containerRequest(
   state: ContainerState,
   stage: HookStage,
   config: ContainerConfig,
+  modules: readonly string[] = [],
 ): ContainerRequest {
+  const parts = requestParts(config);
+  if (modules.length > 0) parts.push(moduleArgumentsPart(modules));
   return {
     id: state.id,
-    parts: requestParts(config),
+    parts,
     annotations: config.annotations,
     ...(state.pid !== undefined ? { pid: state.pid } : {}),
     stage,

@@ -52,6 +52,11 @@ export function requestParts(config: ContainerConfig): RequestPart[] {
   ];
 }
 
+/** The hook's `--module` arguments as a request part (a CDI device's hook). */
+export function moduleArgumentsPart(modules: readonly string[]): RequestPart {
+  return { value: modules.join(','), source: 'cdi', what: '--module' };
+}
+
 /** `config` with its names parsed. Throws KmodloadError (exit 3) for an invalid name. */
 function parsed(config: ContainerConfig): HookRequest {
   return { ...config, ...requestedNames(requestParts(config)) };

@@ -6,12 +6,12 @@
 //   max-modules N
 //   allow GLOB... [when COND...]
 //   deny  GLOB... [when COND...]
-//   COND: annotation KEY=GLOB | source env|annotation | namespace GLOB | pod-label KEY=GLOB
+//   COND: annotation KEY=GLOB | source env|annotation|cdi | namespace GLOB | pod-label KEY=GLOB
 //
 // `#` at the start of a word begins a comment that runs to the end of the line.
 
 import { logicalLines } from '../config/lines';
-import { DEFAULT_MAX_MODULES, REQUEST_SOURCES } from './types';
+import { DEFAULT_MAX_MODULES, REQUEST_SOURCES, REQUEST_SOURCES_TEXT } from './types';
 import type {
   Policy,
   PolicyCondition,
@@ -119,13 +119,13 @@ function parseCondition(kind: string | undefined, argument: string | undefined):
   if (kind === 'source') {
     if (!REQUEST_SOURCES.includes(argument as RequestSource)) {
       throw new LineError(
-        `'source' takes ${REQUEST_SOURCES.join(' or ')}${argument === undefined ? '' : `, not ${JSON.stringify(argument)}`}`,
+        `'source' takes ${REQUEST_SOURCES_TEXT}${argument === undefined ? '' : `, not ${JSON.stringify(argument)}`}`,
       );
     }
     return { kind: 'source', source: argument as RequestSource };
   }
   throw new LineError(
-    `unknown condition ${JSON.stringify(kind)} (expected annotation KEY=GLOB, source env|annotation, namespace GLOB or pod-label KEY=GLOB)`,
+    `unknown condition ${JSON.stringify(kind)} (expected annotation KEY=GLOB, source env|annotation|cdi, namespace GLOB or pod-label KEY=GLOB)`,
   );
 }
 

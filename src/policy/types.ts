@@ -7,9 +7,12 @@ export const DEFAULT_POLICY_DIR = '/etc/kmodload/policy.d';
 
 export type Verdict = 'allow' | 'deny';
 
-/** Where a container's request came from: `KERNEL_MODULES` or the annotation. */
-export type RequestSource = 'env' | 'annotation';
-export const REQUEST_SOURCES: readonly RequestSource[] = ['env', 'annotation'];
+/** Where a container's request came from: `KERNEL_MODULES`, the annotation, or a CDI device
+ *  (the hook's `--module` arguments, written into the device's spec by the host). */
+export type RequestSource = 'env' | 'annotation' | 'cdi';
+export const REQUEST_SOURCES: readonly RequestSource[] = ['env', 'annotation', 'cdi'];
+/** The sources as messages list them: "env, annotation or cdi". */
+export const REQUEST_SOURCES_TEXT = `${REQUEST_SOURCES.slice(0, -1).join(', ')} or ${REQUEST_SOURCES.at(-1)}`;
 
 export type PolicyCondition =
   /** The container has annotation `key` and its value matches `value` (fnmatch). */
