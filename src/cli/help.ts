@@ -39,6 +39,8 @@ Commands:
                       the NRI plugin containerd starts itself; --uninstall
   nri                 resident NRI plugin for containerd, CRI-O and iSulad: decides
                       each container as the hook does, without a hook
+  cdi generate        publish the modules the policy allows as CDI devices, for
+                      podman/docker run --device kmodload.io/module=NAME
 
 Options:
   -h, --help          show this help (\`kmodload COMMAND --help\` for a command's)
@@ -287,4 +289,52 @@ ${TREE_OPTIONS}
 Runs until the runtime shuts the plugin down or SIGTERM/SIGINT (exit 0); it reconnects
 when the runtime restarts. Exit status: 2 bad usage, 1 the runtime's socket (handed
 down) failed.
+`;
+
+export const CDI_HELP = `Usage: kmodload cdi generate [--policy FILE]... [-d DIR] [-S VER] [-C DIR]
+                             [--output FILE] [--binary PATH | --wrapper PATH]
+                             [--unload-on-stop] [--set NAME=M1,M2...]... [--log FILE|none]
+                             [--state-dir DIR] [-n] [--timeout SEC] [--check]
+
+Publishes kernel modules as CDI (Container Device Interface) devices of kind
+kmodload.io/module, so that any engine with CDI can ask for one:
+
+  podman run --device kmodload.io/module=ip_vs ...          (podman >= 4.1)
+  docker run --device kmodload.io/module=ip_vs ...          (Docker >= 25, CDI on)
+
+One device per module a container may ask for under the host policy (as the hook
+plans it: with 'default deny', what the allow rules let through; with 'default allow',
+every module of the tree that no deny or host block refuses, and how many is printed),
+and one per --set. A device's only edit is a createRuntime hook running
+\`kmodload hook --module NAME\` with the flags below; the hook checks the policy again
+when it runs, so a device never loads what the policy denies by then. Device names are
+module names as the tree spells them ('_', not '-'). Names that start with a digit
+(8021q) go to a second file, NAME-digits.json, at cdiVersion 0.5.0; the main file is
+0.3.0, which every CDI library reads.
+
+Options:
+  --output FILE           the main spec file (default /etc/cdi/kmodload.json; .json or
+                          .yaml); written atomically, 0644; left alone when unchanged
+  --check                 write nothing: exit 0 when the files are as they would be
+                          written, 1 when stale (the policy, modprobe.d or the tree changed)
+  --set NAME=M1,M2...     a device NAME that loads several modules (repeatable)
+  --binary PATH           the hooks run PATH, the single executable (npm run build:binary)
+  --wrapper PATH          the hooks run the wrapper at PATH (default
+                          /usr/local/libexec/kmodload/kmodload-hook, which
+                          hook-config --install-wrapper and install-node write)
+  --unload-on-stop        each device also gets a poststop hook that releases the
+                          container's hold and unloads what nobody holds
+  --timeout SEC           the runtime's timeout for each hook (default 30)
+  --policy FILE           the policy to publish (repeatable; default the host's
+                          /etc/kmodload/policy.conf + policy.d/*.conf), passed to the hooks
+  --log FILE|none         the hooks' log (default /var/log/kmodload/hook.log)
+  --state-dir DIR         passed to the hooks
+${TREE_OPTIONS}
+                            (read here and passed to the hooks)
+  -n, --dry-run             passed to the hooks: they plan and log, load nothing
+  -h, --help                show this help
+
+Exit status: 0 written (or fresh with --check), 1 stale (--check), 2 bad usage, 3 a --set
+the hook would refuse for every container, 4 the policy, modprobe.d or the module tree
+unreadable or invalid, or a spec file that cannot be written.
 `;

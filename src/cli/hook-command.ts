@@ -30,6 +30,7 @@ import {
 import { parseStage, type HookStage } from '../hook/stage';
 import { DEFAULT_POLICY_DIR, DEFAULT_POLICY_FILE } from '../policy/types';
 import { DEFAULT_STATE_DIR } from '../holds/defaults';
+import type { Kernel } from '../kernel/kernel';
 
 /** Where `hook-config` sends the hook's log unless told otherwise: the audit trail. */
 export const DEFAULT_HOOK_LOG = '/var/log/kmodload/hook.log';
@@ -141,12 +142,16 @@ export function seconds(text: string, option: string, command: string): number {
 
 /** `kmodload hook ARGS`: the OCI hook. Returns the exit status; on SIGTERM or SIGINT it
  *  returns at once (128 + the signal's number) after logging the run as interrupted, and the
- *  caller exits. `deps.loader` stands in for the public API in tests, `deps.signals` for the
- *  process's signal events. */
+ *  caller exits. `deps.loader` stands in for the public API in tests, `deps.kernel` for the
+ *  kernel poststop unloads from, `deps.signals` for the process's signal events. */
 export async function runHookCommand(
   argv: string[],
   io: CliIO,
-  deps: { loader?: HookLoader; signals?: Pick<NodeJS.Process, 'once' | 'off'> } = {},
+  deps: {
+    loader?: HookLoader;
+    kernel?: Kernel;
+    signals?: Pick<NodeJS.Process, 'once' | 'off'>;
+  } = {},
 ): Promise<number> {
   let options: HookOptions;
   const input: HookInput = { stdin: io.stdin };
@@ -170,6 +175,7 @@ export async function runHookCommand(
     }
     options = nodeOptions(parsed);
     if (deps.loader) options.loader = deps.loader;
+    if (deps.kernel) options.kernel = deps.kernel;
     const stage = lastValue(parsed, 'state');
     if (stage !== undefined) options.stage = parseStage(stage);
     const timeout = lastValue(parsed, 'stdin-timeout');

@@ -9,6 +9,7 @@ import { packageRoot } from '../package-root';
 import { oneLine } from '../text';
 import { usageError } from './args';
 import {
+  CDI_HELP,
   DOCTOR_HELP,
   GC_HELP,
   GLOBAL_HELP,
@@ -75,6 +76,7 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
       else if (topic === 'doctor') write(io.stdout, DOCTOR_HELP);
       else if (topic === 'install-node') write(io.stdout, INSTALL_NODE_HELP);
       else if (topic === 'nri') write(io.stdout, NRI_HELP);
+      else if (topic === 'cdi') write(io.stdout, CDI_HELP);
       else if (topic === 'hook' || topic === 'hook-config') {
         return (await hookCommands())[topic === 'hook' ? 'runHookCommand' : 'runHookConfigCommand'](
           ['--help'],
@@ -107,6 +109,8 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
       return (await import('./install-node-command.js')).runInstallNodeCommand(rest, io);
     case 'nri':
       return (await import('./nri-command.js')).runNriCommand(rest, io);
+    case 'cdi':
+      return (await import('./cdi-command.js')).runCdiCommand(rest, io);
     default:
       if (command.startsWith('-')) throw usageError(`unknown option '${command}'`);
       throw usageError(`unknown command '${command}'`);

@@ -281,25 +281,28 @@ async function carryOut(
   return options.dryRun ? 'would-load' : 'loaded';
 }
 
-/** How a container's request is planned and loaded: a container may not load what the host
+/** How a container's request is planned: a container may not load what the host
  *  blacklisted, even by its exact name (modprobe -b); install commands never run for a
  *  container (no shell, no PATH); a modprobe.d file that cannot be read is a blacklist that
  *  protects nothing. */
+export function containerPlanOptions(options: NodeOptions): ContainerLoadOptions {
+  const planOptions: ContainerLoadOptions = {
+    useBlacklist: true,
+    allowInstallCommands: false,
+    strictConfig: true,
+  };
+  if (options.root !== undefined) planOptions.root = options.root;
+  if (options.kernelVersion !== undefined) planOptions.kernelVersion = options.kernelVersion;
+  if (options.configDirs !== undefined) planOptions.configDirs = options.configDirs;
+  return planOptions;
+}
+
+/** containerPlanOptions, and how the plan is carried out. */
 function containerLoadOptions(
   options: NodeOptions,
   onModuleResult: (result: ModuleResult) => void,
 ): ContainerLoadOptions {
-  const loadOptions: ContainerLoadOptions = {
-    useBlacklist: true,
-    allowInstallCommands: false,
-    dryRun: options.dryRun === true,
-    strictConfig: true,
-    onModuleResult,
-  };
-  if (options.root !== undefined) loadOptions.root = options.root;
-  if (options.kernelVersion !== undefined) loadOptions.kernelVersion = options.kernelVersion;
-  if (options.configDirs !== undefined) loadOptions.configDirs = options.configDirs;
-  return loadOptions;
+  return { ...containerPlanOptions(options), dryRun: options.dryRun === true, onModuleResult };
 }
 
 /** The requested names for a one-line message, cut when there are many: the message is

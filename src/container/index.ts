@@ -4,6 +4,7 @@
 export {
   admit,
   asKmodloadError,
+  containerPlanOptions,
   failureAction,
   startAdmission,
   type Admission,

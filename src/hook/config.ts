@@ -42,16 +42,17 @@ export interface HookConfigOptions {
   unloadOnStop?: boolean;
 }
 
-interface OciHookEntry {
+/** One OCI hook entry (config.json's `hooks`, hookspec.json, hooks.d's `hook`). */
+export interface OciHookEntry {
   path: string;
   args: string[];
   env: string[];
   timeout?: number;
 }
 
-// Every entry names its stage: a runtime's status does not tell it (crun sends "created" to
-// prestart, runc to poststart).
-function entry(stage: HookStage, options: HookConfigOptions): OciHookEntry {
+/** The entry that runs `kmodload hook` at `stage`. Every entry names its stage: a runtime's
+ *  status does not tell it (crun sends "created" to prestart, runc to poststart). */
+export function hookEntry(stage: HookStage, options: HookConfigOptions): OciHookEntry {
   const unload = options.unloadOnStop && stage === 'poststop';
   const hook: OciHookEntry = {
     path: options.wrapperPath ?? DEFAULT_WRAPPER_PATH,
@@ -82,17 +83,17 @@ export function hookConfig(format: HookConfigFormat, options: HookConfigOptions 
     case 'isulad':
       // iSulad's --hook-spec file: the three stages of the original syscontainer hook.
       return {
-        prestart: [entry('prestart', options)],
-        poststart: [entry('poststart', options)],
-        poststop: [entry('poststop', options)],
+        prestart: [hookEntry('prestart', options)],
+        poststart: [hookEntry('poststart', options)],
+        poststop: [hookEntry('poststop', options)],
       };
     case 'oci':
       // The `hooks` member of a runc/crun config.json. createRuntime replaces the deprecated
       // prestart (same namespace, same moment); poststop releases the container's hold.
       return {
         hooks: {
-          createRuntime: [entry('createRuntime', options)],
-          poststop: [entry('poststop', options)],
+          createRuntime: [hookEntry('createRuntime', options)],
+          poststop: [hookEntry('poststop', options)],
         },
       };
     case 'hooks.d':
@@ -112,7 +113,7 @@ export function hookConfig(format: HookConfigFormat, options: HookConfigOptions 
 function hooksDFile(stage: 'prestart' | 'poststop', options: HookConfigOptions): unknown {
   return {
     version: '1.0.0',
-    hook: entry(stage, options),
+    hook: hookEntry(stage, options),
     when: options.always
       ? { always: true }
       : { annotations: { [`^${KERNEL_MODULES_ANNOTATION.replace(/\./g, '\\.')}$`]: '.+' } },
