@@ -5,6 +5,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { AuditRecord } from '../../src/container/audit';
 import { installSources } from '../helpers/build';
 import { writeBundle } from '../helpers/bundle';
 import { kernelTree, type KernelTree } from '../helpers/trees';
@@ -149,6 +150,50 @@ export function busyboxImage(scratch: string, name = 'localhost/kmodload-test-bu
   const imported = spawnSync('podman', ['import', '-', name], { input: tar.stdout });
   if (imported.status !== 0) throw new Error(`podman import failed: ${String(imported.stderr)}`);
   return name;
+}
+
+/** `podman run --rm IMAGE /bin/echo container-ran` with runc, as this host runs it (cgroupfs,
+ *  no network, limits it need not raise), `options` before the image; `hooksDir`: its
+ *  --hooks-dir. */
+export function podmanRun(
+  image: string,
+  options: string[],
+  hooksDir?: string,
+): ReturnType<typeof spawnSync> {
+  return spawnSync(
+    'podman',
+    [
+      '--runtime',
+      'runc',
+      '--cgroup-manager',
+      'cgroupfs',
+      ...(hooksDir === undefined ? [] : ['--hooks-dir', hooksDir]),
+      'run',
+      '--rm',
+      '--network',
+      'none',
+      '--ulimit',
+      'nofile=1024:1024',
+      '--ulimit',
+      'nproc=1024:1024',
+      ...options,
+      image,
+      '/bin/echo',
+      'container-ran',
+    ],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+}
+
+/** The hook's log, one record per line; none when the file is not there. */
+export function readLog(file: string): AuditRecord[] {
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as AuditRecord);
 }
 
 export interface TestInstallation {

@@ -3,16 +3,17 @@
 // annotation and the environment. This machine cannot load modules: the hook runs dry
 // against the Debian 6.1 tree, and the checks read its log, not podman's exit code alone.
 
-import { spawnSync } from 'node:child_process';
+import type { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/errors';
-import type { AuditRecord } from '../../src/container/audit';
 import {
   busyboxImage,
   hookConfig,
   modprobeInsmods,
+  podmanRun as podmanRunIn,
+  readLog,
   type Fixture,
   type Installation,
   removeScratch,
@@ -66,40 +67,7 @@ function hooksDir(args: string[]): { dir: string; log: string } {
 }
 
 function podmanRun(hooks: string, options: string[]): ReturnType<typeof spawnSync> {
-  return spawnSync(
-    'podman',
-    [
-      '--runtime',
-      'runc',
-      '--cgroup-manager',
-      'cgroupfs',
-      '--hooks-dir',
-      hooks,
-      'run',
-      '--rm',
-      '--network',
-      'none',
-      '--ulimit',
-      'nofile=1024:1024',
-      '--ulimit',
-      'nproc=1024:1024',
-      ...options,
-      image,
-      '/bin/echo',
-      'container-ran',
-    ],
-    { encoding: 'utf8', timeout: 60_000 },
-  );
-}
-
-function readLog(file: string): AuditRecord[] {
-  if (!fs.existsSync(file)) return [];
-  return fs
-    .readFileSync(file, 'utf8')
-    .trim()
-    .split('\n')
-    .filter((line) => line !== '')
-    .map((line) => JSON.parse(line) as AuditRecord);
+  return podmanRunIn(image, options, hooks);
 }
 
 const ASK = 'org.kmodload.kernel-modules';
