@@ -281,7 +281,7 @@ async function carryOut(
   return options.dryRun ? 'would-load' : 'loaded';
 }
 
-/** How a container's request is planned: a container may not load what the host
+/** How a container's request is planned and loaded: a container may not load what the host
  *  blacklisted, even by its exact name (modprobe -b); install commands never run for a
  *  container (no shell, no PATH); a modprobe.d file that cannot be read is a blacklist that
  *  protects nothing. */
@@ -289,6 +289,7 @@ export function containerPlanOptions(options: NodeOptions): ContainerLoadOptions
   const planOptions: ContainerLoadOptions = {
     useBlacklist: true,
     allowInstallCommands: false,
+    dryRun: options.dryRun === true,
     strictConfig: true,
   };
   if (options.root !== undefined) planOptions.root = options.root;
@@ -297,12 +298,12 @@ export function containerPlanOptions(options: NodeOptions): ContainerLoadOptions
   return planOptions;
 }
 
-/** containerPlanOptions, and how the plan is carried out. */
+/** containerPlanOptions, reporting each module's result as it is known. */
 function containerLoadOptions(
   options: NodeOptions,
   onModuleResult: (result: ModuleResult) => void,
 ): ContainerLoadOptions {
-  return { ...containerPlanOptions(options), dryRun: options.dryRun === true, onModuleResult };
+  return { ...containerPlanOptions(options), onModuleResult };
 }
 
 /** The requested names for a one-line message, cut when there are many: the message is
