@@ -34,8 +34,10 @@ suite() {
   rm -f "$report"
 }
 
-# The addons npm pack ships (test/deploy installs the packed tarball on a Debian 11 root).
+# The addons npm pack ships (test/deploy installs the packed tarball on a Debian 11 root), and
+# the Debian 13 root whose podman runs the CDI devices (test/runtime/podman-cdi).
 bash scripts/test/fetch-roots.sh >/dev/null || status=1
+bash scripts/test/fetch-roots.sh trixie-podman >/dev/null || status=1
 bash scripts/make/prebuild.sh >/dev/null || status=1
 
 suite --exclude 'test/e2e/**'

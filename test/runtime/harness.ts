@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { AuditRecord } from '../../src/container/audit';
 import { installSources } from '../helpers/build';
 import { writeBundle } from '../helpers/bundle';
-import { kernelTree, type KernelTree } from '../helpers/trees';
+import { REPO_ROOT, kernelTree, toolEnv, type KernelTree } from '../helpers/trees';
 
 export const repo = path.resolve(__dirname, '..', '..');
 
@@ -140,14 +140,18 @@ export function tempDir(label: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `kmodload-${label}-`));
 }
 
-/** A podman image from a static busybox (sh, echo), made offline with `podman import`. */
-export function busyboxImage(scratch: string, name = 'localhost/kmodload-test-busybox'): string {
+/** A root file system with a static busybox (sh, echo), as a tar archive. */
+export function busyboxTar(scratch: string): Buffer {
   const rootfs = fs.mkdtempSync(path.join(scratch, 'rootfs-'));
   fs.mkdirSync(path.join(rootfs, 'bin'));
   fs.copyFileSync('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
   for (const applet of ['sh', 'echo']) fs.symlinkSync('busybox', path.join(rootfs, 'bin', applet));
-  const tar = spawnSync('tar', ['-C', rootfs, '-c', '.'], { maxBuffer: 64 << 20 });
-  const imported = spawnSync('podman', ['import', '-', name], { input: tar.stdout });
+  return spawnSync('tar', ['-C', rootfs, '-c', '.'], { maxBuffer: 64 << 20 }).stdout;
+}
+
+/** A podman image from a static busybox (sh, echo), made offline with `podman import`. */
+export function busyboxImage(scratch: string, name = 'localhost/kmodload-test-busybox'): string {
+  const imported = spawnSync('podman', ['import', '-', name], { input: busyboxTar(scratch) });
   if (imported.status !== 0) throw new Error(`podman import failed: ${String(imported.stderr)}`);
   return name;
 }
@@ -160,29 +164,32 @@ export function podmanRun(
   options: string[],
   hooksDir?: string,
 ): ReturnType<typeof spawnSync> {
-  return spawnSync(
+  const [command, ...args] = podmanRunCommand(image, options, hooksDir);
+  return spawnSync(command as string, args, { encoding: 'utf8', timeout: 60_000 });
+}
+
+/** podmanRun's command line. */
+export function podmanRunCommand(image: string, options: string[], hooksDir?: string): string[] {
+  return [
     'podman',
-    [
-      '--runtime',
-      'runc',
-      '--cgroup-manager',
-      'cgroupfs',
-      ...(hooksDir === undefined ? [] : ['--hooks-dir', hooksDir]),
-      'run',
-      '--rm',
-      '--network',
-      'none',
-      '--ulimit',
-      'nofile=1024:1024',
-      '--ulimit',
-      'nproc=1024:1024',
-      ...options,
-      image,
-      '/bin/echo',
-      'container-ran',
-    ],
-    { encoding: 'utf8', timeout: 60_000 },
-  );
+    '--runtime',
+    'runc',
+    '--cgroup-manager',
+    'cgroupfs',
+    ...(hooksDir === undefined ? [] : ['--hooks-dir', hooksDir]),
+    'run',
+    '--rm',
+    '--network',
+    'none',
+    '--ulimit',
+    'nofile=1024:1024',
+    '--ulimit',
+    'nproc=1024:1024',
+    ...options,
+    image,
+    '/bin/echo',
+    'container-ran',
+  ];
 }
 
 /** The hook's log, one record per line; none when the file is not there. */
@@ -210,4 +217,83 @@ export function setUpInstallation(label: string): TestInstallation {
 
 export function removeScratch(scratch: string | undefined): void {
   if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+}
+
+/** The cached Debian 13 root with its podman, runc and crun (scripts/test/fetch-roots.sh). */
+export function trixiePodmanRoot(): string {
+  const output = execFileSync(
+    'bash',
+    [path.join(REPO_ROOT, 'scripts', 'test', 'fetch-roots.sh'), 'trixie-podman'],
+    { encoding: 'utf8', env: toolEnv() },
+  );
+  const [name, root] = output.trim().split(' ');
+  if (name !== 'trixie-podman' || !root) throw new Error(`fetch-roots.sh printed: ${output}`);
+  return root;
+}
+
+// In a mount namespace of its own: the root a mount point (podman's storage remounts "/"), the
+// host's /proc, /sys and /dev, a fresh /run and /tmp, then each bind (its mount point made as
+// a directory or an empty file: outside /tmp and /run they stay in the cached root, empty),
+// then chroot.
+const IN_ROOT = `set -e
+R=$1; shift
+mount --bind "$R" "$R"
+mount -t proc proc "$R/proc"
+mount --rbind /sys "$R/sys"
+mount --rbind /dev "$R/dev"
+mount -t tmpfs tmpfs "$R/run"
+mount -t tmpfs tmpfs "$R/tmp"
+while [ "$1" != -- ]; do
+  source=$1 target=$R$2; shift 2
+  if [ -d "$source" ]; then mkdir -p "$target"
+  else mkdir -p "$(dirname "$target")"; [ -e "$target" ] || : > "$target"; fi
+  mount --bind "$source" "$target"
+done
+shift
+exec chroot "$R" "$@"`;
+
+/** Host path -> path inside the root. */
+export type RootBind = [string, string];
+
+/** Runs `command` chrooted into `root` (see IN_ROOT), with `binds`; nothing stays mounted. */
+export function runInRoot(
+  root: string,
+  binds: readonly RootBind[],
+  command: string[],
+  input?: Buffer,
+): ReturnType<typeof spawnSync> {
+  return spawnSync(
+    'unshare',
+    [
+      '-m',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      IN_ROOT,
+      'sh',
+      root,
+      ...binds.flat(),
+      '--',
+      ...command,
+    ],
+    {
+      encoding: 'utf8',
+      timeout: 120_000,
+      maxBuffer: 64 << 20,
+      ...(input ? { input } : {}),
+      env: { ...toolEnv(), PODMAN_IGNORE_CGROUPSV1_WARNING: '1' },
+    },
+  );
+}
+
+/** What the installation's hook needs inside another root at the paths it has here: this
+ *  node, the checkout the installation links to (and where its links lead), the kernel trees. */
+export function installationBinds(fixture: Fixture, scratch: string): RootBind[] {
+  const paths = [scratch, REPO_ROOT, process.execPath, path.dirname(fixture.root)];
+  for (const link of ['node_modules', 'build']) {
+    const target = fs.realpathSync(path.join(REPO_ROOT, link));
+    if (!target.startsWith(`${REPO_ROOT}/`)) paths.push(target);
+  }
+  return paths.map((file) => [file, file]);
 }

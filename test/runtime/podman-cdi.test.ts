@@ -1,8 +1,10 @@
-// podman (Debian's 4.3, with runc) as a real CDI client: `kmodload cdi generate` of an
-// installation writes the spec where podman 4.3 reads it (it has no option for another
-// directory: /var/run/cdi, under a name of this run's own, removed afterwards), and containers
-// ask with `--device kmodload.io/module=NAME`. This machine cannot load modules: the hooks run
-// dry against the Debian 6.1 tree, and the checks read their log.
+// podman as a real CDI client: Debian 12's 4.3 on this host, and Debian 13's 5.4 in a Debian 13
+// root (scripts/test/fetch-roots.sh trixie-podman), both with runc. `kmodload cdi generate` of
+// an installation writes the spec where podman reads it (podman 4.3 has no option for another
+// directory: /var/run/cdi, under a name of this run's own, removed afterwards; in the root, its
+// /etc/cdi is a directory of the test's own), and containers ask with
+// `--device kmodload.io/module=NAME`. This machine cannot load modules: the hooks run dry
+// against the Debian 6.1 tree, and the checks read their log.
 
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -11,13 +13,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/errors';
 import {
   busyboxImage,
+  busyboxTar,
+  installationBinds,
   modprobeInsmods,
   podmanRun,
+  podmanRunCommand,
   readLog,
   removeScratch,
+  runInRoot,
   setUpInstallation,
+  trixiePodmanRoot,
   type Fixture,
   type Installation,
+  type RootBind,
 } from './harness';
 
 const CDI_DIR = '/var/run/cdi';
@@ -48,8 +56,9 @@ afterAll(() => {
   removeScratch(scratch);
 });
 
-/** `kmodload cdi generate` of the installation: its wrapper, the 6.1 tree, dry-run hooks. */
-function generate(args: string[]): ReturnType<typeof spawnSync> {
+/** `kmodload cdi generate` of the installation: its wrapper, the 6.1 tree, dry-run hooks,
+ *  the spec at `output`. */
+function generate(args: string[], output = SPEC): ReturnType<typeof spawnSync> {
   return spawnSync(
     process.execPath,
     [
@@ -68,16 +77,16 @@ function generate(args: string[]): ReturnType<typeof spawnSync> {
       '--log',
       log,
       '--output',
-      SPEC,
+      output,
       ...args,
     ],
     { encoding: 'utf8' },
   );
 }
 
-function publish(policyText: string, args: string[] = []): void {
+function publish(policyText: string, args: string[] = [], output = SPEC): void {
   fs.writeFileSync(policy, policyText);
-  const run = generate(args);
+  const run = generate(args, output);
   expect(run.stderr).toBe('');
   expect(run.status).toBe(0);
 }
@@ -177,5 +186,94 @@ describe('kmodload as CDI devices under podman 4.3', () => {
       '',
       `fresh: ${SPEC}, ${DIGITS}\n`,
     ]);
+  });
+});
+
+describe("Debian 13's podman 5.4 in a Debian 13 root", () => {
+  let root: string;
+  let binds: RootBind[];
+  let output: string;
+  const IMAGE = 'localhost/kmodload-test-busybox';
+
+  beforeAll(() => {
+    root = trixiePodmanRoot();
+    const cdi = path.join(scratch, 'cdi-5');
+    const storage = path.join(scratch, 'storage-5');
+    fs.mkdirSync(cdi);
+    fs.mkdirSync(storage);
+    output = path.join(cdi, 'kmodload.json');
+    binds = [
+      ...installationBinds(fixture, scratch),
+      [cdi, '/etc/cdi'],
+      [storage, '/var/lib/containers'],
+    ];
+    const version = runInRoot(root, binds, ['podman', '--version']);
+    expect(version.stdout).toMatch(/^podman version 5\.4\./);
+    const imported = runInRoot(root, binds, ['podman', 'import', '-', IMAGE], busyboxTar(scratch));
+    expect(imported.status).toBe(0);
+  }, 900_000);
+
+  function podman5(options: string[]): ReturnType<typeof spawnSync> {
+    return runInRoot(root, binds, podmanRunCommand(IMAGE, options));
+  }
+
+  it("two devices: both hooks run, each plan is modprobe's", () => {
+    publish('default deny\nallow ip_vs* when source cdi\n', [], output);
+    const before = readLog(log).length;
+    const run = podman5(devices('ip_vs', 'ip_vs_wrr'));
+    expect(run.stderr).toBe('');
+    expect(run.stdout).toBe('container-ran\n');
+    const records = newRecords(before);
+    expect(records.map((r) => [r.stage, r.status, r.request, r.sources, r.exitStatus])).toEqual([
+      ['createRuntime', 'creating', ['ip_vs'], { ip_vs: ['cdi'] }, 0],
+      ['createRuntime', 'creating', ['ip_vs_wrr'], { ip_vs_wrr: ['cdi'] }, 0],
+    ]);
+    expect(records[0]?.plan.map((step) => step.path)).toEqual(modprobeInsmods(fixture, ['ip_vs']));
+    expect(records[1]?.plan.map((step) => step.path)).toEqual(
+      modprobeInsmods(fixture, ['ip_vs_wrr']),
+    );
+  });
+
+  it('with the annotation beside a device: podman 5 keeps its commas', () => {
+    publish(
+      'default deny\nallow ip_vs* when source cdi\nallow dummy tun when source annotation\n',
+      [],
+      output,
+    );
+    const before = readLog(log).length;
+    const run = podman5([
+      ...devices('ip_vs'),
+      '--annotation',
+      'org.kmodload.kernel-modules=dummy,tun',
+    ]);
+    expect(run.stdout).toBe('container-ran\n');
+    const [record] = newRecords(before);
+    expect(record?.request).toEqual(['dummy', 'tun', 'ip_vs']);
+    expect(record?.sources).toEqual({ dummy: ['annotation'], tun: ['annotation'], ip_vs: ['cdi'] });
+  });
+
+  it('an unpublished device is refused before the container exists', () => {
+    publish('default deny\nallow ip_vs* when source cdi\n', [], output);
+    const before = readLog(log).length;
+    const run = podman5(devices('ip_vs', 'xfs'));
+    expect(run.status).not.toBe(0);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toMatch(/unresolvable CDI devices .*kmodload\.io\/module=xfs/);
+    expect(newRecords(before)).toEqual([]);
+  });
+
+  it('a module denied after the spec was made: the hook refuses it (exit 3)', () => {
+    publish('default deny\nallow ip_vs* when source cdi\n', [], output);
+    fs.writeFileSync(policy, 'default deny\nallow ip_vs* when source cdi\ndeny ip_vs_wrr\n');
+    const before = readLog(log).length;
+    const run = podman5(devices('ip_vs_wrr'));
+    expect(run.status).not.toBe(0);
+    expect(run.stdout).toBe('');
+    const [record] = newRecords(before);
+    expect(record?.exitStatus).toBe(EXIT.refused);
+    expect(record?.error).toBe(
+      `cannot load ip_vs_wrr: ip_vs_wrr is denied by ${policy}:3 (deny ip_vs_wrr)`,
+    );
+    expect(run.stderr).toContain(`stderr: kmodload: ${record?.error}`);
   });
 });
