@@ -13,7 +13,9 @@ import { checkPolicy } from '../policy/check';
 import { brokenPolicyError, readPolicyFiles } from '../policy/read';
 import { readTreeNames } from '../policy/tree';
 import type { Policy, PolicyCondition, PolicyRule } from '../policy/types';
+import { parseKernelModules } from '../container/request';
 import type { DeviceRequest } from './spec';
+import { isDeviceName } from './validate';
 
 export type OfferOptions = Pick<
   NodeOptions,
@@ -25,6 +27,9 @@ export interface Offer {
   treeModules: string[];
   /** The modules a CDI request may have, in modules.dep order. */
   modules: string[];
+  /** Modules whose names a device or the hook's --module cannot carry (none in a tree that
+   *  depmod made from kernel modules). */
+  unnamable: string[];
   /** The policy that decided (null: none; only the host's blocks applied). */
   policy: Policy | null;
 }
@@ -83,6 +88,16 @@ function refusal(plan: Plan, policy: Policy | null): string | undefined {
   }
 }
 
+/** Whether `name` can be a device's name and the hook's --module. */
+function nameable(name: string): boolean {
+  if (!isDeviceName(name)) return false;
+  try {
+    return parseKernelModules(name).length === 1;
+  } catch {
+    return false;
+  }
+}
+
 async function readCheckedPolicy(options: OfferOptions): Promise<Policy | null> {
   const read = await readPolicyFiles(options.policyFiles);
   const problem = read.problems[0];
@@ -106,10 +121,11 @@ export async function offeredModules(
   const plan = await resolve(names, planOptions);
   const derived = cdiPolicy(policy);
   const modules: string[] = [];
+  const unnamable: string[] = [];
   for (const request of plan.requests) {
-    if (refusal({ ...plan, requests: [request] }, derived) === undefined) {
-      modules.push(request.request);
-    }
+    if (refusal({ ...plan, requests: [request] }, derived) !== undefined) continue;
+    if (nameable(request.request)) modules.push(request.request);
+    else unnamable.push(request.request);
   }
   for (const set of sets) {
     const why = refusal(await resolve(set.modules, planOptions), derived);
@@ -123,5 +139,5 @@ export async function offeredModules(
       );
     }
   }
-  return { treeModules: names, modules, policy };
+  return { treeModules: names, modules, unnamable, policy };
 }

@@ -108,6 +108,11 @@ async function generate(parsed: ParsedArgs, io: CliIO): Promise<number> {
   } else if (published === 0 && (options.sets ?? []).length === 0) {
     io.stderr.write(`kmodload: note: the policy lets no module of the tree through: no device\n`);
   }
+  if (offer.unnamable.length > 0) {
+    io.stderr.write(
+      `kmodload: note: no device for ${oneLine(offer.unnamable.join(', '))}: not a name a CDI device and the hook both take\n`,
+    );
+  }
   noteMissingExecutable(io, executable);
   return EXIT.ok;
 }

@@ -336,5 +336,5 @@ ${TREE_OPTIONS}
 
 Exit status: 0 written (or fresh with --check), 1 stale (--check), 2 bad usage, 3 a --set
 the hook would refuse for every container, 4 the policy, modprobe.d or the module tree
-unreadable or invalid, or a spec file that cannot be written.
+unreadable or invalid, or a spec file that cannot be written, 70 internal error.
 `;

@@ -259,6 +259,44 @@ describe('the whole tree', () => {
   });
 });
 
+describe('names', () => {
+  it('a module whose name no CDI device can carry gets no device, and a note', async () => {
+    const dir = newDir();
+    // A hand-made tree (depmod never makes such a name from a kernel module).
+    const moduleDir = path.join(dir, 'root', 'lib', 'modules', '1.0');
+    fs.mkdirSync(path.join(moduleDir, 'kernel'), { recursive: true });
+    for (const name of ['foo_', 'dummy']) {
+      fs.writeFileSync(path.join(moduleDir, 'kernel', `${name}.ko`), '');
+    }
+    fs.writeFileSync(path.join(moduleDir, 'modules.dep'), 'kernel/foo_.ko:\nkernel/dummy.ko:\n');
+    fs.mkdirSync(path.join(dir, 'modprobe.d'));
+    const policy = path.join(dir, 'policy.conf');
+    fs.writeFileSync(policy, 'default allow\n');
+    const output = path.join(dir, 'kmodload.json');
+    const run = await cli([
+      'cdi',
+      'generate',
+      '-d',
+      path.join(dir, 'root'),
+      '-S',
+      '1.0',
+      '-C',
+      path.join(dir, 'modprobe.d'),
+      '--policy',
+      policy,
+      '--binary',
+      BINARY,
+      '--output',
+      output,
+    ]);
+    expect(run.status).toBe(EXIT.ok);
+    expect(names(output)).toEqual(['dummy']);
+    expect(run.err).toContain(
+      'kmodload: note: no device for foo_: not a name a CDI device and the hook both take\n',
+    );
+  });
+});
+
 describe('--set', () => {
   const deny = ['--policy', path.join(FIXTURES, 'policy-deny.conf'), '--log', 'none'];
 
