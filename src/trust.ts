@@ -28,6 +28,22 @@ function fix(what: string, file: string): string {
   return `${what} (chown root and chmod go-w ${file}, or remove it)`;
 }
 
+/** The real path of `file`, or, when it does not exist, of its nearest existing directory with
+ *  the rest appended (a missing /lib/modprobe.d is judged where /lib leads: /usr/lib). */
+function realPathAsFarAsItGoes(file: string): string {
+  const rest: string[] = [];
+  for (let head = file; ;) {
+    try {
+      return path.join(fs.realpathSync(head), ...rest);
+    } catch {
+      const parent = path.dirname(head);
+      if (parent === head) return file;
+      rest.unshift(path.basename(head));
+      head = parent;
+    }
+  }
+}
+
 /**
  * Why `file` cannot be trusted, as one line naming the path and the fix, or undefined.
  * A path that does not exist is trusted as far as it goes: its nearest existing directory is
@@ -39,13 +55,7 @@ export function untrustedReason(
   options: TrustOptions = {},
 ): string | undefined {
   let current = path.resolve(file);
-  if (!options.noSymlink) {
-    try {
-      current = fs.realpathSync(current);
-    } catch {
-      // Missing: its parents below are checked as they are.
-    }
-  }
+  if (!options.noSymlink) current = realPathAsFarAsItGoes(current);
   const uid = owner();
   for (let leaf = true; ; leaf = false) {
     let stat: fs.Stats | undefined;

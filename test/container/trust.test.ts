@@ -80,6 +80,11 @@ describe('untrustedReason', () => {
     fs.writeFileSync(file, '');
     // Under /tmp (root's, sticky, world-writable): the walk ends there.
     expect(untrustedReason('the policy', file)).toBeUndefined();
+    // A missing path behind a link (merged /usr: /lib -> usr/lib) is judged where it leads.
+    const linked = path.join(dir('links'), 'lib');
+    fs.symlinkSync(base, linked);
+    expect(untrustedReason('modprobe.d', path.join(linked, 'modprobe.d'))).toBeUndefined();
+    expect(untrustedReason('modprobe.d', '/lib/no-such-dir.d')).toBeUndefined();
     fs.chmodSync(file, 0o666);
     expect(untrustedReason('the policy', file)).toBe(
       `the policy ${file} is writable by others (chown root and chmod go-w ${file}, or remove it)`,
