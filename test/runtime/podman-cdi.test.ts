@@ -193,6 +193,8 @@ describe("Debian 13's podman 5.4 in a Debian 13 root", () => {
   let root: string;
   let binds: RootBind[];
   let output: string;
+  // The hooks there read this modprobe.d, as the oracle does, not the root's (it has none).
+  let modprobeDir: string;
   const IMAGE = 'localhost/kmodload-test-busybox';
 
   beforeAll(() => {
@@ -202,6 +204,8 @@ describe("Debian 13's podman 5.4 in a Debian 13 root", () => {
     fs.mkdirSync(cdi);
     fs.mkdirSync(storage);
     output = path.join(cdi, 'kmodload.json');
+    modprobeDir = path.join(scratch, 'modprobe.d-5');
+    fs.mkdirSync(modprobeDir);
     binds = [
       ...installationBinds(fixture, scratch),
       [cdi, '/etc/cdi'],
@@ -217,8 +221,12 @@ describe("Debian 13's podman 5.4 in a Debian 13 root", () => {
     return runInRoot(root, binds, podmanRunCommand(IMAGE, options));
   }
 
+  function publish5(policyText: string): void {
+    publish(policyText, ['-C', modprobeDir], output);
+  }
+
   it("two devices: both hooks run, each plan is modprobe's", () => {
-    publish('default deny\nallow ip_vs* when source cdi\n', [], output);
+    publish5('default deny\nallow ip_vs* when source cdi\n');
     const before = readLog(log).length;
     const run = podman5(devices('ip_vs', 'ip_vs_wrr'));
     expect(run.stderr).toBe('');
@@ -228,17 +236,17 @@ describe("Debian 13's podman 5.4 in a Debian 13 root", () => {
       ['createRuntime', 'creating', ['ip_vs'], { ip_vs: ['cdi'] }, 0],
       ['createRuntime', 'creating', ['ip_vs_wrr'], { ip_vs_wrr: ['cdi'] }, 0],
     ]);
-    expect(records[0]?.plan.map((step) => step.path)).toEqual(modprobeInsmods(fixture, ['ip_vs']));
+    expect(records[0]?.plan.map((step) => step.path)).toEqual(
+      modprobeInsmods(fixture, ['ip_vs'], modprobeDir),
+    );
     expect(records[1]?.plan.map((step) => step.path)).toEqual(
-      modprobeInsmods(fixture, ['ip_vs_wrr']),
+      modprobeInsmods(fixture, ['ip_vs_wrr'], modprobeDir),
     );
   });
 
   it('with the annotation beside a device: podman 5 keeps its commas', () => {
-    publish(
+    publish5(
       'default deny\nallow ip_vs* when source cdi\nallow dummy tun when source annotation\n',
-      [],
-      output,
     );
     const before = readLog(log).length;
     const run = podman5([
@@ -253,7 +261,7 @@ describe("Debian 13's podman 5.4 in a Debian 13 root", () => {
   });
 
   it('an unpublished device is refused before the container exists', () => {
-    publish('default deny\nallow ip_vs* when source cdi\n', [], output);
+    publish5('default deny\nallow ip_vs* when source cdi\n');
     const before = readLog(log).length;
     const run = podman5(devices('ip_vs', 'xfs'));
     expect(run.status).not.toBe(0);
@@ -263,7 +271,7 @@ describe("Debian 13's podman 5.4 in a Debian 13 root", () => {
   });
 
   it('a module denied after the spec was made: the hook refuses it (exit 3)', () => {
-    publish('default deny\nallow ip_vs* when source cdi\n', [], output);
+    publish5('default deny\nallow ip_vs* when source cdi\n');
     fs.writeFileSync(policy, 'default deny\nallow ip_vs* when source cdi\ndeny ip_vs_wrr\n');
     const before = readLog(log).length;
     const run = podman5(devices('ip_vs_wrr'));
