@@ -496,6 +496,15 @@ async function main() {
     .map((l) => path.basename(l.slice(0, l.indexOf(':'))).replace(/\.ko(\..*)?$/, ''));
   const random = sample(all, 200);
 
+  if (process.argv.includes('--nri-only')) {
+    console.log(`kernel tree: ${root} (${version}); node ${process.version}`);
+    console.log(
+      `NRI plugin (in-process) against the hook (a process), medians (min-max) of ${PROCESS_ROUNDS} alternating rounds`,
+    );
+    await nriRows(root, version);
+    return;
+  }
+
   // Sanity: the thing measured gives modprobe's answer.
   const db = await openModuleDatabase(opts);
   if (formatShowDepends(planRequests(db, SEED)) !== modprobe(root, version, SEED)) {
