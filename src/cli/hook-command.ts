@@ -154,7 +154,13 @@ export async function runHookCommand(
   } = {},
 ): Promise<number> {
   let options: HookOptions;
-  const input: HookInput = { stdin: io.stdin };
+  // Read through a getter: process.stdin (the stream modules, a few ms of start-up) is made
+  // only when the state is not all on stdin when the hook starts (serve.ts readState()).
+  const input: HookInput = {
+    get stdin() {
+      return io.stdin;
+    },
+  };
   if (io.stdinFd !== undefined) input.stdinFd = io.stdinFd;
   if (deps.signals) input.signals = deps.signals;
   try {

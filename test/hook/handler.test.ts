@@ -460,6 +460,29 @@ describe('runHookCommand', () => {
     expect(streams.out()).toBe('');
   });
 
+  it('a state already all on stdin is read from its descriptor: no stream is made', async () => {
+    const file = path.join(scratch, 'state-on-stdin.json');
+    fs.writeFileSync(file, stateJson(bundle(['PATH=/bin'])));
+    const fd = fs.openSync(file, 'r');
+    try {
+      const streams = memoryIO();
+      let streamsMade = 0;
+      const io = {
+        ...streams.io,
+        stdinFd: fd,
+        get stdin() {
+          streamsMade++;
+          return streams.io.stdin;
+        },
+      };
+      expect(await runHookCommand(['--state', 'prestart'], io, { loader: untouchable })).toBe(0);
+      expect(streams.err()).toBe('');
+      expect(streamsMade).toBe(0);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
   it('ONE stderr line on failure', async () => {
     const streams = memoryIO(stateJson(bundle(['KERNEL_MODULES=ip_vs'])));
     const status = await runHookCommand(['--state=createRuntime'], streams.io, {
