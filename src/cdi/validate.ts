@@ -4,17 +4,13 @@
 // a non-empty env `KEY=`, and the lowest cdiVersion the fields used need. Added: the OCI
 // runtime's own rules for hooks (absolute path, timeout > 0), which runc applies later.
 
+import { HOOK_STAGES } from '../hook/stage';
+
 /** The versions every library from podman 4.3's (0.5) to today's reads. */
 export const READABLE_CDI_VERSIONS: readonly string[] = ['0.3.0', '0.4.0', '0.5.0'];
 
-export const CDI_HOOK_NAMES: readonly string[] = [
-  'prestart',
-  'createRuntime',
-  'createContainer',
-  'startContainer',
-  'poststart',
-  'poststop',
-];
+/** A CDI hook's hookName: the OCI runtime spec's stages. */
+export const CDI_HOOK_NAMES: readonly string[] = HOOK_STAGES;
 
 const VENDOR = /^[A-Za-z]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/;
 const CLASS = /^[A-Za-z]([A-Za-z0-9_-]*[A-Za-z0-9])?$/;
