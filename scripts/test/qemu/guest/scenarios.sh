@@ -247,7 +247,7 @@ s12_mount() {
   mount -t proc proc $NONODE/proc
   mount --rbind /sys $NONODE/sys
   mount --bind /dev $NONODE/dev
-  mount -t tmpfs tmpfs $NONODE/run
+  mount -t tmpfs -o mode=0755 tmpfs $NONODE/run
   mount -t tmpfs tmpfs $NONODE/tmp
   mount --bind /usr/lib/modules $NONODE/usr/lib/modules
   mount --bind /opt/e2e/rootfs $NONODE/opt/e2e/rootfs
