@@ -30,10 +30,8 @@ import {
 import { parseStage, type HookStage } from '../hook/stage';
 import { DEFAULT_POLICY_DIR, DEFAULT_POLICY_FILE } from '../policy/types';
 import { DEFAULT_STATE_DIR } from '../holds/defaults';
+import { DEFAULT_HOOK_LOG } from '../container/audit';
 import type { Kernel } from '../kernel/kernel';
-
-/** Where `hook-config` sends the hook's log unless told otherwise: the audit trail. */
-export const DEFAULT_HOOK_LOG = '/var/log/kmodload/hook.log';
 
 export const HOOK_USAGE = `Usage: kmodload hook [--state STAGE] [--module NAME]... [--log FILE] [--policy FILE]...
                      [--state-dir DIR] [--unload-on-stop] [--stdin-timeout SEC] [-d DIR]

@@ -73,6 +73,9 @@ export interface AuditRecord {
 /** Largest log line: a request naming every module of a tree must not write megabytes at
  *  every retry of its pod. */
 export const MAX_RECORD_BYTES = 64 * 1024;
+
+/** Where `hook-config` sends the hook's log unless told otherwise: the audit trail. */
+export const DEFAULT_HOOK_LOG = '/var/log/kmodload/hook.log';
 /** Entries each list keeps in a summarised record. */
 const SUMMARY_ENTRIES = 32;
 

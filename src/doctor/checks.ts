@@ -214,7 +214,7 @@ async function fileTrust(options: DoctorOptions): Promise<Check> {
   const { readPolicyFiles } = await import('../policy/index.js');
   const { untrustedEntries } = await import('../trust.js');
   const { packageRoot } = await import('../package-root.js');
-  const { DEFAULT_HOOK_LOG } = await import('../cli/hook-command.js');
+  const { DEFAULT_HOOK_LOG } = await import('../container/audit.js');
   const nodeOptions = {
     ...(options.configDirs ? { configDirs: options.configDirs } : {}),
     ...(options.policyFiles ? { policyFiles: options.policyFiles } : {}),

@@ -166,12 +166,17 @@ function heldNames(hold: Hold): string[] {
 }
 
 /** Holds whose container is gone: its process is not there, or the pid is another process's.
- *  A hold without a usable pid is stale only when older than `olderThanMs`. */
+ *  A hold without a usable pid is stale only when older than `olderThanMs`, unless the NRI
+ *  plugin took it: the runtime tells the plugin which containers live (Synchronize), and age
+ *  says nothing about a pod that runs for months. */
 function staleHolds(holds: Hold[], options: HoldsOptions, olderThanMs?: number): Hold[] {
   const stale: Hold[] = [];
   for (const hold of holds) {
     const liveness = processLiveness(hold.pid, hold.pidStart, options.procRoot);
-    const old = olderThanMs !== undefined && Date.now() - Date.parse(hold.since) > olderThanMs;
+    const old =
+      olderThanMs !== undefined &&
+      hold.via !== 'nri' &&
+      Date.now() - Date.parse(hold.since) > olderThanMs;
     if (liveness === 'gone' || (liveness === 'unknown' && old)) stale.push(hold);
   }
   return stale;

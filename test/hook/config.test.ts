@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/errors';
-import { DEFAULT_HOOK_LOG, runHookConfigCommand } from '../../src/cli/hook-command';
+import { DEFAULT_HOOK_LOG } from '../../src/container/audit';
+import { runHookConfigCommand } from '../../src/cli/hook-command';
 import {
   DEFAULT_WRAPPER_PATH,
   HOOK_CONFIG_FORMATS,

@@ -386,6 +386,24 @@ describe('holds and unload on stop (fake kernel, Debian 6.1 plans)', () => {
     expect((await gc(10)).stale.map((x) => x.id)).toEqual(['lcr']);
   });
 
+  it("gc --older-than leaves the NRI plugin's holds (no pid at CreateContainer) to its Synchronize", async () => {
+    const h = host();
+    await recordLoad(
+      { stateDir: h.stateDir, procRoot: h.procRoot },
+      { id: 'pod', via: 'nri' },
+      ['dummy'],
+      [{ request: 'dummy', name: 'dummy', status: 'loaded', required: true }],
+      true,
+    );
+    await new Promise((r) => setTimeout(r, 20));
+    const result = await collectGarbage(
+      { stateDir: h.stateDir, procRoot: h.procRoot },
+      { unload: true, kernel: h.kernel, olderThanMs: 10 },
+    );
+    expect(result.stale).toEqual([]);
+    expect(result.modules).toEqual([]);
+  });
+
   it('kmodload unload refuses a held module (exit 3, naming the containers) unless told', async () => {
     const h = host();
     await h.start('A', 'ip_vs');
