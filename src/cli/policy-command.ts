@@ -118,9 +118,15 @@ async function check(
     refusal = oneLine(error.message);
   }
   if (json) {
-    // `ok` is the verdict's, as this line has always printed it.
-    const { ok, ...rest } = verdict;
-    writeJson(io.stdout, { ok, refusal: refusal ?? null, ...rest });
+    // `ok` is the request's, as the exit status says: a plan the host cannot run (a name not
+    // in the tree, a host blacklist) is refused though every policy rule passed.
+    const { ok: policyOk, ...rest } = verdict;
+    writeJson(io.stdout, {
+      ok: refusal === undefined,
+      policyOk,
+      refusal: refusal ?? null,
+      ...rest,
+    });
   } else {
     for (const decision of verdict.decisions) {
       io.stdout.write(`${oneLine(decisionLine(decision))}\n`);

@@ -562,6 +562,18 @@ describe('kmodload policy check', () => {
         refusal: `cannot load fs-xfs: xfs is denied by ${file}:3 (deny xfs)`,
         policy: [file],
       });
+      // Refused by the host, not by a rule: `ok` follows the exit status.
+      const missing = kmodload([
+        'policy',
+        'check',
+        '-C',
+        conf,
+        ...tree61(),
+        '--json',
+        'no_such_module',
+      ]);
+      expect(missing.status).toBe(EXIT.refused);
+      expect(JSON.parse(missing.stdout)).toMatchObject({ ok: false, policyOk: true });
 
       expect(kmodload(['policy', 'check', '--source', 'pod', 'x']).status).toBe(EXIT.usage);
       expect(kmodload(['policy', 'frob']).status).toBe(EXIT.usage);
