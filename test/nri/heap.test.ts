@@ -1,5 +1,5 @@
 // The plugin's heap tuning takes effect at run time: old-space pages left half free are
-// compacted, where V8's default keeps them committed (the plugin's RSS grew 15-20% from 100 to
+// compacted, where V8's default keeps them committed (the plugin's RSS grew 8-19% from 100 to
 // 1,000 decisions that way, the heap in use flat).
 
 import { spawnSync } from 'node:child_process';
