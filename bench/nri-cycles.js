@@ -2,13 +2,15 @@
 // The NRI plugin's decisions in one resident process, as a node runs it for days: N create +
 // stop cycles of the seed request (dry run: planned, recorded, nothing loaded), then the
 // process's RSS and V8 heap in use after a full garbage collection. Run with --expose-gc (and
-// the plugin's --max-semi-space-size, as deployed):
-//   node --expose-gc --max-semi-space-size=1 bench/nri-cycles.js ROOT VERSION CYCLES...
+// the plugin's --max-semi-space-size, as deployed); the heap is tuned as `kmodload nri` tunes
+// it at its start, unless --v8-default (V8's own compaction, for comparison):
+//   node --expose-gc --max-semi-space-size=1 bench/nri-cycles.js [--v8-default] ROOT VERSION CYCLES...
 // prints one line per CYCLES value: "<cycles> <rss bytes> <heap used bytes>".
 
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { favourMemoryOverSpeed } = require('../dist/nri/heap');
 const { nriHandlers } = require('../dist/nri/service');
 
 /** The pod every bench container runs in, and container `id` of it asking for `names`. */
@@ -27,7 +29,10 @@ function askingContainer(id, names) {
 }
 
 async function main() {
-  const [root, version, ...counts] = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  const v8Default = args[0] === '--v8-default';
+  const [root, version, ...counts] = v8Default ? args.slice(1) : args;
+  if (!v8Default) favourMemoryOverSpeed();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-nri-cycles-'));
   try {
     const conf = path.join(dir, 'modprobe.d');

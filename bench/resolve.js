@@ -19,6 +19,8 @@ const { openModuleDatabase } = require('../dist/system');
 const SEED = ['ip_vs', 'ip_vs_wrr'];
 /** Rounds of every whole-process row (each side runs once per round). */
 const PROCESS_ROUNDS = 31;
+/** Runs of the NRI plugin's create/stop cycles (each side a process of its own per run). */
+const CYCLE_ROUNDS = 5;
 
 function fixture() {
   const fetchKernels = path.join(__dirname, '..', 'scripts', 'test', 'fetch-kernels.sh');
@@ -375,34 +377,59 @@ async function nriRows(root, version) {
       `  the plugin is x${ratio.median.toFixed(1)} (${ratio.min.toFixed(1)}-${ratio.max.toFixed(1)}) faster (median of the per-round ratios)`,
     );
     // As deployed (docs/nri.md): a small young generation, which V8 otherwise grows to tens
-    // of MiB in a process that runs for days.
-    const cycles = spawnSync(
-      process.execPath,
-      [
-        '--expose-gc',
-        '--max-semi-space-size=1',
-        path.join(__dirname, 'nri-cycles.js'),
-        root,
-        version,
-        '100',
-        '1000',
-        '3000',
-      ],
-      { encoding: 'utf8' },
+    // of MiB in a process that runs for days. Each run a process of its own, the plugin's heap
+    // tuning and V8's default compaction alternating.
+    const counts = [100, 200, 500, 1000, 2000, 3000];
+    const runCycles = (extra) => {
+      const cycles = spawnSync(
+        process.execPath,
+        [
+          '--expose-gc',
+          '--max-semi-space-size=1',
+          path.join(__dirname, 'nri-cycles.js'),
+          ...extra,
+          root,
+          version,
+          ...counts.map(String),
+        ],
+        { encoding: 'utf8' },
+      );
+      if (cycles.status !== 0) throw new Error(`nri-cycles: ${cycles.stderr}`);
+      return cycles.stdout
+        .trim()
+        .split('\n')
+        .map((line) => line.split(' ').map(Number));
+    };
+    const tuned = [];
+    const untuned = [];
+    for (let round = 0; round < CYCLE_ROUNDS; round++) {
+      tuned.push(runCycles([]));
+      untuned.push(runCycles(['--v8-default']));
+    }
+    const signed = (x) => `${x >= 0 ? '+' : ''}${x.toFixed(1)}`;
+    const growth = (runs, k) => {
+      const g = stats(runs.map((points) => ((points[k][1] - points[0][1]) / points[0][1]) * 100));
+      return `${signed(g.median)} (${signed(g.min)}..${signed(g.max)})%`;
+    };
+    const mib = (runs, k, field) => {
+      const m = stats(runs.map((points) => points[k][field] / 1048576));
+      return `${m.median.toFixed(1)} (${m.min.toFixed(1)}-${m.max.toFixed(1)}) MiB`;
+    };
+    console.log(
+      `plugin RSS after N create/stop cycles, % of its RSS after 100, medians (min..max) of ${CYCLE_ROUNDS} alternating runs:`,
     );
-    if (cycles.status !== 0) throw new Error(`nri-cycles: ${cycles.stderr}`);
-    const mib = (bytes) => `${(bytes / 1048576).toFixed(1)} MiB`;
-    const points = cycles.stdout
-      .trim()
-      .split('\n')
-      .map((line) => line.split(' ').map(Number));
-    const [first] = points;
-    for (const [done, rss, heap] of points) {
-      const growth = (((rss - first[1]) / first[1]) * 100).toFixed(1);
+    console.log(
+      `  ${'cycles'.padStart(6)}   ${'as kmodload nri runs'.padEnd(26)} V8's default compaction`,
+    );
+    for (let k = 1; k < counts.length; k++) {
       console.log(
-        `plugin after ${String(done).padStart(5)} create/stop cycles: RSS ${mib(rss)} (${growth >= 0 ? '+' : ''}${growth}% of 100), V8 heap in use ${mib(heap)}`,
+        `  ${String(counts[k]).padStart(6)}   ${growth(tuned, k).padEnd(26)} ${growth(untuned, k)}`,
       );
     }
+    const last = counts.length - 1;
+    console.log(
+      `  RSS after 100: ${mib(tuned, 0, 1)} and ${mib(untuned, 0, 1)}; V8 heap in use after ${counts[last]}: ${mib(tuned, last, 2)} and ${mib(untuned, last, 2)}`,
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -93,6 +93,8 @@ export async function runNriCommand(
   }
   if (!PLUGIN_IDX.test(idx)) throw usageError(`--idx '${oneLine(idx)}': two digits`, COMMAND);
 
+  // Resident for days: memory before speed (docs/nri.md).
+  (await import('../nri/heap.js')).favourMemoryOverSpeed();
   const say = (line: string): void => void io.stderr.write(`kmodload: nri: ${oneLine(line)}\n`);
   const plugin = startNriPlugin({
     ...(inherited
