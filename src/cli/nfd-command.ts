@@ -42,7 +42,11 @@ export async function runNfdCommand(argv: string[], io: CliIO): Promise<number> 
   const tree = treeOptions(parsed);
   const options: DoctorOptions = { ...tree, policyFiles };
   const hooksDirs = allValues(parsed, 'hooks-dir');
-  if (hooksDirs.length > 0) options.hooksDirs = hooksDirs;
+  // As doctor --hooks-dir: the directories named replace the default places.
+  if (hooksDirs.length > 0) {
+    options.hooksDirs = hooksDirs;
+    options.hookspecs = [];
+  }
   const nriSocket = lastValue(parsed, 'nri-socket');
   if (nriSocket !== undefined) options.nriSocket = nriSocket;
 

@@ -4,6 +4,7 @@
 // admitted exactly when every container would load, and the refusal is the node's reason.
 
 import { run } from '@bufbuild/cel';
+import { strings } from '@bufbuild/cel/ext';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -356,5 +357,55 @@ describe('the CEL runtime cost', () => {
     const bound = admissionCostBound(parsePolicy(text));
     expect(bound).toBeGreaterThan(10_000);
     expect(bound).toBeLessThan(1_000_000);
+  });
+});
+
+describe('the exported YAML', () => {
+  it('beside the DaemonSet is the export of its ConfigMap policy', () => {
+    const deploy = path.join(__dirname, '..', '..', 'deploy', 'kubernetes');
+    const node = fs.readFileSync(path.join(deploy, 'kmodload-node.yaml'), 'utf8');
+    const text = /policy\.conf: \|\n((?: {4}.*\n)+)/.exec(node)?.[1]?.replace(/^ {4}/gm, '') ?? '';
+    const policy = parsePolicy(text, 'policy.conf');
+    expect(fs.readFileSync(path.join(deploy, 'kmodload-admission.yaml'), 'utf8')).toBe(
+      exportAdmissionPolicy(policy, { name: 'kmodload' }).text,
+    );
+  });
+
+  it('quotes and backslashes of the policy reach CEL intact', () => {
+    const text = [
+      'default deny',
+      'allow dummy when annotation note=it\'s\\*"x"',
+      "deny tun when annotation note=a'b",
+      'allow tun',
+    ].join('\n');
+    const yaml = exportAdmissionPolicy(parsePolicy(text, "we'ird\\name.conf"), { name: 'k' }).text;
+    const pod = (note: string, modules: string): Pod =>
+      podObject({
+        annotations: { note, 'org.kmodload.kernel-modules': modules },
+        containers: [{ name: 'c' }],
+      });
+    expect(admitPod(yaml, pod('it\'s*"x"', 'dummy'), 'default')).toEqual({ allowed: true });
+    expect(admitPod(yaml, pod('its*"x"', 'dummy'), 'default').allowed).toBe(false);
+    expect(admitPod(yaml, pod("a'b", 'tun'), 'default')).toEqual({
+      allowed: false,
+      message: `container c: cannot load tun: tun is denied by we'ird\\name.conf:3 (deny tun when annotation note=a'b)`,
+    });
+  });
+
+  it('takes the first word of each entry once requests have NAME PARAM=VALUE; entries', async () => {
+    const { namesCel } = await import('../../src/policy/admission');
+    const { REQUEST_SYNTAX } = await import('../../src/container/request');
+    const syntax = REQUEST_SYNTAX as { entrySeparator: string | null };
+    const names = (value: string): unknown =>
+      run(`${namesCel('v')}`, { v: value } as never, { funcs: strings });
+    expect([...(names('ip_vs, dummy;x') as Iterable<string>)]).toEqual(['ip_vs', 'dummy;x']);
+    syntax.entrySeparator = ';';
+    try {
+      const entries = 'e1000e InterruptThrottleRate=3000,3000 EEE=1; i915 enable_ppgtt=0;;\tdummy ';
+      expect([...(names(entries) as Iterable<string>)]).toEqual(['e1000e', 'i915', 'dummy']);
+      expect([...(names('ip_vs,dummy x') as Iterable<string>)]).toEqual(['ip_vs', 'dummy', 'x']);
+    } finally {
+      syntax.entrySeparator = null;
+    }
   });
 });
