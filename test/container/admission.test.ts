@@ -10,9 +10,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admit } from '../../src/container/index';
+import { REQUEST_SYNTAX } from '../../src/container/request';
 import type { NriContainer, NriPod } from '../../src/nri/messages';
 import { nriRequest } from '../../src/nri/service';
-import { admissionCostBound, exportAdmissionPolicy, globToRegex } from '../../src/policy/admission';
+import {
+  admissionCostBound,
+  exportAdmissionPolicy,
+  globToRegex,
+  namesCel,
+} from '../../src/policy/admission';
 import { fnmatch } from '../../src/db/fnmatch';
 import { parsePolicy } from '../../src/policy/index';
 import { admitPod, type Pod } from '../helpers/admission';
@@ -392,9 +398,7 @@ describe('the exported YAML', () => {
     });
   });
 
-  it('takes the first word of each entry once requests have NAME PARAM=VALUE; entries', async () => {
-    const { namesCel } = await import('../../src/policy/admission');
-    const { REQUEST_SYNTAX } = await import('../../src/container/request');
+  it('takes the first word of each entry once requests have NAME PARAM=VALUE; entries', () => {
     const syntax = REQUEST_SYNTAX as { entrySeparator: string | null };
     const names = (value: string): unknown =>
       run(`${namesCel('v')}`, { v: value } as never, { funcs: strings });
