@@ -269,7 +269,7 @@ async function exportPolicy(parsed: ReturnType<typeof parseArgs>, io: CliIO): Pr
   }
   if (format === 'validating-admission-policy') {
     const { text } = exportAdmissionPolicy(policy, { name: name ?? DEFAULT_ADMISSION_NAME });
-    return writeExport(parsed, io, text, `${policy.rules.length} rules`);
+    return writeExport(parsed, io, text, `${policy.rules.length} rule(s)`);
   }
   const tree = await readTreeNames(lastValue(parsed, 'dirname'), lastValue(parsed, 'set-version'));
   const hasSoftdeps = await softdepsOf(parsed, tree.moduleDir);
