@@ -476,7 +476,7 @@ describe('kmodload policy: malformed policy files', () => {
       fs.writeFileSync(file, 'default deny\nallow ip_vs*\n');
       const ok = kmodload(['policy', 'lint', '--policy', file]);
       expect(ok.status).toBe(0);
-      expect(ok.stdout).toBe(`ok: ${file} (1 rule(s))\n`);
+      expect(ok.stdout).toBe(`ok: ${file} (1 rules)\n`);
       // A rule on the NRI plugin's facts is no problem, but lint says what it does in a hook.
       fs.writeFileSync(
         file,
