@@ -246,12 +246,16 @@ function reasonCel(policy: Policy): string {
         : `(${allows.map(ruleCel).join('\n        || ')}) ? '' : ${refusal}`;
   }
   if (denies.length === 0 && tail === "''") return "''";
-  const chain = denies
-    .map(
-      (r) => `${ruleCel(r)} ? m + ${celString(` is denied by ${r.origin} (${r.text})`)}\n      : `,
-    )
-    .join('');
-  return `[n.replace('-', '_')].map(m,\n      ${chain}${tail})[0]`;
+  if (denies.length === 0) return `[n.replace('-', '_')].map(m, ${tail})[0]`;
+  // The denies as a list, the first that holds reported: a flat literal, not a chain of
+  // ternaries as deep as the policy is long (the CEL parser limits nesting).
+  const refusals = denies
+    .map((r) => `${ruleCel(r)} ? m + ${celString(` is denied by ${r.origin} (${r.text})`)} : ''`)
+    .join(',\n      ');
+  return (
+    `[n.replace('-', '_')].map(m, [[\n      ${refusals}\n    ].filter(d, d != '')].map(denied,\n` +
+    `    size(denied) > 0 ? denied[0] : ${tail})[0])[0]`
+  );
 }
 
 /** CEL: the names of `all` counted once each (as the node counts them). */
@@ -318,7 +322,8 @@ export function admissionCostBound(policy: Policy, names = 64, length = 55): num
   const separators = REQUEST_SYNTAX.nameSeparators.length;
   const parse = separators * Math.ceil(valueLength / 5) + 10 * names + 50;
   let perName = 10 + matches(`^[A-Za-z0-9_-]{1,${MAX_MODULE_NAME_LENGTH}}$`);
-  perName += 40 + 10 + Math.ceil(length / 5); // the binding of m and its replace
+  // The binding of m and its replace, the list of denies and its filter.
+  perName += 40 + 10 + Math.ceil(length / 5) + 80 + 5 * policy.rules.length;
   for (const rule of policy.rules) {
     perName += 10 + matches(globsRegex(rule.patterns));
     for (const condition of rule.conditions) {
@@ -412,7 +417,7 @@ export function exportAdmissionPolicy(policy: Policy, options: AdmissionOptions)
   lines.push(
     '  validations:',
     '    - expression: size(variables.violations) == 0',
-    '      messageExpression: variables.violations[0]',
+    '      messageExpression: string(variables.violations[0])',
     '      message: a container asks for a kernel module the host policy does not allow',
     '      reason: Forbidden',
     '---',
