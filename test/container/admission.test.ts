@@ -21,7 +21,7 @@ import {
 } from '../../src/policy/admission';
 import { fnmatch } from '../../src/db/fnmatch';
 import { parsePolicy } from '../../src/policy/index';
-import { admitPod, type Pod } from '../helpers/admission';
+import { admitPod, metered, type Pod } from '../helpers/admission';
 import { kernelTree, type KernelTree } from '../helpers/trees';
 
 const POLICY = [
@@ -411,5 +411,39 @@ describe('the exported YAML', () => {
     } finally {
       syntax.entrySeparator = null;
     }
+  });
+});
+
+describe('the CEL runtime cost, as evaluated', () => {
+  it('64 names refused by default deny: the regex and string work stays under the bound', () => {
+    const deploy = path.join(__dirname, '..', '..', 'deploy', 'kubernetes', 'kmodload-node.yaml');
+    const text =
+      /policy\.conf: \|\n((?: {4}.*\n)+)/
+        .exec(fs.readFileSync(deploy, 'utf8'))?.[1]
+        ?.replace(/^ {4}/gm, '') ?? '';
+    const policy = parsePolicy(text.replace('max-modules 32', 'max-modules 64'), 'policy.conf');
+    const yaml = exportAdmissionPolicy(policy, { name: 'k' }).text;
+    // 64 names of 55 characters that no rule matches: every deny and allow is tried for each.
+    const names = Array.from({ length: 64 }, (_, i) =>
+      `m${String(i).padStart(2, '0')}`.padEnd(55, 'x'),
+    );
+    const pod = podObject({ containers: [{ name: 'c', env: modulesEnv(names.join(',')) }] });
+    let result: ReturnType<typeof admitPod> | undefined;
+    const meter = metered(() => {
+      result = admitPod(yaml, pod, 'default');
+    });
+    expect(result?.message).toMatch(/^container c: cannot load m00x+: m00x+ is not allowed/);
+    // Each name: its validity check, 2 denies, 2 allows and the third's namespace condition,
+    // and once more for the message; the values parsed (6 replaces and a split each, the
+    // container's, its annotation's, the pod's), each name's '-' read as '_'.
+    expect(meter.calls).toEqual({
+      matches: 64 + 64 * 5 + 5,
+      replace: 3 * 6 + 64 + 1,
+      split: 3,
+      contains: 1,
+    });
+    expect(meter.cost).toBeGreaterThan(50_000);
+    expect(meter.cost).toBeLessThan(admissionCostBound(policy));
+    expect(admissionCostBound(policy)).toBeLessThan(1_000_000);
   });
 });
