@@ -4,14 +4,16 @@
 // answers the discovery requests (the API groups and resources these files use) and nothing
 // else; schema validation is off (it needs the server's OpenAPI document).
 
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportAdmissionPolicy } from '../../src/policy/admission';
 import { parsePolicy } from '../../src/policy/index';
+import { policyDocuments } from '../helpers/admission';
 import { REPO_ROOT, toolEnv } from '../helpers/trees';
 
 const DEPLOY = path.join(REPO_ROOT, 'deploy', 'kubernetes');
@@ -135,5 +137,63 @@ describe('kubectl create --dry-run=client', () => {
     const broken = await dryRun(yaml.replace('  variables:', '  variables: ['));
     expect(broken.status).not.toBe(0);
     expect(broken.err).toMatch(/error/);
+  });
+});
+
+describe("the installer's loop (kmodload-node.yaml)", () => {
+  it('installs and labels at start, again only when the policy changes, keeps going when an install fails', () => {
+    const text = fs.readFileSync(path.join(DEPLOY, 'kmodload-node.yaml'), 'utf8');
+    const daemonSet = policyDocuments(text)[1] as unknown as {
+      spec: { template: { spec: { containers: Array<{ command: string[] }> } } };
+    };
+    const command = daemonSet.spec.template.spec.containers[0]?.command ?? [];
+    expect(command.slice(0, 2)).toEqual(['/bin/sh', '-c']);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-loop-'));
+    try {
+      const policy = path.join(dir, 'policy.conf');
+      fs.writeFileSync(policy, 'allow a\n');
+      const calls = path.join(dir, 'calls');
+      const bin = path.join(dir, 'bin');
+      fs.mkdirSync(bin);
+      // kmodload records its subcommand, failing install-node while the policy says "broken";
+      // sleep changes the policy on some rounds and ends the loop after the fifth.
+      fs.writeFileSync(
+        path.join(bin, 'kmodload'),
+        `#!/bin/sh\necho "$1" >> ${calls}\n[ "$1" != install-node ] || ! grep -q broken ${policy}\n`,
+        { mode: 0o755 },
+      );
+      const rounds = path.join(dir, 'rounds');
+      fs.writeFileSync(
+        path.join(bin, 'sleep'),
+        [
+          '#!/bin/sh',
+          `n=$(($(cat ${rounds} 2>/dev/null || echo 0) + 1)); echo $n > ${rounds}`,
+          `case $n in 2) echo 'allow b' > ${policy} ;; 3) echo broken > ${policy} ;; 5) echo 'allow c' > ${policy} ;; 6) exit 1 ;; esac`,
+          '',
+        ].join('\n'),
+        { mode: 0o755 },
+      );
+      const script = (command[2] as string).replaceAll('/config/policy.conf', policy);
+      const run = spawnSync('/bin/sh', ['-c', script], {
+        encoding: 'utf8',
+        env: { PATH: `${bin}:/usr/bin:/bin` },
+        timeout: 30_000,
+      });
+      expect(run.status).toBe(0);
+      // Start; round 1 unchanged; 2 changed; 3 broken (install fails, no labels); 4 still
+      // broken: tried again; 5 changed again.
+      expect(fs.readFileSync(calls, 'utf8').trim().split('\n')).toEqual([
+        'install-node',
+        'nfd',
+        'install-node',
+        'nfd',
+        'install-node',
+        'install-node',
+        'install-node',
+        'nfd',
+      ]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
