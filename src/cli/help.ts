@@ -31,7 +31,9 @@ Commands:
   hook-config         print ready-to-use hook configurations for this installation
   policy check|lint|export
                       what the host policy decides for a request; check the policy;
-                      its denies as modprobe.d lines for the kernel's own autoload
+                      its denies as modprobe.d lines for the kernel's own autoload;
+                      the policy as a Kubernetes ValidatingAdmissionPolicy
+  nfd                 node labels for node-feature-discovery: ready, allowed modules
   status              modules kmodload inserted or containers hold, and who holds them
   gc                  drop the holds of containers that are gone (--unload: and unload)
   doctor              will this host load modules for containers, and if not, why
@@ -109,6 +111,8 @@ export const POLICY_HELP = `Usage: kmodload policy check [OPTIONS] NAME...
        kmodload policy lint [--policy FILE]... [-d DIR] [-S VER] [--json]
        kmodload policy export --format modprobe.d [--policy FILE]... [-d DIR] [-S VER]
                               [-C DIR] [--output FILE]
+       kmodload policy export --format validating-admission-policy [--policy FILE]...
+                              [--name NAME] [--output FILE]
 
 The host policy decides which modules containers may have. The hook reads
 /etc/kmodload/policy.conf, then /etc/kmodload/policy.d/*.conf (name order);
@@ -160,11 +164,44 @@ deny without 'when' matches in the tree (globs expanded, sorted; an alias resolv
 its module, whose line applies), and "blacklist NAME" too for a module with softdeps
 (modprobe ignores its install rule). Denies with 'when', default deny and builtin
 modules are named in the header comment, not exported.
-  --format modprobe.d       the only format
+  --format modprobe.d       this file
   --policy FILE             policy file (repeatable; default: the host's)
   -d, -S                    the tree whose modules the globs expand to
   -C, --config=DIR          the modprobe.d whose softdeps count (default the host's)
   -o, --output=FILE         write FILE (atomically, mode 0644) instead of stdout
+
+export --format validating-admission-policy: the policy as a Kubernetes (1.30+)
+ValidatingAdmissionPolicy and its binding (YAML for kubectl apply -f -): the API
+server refuses a pod whose containers ask (KERNEL_MODULES, the annotations) for a
+module this policy would not allow as a request, naming the module and the rule.
+What admission cannot see (dependencies, aliases, valueFrom/envFrom) the node
+still enforces; the YAML's header comment lists it.
+  --name NAME               the policy's and the binding's name (default kmodload)
+  --policy FILE, -o FILE    as above
+`;
+
+export const NFD_HELP = `Usage: kmodload nfd [--output DIR] [--policy FILE]... [-d DIR] [-S VER] [-C DIR]
+                    [--hooks-dir DIR]... [--nri-socket PATH]
+
+Writes a node-feature-discovery local feature file, DIR/kmodload (default DIR
+/etc/kubernetes/node-feature-discovery/features.d), that NFD turns into node labels:
+  kmodload.io/ready=true          when kmodload doctor finds no failure
+  kmodload.io/module.NAME=true    for each module the policy explicitly allows (an
+                                  allow rule without 'when' matches it, no deny without
+                                  'when' does) and this node's tree has, sorted
+A pod can then ask for such a node (nodeSelector kmodload.io/module.ip_vs: "true").
+No label is written for a module when there is no policy file. The file stays under
+NFD's 64 KiB limit: when the modules do not fit, the first ones in name order are
+written and a comment line says how many were left out. The file is replaced
+atomically (mode 0644); it is rewritten only when its content changes.
+  -o, --output=DIR          the features.d directory
+  --policy FILE             policy file (repeatable; default: the host's)
+${TREE_OPTIONS}
+  --hooks-dir DIR           where doctor looks for hooks.d files (repeatable)
+  --nri-socket PATH         the runtime's NRI socket doctor looks at
+
+Exit status: 0 the file is written (or already up to date); 2 bad command line;
+4 the policy, the module tree or the directory cannot be read or written.
 `;
 
 export const STATUS_HELP = `Usage: kmodload status [--state-dir DIR] [--json]

@@ -10,6 +10,7 @@ import { oneLine } from '../text';
 import { usageError } from './args';
 import {
   CDI_HELP,
+  NFD_HELP,
   DOCTOR_HELP,
   GC_HELP,
   GLOBAL_HELP,
@@ -77,6 +78,7 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
       else if (topic === 'install-node') write(io.stdout, INSTALL_NODE_HELP);
       else if (topic === 'nri') write(io.stdout, NRI_HELP);
       else if (topic === 'cdi') write(io.stdout, CDI_HELP);
+      else if (topic === 'nfd') write(io.stdout, NFD_HELP);
       else if (topic === 'hook' || topic === 'hook-config') {
         return (await hookCommands())[topic === 'hook' ? 'runHookCommand' : 'runHookConfigCommand'](
           ['--help'],
@@ -111,6 +113,8 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
       return (await import('./nri-command.js')).runNriCommand(rest, io);
     case 'cdi':
       return (await import('./cdi-command.js')).runCdiCommand(rest, io);
+    case 'nfd':
+      return (await import('./nfd-command.js')).runNfdCommand(rest, io);
     default:
       if (command.startsWith('-')) throw usageError(`unknown option '${command}'`);
       throw usageError(`unknown command '${command}'`);

@@ -7,6 +7,7 @@ import { assertPlanRunnable } from '../loader/load';
 import { formatProblem, readPolicy, readPolicyFiles } from '../policy/index';
 import { loadModprobeConfig } from '../config/index';
 import { fnmatch } from '../db/fnmatch';
+import { exportAdmissionPolicy } from '../policy/admission';
 import { exportModprobeConfig } from '../policy/export';
 import { readTreeNames, unmatchedPatterns } from '../policy/tree';
 import { errorText, oneLine } from '../text';
@@ -44,8 +45,14 @@ const POLICY_SPECS: OptionSpec[] = [
   { long: 'json' },
   { long: 'format', value: true },
   { long: 'output', short: 'o', value: true },
+  { long: 'name', value: true },
   { long: 'help', short: 'h' },
 ];
+
+const FORMATS = ['modprobe.d', 'validating-admission-policy'];
+/** A Kubernetes object name (a DNS subdomain). */
+const OBJECT_NAME = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+const DEFAULT_ADMISSION_NAME = 'kmodload';
 
 /** KEY=VALUE options as a map. */
 function keyValues(items: string[], option: string): Record<string, string> {
@@ -218,26 +225,13 @@ async function softdepsOf(
   };
 }
 
-async function exportPolicy(parsed: ReturnType<typeof parseArgs>, io: CliIO): Promise<number> {
-  const format = lastValue(parsed, 'format');
-  if (format !== 'modprobe.d') {
-    throw usageError(
-      format === undefined
-        ? 'export needs --format modprobe.d'
-        : `unknown format '${format}' (expected modprobe.d)`,
-      `${COMMAND} export`,
-    );
-  }
-  const policy = await readPolicy(allValues(parsed, 'policy'));
-  if (policy === null) {
-    throw new KmodloadError(
-      `no policy to export: ${DEFAULT_POLICY_FILE} does not exist (or name one with --policy)`,
-      EXIT.environment,
-    );
-  }
-  const tree = await readTreeNames(lastValue(parsed, 'dirname'), lastValue(parsed, 'set-version'));
-  const hasSoftdeps = await softdepsOf(parsed, tree.moduleDir);
-  const { text, modules } = exportModprobeConfig(policy, { tree, hasSoftdeps });
+/** Writes `text` to --output (atomically, 0644) or stdout. */
+function writeExport(
+  parsed: ReturnType<typeof parseArgs>,
+  io: CliIO,
+  text: string,
+  what: string,
+): number {
   const output = lastValue(parsed, 'output');
   if (output === undefined) {
     io.stdout.write(text);
@@ -248,8 +242,45 @@ async function exportPolicy(parsed: ReturnType<typeof parseArgs>, io: CliIO): Pr
   } catch (error) {
     throw new KmodloadError(`cannot write ${output}: ${errorText(error)}`, EXIT.environment);
   }
-  io.stderr.write(`kmodload: wrote ${oneLine(output)} (${modules.length} modules)\n`);
+  io.stderr.write(`kmodload: wrote ${oneLine(output)} (${what})\n`);
   return EXIT.ok;
+}
+
+async function exportPolicy(parsed: ReturnType<typeof parseArgs>, io: CliIO): Promise<number> {
+  const format = lastValue(parsed, 'format');
+  if (format === undefined || !FORMATS.includes(format)) {
+    throw usageError(
+      format === undefined
+        ? `export needs --format ${FORMATS.join(' or ')}`
+        : `unknown format '${format}' (expected ${FORMATS.join(' or ')})`,
+      `${COMMAND} export`,
+    );
+  }
+  const name = lastValue(parsed, 'name');
+  if (name !== undefined && format !== 'validating-admission-policy') {
+    throw usageError('--name goes with --format validating-admission-policy', `${COMMAND} export`);
+  }
+  if (name !== undefined && !OBJECT_NAME.test(name)) {
+    throw usageError(
+      `--name ${name} is not a Kubernetes object name (lower case letters, digits, "-" and ".")`,
+      `${COMMAND} export`,
+    );
+  }
+  const policy = await readPolicy(allValues(parsed, 'policy'));
+  if (policy === null) {
+    throw new KmodloadError(
+      `no policy to export: ${DEFAULT_POLICY_FILE} does not exist (or name one with --policy)`,
+      EXIT.environment,
+    );
+  }
+  if (format === 'validating-admission-policy') {
+    const { text } = exportAdmissionPolicy(policy, { name: name ?? DEFAULT_ADMISSION_NAME });
+    return writeExport(parsed, io, text, `${policy.rules.length} rule(s)`);
+  }
+  const tree = await readTreeNames(lastValue(parsed, 'dirname'), lastValue(parsed, 'set-version'));
+  const hasSoftdeps = await softdepsOf(parsed, tree.moduleDir);
+  const { text, modules } = exportModprobeConfig(policy, { tree, hasSoftdeps });
+  return writeExport(parsed, io, text, `${modules.length} modules`);
 }
 
 /** `kmodload policy check|lint|export ...` */

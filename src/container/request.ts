@@ -15,10 +15,21 @@ export const MAX_MODULE_NAME_LENGTH = 55;
 /** Longest KERNEL_MODULES value (or annotation) accepted: about a thousand long names. */
 export const MAX_REQUEST_LENGTH = 64 * 1024;
 
+/** The request syntax, in the one place every reader takes it from: parseKernelModules below,
+ *  and the admission policy that `policy export --format validating-admission-policy` writes
+ *  (src/policy/admission.ts), which extracts the names in CEL by the same rules. Names are
+ *  separated by commas or ASCII blanks: podman splits an --annotation value at commas, so
+ *  `org.kmodload.kernel-modules=ip_vs ip_vs_wrr` must work as well. `entrySeparator`, once
+ *  requests take parameters (`NAME PARAM=VALUE...` entries separated by `;`), makes a value
+ *  that has it a list of entries whose first word is the name; null: no such form. */
+export const REQUEST_SYNTAX: {
+  readonly nameSeparators: string;
+  readonly entrySeparator: string | null;
+} = { nameSeparators: ', \t\r\n\f\v', entrySeparator: null };
+
 const MODULE_NAME = /^[A-Za-z0-9_-]+$/;
-// Names are separated by commas or ASCII blanks: podman splits an --annotation value at
-// commas, so `org.kmodload.kernel-modules=ip_vs ip_vs_wrr` must work as well.
-const SEPARATORS = /[, \t\r\n\f\v]+/;
+// No character of nameSeparators is special inside a class.
+const SEPARATORS = new RegExp(`[${REQUEST_SYNTAX.nameSeparators}]+`);
 
 /**
  * Parses a KERNEL_MODULES value: names separated by commas or blanks, empty items skipped,

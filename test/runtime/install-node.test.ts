@@ -166,8 +166,10 @@ describe('kmodload install-node', () => {
     const pod = daemonSet.spec.template.spec;
     const container = pod.containers[0];
     if (!container) throw new Error('no container');
-    const script = container.command.join(' ');
-    const install = /kmodload (install-node .*?) &&/.exec(script)?.[1]?.split(/\s+/) ?? [];
+    const script = container.command.join(' ').replace(/\\\n/g, ' ');
+    const words = (re: RegExp) => re.exec(script)?.[1]?.split(/\s+/).filter(Boolean) ?? [];
+    const install = words(/kmodload (install-node [^}]*)\}/);
+    const nfd = words(/kmodload (nfd [^}]*)\}/);
     const uninstall = container.lifecycle.preStop.exec.command.slice(1);
     const value = (args: string[], flagName: string) => args[args.indexOf(flagName) + 1];
     // Every host path the installer writes is a hostPath volume mounted under --root.
@@ -187,6 +189,22 @@ describe('kmodload install-node', () => {
     // The flags exist: the installer's help names each.
     const help = cli(['install-node', '--help']).stdout;
     for (const word of install.filter((w) => w.startsWith('--'))) expect(help).toContain(word);
+    // The labels: kmodload nfd with flags it has, each directory it names a mount of the
+    // host's (the features.d written, the tree and modprobe.d read-only).
+    expect(nfd[0]).toBe('nfd');
+    const nfdHelp = cli(['nfd', '--help']).stdout;
+    for (const word of nfd.filter((w) => w.startsWith('-'))) expect(nfdHelp).toContain(word);
+    const hostDirs = [value(nfd, '--output'), path.join(value(nfd, '-d') as string, 'lib/modules')];
+    nfd.forEach((word, i) => {
+      if (word === '-C' || word === '--hooks-dir') hostDirs.push(nfd[i + 1]);
+    });
+    for (const dir of hostDirs) {
+      const mount = container.volumeMounts.find((m) => m.mountPath === dir);
+      expect(mount, `a mount for ${dir}`).toBeDefined();
+      expect(pod.volumes.find((v) => v.name === mount?.name)?.hostPath?.path).toBe(
+        path.join('/', path.relative('/host', dir as string)),
+      );
+    }
   });
 
   it('as the DaemonSet runs it: inside a podman container, then a podman container uses it', () => {

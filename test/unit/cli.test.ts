@@ -653,6 +653,49 @@ describe('kmodload policy export --format modprobe.d', () => {
   });
 });
 
+describe('kmodload policy export --format validating-admission-policy', () => {
+  it('prints or writes the policy and its binding; refuses a bad --name (exit 2)', () => {
+    inScratch('vap', (dir) => {
+      const policy = path.join(dir, 'policy.conf');
+      fs.writeFileSync(policy, 'default deny\nallow ip_vs*\n');
+      const args = ['policy', 'export', '--format', 'validating-admission-policy'];
+      const printed = kmodload([...args, '--policy', policy, '--name', 'modules.example.com']);
+      expect(printed.status).toBe(0);
+      expect(printed.stderr).toBe('');
+      expect(printed.stdout).toMatch(/^# Written by kmodload policy export/);
+      expect(printed.stdout).toContain(
+        '\nkind: ValidatingAdmissionPolicy\nmetadata:\n  name: modules.example.com\n',
+      );
+      expect(printed.stdout).toContain('  policyName: modules.example.com\n');
+      expect(printed.stdout).toContain(
+        `is not allowed for this container (default deny, ${policy}:1)`,
+      );
+
+      const file = path.join(dir, 'out', 'kmodload.yaml');
+      const written = kmodload([...args, '--policy', policy, '-o', file]);
+      expect(written.status).toBe(0);
+      expect(written.stderr).toBe(`kmodload: wrote ${file} (1 rule(s))\n`);
+      expect(fs.readFileSync(file, 'utf8')).toBe(
+        printed.stdout.replaceAll('modules.example.com', 'kmodload'),
+      );
+      expect(fs.statSync(file).mode & 0o777).toBe(0o644);
+
+      for (const bad of [
+        [...args, '--policy', policy, '--name', 'Not_A_Name'],
+        ['policy', 'export', '--format', 'modprobe.d', '--policy', policy, '--name', 'x'],
+        ['policy', 'export', '--format', 'yaml', '--policy', policy],
+      ]) {
+        const run = kmodload(bad);
+        expect(run.status).toBe(EXIT.usage);
+        expectOneErrorLine(run.stderr);
+      }
+      const missing = kmodload([...args, '--policy', path.join(dir, 'none.conf')]);
+      expect(missing.status).toBe(EXIT.environment);
+      expectOneErrorLine(missing.stderr);
+    });
+  });
+});
+
 describe("the hook and the host's modprobe.d: fail closed", () => {
   it('a missing -C directory or a FIFO in modprobe.d refuses with exit 4; load skips as kmod does', () => {
     inScratch('strict', (dir) => {
