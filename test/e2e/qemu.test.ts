@@ -1,8 +1,9 @@
 // End to end on real Debian kernels under qemu: kmodload as installed (compiled JS + addon)
 // and as the single executable in a root without node, its hook run by runc, kmod's modprobe
 // as the oracle in the same guest. Each kernel boots twice: `main` (-cpu max: scenarios 1, 2,
-// 5, 6, 7, 8, 10, 12, 13, and on 6.12 also 14: Debian 13's containerd driven through CRI, with
-// kmodload as its NRI plugin) and `qemu64` (no SSE4.2: scenario 9, plus 3, 4 and 11, which do
+// 5, 6, 7, 8, 10, 12, 13, 15, on 6.12 also 14: Debian 13's containerd driven through CRI, with
+// kmodload as its NRI plugin, and on 6.1 also 16: the start/stop race of holds with real
+// containers, set `main_race`) and `qemu64` (no SSE4.2: scenario 9, plus 3, 4 and 11, which do
 // not depend on the CPU). All four guests run at once; the guest scripts are
 // scripts/test/qemu/guest/, the checks are here.
 
@@ -25,6 +26,9 @@ const FLAVOURS = ['6.1', '6.12'] as const;
 type Flavour = (typeof FLAVOURS)[number];
 /** The kernel whose `main` boot runs scenario 14 (containerd); Debian 13's series. */
 const CRI_FLAVOUR: Flavour = '6.12';
+/** The kernel whose `main` boot also runs scenario 16 (the start/stop race, minutes under TCG):
+ *  6.1's, the main boot that finished first without it. */
+const RACE_FLAVOUR: Flavour = '6.1';
 
 interface KernelRuns {
   kernel: KernelTree;
@@ -66,7 +70,14 @@ beforeAll(async () => {
     const booted = await Promise.all(
       prepared.map(async ({ flavour, kernel, image }) => {
         const [main, qemu64] = await Promise.all([
-          boot({ kernel, image, set: 'main', cpu: 'max', append: APPEND, timeoutSeconds: 840 }),
+          boot({
+            kernel,
+            image,
+            set: flavour === RACE_FLAVOUR ? 'main_race' : 'main',
+            cpu: 'max',
+            append: APPEND,
+            timeoutSeconds: flavour === RACE_FLAVOUR ? 1140 : 840,
+          }),
           boot({
             kernel,
             image,
@@ -88,7 +99,7 @@ beforeAll(async () => {
   } catch (error) {
     setupError = error as Error;
   }
-}, 1_200_000);
+}, 1_500_000);
 
 function kernelRuns(flavour: Flavour): KernelRuns {
   if (setupError) throw setupError;
@@ -726,6 +737,66 @@ describe.each(FLAVOURS)('Debian %s kernel under qemu', (flavour) => {
         key,
       );
     }
+    p.assertNone();
+  });
+});
+
+describe(`Debian ${RACE_FLAVOUR} kernel under qemu: the start/stop race of holds`, () => {
+  it('16: A stops (--unload-on-stop) while B starts asking for what A held, 50 rounds: B always finds its modules live', () => {
+    const { main } = kernelRuns(RACE_FLAVOUR);
+    const p = new Problems(main);
+    const before = main.get('s16.before');
+    p.check(main.get('s16.hooks').rc === 0, 'hook-config --unload-on-stop', 's16.hooks');
+    const first = main.get('s16.a');
+    p.check(
+      first.rc === 0 && first.mods.includes('ip_vs_wrr'),
+      'the first A (ip_vs_wrr) started and its module is live',
+      's16.a',
+    );
+    const rounds = main.matching('s16.').filter((r) => /^s16\.\d+$/.test(r.key));
+    expect(rounds.length, 'rounds reported').toBe(50);
+    for (const round of rounds) {
+      p.check(
+        round.rc === 0 && /^live-check=0$/m.test(round.out),
+        `${round.key}: B's process found ip_vs_wrr and tun in /sys/module (test -d: status 0)`,
+        round.key,
+      );
+      p.check(
+        /^start=0 stop=0$/m.test(round.out),
+        `${round.key}: runc started B and deleted A (both exit 0)`,
+        round.key,
+      );
+      p.check(
+        ['ip_vs_wrr', 'ip_vs', 'tun'].every((m) => round.mods.includes(m)),
+        `${round.key}: once both are done, B's modules are live`,
+        round.key,
+      );
+    }
+    const last = main.get('s16.last');
+    p.check(
+      last.rc === 0 && !['ip_vs_wrr', 'ip_vs', 'tun'].some((m) => last.mods.includes(m)),
+      'the last B deleted: ip_vs_wrr, ip_vs and tun unloaded',
+      's16.last',
+    );
+    p.check(
+      sameModules(last, before),
+      '/proc/modules is back to where the scenario began',
+      's16.before',
+      's16.last',
+    );
+    let report: { modules?: unknown[]; stale?: unknown[] } = {};
+    try {
+      report = JSON.parse(main.get('s16.status').out) as typeof report;
+    } catch {
+      // reported below
+    }
+    p.check(
+      Array.isArray(report.modules) && report.modules.length === 0 && report.stale?.length === 0,
+      'status shows no module and no hold',
+      's16.status',
+    );
+    const seconds = Number(/ms=(\d+)/.exec(main.get('s16.time').out)?.[1]) / 1000;
+    console.log(`${main.name}: scenario 16 (50 rounds) took ${seconds.toFixed(1)} s of the boot`);
     p.assertNone();
   });
 });

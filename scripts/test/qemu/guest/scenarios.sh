@@ -380,6 +380,70 @@ s14() {
   unload_all s14.clean
 }
 
+# 16. The start/stop race of holds under --unload-on-stop, with real containers: each round,
+# container A (holding ip_vs_wrr, and tun after the first round) is deleted (poststop, unload)
+# at the same moment as container B starts asking for ip_vs_wrr,tun; B's process checks that
+# every module it asked for is live. Rounds are chained (B is the next round's A), so that each
+# costs one concurrent stop and start. A state directory of its own: holds that scenario 8 left
+# on pid 1 (which lives) would cover ip_vs_wrr and hide the race.
+S16=/run/s16
+S16_ROUNDS=50
+s16_start() { # ID KERNEL_MODULES
+  mkdir -p "$S16/$1"
+  sed "s/KERNEL_MODULES=REQUEST/KERNEL_MODULES=$2/" $S16/template/config.json > "$S16/$1/config.json"
+  runc run -d --no-pivot --bundle "$S16/$1" "$1" > "$S16/$1.out" 2>&1
+  _rc=$?
+  echo $_rc > "$S16/$1.start.rc"
+  return $_rc
+}
+s16_stop() { # ID: runc kills the process and deletes the container (poststop runs)
+  runc delete -f "$1" > "$S16/$1.stop.out" 2>&1
+  echo $? > "$S16/$1.stop.rc"
+}
+# The container printed the status of its check (its stdout is the file runc run -d got), or
+# never will: runc did not start it.
+s16_settled() { [ "$(cat "$S16/$1.start.rc")" != 0 ] || grep -q '^live-check=' "$S16/$1.out"; }
+s16() {
+  unload_all s16.before
+  _s16_t0=$(uptime_ms)
+  mkdir -p $S16
+  run s16.hooks $KMODLOAD hook-config --format isulad --wrapper $HOOK --log $HOOK_LOG \
+    --unload-on-stop --timeout 600 --state-dir $S16/state
+  cp /tmp/run.out $S16/hooks.json
+  # The process: `test -d /sys/module/M` for each module of KERNEL_MODULES, its status printed.
+  node /opt/e2e/make-bundle.js /opt/e2e/config.template.json $S16/hooks.json isulad REQUEST \
+    $S16/template /bin/sh -c 'IFS=,; live=0; for m in $KERNEL_MODULES; do
+      test -d /sys/module/$m || { echo "not live: $m"; live=1; }; done
+      echo "live-check=$live"; exec /bin/busybox sleep 600'
+  run s16.a s16_start e2e-s16-0 ip_vs_wrr
+  a=e2e-s16-0
+  round=1
+  while [ $round -le $S16_ROUNDS ]; do
+    b=e2e-s16-$round
+    _t0=$(uptime_ms)
+    s16_stop $a &
+    s16_start $b ip_vs_wrr,tun &
+    wait
+    wait_until 60 s16_settled $b
+    _t1=$(uptime_ms)
+    _live=$(sed -n 's/^live-check=//p' "$S16/$b.out")
+    {
+      cat "$S16/$b.out"
+      echo "start=$(cat "$S16/$b.start.rc") stop=$(cat "$S16/$a.stop.rc")"
+    } > $S16/round.out
+    cat "$S16/$a.stop.out" > $S16/round.err
+    # No status line (125): B's process never ran.
+    emit "s16.$round" "${_live:-125}" "delete $a & run $b (KERNEL_MODULES=ip_vs_wrr,tun)" \
+      $S16/round.out $S16/round.err $((_t1 - _t0))
+    a=$b
+    round=$((round + 1))
+  done
+  run s16.last runc delete -f $a
+  run s16.status $KMODLOAD status --json --state-dir $S16/state
+  outcome s16.time 0 "ms=$(($(uptime_ms) - _s16_t0))"
+  unload_all s16.clean
+}
+
 # 9. On a CPU without SSE4.2 crc32c_intel's init fails (ENODEV): do what modprobe does.
 # This boot also carries scenarios 3 and 4, which do not depend on the CPU, so that the two
 # boots of a kernel take about as long as each other.
@@ -433,6 +497,19 @@ set_nonode() {
 # test suite).
 set_cri() {
   s14
+}
+
+# The main set and scenario 16 (the start/stop race, 50 rounds): one boot of the suite only,
+# since the rounds take minutes under TCG.
+set_main_race() {
+  set_main
+  s16
+}
+
+# Scenario 16 alone: a quick manual check (not used by the test suite).
+set_race() {
+  install_hook
+  s16
 }
 
 # Scenario 1 alone: a quick manual check of an image (not used by the test suite).
