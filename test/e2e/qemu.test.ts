@@ -2,7 +2,8 @@
 // and as the single executable in a root without node, its hook run by runc, kmod's modprobe
 // as the oracle in the same guest. Each kernel boots twice: `main` (-cpu max: scenarios 1, 2,
 // 5, 6, 7, 8, 10, 12, 13, 15, on 6.12 also 14: Debian 13's containerd driven through CRI, with
-// kmodload as its NRI plugin, and on 6.1 also 16: the start/stop race of holds with real
+// kmodload as its NRI plugin, and 17: Debian 13's crun running the hook from config.json and from
+// containerd's CDI edits, and on 6.1 also 16: the start/stop race of holds with real
 // containers, set `main_race`) and `qemu64` (no SSE4.2: scenario 9, plus 3, 4 and 11, which do
 // not depend on the CPU). All four guests run at once; the guest scripts are
 // scripts/test/qemu/guest/, the checks are here.
@@ -24,7 +25,8 @@ import {
 
 const FLAVOURS = ['6.1', '6.12'] as const;
 type Flavour = (typeof FLAVOURS)[number];
-/** The kernel whose `main` boot runs scenario 14 (containerd); Debian 13's series. */
+/** The kernel whose `main` boot runs scenarios 14 (containerd) and 17 (crun); Debian 13's
+ *  series. */
 const CRI_FLAVOUR: Flavour = '6.12';
 /** The kernel whose `main` boot also runs scenario 16 (the start/stop race, minutes under TCG):
  *  6.1's, the main boot that finished first without it. */
@@ -976,6 +978,258 @@ describe(`Debian ${CRI_FLAVOUR} kernel under qemu: containerd 1.7 through CRI, w
       'the log records the refusal of xfs',
       's14.log',
     );
+    p.assertNone();
+  });
+});
+
+/** A hook state as the guest's observer hook saved it (scenario 17). */
+interface HookState {
+  ociVersion?: string;
+  id?: string;
+  pid?: number;
+  status?: string;
+  bundle?: string;
+  root?: string;
+}
+
+/** The `STAGE STATE` lines of `s17.a.states`, by stage. */
+function observedStates(record: GuestRecord): Map<string, HookState> {
+  const states = new Map<string, HookState>();
+  for (const line of record.out.split('\n')) {
+    const at = line.indexOf(' ');
+    if (at <= 0) continue;
+    try {
+      states.set(line.slice(0, at), JSON.parse(line.slice(at + 1)) as HookState);
+    } catch {
+      // a line that is not a state fails the checks below
+    }
+  }
+  return states;
+}
+
+describe(`Debian ${CRI_FLAVOUR} kernel under qemu: Debian 13's crun beside runc`, () => {
+  it('17a: crun runs the hooks hook-config prints: the seed loads as modprobe -a does, the container sees it, crun delete unloads it', () => {
+    const { main } = kernelRuns(CRI_FLAVOUR);
+    const p = new Problems(main);
+    p.check(
+      main.get('s17.version').rc === 0 && /^crun version 1\.21\b/.test(main.get('s17.version').out),
+      "Debian 13's crun 1.21 runs in the guest (its own loader and libraries)",
+      's17.version',
+    );
+    p.check(main.get('s17.before').mods.length === 0, 'starts with no module', 's17.before');
+    p.check(main.get('s17.hooks').rc === 0, 'hook-config --format oci', 's17.hooks');
+    const start = main.get('s17.a.start');
+    p.check(
+      start.rc === 0 && sameModules(start, main.get('s17.modprobe')),
+      'crun run -d: the createRuntime hook loaded what modprobe -a ip_vs ip_vs_wrr loads',
+      's17.a.start',
+      's17.modprobe',
+    );
+    const seen = main.get('s17.a.seen');
+    const listed = seen.out
+      .split('\n')
+      .map((line) => line.split(' ')[0]!)
+      .filter((name) => name !== '' && name !== 'listed');
+    p.check(
+      seen.out.includes('listed') && SEED_MODULES.every((m) => listed.includes(m)),
+      "the container's /proc/modules lists the seed's modules",
+      's17.a.seen',
+    );
+    p.check(
+      main.get('s17.a.state').rc === 0 && /"status":\s*"running"/.test(main.get('s17.a.state').out),
+      'crun state: running',
+      's17.a.state',
+    );
+    const deleted = main.get('s17.a.delete');
+    p.check(
+      deleted.rc === 0 && deleted.mods.length === 0,
+      'crun delete -f: the poststop hook (--unload-on-stop) unloaded everything',
+      's17.a.delete',
+    );
+    const logged = hookLog(main.get('s17.log')).filter((r) => r.id === 'e2e-s17a');
+    p.check(
+      logged.some(
+        (r) => r.stage === 'createRuntime' && r.status === 'created' && r.exitStatus === 0,
+      ) &&
+        logged.some(
+          (r) =>
+            r.stage === 'poststop' &&
+            r.status === 'stopped' &&
+            r.release?.released === true &&
+            r.exitStatus === 0,
+        ),
+      'the log has the createRuntime run (status "created") and the poststop release',
+      's17.log',
+    );
+    p.assertNone();
+  });
+
+  it('17: what crun 1.21 sends its hooks: "created" at prestart and createRuntime, pid 0 and "stopped" at poststop; no library path in their environment', () => {
+    const { main } = kernelRuns(CRI_FLAVOUR);
+    const p = new Problems(main);
+    const states = observedStates(main.get('s17.a.states'));
+    const bundle = '/run/s17/e2e-s17a';
+    for (const stage of ['prestart', 'createRuntime']) {
+      const state = states.get(stage);
+      p.check(
+        state?.ociVersion === '1.0' &&
+          state.id === 'e2e-s17a' &&
+          state.status === 'created' &&
+          typeof state.pid === 'number' &&
+          state.pid > 0 &&
+          state.bundle === bundle &&
+          state.root === '/opt/e2e/rootfs',
+        `${stage}: ociVersion "1.0", status "created", the container's pid, the bundle, root`,
+        's17.a.states',
+      );
+    }
+    const poststop = states.get('poststop');
+    p.check(
+      poststop?.status === 'stopped' && poststop.pid === 0 && poststop.bundle === bundle,
+      'poststop: status "stopped", pid 0',
+      's17.a.states',
+    );
+    // crun runs from /opt/crun through its loader's --library-path, which no child inherits.
+    const env = main.get('s17.a.env');
+    p.check(
+      env.rc === 0 &&
+        !/^LD_(LIBRARY_PATH|PRELOAD)=/m.test(env.out) &&
+        !env.out.includes('/opt/crun'),
+      "a hook's environment names none of crun's libraries",
+      's17.a.env',
+    );
+    p.assertNone();
+  });
+
+  it('17c: a denied module under crun: the container does not start, crun prints only the exit code, the reason is in the log', () => {
+    const { main } = kernelRuns(CRI_FLAVOUR);
+    const p = new Problems(main);
+    const refused = main.get('s17.c.run');
+    p.check(
+      refused.rc !== 0 &&
+        !refused.out.includes('container-ran') &&
+        /error executing hook .*kmodload-hook.* \(exit code: 3\)/.test(refused.err),
+      'crun run fails: "error executing hook ... (exit code: 3)"',
+      's17.c.run',
+    );
+    // crun sends hooks' stdout and stderr to /dev/null: the log is where the reason is.
+    p.check(
+      !/denied/.test(refused.err),
+      "crun's error does not carry the hook's line",
+      's17.c.run',
+    );
+    p.check(refused.mods.length === 0, 'nothing loaded', 's17.c.run');
+    p.check(
+      main.get('s17.c.list').rc === 0 && !main.get('s17.c.list').out.includes('e2e-s17c'),
+      'crun list: no such container',
+      's17.c.list',
+    );
+    const line = hookLog(main.get('s17.log')).find((r) => r.id === 'e2e-s17c');
+    p.check(
+      line?.stage === 'createRuntime' &&
+        line.exitStatus === 3 &&
+        /\bxfs\b.*denied by .*policy\.conf/.test(line.error ?? ''),
+      'the log has the refusal: xfs denied by the policy, exit 3',
+      's17.log',
+    );
+    const stderrFile = main.get('s17.c2.stderr');
+    p.check(
+      main.get('s17.c2.run').rc !== 0 &&
+        stderrFile.rc === 0 &&
+        /^kmodload: .*\bxfs\b.*denied/m.test(stderrFile.out),
+      "with the annotation run.oci.hooks.stderr, crun appends the hook's line to that file",
+      's17.c2.run',
+      's17.c2.stderr',
+    );
+    p.assertNone();
+  });
+
+  it('17b: containerd 1.7 applies the CDI devices of cdi generate to a pod that crun runs: ip_vs and ip_vs_wrr load as modprobe -a, go at stop; an unpublished device is refused', () => {
+    const { main } = kernelRuns(CRI_FLAVOUR);
+    const p = new Problems(main);
+    const LOG = 's17.containerd.log';
+    p.check(
+      main.get('s17.cdi').rc === 0 &&
+        /written \/etc\/cdi\/kmodload\.json/.test(main.get('s17.cdi').out),
+      'cdi generate writes /etc/cdi/kmodload.json',
+      's17.cdi',
+    );
+    const devices = main.get('s17.spec').out.trim().split(' ');
+    p.check(
+      devices[0] === 'kmodload.io/module' &&
+        devices.includes('ip_vs') &&
+        devices.includes('ip_vs_wrr') &&
+        !devices.includes('xfs'),
+      'the spec publishes ip_vs and ip_vs_wrr (allow ip_vs*), not xfs',
+      's17.spec',
+    );
+    p.check(
+      main.get('s17.containerd').rc === 0,
+      'containerd answers on CRI',
+      's17.containerd',
+      LOG,
+    );
+    const before = main.get('s17.b.before');
+    p.check(before.mods.length === 0, 'no module before the pod', 's17.b.before');
+    const up = main.get('s17.b.up');
+    const container = String(criOutput(up)['container'] ?? '');
+    p.check(
+      up.rc === 0 && criOutput(up)['state'] === 'RUNNING',
+      'the pod (runtime handler crun) runs',
+      's17.b.up',
+      LOG,
+    );
+    p.check(
+      sameModules(up, main.get('s17.modprobe')),
+      'the CDI devices loaded what modprobe -a ip_vs ip_vs_wrr loads',
+      's17.b.up',
+      's17.modprobe',
+    );
+    p.check(
+      container !== '' && main.get('s17.b.crun').out.includes(container),
+      "crun's own list (the shim's --root) has the container: crun ran it",
+      's17.b.crun',
+    );
+    const down = main.get('s17.b.down');
+    p.check(
+      down.rc === 0 && sameModules(down, before),
+      "stopping the pod ran the devices' poststop hooks: /proc/modules as before",
+      's17.b.down',
+      LOG,
+    );
+    const logged = hookLog(main.get('s17.cdilog')).filter((r) => r.id === container);
+    const created = logged.filter((r) => r.stage === 'createRuntime' && r.exitStatus === 0);
+    p.check(
+      created.length === 2 &&
+        created.some((r) => r.request?.join() === 'ip_vs' && r.sources?.['ip_vs']?.[0] === 'cdi') &&
+        created.some(
+          (r) => r.request?.join() === 'ip_vs_wrr' && r.sources?.['ip_vs_wrr']?.[0] === 'cdi',
+        ),
+      "one createRuntime hook per device, each asking for its module (source cdi): the CDI_devices field's and the annotation's",
+      's17.cdilog',
+    );
+    p.check(
+      logged.filter((r) => r.stage === 'poststop' && r.release?.released === true).length === 1,
+      'one poststop hook released the hold (the other found none)',
+      's17.cdilog',
+    );
+    const unknown = main.get('s17.unknown.up');
+    p.check(
+      unknown.rc === 1 &&
+        criOutput(unknown)['container'] === undefined &&
+        /unresolvable CDI devices kmodload\.io\/module=xfs/.test(unknown.err) &&
+        unknown.mods.length === 0,
+      'a device the spec does not publish: containerd refuses the container, nothing runs',
+      's17.unknown.up',
+      LOG,
+    );
+    p.check(
+      main.get('s17.unknown.down').rc === 0,
+      "the refused pod's sandbox is removed",
+      's17.unknown.down',
+    );
+    const seconds = Number(/ms=(\d+)/.exec(main.get('s17.time').out)?.[1]) / 1000;
+    console.log(`${main.name}: scenario 17 took ${seconds.toFixed(1)} s of the boot`);
     p.assertNone();
   });
 });

@@ -47,6 +47,13 @@ describe('CRI runtime.v1 encoding', () => {
 
   it('RunPodSandboxRequest: metadata, annotations, host network', () => {
     expect(hex(encodeRunPodSandboxRequest(SANDBOX))).toBe(hex(bytes(`0a1b ${SANDBOX_BYTES}`)));
+    expect(hex(encodeRunPodSandboxRequest(SANDBOX, ''))).toBe(hex(bytes(`0a1b ${SANDBOX_BYTES}`)));
+  });
+
+  it('RunPodSandboxRequest: a runtime handler after the config', () => {
+    expect(hex(encodeRunPodSandboxRequest(SANDBOX, 'crun'))).toBe(
+      hex(bytes(`0a1b ${SANDBOX_BYTES}  1204 6372756e`)),
+    );
   });
 
   it('CreateContainerRequest: env in order, namespaces, the sandbox config again', () => {
@@ -69,6 +76,28 @@ describe('CRI runtime.v1 encoding', () => {
       '7a08 1206 1a04 0802 1001', // linux.security_context.namespace_options {NODE, CONTAINER}
     ].join(' ');
     expect(hex(request)).toBe(hex(bytes(`0a0150  1224 ${config}  1a1b ${SANDBOX_BYTES}`)));
+  });
+
+  it('CreateContainerRequest: CDI devices as CDI_devices (field 17), in order', () => {
+    const request = encodeCreateContainerRequest(
+      'P',
+      {
+        name: 'c',
+        image: 'i',
+        network: NamespaceMode.NODE,
+        pid: NamespaceMode.CONTAINER,
+        cdiDevices: ['v/c=d', 'v/c=e'],
+      },
+      SANDBOX,
+    );
+    const config = [
+      '0a03 0a0163', // metadata {name "c"}
+      '1203 0a0169', // image {image "i"}
+      '7a08 1206 1a04 0802 1001', // linux.security_context.namespace_options {NODE, CONTAINER}
+      '8a01 07 0a05 762f633d64', // CDI_devices {name "v/c=d"}
+      '8a01 07 0a05 762f633d65', // CDI_devices {name "v/c=e"}
+    ].join(' ');
+    expect(hex(request)).toBe(hex(bytes(`0a0150  1228 ${config}  1a1b ${SANDBOX_BYTES}`)));
   });
 
   it('StopContainerRequest: the timeout only when not 0', () => {

@@ -8,14 +8,15 @@
 #                turn (uncompressed: under TCG, gzip -1 delayed /init by ~4.6 s):
 #                base (busybox, node, kmod, runc and their libraries; cached),
 #                tree (the module subset with every modules.* index; cached per kernel),
-#                containerd (with --containerd: Debian 13's containerd, its runc shim, ctr
-#                and a busybox OCI image; cached; ~100 MB, about 1 s more to boot),
+#                containerd (with --containerd: Debian 13's containerd, its runc shim, ctr,
+#                Debian 13's crun with its own loader and libraries under /opt/crun, and a
+#                busybox OCI image; cached; ~100 MB, about 1 s more to boot),
 #                project (kmodload as a user installs it, the scenario scripts, and a root
 #                with the single executable and no node; always fresh)
 #   tree/        the full module tree after recompression and depmod, for host-side oracles
 #   modules.txt  the module files copied into the guest
 # --no-project leaves kmodload out (to check the harness itself with modprobe only).
-# --containerd adds the containerd layer and the CRI client (scenario 14).
+# --containerd adds the containerd layer and the CRI client (scenarios 14 and 17).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -257,14 +258,14 @@ if [ ! -f "$tree_cpio" ] || [ ! -f "$work/.ready" ]; then
   touch "$work/.ready"
 fi
 
-# ---------- containerd layer: Debian 13's containerd 1.7 and a local image (scenario 14) ----------
+# ---------- containerd layer: Debian 13's containerd 1.7, crun and a local image (scenarios 14, 17) ----------
 containerd_cpio=""
 if [ "$with_containerd" = 1 ]; then
-  read -r _ containerd_dir < <(bash "$project/scripts/test/fetch-containerd.sh") \
+  read -r _ _ containerd_dir < <(bash "$project/scripts/test/fetch-containerd.sh") \
     || { echo "build-initramfs: scripts/test/fetch-containerd.sh failed" >&2; exit 1; }
   containerd_key=$(
     {
-      stat -c '%n %s %Y' "$containerd_dir"/usr/bin/* "$busybox_bin"
+      stat -c '%n %s %Y' "$containerd_dir"/usr/bin/* "$containerd_dir"/opt/crun/*/* "$busybox_bin"
       sha256sum "$0" "$here/make-oci-image.sh" | cut -d' ' -f1
     } | sha256sum | cut -c1-16
   )
@@ -274,6 +275,15 @@ if [ "$with_containerd" = 1 ]; then
     trap 'rm -rf "$stage"' EXIT
     mkdir -p "$stage/usr/bin" "$stage/etc" "$stage/var/lib" "$stage/opt/cri"
     cp "$containerd_dir"/usr/bin/{containerd,containerd-shim-runc-v2,ctr} "$stage/usr/bin/"
+    # crun needs trixie's glibc: its own loader runs it with its own libraries, named on the
+    # loader's command line (not LD_LIBRARY_PATH), so the hooks and containers crun starts
+    # see none of them. crun re-executes itself from /proc/self/cmdline, which keeps that form.
+    mkdir -p "$stage/opt"
+    cp -r "$containerd_dir/opt/crun" "$stage/opt/crun"
+    printf '%s\n' '#!/bin/sh' \
+      'exec /opt/crun/lib/ld-linux-x86-64.so.2 --library-path /opt/crun/lib /opt/crun/bin/crun "$@"' \
+      > "$stage/usr/bin/crun"
+    chmod 755 "$stage/usr/bin/crun"
     # As on Debian: /var/run is /run (the NRI socket's default path is under /var/run).
     ln -s ../run "$stage/var/run"
     # A host-network pod gets copies of the host's hosts and resolv.conf.

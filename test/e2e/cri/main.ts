@@ -3,8 +3,10 @@
 //
 //   cri.js [--socket PATH] [--timeout S] version
 //   cri.js ... up NAME [--image REF] [--env K=V]... [--annotation K=V]... [--pod-annotation K=V]...
-//       RunPodSandbox (host network), CreateContainer, StartContainer, ContainerStatus;
-//       prints {"pod","container","state"} on stdout
+//                      [--cdi-device VENDOR/CLASS=NAME]... [--runtime-handler NAME]
+//       RunPodSandbox (host network; with the runtime handler, e.g. one of containerd's
+//       runtimes), CreateContainer (CDI devices in its CDI_devices field, as a kubelet passes a
+//       device plugin's), StartContainer, ContainerStatus; prints {"pod","container","state"}
 //   cri.js ... down NAME
 //       every container of the pods named NAME: StopContainer (no grace), RemoveContainer;
 //       then StopPodSandbox, RemovePodSandbox; prints {"pods","containers","left"} (left: the
@@ -53,6 +55,8 @@ interface Options {
   env: Record<string, string>;
   annotations: Record<string, string>;
   podAnnotations: Record<string, string>;
+  cdiDevices: string[];
+  runtimeHandler: string;
   words: string[];
 }
 
@@ -64,6 +68,8 @@ function parseArgs(argv: string[]): Options {
     env: {},
     annotations: {},
     podAnnotations: {},
+    cdiDevices: [],
+    runtimeHandler: '',
     words: [],
   };
   const pair = (flag: string, value: string): [string, string] => {
@@ -105,6 +111,12 @@ function parseArgs(argv: string[]): Options {
         options.podAnnotations[key] = v;
         break;
       }
+      case '--cdi-device':
+        options.cdiDevices.push(value);
+        break;
+      case '--runtime-handler':
+        options.runtimeHandler = value;
+        break;
       default:
         throw new UsageError(`unknown option ${arg}`);
     }
@@ -142,7 +154,7 @@ function print(value: unknown): void {
 async function up(cri: Cri, name: string, options: Options): Promise<void> {
   const sandbox = podConfig(name, options.podAnnotations);
   const pod = decodeIdResponse(
-    await cri.call('RunPodSandbox', encodeRunPodSandboxRequest(sandbox)),
+    await cri.call('RunPodSandbox', encodeRunPodSandboxRequest(sandbox, options.runtimeHandler)),
   );
   const result: Record<string, string> = { pod };
   try {
@@ -158,6 +170,7 @@ async function up(cri: Cri, name: string, options: Options): Promise<void> {
             annotations: options.annotations,
             network: NamespaceMode.NODE,
             pid: NamespaceMode.CONTAINER,
+            cdiDevices: options.cdiDevices,
           },
           sandbox,
         ),

@@ -35,6 +35,8 @@ export interface ContainerConfig {
   network: number;
   /** NamespaceOption.pid (the kubelet sets CONTAINER). */
   pid: number;
+  /** Fully qualified CDI device names (CDI_devices: what a device plugin allocated). */
+  cdiDevices?: string[];
 }
 
 // ---------- encoding ----------
@@ -93,8 +95,15 @@ export function encodeVersionRequest(version: string): Uint8Array {
   return encode((w) => string(w, 1, version));
 }
 
-export function encodeRunPodSandboxRequest(config: PodSandboxConfig): Uint8Array {
-  return encode((w) => message(w, 1, (c) => encodePodSandboxConfig(c, config)));
+/** runtimeHandler names a runtime of the runtime's configuration ('' or none: its default). */
+export function encodeRunPodSandboxRequest(
+  config: PodSandboxConfig,
+  runtimeHandler?: string,
+): Uint8Array {
+  return encode((w) => {
+    message(w, 1, (c) => encodePodSandboxConfig(c, config));
+    string(w, 2, runtimeHandler);
+  });
 }
 
 export function encodeCreateContainerRequest(
@@ -127,6 +136,7 @@ export function encodeCreateContainerRequest(
           }),
         ),
       );
+      for (const name of config.cdiDevices ?? []) message(c, 17, (d) => string(d, 1, name));
     });
     message(w, 3, (s) => encodePodSandboxConfig(s, sandbox));
   });

@@ -299,19 +299,23 @@ NRI_STATE=/run/kmodload
 S14=/run/s14
 cri() { node $CRI_CLIENT "$@"; }
 # PID has exited (a child not yet waited for is a zombie: kill -0 would still find it).
-s14_exited() { [ ! -e "/proc/$1" ] || [ "$(cut -d' ' -f3 "/proc/$1/stat" 2> /dev/null)" = Z ]; }
-s14_cri_ready() { cri --timeout 10 version > $S14/version.out 2> $S14/version.err; }
-s14_containerd_start() {
-  containerd --config /opt/e2e/containerd.toml > $S14/containerd.log 2>&1 < /dev/null &
-  echo $! > $S14/containerd.pid
-  if wait_until 60 s14_cri_ready; then
-    outcome s14.containerd 0 "CRI answers on /run/containerd/containerd.sock"
+pid_exited() { [ ! -e "/proc/$1" ] || [ "$(cut -d' ' -f3 "/proc/$1/stat" 2> /dev/null)" = Z ]; }
+cri_ready() { # DIR
+  cri --timeout 10 version > "$1/version.out" 2> "$1/version.err"
+}
+# containerd_start DIR KEY: containerd with the guest's configuration, its log and pid file in
+# DIR; KEY tells whether CRI answered within 60 s.
+containerd_start() {
+  containerd --config /opt/e2e/containerd.toml > "$1/containerd.log" 2>&1 < /dev/null &
+  echo $! > "$1/containerd.pid"
+  if wait_until 60 cri_ready "$1"; then
+    outcome "$2" 0 "CRI answers on /run/containerd/containerd.sock"
   else
-    outcome s14.containerd 1 "no CRI answer within 60 s (containerd $(s14_exited "$(cat $S14/containerd.pid)" && echo exited || echo running))"
+    outcome "$2" 1 "no CRI answer within 60 s (containerd $(pid_exited "$(cat "$1/containerd.pid")" && echo exited || echo running))"
   fi
 }
 # The plugin has said it is registered, or is gone.
-s14_plugin_settled() { grep -qw registered "$1" || s14_exited "$2"; }
+s14_plugin_settled() { grep -qw registered "$1" || pid_exited "$2"; }
 s14_plugin_start() { # KEY
   _t0=$(uptime_ms)
   $KMODLOAD nri --socket $NRI_SOCKET --log $NRI_LOG --state-dir $NRI_STATE --unload-on-stop \
@@ -321,7 +325,7 @@ s14_plugin_start() { # KEY
   wait_until 30 s14_plugin_settled "$S14/$1.err" $_pid
   if grep -qw registered "$S14/$1.err"; then
     _rc=0
-  elif s14_exited $_pid; then
+  elif pid_exited $_pid; then
     wait $_pid
     _rc=$?
   else
@@ -330,10 +334,10 @@ s14_plugin_start() { # KEY
   emit "s14.$1" $_rc "kmodload nri (until 'registered' on stderr)" "$S14/$1.out" "$S14/$1.err" \
     $(($(uptime_ms) - _t0))
 }
-s14_stop() { # PIDFILE: TERM, then KILL after 10 s; the process is a child of this shell
+stop_process() { # PIDFILE: TERM, then KILL after 10 s; the process is a child of this shell
   _pid=$(cat "$1" 2> /dev/null) || return 0
   kill "$_pid" 2> /dev/null || return 0
-  wait_until 10 s14_exited "$_pid" || kill -9 "$_pid" 2> /dev/null
+  wait_until 10 pid_exited "$_pid" || kill -9 "$_pid" 2> /dev/null
   wait "$_pid" 2> /dev/null
   rm -f "$1"
 }
@@ -346,7 +350,7 @@ s14() {
   rm -rf $NRI_STATE
   # The policy of scenario 10: ip_vs* and what it needs, xfs never, nothing else.
   printf 'default deny\nallow ip_vs*\ndeny xfs\n' > $S14/policy.conf
-  s14_containerd_start
+  containerd_start $S14 s14.containerd
   emit s14.version 0 "cri version" $S14/version.out $S14/version.err 0
   run s14.import ctr -n k8s.io images import --snapshotter native /opt/cri/image.tar
   # (a) no plugin
@@ -372,9 +376,9 @@ s14() {
   snapshot s14.end
   # (f) the plugin's decisions, then everything stopped
   run s14.log cat $NRI_LOG
-  s14_stop $S14/nri.pid
+  stop_process $S14/nri.pid
   run s14.restart.err cat $S14/restart.err
-  s14_stop $S14/containerd.pid
+  stop_process $S14/containerd.pid
   run s14.containerd.log tail -n 60 $S14/containerd.log
   outcome s14.time 0 "ms=$(($(uptime_ms) - _s14_t0))"
   unload_all s14.clean
@@ -444,6 +448,110 @@ s16() {
   unload_all s16.clean
 }
 
+# 17. Debian 13's crun 1.21 beside runc (images built with --containerd only: crun runs from
+# /opt/crun with trixie's own loader and libraries). The policy of scenario 10 throughout.
+# (a) The hooks as `kmodload hook-config --format oci --unload-on-stop` prints them for crun,
+#     merged into a config.json, plus a hook per stage that keeps the state crun sends:
+#     `crun run -d` loads the seed's request, the container reads it in /proc/modules, and
+#     `crun delete` unloads it (poststop).
+# (c) A denied module (xfs) in KERNEL_MODULES: crun refuses to start the container. crun sends
+#     hooks' output nowhere, so the reason must be in the hook's log; with the annotation
+#     run.oci.hooks.stderr, crun appends it to the file that names.
+# (b) CDI: `kmodload cdi generate` publishes the policy's modules; containerd 1.7 (enable_cdi)
+#     edits the config.json of a pod that its "crun" runtime handler runs, with the device in
+#     the container's CDI_devices (ip_vs, as a kubelet passes a device plugin's) and the one in
+#     a cdi.k8s.io/ annotation (ip_vs_wrr): the same modules load, and go when the pod is
+#     stopped. A device the spec does not publish (xfs) is refused by containerd.
+CRUN=/usr/bin/crun
+S17=/run/s17
+s17_start() { # ID: crun run -d of bundle $S17/ID; crun's and the container's output in $S17/ID.out
+  $CRUN run -d --no-pivot --bundle "$S17/$1" "$1" > "$S17/$1.out" 2>&1
+}
+s17_listed() { grep -q '^listed$' "$S17/$1.out"; }
+s17_states() { # what the observer hooks saved: one "STAGE STATE" line each
+  for _f in $S17/state.*; do echo "${_f#$S17/state.} $(cat "$_f")"; done
+}
+s17() {
+  unload_all s17.before
+  _s17_t0=$(uptime_ms)
+  mkdir -p $S17
+  # Holds that earlier scenarios' hooks left (scenario 8 names pid 1, which lives) would keep
+  # modules loaded at poststop; they are not this scenario's.
+  rm -rf /run/kmodload
+  printf 'default deny\nallow ip_vs*\ndeny xfs\n' > $S17/policy.conf
+  run s17.version $CRUN --version
+  run s17.modprobe $MODPROBE -a ip_vs ip_vs_wrr
+  unload_all s17.modprobe.clean
+
+  # (a) hook-config's entries, then an observer per stage (sh saving its stdin and its
+  # environment; an empty env, as hook-config writes)
+  run s17.hooks $KMODLOAD hook-config --format oci --wrapper $HOOK --log $S17/hook.log \
+    --policy $S17/policy.conf --unload-on-stop --timeout 120
+  cp /tmp/run.out $S17/hooks.json
+  node -e '
+    const fs = require("fs");
+    const [file, dir] = process.argv.slice(1);
+    const printed = JSON.parse(fs.readFileSync(file, "utf8"));
+    for (const stage of ["prestart", "createRuntime", "poststop"]) {
+      (printed.hooks[stage] ??= []).push({
+        path: "/bin/sh",
+        args: ["sh", "-c", `cat > ${dir}/state.${stage}; env | sort > ${dir}/env.${stage}`],
+        env: [], timeout: 30 });
+    }
+    fs.writeFileSync(`${dir}/hooks-observed.json`, JSON.stringify(printed));
+  ' $S17/hooks.json $S17
+  node /opt/e2e/make-bundle.js /opt/e2e/config.template.json $S17/hooks-observed.json oci \
+    ip_vs,ip_vs_wrr $S17/e2e-s17a /bin/sh -c 'cat /proc/modules; echo listed; exec /bin/busybox sleep 600'
+  run s17.a.start s17_start e2e-s17a
+  wait_until 30 s17_listed e2e-s17a
+  run s17.a.seen cat $S17/e2e-s17a.out
+  run s17.a.state $CRUN state e2e-s17a
+  run s17.a.delete $CRUN delete -f e2e-s17a
+  run s17.a.states s17_states
+  run s17.a.env cat $S17/env.createRuntime
+
+  # (c) refused
+  node /opt/e2e/make-bundle.js /opt/e2e/config.template.json $S17/hooks.json oci xfs $S17/e2e-s17c
+  run s17.c.run $CRUN run --no-pivot --bundle $S17/e2e-s17c e2e-s17c
+  run s17.c.list $CRUN list
+  $CRUN delete -f e2e-s17c > /dev/null 2>&1
+  # crun's own way to see hooks' output: the annotation run.oci.hooks.stderr names a file.
+  node -e '
+    const fs = require("fs");
+    const [file, err] = process.argv.slice(1);
+    const config = JSON.parse(fs.readFileSync(file, "utf8"));
+    config.annotations = { ...config.annotations, "run.oci.hooks.stderr": err };
+    fs.writeFileSync(file, JSON.stringify(config));
+  ' $S17/e2e-s17c/config.json $S17/hooks.err
+  run s17.c2.run $CRUN run --no-pivot --bundle $S17/e2e-s17c e2e-s17c2
+  $CRUN delete -f e2e-s17c2 > /dev/null 2>&1
+  run s17.c2.stderr cat $S17/hooks.err
+  run s17.log cat $S17/hook.log
+  unload_all s17.ac.clean
+
+  # (b) CDI through containerd
+  run s17.cdi $KMODLOAD cdi generate --wrapper $HOOK --log $S17/cdi.log --policy $S17/policy.conf \
+    --unload-on-stop --timeout 120
+  run s17.spec node -e '
+    const spec = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    console.log(spec.kind, spec.devices.map((d) => d.name).join(" "));' /etc/cdi/kmodload.json
+  containerd_start $S17 s17.containerd
+  run s17.import ctr -n k8s.io images import --snapshotter native /opt/cri/image.tar
+  snapshot s17.b.before
+  run s17.b.up cri up s17-b --runtime-handler crun --cdi-device kmodload.io/module=ip_vs \
+    --annotation cdi.k8s.io/kmodload=kmodload.io/module=ip_vs_wrr
+  # The containers crun runs for containerd's shim (its state under the shim's --root).
+  run s17.b.crun $CRUN --root /run/containerd/runc/k8s.io list
+  run s17.b.down cri down s17-b
+  run s17.unknown.up cri up s17-u --runtime-handler crun --cdi-device kmodload.io/module=xfs
+  run s17.unknown.down cri down s17-u
+  stop_process $S17/containerd.pid
+  run s17.cdilog cat $S17/cdi.log
+  run s17.containerd.log tail -n 40 $S17/containerd.log
+  outcome s17.time 0 "ms=$(($(uptime_ms) - _s17_t0))"
+  unload_all s17.clean
+}
+
 # 9. On a CPU without SSE4.2 crc32c_intel's init fails (ENODEV): do what modprobe does.
 # This boot also carries scenarios 3 and 4, which do not depend on the CPU, so that the two
 # boots of a kernel take about as long as each other.
@@ -476,8 +584,11 @@ set_main() {
   s12
   s13
   s15
-  # Only images built with --containerd (the 6.12 kernel's) have containerd.
-  if [ -x /usr/bin/containerd ]; then s14; fi
+  # Only images built with --containerd (the 6.12 kernel's) have containerd and crun.
+  if [ -x /usr/bin/containerd ]; then
+    s14
+    s17
+  fi
 }
 
 # Checks the harness itself: kmod's modprobe loads the seed's set.
@@ -510,6 +621,13 @@ set_main_race() {
 set_race() {
   install_hook
   s16
+}
+
+# Scenario 17 alone: a quick manual check of crun (not used by the test suite; an image built
+# with --containerd).
+set_crun() {
+  install_hook
+  s17
 }
 
 # Scenario 1 alone: a quick manual check of an image (not used by the test suite).
