@@ -187,8 +187,9 @@ export function namesCel(value: string): string {
   const firstWord =
     `[${unify('e', ' ', blanks)}.trim()].map(t, ` +
     `t.indexOf(' ') < 0 ? t : t.substring(0, t.indexOf(' ')))[0]`;
+  const entries = `${value}.contains(${celString(entry)}) || ${value}.contains(${celString(REQUEST_SYNTAX.paramSeparator)})`;
   return (
-    `(${value}.contains(${celString(entry)}) ? ` +
+    `(${entries} ? ` +
     `${value}.split(${celString(entry)}).map(e, ${firstWord}).filter(w, w != '') : ${list})`
   );
 }
