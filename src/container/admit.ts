@@ -271,7 +271,7 @@ async function carryOut(
       ...loadOptions,
       verdict,
       paramConflict: paramConflictPolicy(read.policy),
-      heldParameters,
+      ...(Object.keys(heldParameters).length > 0 ? { heldParameters } : {}),
     });
   } catch (error) {
     // Stopped half-way (an unusable module file): what went in is still the container's.

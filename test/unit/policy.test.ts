@@ -111,7 +111,7 @@ describe('policy parser', () => {
       'allow ok \\',
     ].join('\n');
     expect(problemsOf(text)).toEqual([
-      'p.conf:1: unknown directive "bogus" (expected default, max-modules, allow or deny)',
+      'p.conf:1: unknown directive "bogus" (expected default, max-modules, allow, deny, params or on-param-conflict)',
       "p.conf:2: 'allow' needs at least one module pattern",
       "p.conf:3: 'when' needs at least one condition",
       "p.conf:4: 'annotation x' needs KEY=GLOB (no '=')",
@@ -137,7 +137,7 @@ describe('policy parser', () => {
     const error = thrown(() => parsePolicy('allow ip_vs\nnonsense\ndeny\n', '/p.conf'));
     expect(error.exitStatus).toBe(EXIT.environment);
     expect(error.message).toBe(
-      'invalid policy: /p.conf:2: unknown directive "nonsense" (expected default, max-modules, allow or deny) (and 1 more: kmodload policy lint)',
+      'invalid policy: /p.conf:2: unknown directive "nonsense" (expected default, max-modules, allow, deny, params or on-param-conflict) (and 1 more: kmodload policy lint)',
     );
   });
 
