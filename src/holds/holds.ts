@@ -208,15 +208,16 @@ export async function takeProvisionalHold(
   return withStateLock(options, async (store) => {
     const asked = Object.keys(params);
     if (asked.length > 0) {
-      const others = store.readHolds().filter((hold) => hold.id !== container.id);
-      const running = new Set(others.filter((hold) => !staleHolds([hold], options).includes(hold)));
+      // This container's own hold too (an earlier load stage): it vouches, never conflicts.
+      const holds = store.readHolds();
+      const running = holds.filter((hold) => !staleHolds([hold], options).includes(hold));
       for (const name of asked) {
         const { request, params: wanted } = params[name] as ModuleParams;
         for (const other of running) {
           const theirs =
             other.params && Object.hasOwn(other.params, name) ? other.params[name] : undefined;
           if (theirs === undefined) continue;
-          const [first] = differing(wanted, theirs);
+          const [first] = other.id === container.id ? [] : differing(wanted, theirs);
           if (first) {
             const conflict = new KmodloadError(
               `container ${other.id} holds ${name} with ${first.held}, asked ${first.asked} (ask the same, or wait until it stops)`,

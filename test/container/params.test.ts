@@ -74,7 +74,7 @@ function node(policy: string[] = POLICY, modprobe = '') {
     stateDir,
     procRoot,
     /** Starts container `id` asking `KERNEL_MODULES=request`. */
-    start(id: string, request: string) {
+    start(id: string, request: string, stage: HookOptions['stage'] = 'prestart') {
       const pid = pidCount++;
       fs.mkdirSync(path.join(procRoot, String(pid)), { recursive: true });
       const stat = `${pid} (sh) S 1 ${Array.from({ length: 17 }, () => '0').join(' ')} ${pid}\n`;
@@ -82,7 +82,7 @@ function node(policy: string[] = POLICY, modprobe = '') {
       const bundle = writeBundle(path.join(dir, 'bundles', id), {
         process: { env: [`KERNEL_MODULES=${request}`] },
       });
-      return handleHook({ id, status: 'creating', pid, bundle }, options({ stage: 'prestart' }));
+      return handleHook({ id, status: 'creating', pid, bundle }, options({ stage }));
     },
     stop(id: string, unloadOnStop = false) {
       const state = { id, status: 'stopped', bundle: path.join(dir, 'bundles', id) };
@@ -185,6 +185,14 @@ describe('module parameters from containers', () => {
     const stop = await n.stop('D', true);
     expect(stop.exitStatus).toBe(0);
     expect(n.kernel.loaded()).toEqual([]);
+  });
+
+  it('a second load stage of the same container (prestart, then createRuntime) finds its own value', async () => {
+    const n = node();
+    expect((await n.start('A', 'dummy numdummies=3', 'prestart')).exitStatus).toBe(0);
+    const again = await n.start('A', 'dummy numdummies=3', 'createRuntime');
+    expect(again.exitStatus).toBe(0);
+    expect(again.modules.map((m) => `${m.status} ${m.name}`)).toEqual(['already-live dummy']);
   });
 
   it('a parameter the policy does not name, or a value it does not allow: refused, nothing loaded', async () => {
