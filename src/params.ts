@@ -5,8 +5,8 @@
 //   double quotes group and are dropped around a value, `-` and `_` are the same in a name,
 //   the last setting of a name wins);
 // - what /sys/module/NAME/parameters/PARAM shows (kernel/params.c's param_get_*): integers in
-//   decimal (hexint as %#08x), bools and invbools as Y or N, strings as they are, array
-//   elements joined by commas.
+//   decimal (hexint as %#08x), bools and invbools as Y or N (bint as 1 or 0), strings as
+//   they are, array elements joined by commas.
 // sameValue() compares an asked value with a shown one by those rules. sysfs does not say a
 // parameter's type: the shown text decides (Y/N: a bool; a number: an integer; else a string),
 // so a string parameter whose live value reads as a number or as Y/N is compared as one.
@@ -178,6 +178,10 @@ function sameElement(shown: string, asked: string): boolean {
   if (SHOWN_INTEGER.test(shown)) {
     const live = kernelInteger(shown);
     const wanted = kernelInteger(asked);
+    // bint: set as a bool, shown as an int (1 or 0).
+    if (wanted === undefined && (live === 0n || live === 1n)) {
+      return kernelBool(asked) === (live === 1n);
+    }
     return live !== undefined && wanted !== undefined && live === wanted;
   }
   return false;

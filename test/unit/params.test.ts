@@ -237,6 +237,8 @@ const TYPES: Array<{ type: string; shown: string; same: string[]; other: string[
   { type: 'bool (N)', shown: 'N', same: ['0', 'n', 'N', 'no', 'off'], other: ['1', 'on', 'x'] },
   // invbool: the kernel stores the opposite and shows it back the way it was set.
   { type: 'invbool', shown: 'Y', same: ['1', 'on'], other: ['0'] },
+  // bint: set as a bool, shown as an int.
+  { type: 'bint', shown: '1', same: ['1', 'y', 'on'], other: ['0', 'n', 'off'] },
   { type: 'charp', shown: 'hello world', same: ['hello world'], other: ['hello', 'Hello world'] },
   { type: 'charp (number-like text)', shown: '08', same: ['08'], other: ['8', '010'] },
   { type: 'string', shown: 'eth0', same: ['eth0'], other: ['eth1'] },
