@@ -119,7 +119,10 @@ export async function compareWithLive(
       });
       continue;
     }
-    if (sameValue(live, param.setting.value)) continue;
+    // A held value is one asked, not one shown: either may be the other's spelling.
+    const same =
+      source === '' ? sameValue(live, param.setting.value) : sameSetting(live, param.setting.value);
+    if (same) continue;
     findings.push({
       request,
       module: step.name,

@@ -348,9 +348,11 @@ describe('live values against a /sys/module with every parameter type', () => {
   });
 
   it('a value a container holds decides where sysfs shows nothing', async () => {
-    const held = { m: { id: 'c1', params: 'numdummies=3' } };
+    const held = { m: { id: 'c1', params: 'numdummies=3 verbose=y' } };
     const check = (asked: string) => compareWithLive('m', step(asked, asked), kernel, REFUSE, held);
     expect(await check('numdummies=3')).toEqual([]);
+    // Both are asked values: either may be the other's spelling.
+    expect(await check('numdummies=0x3 verbose=1')).toEqual([]);
     expect((await check('numdummies=5'))[0]?.reason).toBe(
       'live with numdummies=3 (as kmodload loaded it for container c1), asked 5 (unload it first, or ask for the live value)',
     );
