@@ -10,7 +10,7 @@ import { EXIT, KmodloadError } from '../errors';
 import { errorCode, kernelError } from '../loader/errno';
 import type { HeldParameters } from '../loader/live-params';
 import type { ModuleResult } from '../loader/types';
-import { effectiveParams, kernelParams, sameSetting, settingText } from '../params';
+import { effectiveParams, kernelParams, sameSetting, settingText, valueText } from '../params';
 import { processLiveness, processStartTime } from './process';
 import type { Hold, HeldModule, InsertedModule, StoreOptions } from './store';
 import { DEFAULT_STATE_DIR, STATE_VERSION, StateStore, withStateLock } from './store';
@@ -174,17 +174,28 @@ export interface ProvisionalHold {
   held: HeldParameters;
 }
 
-/** The parameters of `asked` that `other` sets to other values, as "P=V" pairs. */
-function differing(asked: string, other: string): Array<{ asked: string; held: string }> {
+/** The first parameter of `asked` that `other` sets to another value: its setting there, and
+ *  the value asked. */
+function differing(asked: string, other: string): { held: string; asked: string } | undefined {
   const theirs = effectiveParams(kernelParams(other));
-  const pairs: Array<{ asked: string; held: string }> = [];
   for (const [key, setting] of effectiveParams(kernelParams(asked))) {
     const held = theirs.get(key);
     if (held && !sameSetting(held.value, setting.value)) {
-      pairs.push({ asked: settingText(setting), held: settingText(held) });
+      return { held: settingText(held), asked: valueText(setting.value ?? 'Y') };
     }
   }
-  return pairs;
+  return undefined;
+}
+
+/** Why `name` cannot have other values while `other` holds it (or is loading it) with its own:
+ *  said as the loader says a live module's conflict. */
+function heldConflict(name: string, other: Hold, first: { held: string; asked: string }): string {
+  const loaded = other.modules.some((m) => m.name === name);
+  const state = loaded ? `live with ${first.held}` : `being loaded with ${first.held}`;
+  const why = loaded
+    ? `container ${other.id} holds it with that value`
+    : `for container ${other.id}`;
+  return `${state}, asked ${first.asked} (${why}: wait until it stops, or ask for the same)`;
 }
 
 /**
@@ -217,10 +228,11 @@ export async function takeProvisionalHold(
           const theirs =
             other.params && Object.hasOwn(other.params, name) ? other.params[name] : undefined;
           if (theirs === undefined) continue;
-          const [first] = other.id === container.id ? [] : differing(wanted, theirs);
+          const first = other.id === container.id ? undefined : differing(wanted, theirs);
           if (first) {
+            const who = name === request ? '' : `${name} is `;
             const conflict = new KmodloadError(
-              `container ${other.id} holds ${name} with ${first.held}, asked ${first.asked} (ask the same, or wait until it stops)`,
+              `${who}${heldConflict(name, other, first)}`,
               EXIT.refused,
               { subject: `cannot load ${request}` },
             );

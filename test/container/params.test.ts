@@ -116,7 +116,7 @@ describe('module parameters from containers', () => {
     const b = await n.start('B', 'dummy numdummies=5');
     expect(b.exitStatus).toBe(EXIT.refused);
     expect(b.message).toBe(
-      'cannot load dummy: container A holds dummy with numdummies=3, asked numdummies=5 (ask the same, or wait until it stops)',
+      'cannot load dummy: live with numdummies=3, asked 5 (container A holds it with that value: wait until it stops, or ask for the same)',
     );
     // The same value: sysfs cannot show it, A's hold says kmodload loaded it so.
     const c = await n.start('C', 'dummy numdummies=3');
@@ -169,7 +169,7 @@ describe('module parameters from containers', () => {
     });
     const b = await n.start('B', 'ip_vs conn_tab_bits=14');
     expect(b.message).toBe(
-      'cannot load ip_vs: container A holds ip_vs with conn_tab_bits=12, asked conn_tab_bits=14 (ask the same, or wait until it stops)',
+      'cannot load ip_vs: live with conn_tab_bits=12, asked 14 (container A holds it with that value: wait until it stops, or ask for the same)',
     );
     expect((await n.stop('A')).exitStatus).toBe(0);
     const c = await n.start('C', 'ip_vs conn_tab_bits=14');
@@ -217,7 +217,7 @@ describe('module parameters from containers', () => {
     await paused.reached;
     const second = await n.start('B', 'dummy numdummies=5');
     expect(second.message).toBe(
-      'cannot load dummy: container A holds dummy with numdummies=3, asked numdummies=5 (ask the same, or wait until it stops)',
+      'cannot load dummy: being loaded with numdummies=3, asked 5 (for container A: wait until it stops, or ask for the same)',
     );
     paused.resume();
     expect((await first).exitStatus).toBe(0);
