@@ -146,4 +146,5 @@ export type {
   ContainerState,
   HookConfigFormat,
   HookConfigOptions,
+  ModuleEntry,
 } from './hook/index';
