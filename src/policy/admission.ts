@@ -173,7 +173,7 @@ export function globsRegex(globs: readonly string[]): string {
   return `^(?s:${globs.map((g) => `(?:${globToRegex(g)})`).join('|')})$`;
 }
 
-/** CEL: the names of the request value `value` (a string expression), as parseKernelModules
+/** CEL: the names of the request value `value` (a string expression), as parseModuleRequest
  *  splits them (REQUEST_SYNTAX), empty items dropped. */
 export function namesCel(value: string): string {
   const [comma, ...others] = [...REQUEST_SYNTAX.nameSeparators];
