@@ -7,6 +7,7 @@ import { EXIT, KmodloadError } from './errors';
 import type { Kernel } from './kernel/kernel';
 import { LinuxKernel } from './kernel/linux';
 import { executePlan } from './loader/load';
+import type { HeldParameters, ParamConflictPolicy } from './loader/live-params';
 import type { LoadResult, ModuleResult, UnloadResult } from './loader/types';
 import type { UnloadTarget } from './loader/unload';
 import { executeUnload } from './loader/unload';
@@ -47,6 +48,13 @@ export type LoadOptions = ResolverOptions &
     requester?: Requester;
     /** Called with each module's result as soon as it is known. */
     onModuleResult?: (result: ModuleResult) => void;
+    /** What a module already live with other parameters than the plan asks means, for the
+     *  caller's parameters (`extraOptions`) and for the host's (modprobe.d): `refuse` (nothing
+     *  loads, exit 3) or `warn` (the result's `warnings`). Default: warn for both. */
+    paramConflict?: ParamConflictPolicy;
+    /** Parameters that running containers' holds say kmodload loaded modules with, by module:
+     *  compared where sysfs does not show a parameter (the container core sets it). */
+    heldParameters?: HeldParameters;
   };
 
 /** `policy` given: resolve() checks the plan against it. */
@@ -179,9 +187,9 @@ export async function load(names: string[], options: LoadOptions = {}): Promise<
 
 /**
  * Performs a plan from `resolve()` without planning again, e.g. after showing or logging it.
- * Of `options`, only `dryRun`, `allowInstallCommands`, `kernel`, `onModuleResult` and
- * `verdict` (the policy's, from `resolve()` with a policy or `checkPolicy()`) matter here (the
- * plan already holds the rest). The result carries the verdict beside the plan.
+ * Of `options`, only `dryRun`, `allowInstallCommands`, `kernel`, `onModuleResult`,
+ * `paramConflict`, `heldParameters` and `verdict` (the policy's, from `resolve()` with a
+ * policy or `checkPolicy()`) matter here (the plan already holds the rest). The result carries the verdict beside the plan.
  *
  * @throws KmodloadError (EXIT.refused), before anything is loaded, when a request of the plan
  *   has an `error`, has an install rule that needs a shell and `allowInstallCommands` is off,
@@ -194,6 +202,8 @@ export async function loadPlan(plan: Plan, options: LoadPlanOptions = {}): Promi
     allowInstallCommands: options.allowInstallCommands ?? false,
     ...(options.verdict ? { verdict: options.verdict } : {}),
     ...(options.onModuleResult ? { onModuleResult: options.onModuleResult } : {}),
+    ...(options.paramConflict ? { paramConflict: options.paramConflict } : {}),
+    ...(options.heldParameters ? { heldParameters: options.heldParameters } : {}),
   });
 }
 

@@ -40,6 +40,7 @@ export type {
   UnloadStatus,
 } from './loader/types';
 export { failureSummary } from './loader/summary';
+export type { HeldParameters, ParamConflictPolicy } from './loader/live-params';
 export { EXIT, KmodloadError } from './errors';
 export type { ExitStatus } from './errors';
 export type { Kernel, InitState } from './kernel/kernel';
@@ -122,6 +123,7 @@ export {
   handleHook,
   serveHook,
   parseKernelModules,
+  parseModuleRequest,
   readHookRequest,
   requestFromConfig,
   parseContainerState,
@@ -144,4 +146,5 @@ export type {
   ContainerState,
   HookConfigFormat,
   HookConfigOptions,
+  ModuleEntry,
 } from './hook/index';

@@ -78,7 +78,9 @@ ${TREE_OPTIONS}
 
 Output: one line per module: "loaded NAME", "already live NAME", "builtin NAME",
 "skipped NAME" (install /bin/true), "would load NAME" (dry run), "failed NAME"
-(a soft dependency, not fatal). Errors: one line "kmodload: ..." on stderr.
+(a soft dependency, not fatal). Errors: one line "kmodload: ..." on stderr. A module
+already live with other parameters than asked (-o, modprobe.d) stays as it is, as
+with modprobe, and a "kmodload: warning: ..." line on stderr says so.
 
 ${EXIT_STATUS}
 `;
@@ -124,6 +126,13 @@ comments, '\\' continues a line:
                               already loaded ones included (64)
   allow GLOB... [when COND...]
   deny  GLOB... [when COND...]
+  params GLOB PARAM=VALUE-GLOB... [when COND...]
+                              parameters (and values) a container may pass for
+                              a module; a parameter no rule names is refused
+  on-param-conflict refuse|warn
+                              a module live with other parameters than asked:
+                              refuse or warn (default: refuse for a container's
+                              parameters, warn for modprobe.d's options)
   COND: annotation KEY=GLOB | source env|annotation|cdi   (all must hold)
         | namespace GLOB | pod-label KEY=GLOB
 
@@ -136,7 +145,9 @@ modprobe.d blocks (blacklist X, install X /bin/true|/bin/false); a requested mod
 must be allowed by a rule or by 'default allow'; its dependencies come with it.
 
 check: plans NAME... as the hook would and prints each module's verdict and the
-rule that decided; exit 0 when the request would pass, 3 when not.
+rule that decided, and each parameter's; exit 0 when the request would pass, 3
+when not. A NAME is read as a container writes its request: 'dummy numdummies=3'
+(one argument) asks dummy with a parameter.
   --policy FILE             policy file (repeatable; default: the host's)
   --annotation KEY=VALUE    an annotation of the container (repeatable)
   --source env|annotation|cdi
@@ -208,8 +219,9 @@ export const STATUS_HELP = `Usage: kmodload status [--state-dir DIR] [--json]
 
 One line per module kmodload knows about (inserted by a kmodload hook, or held by a
 container): its state and reference count in the kernel (/sys/module), whether a
-kmodload hook inserted it, and the containers holding it (id, since when, for which
-requested name); then the holds of containers that are gone. Exit status 0.
+kmodload hook inserted it (and with which parameters, asked by which container), and
+the containers holding it (id, since when, for which requested name, with which
+parameters); then the holds of containers that are gone. Exit status 0.
   --state-dir DIR   where holds are kept (default /run/kmodload)
   --json            the report as JSON
 `;

@@ -46,10 +46,17 @@ export async function runStatusCommand(argv: string[], io: CliIO): Promise<numbe
   for (const module of report.modules) {
     const kernel =
       module.state === 'absent' ? 'not loaded' : `${module.state}, refcnt ${module.refcnt ?? '?'}`;
-    const holders = module.holders.map((h) => `${h.id} (since ${h.since}, for ${h.request})`);
+    const holders = module.holders.map(
+      (h) => `${h.id} (since ${h.since}, for ${h.request}${h.params ? `, with ${h.params}` : ''})`,
+    );
+    const inserted = module.params
+      ? `inserted by kmodload with ${module.params.params} (asked by ${module.params.by})`
+      : module.inserted
+        ? 'inserted by kmodload'
+        : 'not inserted by kmodload';
     io.stdout.write(
       oneLine(
-        `${module.name}: ${kernel}; ${module.inserted ? 'inserted by kmodload' : 'not inserted by kmodload'}; ` +
+        `${module.name}: ${kernel}; ${inserted}; ` +
           `${holders.length > 0 ? `held by ${holders.join(', ')}` : 'held by no container'}`,
       ) + '\n',
     );

@@ -150,7 +150,13 @@ export async function runLoadCommand(argv: string[], io: CliIO): Promise<number>
     throw error;
   }
   if (json) writeJson(io.stdout, resultJson(result));
-  else printLines(result.modules);
+  else {
+    printLines(result.modules);
+    // As modprobe, the live module stays as it is; unlike modprobe, the caller hears of it.
+    for (const warning of result.warnings ?? []) {
+      io.stderr.write(`kmodload: warning: ${oneLine(warning)}\n`);
+    }
+  }
   const failure = failureSummary(result);
   if (failure === undefined) return EXIT.ok;
   io.stderr.write(`kmodload: ${oneLine(failure)}\n`);

@@ -12,7 +12,9 @@ import { exportModprobeConfig } from '../policy/export';
 import { readTreeNames, unmatchedPatterns } from '../policy/tree';
 import { errorText, oneLine } from '../text';
 import { replaceFile } from './install-node-command';
+import { parseModuleRequest } from '../container/request';
 import type {
+  ParamsRule,
   Policy,
   PolicyDecision,
   PolicyProblem,
@@ -83,27 +85,50 @@ function requesterOf(parsed: ReturnType<typeof parseArgs>): Requester {
   return requester;
 }
 
-function needsRuntimeFacts(rule: PolicyRule): boolean {
-  return rule.conditions.some((c) => RUNTIME_FACT_CONDITIONS.has(c.kind));
+/** The rules that test the NRI plugin's facts. */
+function runtimeFactRules(policy: Policy | null): Array<PolicyRule | ParamsRule> {
+  return [...(policy?.rules ?? []), ...(policy?.paramRules ?? [])].filter((rule) =>
+    rule.conditions.some((c) => RUNTIME_FACT_CONDITIONS.has(c.kind)),
+  );
 }
 
 /** What a rule on the NRI plugin's facts does where they are missing (the hook). */
-function runtimeFactNote(rule: PolicyRule): string {
-  const effect = rule.verdict === 'allow' ? 'never applies' : 'always applies';
+function runtimeFactNote(rule: PolicyRule | ParamsRule): string {
+  const effect = 'verdict' in rule && rule.verdict === 'deny' ? 'always applies' : 'never applies';
   return `${rule.origin} (${rule.text}) tests the pod's namespace or labels, which only the NRI plugin has: under the hook it ${effect}`;
+}
+
+/** How many rules a policy has, of both kinds. */
+function ruleCount(policy: Policy | null): number {
+  return (policy?.rules.length ?? 0) + (policy?.paramRules.length ?? 0);
 }
 
 function decisionLine(d: PolicyDecision): string {
   const via = d.role === 'target' ? d.request : `${d.role} for ${d.request}`;
-  return `${d.verdict.padEnd(5)} ${d.module} (${via}): ${d.rule}`;
+  const what = d.param === undefined ? d.module : `${d.module} ${d.param}`;
+  return `${d.verdict.padEnd(5)} ${what} (${via}): ${d.rule}`;
+}
+
+/** The arguments as requests: names, or `NAME PARAM=VALUE...` as a container writes them. */
+function requestOf(args: string[]): { names: string[]; extraOptions: Record<string, string> } {
+  const names: string[] = [];
+  const extraOptions = Object.create(null) as Record<string, string>;
+  for (const arg of args) {
+    for (const entry of parseModuleRequest(arg, 'the argument')) {
+      if (!names.includes(entry.name)) names.push(entry.name);
+      if (entry.params !== '') extraOptions[entry.name] = entry.params;
+    }
+  }
+  return { names, extraOptions };
 }
 
 async function check(
-  names: string[],
+  args: string[],
   parsed: ReturnType<typeof parseArgs>,
   io: CliIO,
 ): Promise<number> {
-  if (names.length === 0) throw usageError('missing module name', `${COMMAND} check`);
+  if (args.length === 0) throw usageError('missing module name', `${COMMAND} check`);
+  const { names, extraOptions } = requestOf(args);
   const requester = requesterOf(parsed);
   const json = flag(parsed, 'json');
   const policy = await readPolicy(allValues(parsed, 'policy'));
@@ -116,6 +141,7 @@ async function check(
     strictConfig: true,
     policy,
     requester,
+    ...(Object.keys(extraOptions).length > 0 ? { extraOptions } : {}),
   });
   let refusal: string | undefined;
   try {
@@ -143,7 +169,7 @@ async function check(
       `policy: ${oneLine(files)}; modules in the plan: ${verdict.modules}, max-modules ${verdict.maxModules}\n`,
     );
     if (requester.namespace === undefined && requester.podLabels === undefined) {
-      for (const rule of (policy?.rules ?? []).filter(needsRuntimeFacts)) {
+      for (const rule of runtimeFactRules(policy)) {
         io.stdout.write(`note: ${oneLine(runtimeFactNote(rule))}\n`);
       }
     }
@@ -185,7 +211,7 @@ async function lint(parsed: ReturnType<typeof parseArgs>, io: CliIO): Promise<nu
     writeJson(io.stdout, {
       ok: problems.length === 0,
       files: policy?.files ?? [],
-      rules: policy?.rules.length ?? 0,
+      rules: ruleCount(policy),
       problems,
       notes,
     });
@@ -197,10 +223,10 @@ async function lint(parsed: ReturnType<typeof parseArgs>, io: CliIO): Promise<nu
         `no policy: ${DEFAULT_POLICY_FILE} does not exist (containers may have any module the host does not block)\n`,
       );
     } else if (problems.length === 0) {
-      for (const rule of policy.rules.filter(needsRuntimeFacts)) {
+      for (const rule of runtimeFactRules(policy)) {
         io.stdout.write(`note: ${oneLine(runtimeFactNote(rule))}\n`);
       }
-      io.stdout.write(`ok: ${oneLine(policy.files.join(', '))} (${policy.rules.length} rules)\n`);
+      io.stdout.write(`ok: ${oneLine(policy.files.join(', '))} (${ruleCount(policy)} rules)\n`);
     } else {
       io.stderr.write(`kmodload: the policy has ${problems.length} problem(s)\n`);
     }

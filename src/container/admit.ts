@@ -12,7 +12,10 @@ import { errorText, oneLine, quote } from '../text';
 import { INSECURE_FILES_WARNING } from '../trust';
 import { auditRecord, exitStatusOf, type AuditFacts, type AuditRecord } from './audit';
 import type { ContainerLoadOptions, ContainerLoader, NodeOptions } from './options';
-import { requestedNames, type ContainerRequest, type RequestedNames } from './request';
+import type { HeldParameters, ParamConflictPolicy } from '../loader/live-params';
+import type { ModuleParams } from '../holds/holds';
+import type { Policy } from '../policy/types';
+import { noNames, requestedNames, type ContainerRequest, type RequestedNames } from './request';
 
 export type AdmissionAction =
   | 'loaded' // every module loaded (or was already there)
@@ -110,10 +113,7 @@ export function startAdmission(
   request: ContainerRequest,
   options: NodeOptions = {},
 ): AdmissionHandle {
-  const names: RequestedNames = {
-    modules: [],
-    sources: Object.create(null) as RequestedNames['sources'],
-  };
+  const names: RequestedNames = noNames();
   const facts: AdmissionFacts = {
     id: request.id,
     stage: request.stage,
@@ -136,6 +136,7 @@ export function startAdmission(
       parsed = true;
       facts.request = names.modules;
       facts.sources = names.sources;
+      facts.params = names.params;
       action = await carryOut(request, names, options, facts);
     } catch (error) {
       facts.failure = asKmodloadError(error, names.modules);
@@ -161,7 +162,7 @@ export function startAdmission(
     async recordInterrupted() {
       if (!facts.interruptedBy || options.dryRun) return;
       if (!facts.provisional && !facts.modules.some((m) => m.status === 'loaded')) return;
-      await recordHold(request, names, facts.modules, false, options, facts.warnings);
+      await recordHold(request, names, facts.modules, false, {}, options, facts.warnings);
     },
   };
 }
@@ -215,7 +216,12 @@ async function carryOut(
   // so that a request naming a whole tree is never planned.
   const { DEFAULT_MAX_MODULES } = await import('../policy/types.js');
   const startPlanning = () => {
-    const planning = loader.resolve(names.modules, loadOptions);
+    const planning = loader.resolve(
+      names.modules,
+      Object.keys(names.params).length > 0
+        ? { ...loadOptions, extraOptions: names.params }
+        : loadOptions,
+    );
     // Not awaited when the policy refuses first.
     planning.catch(() => undefined);
     return planning;
@@ -243,25 +249,43 @@ async function carryOut(
   const verdict = policyApi.checkPolicy(planned, read.policy, requesterOf(request, names));
   facts.verdict = verdict;
   // Before the loader reads any module's state: a container stopping meanwhile must not
-  // unload a module this load finds live (made final or dropped by recordHold).
+  // unload a module this load finds live (made final or dropped by recordHold), nor may
+  // another container ask other parameters for a module this one loads with its own.
+  const params = paramsByModule(planned);
+  let heldParameters: HeldParameters = {};
   if (!options.dryRun && verdict.ok) {
-    facts.provisional = await takeProvisionalHold(request, planned, options, facts.warnings);
+    const provisional = await takeProvisionalHold(
+      request,
+      planned,
+      params,
+      options,
+      facts.warnings,
+    );
+    if (provisional?.conflict) throw provisional.conflict;
+    facts.provisional = provisional !== undefined;
+    heldParameters = provisional?.held ?? {};
   }
   let result: LoadResult;
   try {
-    result = await loader.loadPlan(planned, { ...loadOptions, verdict });
+    result = await loader.loadPlan(planned, {
+      ...loadOptions,
+      verdict,
+      paramConflict: paramConflictPolicy(read.policy),
+      ...(Object.keys(heldParameters).length > 0 ? { heldParameters } : {}),
+    });
   } catch (error) {
     // Stopped half-way (an unusable module file): what went in is still the container's.
     if (
       !options.dryRun &&
       (facts.provisional || facts.modules.some((m) => m.status === 'loaded'))
     ) {
-      await recordHold(request, names, facts.modules, false, options, facts.warnings);
+      await recordHold(request, names, facts.modules, false, params, options, facts.warnings);
     }
     throw error;
   }
   // The same results (a stand-in loader may not report them one by one).
   facts.modules.splice(0, facts.modules.length, ...result.modules);
+  facts.warnings.push(...(result.warnings ?? []));
   const { failureSummary } = await import('../loader/summary.js');
   const summary = failureSummary(result);
   if (!options.dryRun) {
@@ -270,6 +294,7 @@ async function carryOut(
       names,
       result.modules,
       summary === undefined,
+      params,
       options,
       facts.warnings,
     );
@@ -326,29 +351,55 @@ export function planModuleNames(plan: Plan): string[] {
   return [...names];
 }
 
-/** Takes the provisional hold on the plan's modules; false (with a warning) when it cannot:
- *  the load goes on, as it does when the final hold cannot be recorded. */
+/** What a module live with other parameters means: the policy's `on-param-conflict` for
+ *  every parameter, or by default a refusal for the container's and a warning for the host's
+ *  (modprobe.d's, which modprobe has always let pass). */
+function paramConflictPolicy(policy: Policy | null): ParamConflictPolicy {
+  const action = policy?.paramConflict?.value;
+  return action ? { caller: action, host: action } : { caller: 'refuse', host: 'warn' };
+}
+
+/** The parameters the container asks, by module of the plan (the targets they are for). */
+export function paramsByModule(plan: Plan): Record<string, ModuleParams> {
+  const params = Object.create(null) as Record<string, ModuleParams>;
+  for (const request of plan.requests) {
+    for (const probe of request.probes) {
+      if (probe.skipped) continue;
+      for (const step of probe.steps) {
+        if (step.extraOptions) {
+          params[step.name] ??= { request: request.request, params: step.extraOptions };
+        }
+      }
+    }
+  }
+  return params;
+}
+
+/** Takes the provisional hold on the plan's modules; undefined (with a warning) when it
+ *  cannot: the load goes on, as it does when the final hold cannot be recorded. A conflict
+ *  with another container's parameters comes back as `conflict`, no hold taken. */
 async function takeProvisionalHold(
   request: ContainerRequest,
   plan: Plan,
+  params: Readonly<Record<string, ModuleParams>>,
   options: NodeOptions,
   warnings: string[],
-): Promise<boolean> {
+): Promise<{ conflict?: KmodloadError; held: HeldParameters } | undefined> {
   const modules = planModuleNames(plan);
-  if (modules.length === 0) return false;
+  if (modules.length === 0) return undefined;
   const holds = await import('../holds/index.js');
   try {
-    warnings.push(
-      ...(await holds.takeProvisionalHold(
-        options,
-        { id: request.id, pid: request.pid, via: request.via },
-        modules,
-      )),
+    const taken = await holds.takeProvisionalHold(
+      options,
+      { id: request.id, pid: request.pid, via: request.via },
+      modules,
+      params,
     );
-    return true;
+    warnings.push(...taken.warnings);
+    return taken.conflict ? { conflict: taken.conflict, held: {} } : { held: taken.held };
   } catch (error) {
     warnings.push(`cannot hold the modules of container ${quote(request.id)}: ${errorText(error)}`);
-    return false;
+    return undefined;
   }
 }
 
@@ -359,6 +410,7 @@ async function recordHold(
   names: RequestedNames,
   modules: readonly ModuleResult[],
   succeeded: boolean,
+  params: Readonly<Record<string, ModuleParams>>,
   options: NodeOptions,
   warnings: string[],
 ): Promise<void> {
@@ -371,6 +423,7 @@ async function recordHold(
         names.modules,
         [...modules],
         succeeded,
+        params,
       )),
     );
   } catch (error) {

@@ -41,6 +41,8 @@ export interface AuditRecord {
   /** Where each requested name came from (env, annotation, cdi); absent when nothing was
    *  asked or the request could not be parsed. */
   sources?: Record<string, RequestSource[]>;
+  /** The parameters asked for each requested name that has some (`PARAM=VALUE` words). */
+  params?: Record<string, string>;
   dryRun: boolean;
   /** The modules in the order they would be (or were) loaded, request by request. */
   plan: AuditStep[];
@@ -93,6 +95,8 @@ export interface AuditFacts {
   status?: string | undefined;
   request?: readonly string[] | undefined;
   sources?: Readonly<Record<string, readonly RequestSource[]>> | undefined;
+  /** The parameters asked, by requested name. */
+  params?: Readonly<Record<string, string>> | undefined;
   dryRun: boolean;
   plan?: Plan | undefined;
   /** The policy's verdict on the plan. */
@@ -165,16 +169,21 @@ function loggedAnnotations(facts: AuditFacts): Record<string, string> {
   return logged;
 }
 
-/** `sources` of the record: each requested name's sources, in request order. */
-function loggedSources(facts: AuditFacts): Pick<AuditRecord, 'sources'> {
-  const { request, sources } = facts;
+/** `sources` of the record: each requested name's sources, in request order; and the
+ *  parameters of the names that have some. */
+function loggedSources(facts: AuditFacts): Pick<AuditRecord, 'sources' | 'params'> {
+  const { request, sources, params } = facts;
   if (!request || request.length === 0 || !sources) return {};
   // No prototype: a container may ask for a module named "__proto__".
   const logged = Object.create(null) as Record<string, RequestSource[]>;
+  const loggedParams = Object.create(null) as Record<string, string>;
   for (const name of request) {
     if (Object.hasOwn(sources, name)) logged[name] = [...(sources[name] ?? [])];
+    if (params && Object.hasOwn(params, name)) loggedParams[name] = params[name] as string;
   }
-  return { sources: logged };
+  return Object.keys(loggedParams).length > 0
+    ? { sources: logged, params: loggedParams }
+    : { sources: logged };
 }
 
 function loggedResult(entry: ModuleResult): AuditResult {
@@ -255,6 +264,14 @@ export function auditLine(record: AuditRecord): Buffer {
     },
   };
   if (record.warnings) summary.warnings = first(record.warnings, 8).map((w) => w.slice(0, 1024));
+  if (record.params) {
+    const kept = Object.create(null) as Record<string, string>;
+    for (const name of summary.request) {
+      const params = Object.hasOwn(record.params, name) ? record.params[name] : undefined;
+      if (params !== undefined) kept[name] = params.slice(0, 256);
+    }
+    summary.params = kept;
+  }
   if (record.release) {
     summary.release = { ...record.release, modules: first(record.release.modules) };
   }
@@ -265,6 +282,7 @@ export function auditLine(record: AuditRecord): Buffer {
     summary.verdict = [];
     summary.results = [];
     summary.request = first(record.request, 4).map((name) => name.slice(0, 64));
+    delete summary.params;
     line = Buffer.from(`${JSON.stringify(summary)}\n`, 'utf8');
   }
   return line;

@@ -5,6 +5,7 @@ import type { Kernel } from '../kernel/kernel';
 import type { LoadResult, ModuleResult } from '../loader/types';
 import type { Plan } from '../planner/plan';
 import type { PlanOptions, ResolverOptions } from '../planner/index';
+import type { HeldParameters, ParamConflictPolicy } from '../loader/live-params';
 import type { PolicyVerdict } from '../policy/types';
 
 /** What the core needs of the planner and loader (src/api.ts); tests stand in for it. */
@@ -21,6 +22,10 @@ export type ContainerLoadOptions = ResolverOptions &
     onModuleResult?: (result: ModuleResult) => void;
     /** loadPlan: the policy's verdict on the plan. */
     verdict?: PolicyVerdict;
+    /** loadPlan: what a module live with other parameters means. */
+    paramConflict?: ParamConflictPolicy;
+    /** loadPlan: the parameters running containers' holds say their hooks inserted with. */
+    heldParameters?: HeldParameters;
   };
 
 export interface NodeOptions {

@@ -8,7 +8,9 @@ import type { Kernel } from '../kernel/kernel';
 import { O_NONBLOCK } from '../kernel/kernel';
 import { EXIT, KmodloadError } from '../errors';
 import { errorCode, kernelError } from '../loader/errno';
+import type { HeldParameters } from '../loader/live-params';
 import type { ModuleResult } from '../loader/types';
+import { effectiveParams, kernelParams, sameSetting, settingText, valueText } from '../params';
 import { processLiveness, processStartTime } from './process';
 import type { Hold, HeldModule, InsertedModule, StoreOptions } from './store';
 import { DEFAULT_STATE_DIR, STATE_VERSION, StateStore, withStateLock } from './store';
@@ -58,6 +60,7 @@ export async function recordLoad(
   requested: string[],
   results: ModuleResult[],
   succeeded: boolean,
+  params: Readonly<Record<string, ModuleParams>> = {},
 ): Promise<string[]> {
   // Nothing to hold, nothing inserted and no provisional hold to drop: no state to touch.
   if (
@@ -76,11 +79,13 @@ export async function recordLoad(
     for (const result of results) {
       if (result.status !== 'loaded') continue;
       if (inserted.modules.some((m) => m.name === result.name)) continue;
+      const asked = Object.hasOwn(params, result.name) ? params[result.name] : undefined;
       inserted.modules.push({
         name: result.name,
         seq: inserted.next++,
         since: now,
         by: container.id,
+        ...(asked ? { params: asked.params } : {}),
       });
       changed = true;
     }
@@ -101,11 +106,13 @@ export async function recordLoad(
         if (!earlier) hold.modules.push(held);
         else earlier.inserted ||= held.inserted;
       }
+      keepHeldParams(hold, params);
       store.writeHold(hold);
       store.step('hold-written');
     } else if (earlierHold?.provisional) {
       // Dropped: what was not loaded is not held; a hold of an earlier stage stays.
       delete earlierHold.provisional;
+      keepHeldParams(earlierHold, {});
       if (earlierHold.modules.length > 0) store.writeHold(earlierHold);
       else store.removeHold(container.id);
       store.step('hold-written');
@@ -136,27 +143,114 @@ function newHold(
   };
 }
 
+/** The parameters a container asks for one module, and the name it asked that brought it. */
+export interface ModuleParams {
+  request: string;
+  /** `PARAM=VALUE` words. */
+  params: string;
+}
+
+/** The hold's parameters: those asked (`asked`, by module) and those it had, for the modules
+ *  it holds or is loading only. */
+function keepHeldParams(hold: Hold, asked: Readonly<Record<string, ModuleParams>>): void {
+  const kept = Object.create(null) as Record<string, string>;
+  for (const name of heldNames(hold)) {
+    if (Object.hasOwn(asked, name)) kept[name] = (asked[name] as ModuleParams).params;
+    else if (hold.params && Object.hasOwn(hold.params, name))
+      kept[name] = hold.params[name] as string;
+  }
+  if (Object.keys(kept).length > 0) hold.params = kept;
+  else delete hold.params;
+}
+
+/** What taking a provisional hold found. */
+export interface ProvisionalHold {
+  /** State files moved aside. */
+  warnings: string[];
+  /** Set when a running container holds a module of the plan with other values of the
+   *  parameters asked: then no hold was taken. */
+  conflict?: KmodloadError;
+  /** Modules running containers' hooks inserted with parameters, and those parameters. */
+  held: HeldParameters;
+}
+
+/** The first parameter of `asked` that `other` sets to another value: its setting there, and
+ *  the value asked. */
+function differing(asked: string, other: string): { held: string; asked: string } | undefined {
+  const theirs = effectiveParams(kernelParams(other));
+  for (const [key, setting] of effectiveParams(kernelParams(asked))) {
+    const held = theirs.get(key);
+    if (held && !sameSetting(held.value, setting.value)) {
+      return { held: settingText(held), asked: valueText(setting.value ?? 'Y') };
+    }
+  }
+  return undefined;
+}
+
+/** Why `name` cannot have other values while `other` holds it (or is loading it) with its own:
+ *  said as the loader says a live module's conflict. */
+function heldConflict(name: string, other: Hold, first: { held: string; asked: string }): string {
+  const loaded = other.modules.some((m) => m.name === name);
+  const state = loaded ? `live with ${first.held}` : `being loaded with ${first.held}`;
+  const why = loaded
+    ? `container ${other.id} holds it with that value`
+    : `for container ${other.id}`;
+  return `${state}, asked ${first.asked} (${why}: wait until it stops, or ask for the same)`;
+}
+
 /**
  * Takes a provisional hold for container `id` on every module of the plan it is about to load,
  * before the loader reads any module's state: a release running meanwhile (another container
  * stopping) cannot unload a module this load found live and counts on. `recordLoad` makes it
- * final or drops it.
+ * final or drops it. With `params` (the parameters asked, by module), a running container that
+ * holds one of those modules with other values refuses the request (no hold is taken), and the
+ * values the holds record for modules their hooks inserted come back as `held`.
  */
 export async function takeProvisionalHold(
   options: HoldsOptions,
   container: { id: string; pid?: number | undefined; via?: 'nri' | undefined },
   modules: readonly string[],
-): Promise<string[]> {
-  if (modules.length === 0) return [];
+  params: Readonly<Record<string, ModuleParams>> = {},
+): Promise<ProvisionalHold> {
+  const held = Object.create(null) as Record<string, { id: string; params: string }>;
+  if (modules.length === 0) return { warnings: [], held };
   const pid = container.pid !== undefined && container.pid > 0 ? container.pid : null;
   const pidStart = pid === null ? null : (processStartTime(pid, options.procRoot) ?? null);
   return withStateLock(options, async (store) => {
+    const asked = Object.keys(params);
+    if (asked.length > 0) {
+      // This container's own hold too (an earlier load stage): it vouches, never conflicts.
+      const holds = store.readHolds();
+      const running = holds.filter((hold) => !staleHolds([hold], options).includes(hold));
+      for (const name of asked) {
+        const { request, params: wanted } = params[name] as ModuleParams;
+        for (const other of running) {
+          const theirs =
+            other.params && Object.hasOwn(other.params, name) ? other.params[name] : undefined;
+          if (theirs === undefined) continue;
+          const first = other.id === container.id ? undefined : differing(wanted, theirs);
+          if (first) {
+            const who = name === request ? '' : `${name} is `;
+            const conflict = new KmodloadError(
+              `${who}${heldConflict(name, other, first)}`,
+              EXIT.refused,
+              { subject: `cannot load ${request}` },
+            );
+            return { warnings: store.warnings, conflict, held };
+          }
+          if (other.modules.some((m) => m.name === name && m.inserted)) {
+            held[name] = { id: other.id, params: theirs };
+          }
+        }
+      }
+    }
     const hold =
       store.readHold(container.id) ?? newHold(container, pid, pidStart, new Date().toISOString());
     hold.provisional = [...new Set([...(hold.provisional ?? []), ...modules])];
+    keepHeldParams(hold, params);
     store.writeHold(hold);
     store.step('hold-written');
-    return store.warnings;
+    return { warnings: store.warnings, held };
   });
 }
 
@@ -347,8 +441,11 @@ export interface TrackedModule {
   refcnt: number | null;
   /** Some kmodload hook inserted it (and nobody has removed it since). */
   inserted: boolean;
-  /** Live holds on it. */
-  holders: Array<{ id: string; since: string; request: string }>;
+  /** The parameters a container asked for when a kmodload hook inserted it, and that
+   *  container. */
+  params?: { params: string; by: string };
+  /** Live holds on it, with the parameters each container asked for it. */
+  holders: Array<{ id: string; since: string; request: string; params?: string }>;
 }
 
 export interface StatusReport {
@@ -374,17 +471,28 @@ export async function holdStatus(options: HoldsOptions, kernel: Kernel): Promise
     const modules: TrackedModule[] = [];
     for (const name of [...names].sort()) {
       const state = (await kernel.initState(name)) ?? 'absent';
+      const insertion = inserted.modules.find((m) => m.name === name);
       modules.push({
         name,
         state,
         refcnt: state === 'absent' ? null : ((await kernel.refcount(name)) ?? null),
-        inserted: inserted.modules.some((m) => m.name === name),
+        inserted: insertion !== undefined,
+        ...(insertion?.params ? { params: { params: insertion.params, by: insertion.by } } : {}),
         holders: holds
           .filter((h) => !stale.includes(h))
           .flatMap((h) =>
             h.modules
               .filter((m) => m.name === name)
-              .map((m) => ({ id: h.id, since: h.since, request: m.request })),
+              .map((m) => {
+                const asked =
+                  h.params && Object.hasOwn(h.params, name) ? h.params[name] : undefined;
+                return {
+                  id: h.id,
+                  since: h.since,
+                  request: m.request,
+                  ...(asked ? { params: asked } : {}),
+                };
+              }),
           ),
       });
     }

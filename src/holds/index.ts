@@ -9,6 +9,8 @@ export {
   releaseHold,
   takeProvisionalHold,
   type HoldsOptions,
+  type ModuleParams,
+  type ProvisionalHold,
   type TrackedModule,
   type ReleaseOptions,
   type ReleaseResult,

@@ -57,6 +57,9 @@ export interface Hold {
   /** 'nri': taken by the NRI plugin, which learns from the runtime (Synchronize) which
    *  containers still run; absent: taken by a hook, whose container's pid tells. */
   via?: 'nri';
+  /** The parameters the container asked for, by module (`PARAM=VALUE` words): another
+   *  container may not ask other values for these modules while this hold lasts. */
+  params?: Record<string, string>;
 }
 
 /** A module some kmodload hook inserted, with the order of insertion (removal goes backwards). */
@@ -66,6 +69,8 @@ export interface InsertedModule {
   since: string;
   /** The container whose hook inserted it. */
   by: string;
+  /** The parameters that container asked for it (`PARAM=VALUE` words), if any. */
+  params?: string;
 }
 
 interface InsertedFile {
@@ -78,11 +83,20 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** Absent, or an object of strings. */
+function isStringRecord(value: unknown): boolean {
+  return (
+    value === undefined ||
+    (isObject(value) && Object.values(value).every((v) => typeof v === 'string'))
+  );
+}
+
 function isHold(value: unknown): value is Hold {
   if (!isObject(value) || value['version'] !== STATE_VERSION) return false;
-  const { id, pid, pidStart, since, requested, modules, via, provisional } = value;
+  const { id, pid, pidStart, since, requested, modules, via, provisional, params } = value;
   return (
     typeof id === 'string' &&
+    isStringRecord(params) &&
     (provisional === undefined ||
       (Array.isArray(provisional) && provisional.every((m) => typeof m === 'string'))) &&
     (pid === null || (typeof pid === 'number' && Number.isInteger(pid))) &&
@@ -114,7 +128,8 @@ function isInsertedFile(value: unknown): value is InsertedFile {
         typeof m['name'] === 'string' &&
         typeof m['seq'] === 'number' &&
         typeof m['since'] === 'string' &&
-        typeof m['by'] === 'string',
+        typeof m['by'] === 'string' &&
+        (m['params'] === undefined || typeof m['params'] === 'string'),
     )
   );
 }

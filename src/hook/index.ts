@@ -10,6 +10,8 @@ export {
   MAX_MODULE_NAME_LENGTH,
   MAX_REQUEST_LENGTH,
   parseKernelModules,
+  parseModuleRequest,
+  type ModuleEntry,
 } from '../container/request';
 export { MAX_CONFIG_BYTES, readHookRequest, requestFromConfig } from './request';
 export type { HookRequest, ReadRequestOptions } from './request';

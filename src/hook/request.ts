@@ -38,6 +38,8 @@ export interface HookRequest extends ContainerConfig {
   modules: string[];
   /** Where each name came from (a name in both has both), for the policy's `source`. */
   sources: Record<string, RequestSource[]>;
+  /** The parameters asked for each name that has some (`PARAM=VALUE` words). */
+  params: Record<string, string>;
 }
 
 /** The places a hook's request comes from, raw, as the core parses them: env first. */

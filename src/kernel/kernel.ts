@@ -46,6 +46,10 @@ export interface Kernel {
   refcount(name: string): Promise<number | undefined>;
   /** Names in /sys/module/NAME/holders/. */
   holders(name: string): Promise<string[]>;
+  /** /sys/module/NAME/parameters/PARAM without its trailing newline; undefined when sysfs does
+   *  not show it: no such file (a parameter declared with mode 0, or none of the module's) or
+   *  one that cannot be read (write-only). */
+  parameter(name: string, param: string): Promise<string | undefined>;
   /** Algorithms the kernel decompresses itself (/sys/module/compression), e.g. ['xz']. */
   compression(): Promise<string[]>;
 }

@@ -3,7 +3,7 @@
 // loads the .node file.
 
 import path from 'node:path';
-import { fsAsync as fs } from '../files';
+import { FileReadError, fsAsync as fs, readRegularFile } from '../files';
 import type { NativeBinding } from '../native/binding';
 import { systemErrorReason } from '../native/system-error';
 import { InsertError, type InitState, type InsertOptions, type Kernel } from './kernel';
@@ -39,6 +39,9 @@ function isMissing(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
+
+/** Largest parameter value read from sysfs (a page, and more than enough). */
+const PARAMETER_BYTES = 64 * 1024;
 
 /** `Kernel` for the running Linux kernel. */
 export class LinuxKernel implements Kernel {
@@ -106,6 +109,22 @@ export class LinuxKernel implements Kernel {
       if (isMissing(error)) return [];
       throw error;
     }
+  }
+
+  async parameter(name: string, param: string): Promise<string | undefined> {
+    if (!/^[A-Za-z0-9_-]+$/.test(param)) throw new Error(`invalid parameter name '${param}'`);
+    const file = path.join(this.moduleDir(name), 'parameters', param);
+    let text: string;
+    try {
+      // sysfs shows at most a page; the cap is for a directory that is not sysfs.
+      text = (await readRegularFile(file, PARAMETER_BYTES)).toString('utf8');
+    } catch (error) {
+      if (!(error instanceof FileReadError)) throw error;
+      // Absent, or not readable (write-only: EACCES; a show method that fails: EIO, EPERM;
+      // anything that is not a sysfs attribute): nothing to compare with.
+      return undefined;
+    }
+    return text.endsWith('\n') ? text.slice(0, -1) : text;
   }
 
   async compression(): Promise<string[]> {

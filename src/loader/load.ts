@@ -14,6 +14,8 @@
 // - A module file that exists but cannot be used (not a regular file, over the size cap, a
 //   compressed stream that does not decode) rejects the call (EXIT.environment): the tree is
 //   broken. What was inserted before stays, and is reported through onModuleResult.
+// - A module live with other parameters than the plan asks (src/loader/live-params.ts) refuses
+//   the call before any syscall, or is a warning, as `paramConflict` says.
 
 import { EXIT, KmodloadError } from '../errors';
 import { oneLine } from '../text';
@@ -22,6 +24,17 @@ import { installVerdict, shellInstallVerdict } from '../planner/rules';
 import type { Plan, Probe, ProbeStep } from '../planner/plan';
 import type { PolicyVerdict } from '../policy/types';
 import type { CommandRunner } from './commands';
+import {
+  WARN_ON_PARAM_CONFLICT,
+  askedParams,
+  compareWithLive,
+  paramRefusal,
+  paramWarning,
+  planParamFindings,
+  type HeldParameters,
+  type ParamConflictPolicy,
+  type ParamFinding,
+} from './live-params';
 import { expandCommand, runShellCommand } from './commands';
 import type { ModuleError } from './errno';
 import { commandError, fileError, kernelError, moduleError } from './errno';
@@ -40,6 +53,12 @@ export interface ExecuteOptions {
   /** Called with each module's result as soon as it is known (the hook logs what was
    *  inserted so far if it is interrupted). */
   onModuleResult?: (result: ModuleResult) => void;
+  /** What a module live with other parameters than the plan asks means: `refuse` refuses the
+   *  call before anything is inserted, `warn` adds a warning to the result. Default: warn. */
+  paramConflict?: ParamConflictPolicy;
+  /** What running containers' holds say kmodload loaded modules with, for parameters sysfs
+   *  does not show. */
+  heldParameters?: HeldParameters;
 }
 
 /**
@@ -94,6 +113,7 @@ interface StepOutcome {
 class PlanRunner {
   private readonly done = new Map<string, StepOutcome>();
   private readonly results: ModuleResult[] = [];
+  private readonly warnings: string[] = [];
   private kernelCompression: Promise<string[]> | undefined;
   /** A dry run's module states, all asked at once when it starts: nothing it does changes
    *  them, so the answers are those the steps would get one by one. */
@@ -106,6 +126,15 @@ class PlanRunner {
 
   async run(plan: Plan): Promise<LoadResult> {
     if (this.options.dryRun) this.askStates(plan);
+    this.report(
+      await planParamFindings(
+        plan,
+        this.options.kernel,
+        (name) => this.readState(name),
+        this.paramConflict,
+        this.options.heldParameters,
+      ),
+    );
     let ok = true;
     try {
       for (const request of plan.requests) {
@@ -122,7 +151,24 @@ class PlanRunner {
       ok = false;
     }
     const verdict = this.options.verdict;
-    return { ok, plan, ...(verdict ? { verdict } : {}), modules: this.results };
+    return {
+      ok,
+      plan,
+      ...(verdict ? { verdict } : {}),
+      modules: this.results,
+      ...(this.warnings.length > 0 ? { warnings: this.warnings } : {}),
+    };
+  }
+
+  private get paramConflict(): ParamConflictPolicy {
+    return this.options.paramConflict ?? WARN_ON_PARAM_CONFLICT;
+  }
+
+  /** Throws the first refusal; keeps the warnings. */
+  private report(findings: readonly ParamFinding[]): void {
+    const refusal = paramRefusal(findings);
+    if (refusal) throw refusal;
+    this.warnings.push(...findings.map(paramWarning));
   }
 
   /** Returns true when the probe failed (a required step failed). */
@@ -237,8 +283,28 @@ class PlanRunner {
     }
     const error = await this.insert(path, step.options);
     if (error === undefined) return this.record(request, step, { status: 'loaded' });
-    // Another loader won the race between our check and our insert: the module is in.
-    if (error.code === 'EEXIST') return this.record(request, step, { status: 'already-live' });
+    // Another loader won the race between our check and our insert: the module is in, with
+    // the parameters that loader gave it.
+    if (error.code === 'EEXIST') {
+      if (askedParams(step).length > 0) {
+        const findings = await compareWithLive(
+          request,
+          step,
+          this.options.kernel,
+          this.paramConflict,
+          this.options.heldParameters,
+        );
+        const refusal = paramRefusal(findings);
+        if (refusal) {
+          return this.record(request, step, {
+            status: 'failed',
+            error: moduleError('EEXIST', refusal.reason),
+          });
+        }
+        this.warnings.push(...findings.map(paramWarning));
+      }
+      return this.record(request, step, { status: 'already-live' });
+    }
     const outcome = this.record(request, step, { status: 'failed', error });
     if (error.code === 'ENOSYS') throw new NoModuleSupport();
     return outcome;

@@ -41,6 +41,8 @@ export interface LoadResult {
   verdict?: PolicyVerdict;
   /** One entry per module, in the order the loader reached them; each module once. */
   modules: ModuleResult[];
+  /** Modules live with other parameters than asked, where that only warns (each a line). */
+  warnings?: string[];
 }
 
 /**

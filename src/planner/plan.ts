@@ -13,6 +13,9 @@ export interface ProbeStep {
   path?: string;
   /** Parameters, merged: modprobe.d options, kernel command line, then the caller's. */
   options: string;
+  /** The caller's part of `options` (PlanOptions.extraOptions), on the target step it was
+   *  given for: the host policy names which ones a container may pass. */
+  extraOptions?: string;
   /** The install rule's command (install). */
   command?: string;
   /** What an install rule amounts to without a shell: `noop` (/bin/true: nothing to load,

@@ -97,6 +97,7 @@ function stepFor(db: ModuleDatabase, mod: ModuleRef, ctx: StepContext): ProbeSte
   const base = {
     name: mod.name,
     options,
+    ...(ctx.extraOptions ? { extraOptions: ctx.extraOptions } : {}),
     required: ctx.required,
     target: ctx.target,
     ...(block ? { hostBlock: block } : {}),

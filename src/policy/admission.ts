@@ -173,7 +173,7 @@ export function globsRegex(globs: readonly string[]): string {
   return `^(?s:${globs.map((g) => `(?:${globToRegex(g)})`).join('|')})$`;
 }
 
-/** CEL: the names of the request value `value` (a string expression), as parseKernelModules
+/** CEL: the names of the request value `value` (a string expression), as parseModuleRequest
  *  splits them (REQUEST_SYNTAX), empty items dropped. */
 export function namesCel(value: string): string {
   const [comma, ...others] = [...REQUEST_SYNTAX.nameSeparators];
@@ -187,8 +187,9 @@ export function namesCel(value: string): string {
   const firstWord =
     `[${unify('e', ' ', blanks)}.trim()].map(t, ` +
     `t.indexOf(' ') < 0 ? t : t.substring(0, t.indexOf(' ')))[0]`;
+  const entries = `${value}.contains(${celString(entry)}) || ${value}.contains(${celString(REQUEST_SYNTAX.paramSeparator)})`;
   return (
-    `(${value}.contains(${celString(entry)}) ? ` +
+    `(${entries} ? ` +
     `${value}.split(${celString(entry)}).map(e, ${firstWord}).filter(w, w != '') : ${list})`
   );
 }
@@ -318,9 +319,13 @@ export function admissionCostBound(policy: Policy, names = 64, length = 55): num
   const matches = (regex: string): number =>
     Math.ceil((1 + length) / 10) * Math.ceil(regex.length / 4);
   const valueLength = names * (length + 1);
-  // Parsing: 6 replaces and a split of the value, and the filter's steps per name.
+  // Parsing: whether it is entries (two contains), then a list (6 replaces and a split of the
+  // value, the filter's steps per name) or entries (a split, then per entry 5 replaces, a
+  // trim, two indexOf and a substring of it, a list literal and the steps).
   const separators = REQUEST_SYNTAX.nameSeparators.length;
-  const parse = separators * Math.ceil(valueLength / 5) + 10 * names + 50;
+  const list = separators * Math.ceil(valueLength / 5) + 10 * names + 50;
+  const entries = 9 * Math.ceil(valueLength / 5) + 70 * names + 50;
+  const parse = 2 * Math.ceil(valueLength / 5) + Math.max(list, entries);
   let perName = 10 + matches(`^[A-Za-z0-9_-]{1,${MAX_MODULE_NAME_LENGTH}}$`);
   // The binding of m and its replace, the list of denies and its filter.
   perName += 40 + 10 + Math.ceil(length / 5) + 80 + 5 * policy.rules.length;

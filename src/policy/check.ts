@@ -10,12 +10,16 @@
 //   5. The plan may name at most max-modules module files, whether already loaded or not:
 //      the verdict comes from the plan alone, so a request gets the same answer on every
 //      node and at every retry, whatever other containers loaded first.
+//   6. Every parameter the caller passes for a module needs an applicable `params` rule that
+//      names it with a matching value (no policy file: none may be passed).
 
 import { fnmatch } from '../db/fnmatch';
+import { effectiveParams, kernelParams, paramKey, settingText, type ParamSetting } from '../params';
 import type { Plan, ProbeStep } from '../planner/plan';
 import { DEFAULT_MAX_MODULES } from './types';
 import type {
   ModuleRole,
+  ParamsRule,
   Policy,
   PolicyCondition,
   PolicyDecision,
@@ -24,6 +28,7 @@ import type {
   PolicyViolation,
   RequestSource,
   Requester,
+  Verdict,
 } from './types';
 
 function sourcesOf(requester: Requester, request: string): readonly RequestSource[] {
@@ -40,18 +45,18 @@ function sourcesOf(requester: Requester, request: string): readonly RequestSourc
  */
 function holds(
   condition: PolicyCondition,
-  rule: PolicyRule,
+  verdict: Verdict,
   requester: Requester,
   request: string,
 ): boolean {
   if (condition.kind === 'namespace') {
     // A fact the front end does not have: the worst case (allow: no; deny: yes).
-    if (requester.namespace === undefined) return rule.verdict === 'deny';
+    if (requester.namespace === undefined) return verdict === 'deny';
     return fnmatch(condition.value, requester.namespace);
   }
   if (condition.kind === 'pod-label') {
     const labels = requester.podLabels;
-    if (labels === undefined) return rule.verdict === 'deny';
+    if (labels === undefined) return verdict === 'deny';
     if (!Object.hasOwn(labels, condition.key)) return false;
     const value = labels[condition.key];
     return typeof value === 'string' && fnmatch(condition.value, value);
@@ -64,13 +69,15 @@ function holds(
   }
   const sources = sourcesOf(requester, request);
   if (sources.length === 0) return false;
-  return rule.verdict === 'deny'
+  return verdict === 'deny'
     ? sources.includes(condition.source)
     : sources.every((s) => s === condition.source);
 }
 
-function applies(rule: PolicyRule, requester: Requester, request: string): boolean {
-  return rule.conditions.every((c) => holds(c, rule, requester, request));
+/** Whether all of a rule's conditions hold; a params rule's as an allow's. */
+function applies(rule: PolicyRule | ParamsRule, requester: Requester, request: string): boolean {
+  const verdict = 'verdict' in rule ? rule.verdict : 'allow';
+  return rule.conditions.every((c) => holds(c, verdict, requester, request));
 }
 
 function matches(rule: PolicyRule, module: string): boolean {
@@ -106,6 +113,9 @@ export function checkPolicy(
     const applicable = rules.filter((rule) => applies(rule, requester, request.request));
     const denies = applicable.filter((rule) => rule.verdict === 'deny');
     const allows = applicable.filter((rule) => rule.verdict === 'allow');
+    const paramRules = (policy?.paramRules ?? []).filter((rule) =>
+      applies(rule, requester, request.request),
+    );
     const seen = new Set<string>();
     let refused: string | undefined;
 
@@ -151,6 +161,15 @@ export function checkPolicy(
         }
         decisions.push({ request: request.request, module: step.name, role, verdict, rule });
         refused ??= reason;
+        if (step.extraOptions === undefined) continue;
+        for (const setting of effectiveParams(kernelParams(step.extraOptions)).values()) {
+          const paramSeen = `param:${step.name}:${paramKey(setting.name)}`;
+          if (seen.has(paramSeen)) continue;
+          seen.add(paramSeen);
+          const param = paramDecision(request.request, step.name, setting, paramRules);
+          decisions.push(param.decision);
+          refused ??= param.reason;
+        }
       }
     }
     if (refused !== undefined) violations.push({ request: request.request, reason: refused });
@@ -173,10 +192,47 @@ export function checkPolicy(
   };
 }
 
+/** A value pattern that matches exactly `value` (blanks, which a pattern cannot hold, as
+ *  `?`), or `*` for a bare NAME. */
+function neededValue(value: string | undefined): string {
+  return value === undefined ? '*' : value.replace(/\s/g, '?');
+}
+
+/** The verdict on one parameter the caller passes for `module`: allowed by the first
+ *  applicable params rule that names it with a matching value, else refused. */
+function paramDecision(
+  request: string,
+  module: string,
+  setting: ParamSetting,
+  rules: readonly ParamsRule[],
+): { decision: PolicyDecision; reason?: string } {
+  const key = paramKey(setting.name);
+  const param = settingText(setting);
+  const forModule = rules.filter((rule) => fnmatch(rule.pattern, module));
+  const naming = forModule.filter((rule) => rule.params.some((p) => p.name === key));
+  const allow = naming.find((rule) =>
+    rule.params.some((p) => p.name === key && fnmatch(p.value, setting.value ?? '')),
+  );
+  const base = { request, module, role: 'target' as const, param };
+  if (allow) {
+    return { decision: { ...base, verdict: 'allow', rule: `${allow.origin} (${allow.text})` } };
+  }
+  const other = naming[0];
+  const rule = other
+    ? `${other.origin} (${other.text}) allows other values`
+    : 'no params rule names it';
+  const of = module === request ? '' : ` of ${module}`;
+  const needed = `params ${module} ${key}=${neededValue(setting.value)}`;
+  return {
+    decision: { ...base, verdict: 'deny', rule },
+    reason: `parameter ${param}${of} is not allowed for this container (${rule}; needed: ${needed})`,
+  };
+}
+
 /** The annotation keys the policy's rules test, for the audit log. */
 export function annotationKeysUsed(policy: Policy | null): string[] {
   const keys = new Set<string>();
-  for (const rule of policy?.rules ?? []) {
+  for (const rule of [...(policy?.rules ?? []), ...(policy?.paramRules ?? [])]) {
     for (const condition of rule.conditions) {
       if (condition.kind === 'annotation') keys.add(condition.key);
     }

@@ -6,13 +6,17 @@
 //   max-modules N
 //   allow GLOB... [when COND...]
 //   deny  GLOB... [when COND...]
+//   params GLOB PARAM=VALUE-GLOB... [when COND...]
+//   on-param-conflict refuse|warn
 //   COND: annotation KEY=GLOB | source env|annotation|cdi | namespace GLOB | pod-label KEY=GLOB
 //
 // `#` at the start of a word begins a comment that runs to the end of the line.
 
 import { logicalLines } from '../config/lines';
+import { paramKey, paramNameProblem, VALUE_CHARS_TEXT } from '../params';
 import { DEFAULT_MAX_MODULES, REQUEST_SOURCES, REQUEST_SOURCES_TEXT } from './types';
 import type {
+  ParamsRule,
   Policy,
   PolicyCondition,
   PolicyProblem,
@@ -28,6 +32,8 @@ const MAX_MAX_MODULES = 100_000;
 
 // Characters of a module-name glob: name characters and fnmatch's `* ? [ ] ! ^`.
 const MODULE_GLOB_CHARS = /^[A-Za-z0-9_*?[\]!^-]+$/;
+// Characters of a value glob: what a container's value may hold, and fnmatch's.
+const VALUE_GLOB_CHARS = /^[A-Za-z0-9._,:+/@%*?[\]!^-]+$/;
 // Kubernetes annotation keys: an optional DNS prefix and "/", then a name.
 const ANNOTATION_KEY = /^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$/;
 
@@ -129,18 +135,55 @@ function parseCondition(kind: string | undefined, argument: string | undefined):
   );
 }
 
-function parseRule(verdict: Verdict, args: string[], origin: string, text: string): PolicyRule {
+/** A rule's words before `when`, and its conditions. */
+function ruleParts(args: string[]): { words: string[]; conditions: PolicyCondition[] } {
   const when = args.indexOf('when');
-  const globs = when < 0 ? args : args.slice(0, when);
-  if (globs.length === 0) throw new LineError(`'${verdict}' needs at least one module pattern`);
-  const patterns = globs.map(moduleGlob);
+  const words = when < 0 ? args : args.slice(0, when);
   const conditions: PolicyCondition[] = [];
   if (when >= 0) {
     const rest = args.slice(when + 1);
     if (rest.length === 0) throw new LineError("'when' needs at least one condition");
     for (let i = 0; i < rest.length; i += 2) conditions.push(parseCondition(rest[i], rest[i + 1]));
   }
-  return { verdict, patterns, conditions, origin, text };
+  return { words, conditions };
+}
+
+function parseRule(verdict: Verdict, args: string[], origin: string, text: string): PolicyRule {
+  const { words, conditions } = ruleParts(args);
+  if (words.length === 0) throw new LineError(`'${verdict}' needs at least one module pattern`);
+  return { verdict, patterns: words.map(moduleGlob), conditions, origin, text };
+}
+
+/** `PARAM=VALUE-GLOB` of a params rule. */
+function paramGlob(word: string): { name: string; value: string } {
+  const eq = word.indexOf('=');
+  const name = word.slice(0, eq);
+  const value = word.slice(eq + 1);
+  const nameProblem = paramNameProblem(name);
+  if (nameProblem) throw new LineError(`${JSON.stringify(word)}: ${nameProblem}`);
+  if (value === '') {
+    throw new LineError(`${JSON.stringify(word)} needs a value pattern ('*' for any value)`);
+  }
+  if (!VALUE_GLOB_CHARS.test(value)) {
+    throw new LineError(
+      `${JSON.stringify(word)}: a value pattern uses ${VALUE_CHARS_TEXT} and fnmatch's * ? [ ] (a container's values use no other)`,
+    );
+  }
+  const problem = globProblem(value) ?? negationProblem(value);
+  if (problem) throw new LineError(`bad pattern ${JSON.stringify(value)}: ${problem}`);
+  return { name: paramKey(name), value };
+}
+
+function parseParamsRule(args: string[], origin: string, text: string): ParamsRule {
+  const { words, conditions } = ruleParts(args);
+  const [module, ...params] = words;
+  const usage = "'params' takes one module pattern, then PARAM=VALUE-GLOB words";
+  if (module === undefined || module.includes('=') || params.length === 0) {
+    throw new LineError(usage);
+  }
+  const notParam = params.find((word) => !word.includes('='));
+  if (notParam !== undefined) throw new LineError(`${usage}, not ${JSON.stringify(notParam)}`);
+  return { pattern: moduleGlob(module), params: params.map(paramGlob), conditions, origin, text };
 }
 
 /** Why a line's characters are not policy text, or undefined. */
@@ -163,6 +206,7 @@ export function emptyPolicy(): Policy {
     default: { value: 'allow' },
     maxModules: { value: DEFAULT_MAX_MODULES },
     rules: [],
+    paramRules: [],
   };
 }
 
@@ -241,9 +285,25 @@ function parseLine(policy: Policy, text: string, origin: string): void {
     case 'deny':
       policy.rules.push(parseRule(directive, args, origin, written));
       return;
+    case 'params':
+      policy.paramRules.push(parseParamsRule(args, origin, written));
+      return;
+    case 'on-param-conflict': {
+      const [value, ...extra] = args;
+      if ((value !== 'refuse' && value !== 'warn') || extra.length > 0) {
+        throw new LineError("'on-param-conflict' takes one word: refuse or warn");
+      }
+      if (policy.paramConflict !== undefined) {
+        throw new LineError(
+          `'on-param-conflict' is set twice (first at ${policy.paramConflict.origin})`,
+        );
+      }
+      policy.paramConflict = { value, origin };
+      return;
+    }
     default:
       throw new LineError(
-        `unknown directive ${JSON.stringify(directive)} (expected default, max-modules, allow or deny)`,
+        `unknown directive ${JSON.stringify(directive)} (expected default, max-modules, allow, deny, params or on-param-conflict)`,
       );
   }
 }

@@ -8,7 +8,7 @@ import { fnmatch } from '../db/fnmatch';
 import { moduleDirectory } from '../db/module-dir';
 import { EXIT, KmodloadError } from '../errors';
 import { FileReadError, readRegularFile } from '../files';
-import type { Policy, PolicyProblem, PolicyRule } from './types';
+import type { ParamsRule, Policy, PolicyProblem, PolicyRule } from './types';
 
 /** Largest index text read (a whole Debian modules.alias is about 1.3 MB). */
 const MAX_INDEX_BYTES = 64 * 1024 * 1024;
@@ -76,7 +76,7 @@ export function modulesMatching(pattern: string, tree: TreeNames): string[] {
 }
 
 /** "FILE:LINE" split back. */
-function originOf(rule: PolicyRule): { file: string; line: number } {
+function originOf(rule: PolicyRule | ParamsRule): { file: string; line: number } {
   const colon = rule.origin.lastIndexOf(':');
   return { file: rule.origin.slice(0, colon), line: Number(rule.origin.slice(colon + 1)) };
 }
@@ -123,13 +123,16 @@ export function unmatchedPatterns(
 ): { problems: PolicyProblem[]; notes: PolicyProblem[] } {
   const problems: PolicyProblem[] = [];
   const notes: PolicyProblem[] = [];
+  const check = (rule: PolicyRule | ParamsRule, pattern: string, written: string): void => {
+    if (modulesMatching(pattern, tree).length > 0) return;
+    const { message, mistake } = noMatchReason(written, pattern, tree);
+    (mistake ? problems : notes).push({ ...originOf(rule), message });
+  };
   for (const rule of policy.rules) {
     const written = writtenPatterns(rule);
-    rule.patterns.forEach((pattern, i) => {
-      if (modulesMatching(pattern, tree).length > 0) return;
-      const { message, mistake } = noMatchReason(written[i] ?? pattern, pattern, tree);
-      (mistake ? problems : notes).push({ ...originOf(rule), message });
-    });
+    rule.patterns.forEach((pattern, i) => check(rule, pattern, written[i] ?? pattern));
   }
+  // `params GLOB ...`: the module pattern is the second word.
+  for (const rule of policy.paramRules) check(rule, rule.pattern, rule.text.split(' ')[1] ?? '');
   return { problems, notes };
 }

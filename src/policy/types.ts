@@ -42,6 +42,24 @@ export interface PolicyRule {
   text: string;
 }
 
+/** `params MODULE-GLOB PARAM=VALUE-GLOB... [when COND...]`: the parameters (and values) a
+ *  container may pass for a module. A parameter no applicable rule names is refused. */
+export interface ParamsRule {
+  /** fnmatch pattern on module names, `-` written as `_`. */
+  pattern: string;
+  /** Parameter names (`-` written as `_`) and fnmatch patterns on their values. */
+  params: Array<{ name: string; value: string }>;
+  /** All must hold for the rule to apply (as an allow's). */
+  conditions: PolicyCondition[];
+  /** "FILE:LINE". */
+  origin: string;
+  /** The rule as written. */
+  text: string;
+}
+
+/** What a module that is live with other parameters than asked means (`on-param-conflict`). */
+export type ParamConflictAction = 'refuse' | 'warn';
+
 /** A setting and where it was set; `origin` is absent for the built-in default. */
 export interface PolicySetting<T> {
   value: T;
@@ -57,6 +75,10 @@ export interface Policy {
    *  DEFAULT_MAX_MODULES). */
   maxModules: PolicySetting<number>;
   rules: PolicyRule[];
+  /** `params` rules, in file order. */
+  paramRules: ParamsRule[];
+  /** `on-param-conflict`; absent: refuse for a container's parameters, warn for modprobe.d's. */
+  paramConflict?: PolicySetting<ParamConflictAction>;
 }
 
 /** One problem of a policy file: `FILE:LINE: message`. */
@@ -93,6 +115,9 @@ export interface PolicyDecision {
   module: string;
   role: ModuleRole;
   verdict: Verdict;
+  /** Set when the decision is about a parameter the caller passes (`NAME=VALUE`), not about
+   *  the module itself. */
+  param?: string;
   /** What decided: "FILE:LINE (deny xfs)", "default allow", "host: blacklist dccp (FILE:LINE)",
    *  "with ip_vs" (a dependency or softdep that no rule denies comes with its target). */
   rule: string;

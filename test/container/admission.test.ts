@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admit } from '../../src/container/index';
-import { REQUEST_SYNTAX } from '../../src/container/request';
+import { parseModuleRequest } from '../../src/container/request';
 import type { NriContainer, NriPod } from '../../src/nri/messages';
 import { nriRequest } from '../../src/nri/service';
 import {
@@ -398,19 +398,22 @@ describe('the exported YAML', () => {
     });
   });
 
-  it('takes the first word of each entry once requests have NAME PARAM=VALUE; entries', () => {
-    const syntax = REQUEST_SYNTAX as { entrySeparator: string | null };
-    const names = (value: string): unknown =>
-      run(`${namesCel('v')}`, { v: value } as never, { funcs: strings });
-    expect([...(names('ip_vs, dummy;x') as Iterable<string>)]).toEqual(['ip_vs', 'dummy;x']);
-    syntax.entrySeparator = ';';
-    try {
-      const entries = 'e1000e InterruptThrottleRate=3000,3000 EEE=1; i915 enable_ppgtt=0;;\tdummy ';
-      expect([...(names(entries) as Iterable<string>)]).toEqual(['e1000e', 'i915', 'dummy']);
-      expect([...(names('ip_vs,dummy x') as Iterable<string>)]).toEqual(['ip_vs', 'dummy', 'x']);
-    } finally {
-      syntax.entrySeparator = null;
+  it('takes the first word of each NAME PARAM=VALUE... entry, as the node does', () => {
+    const names = (value: string): string[] => [
+      ...(run(`${namesCel('v')}`, { v: value } as never, { funcs: strings }) as Iterable<string>),
+    ];
+    for (const value of [
+      'ip_vs, dummy',
+      'e1000e InterruptThrottleRate=3000,3000 EEE=1; i915 enable_ppgtt=0;;\tdummy ',
+      'dummy numdummies=3',
+      'ip_vs;tun',
+      'ip_vs,dummy x',
+    ]) {
+      expect(names(value), value).toEqual(parseModuleRequest(value).map((entry) => entry.name));
     }
+    // A list with an entry's separator is entries: the node refuses the name, so does the CEL.
+    expect(names('ip_vs, dummy;x')).toEqual(['ip_vs,', 'x']);
+    expect(() => parseModuleRequest('ip_vs, dummy;x')).toThrow(/invalid module name/);
   });
 });
 
@@ -434,13 +437,14 @@ describe('the CEL runtime cost, as evaluated', () => {
     });
     expect(result?.message).toMatch(/^container c: cannot load m00x+: m00x+ is not allowed/);
     // Each name: its validity check, 2 denies, 2 allows and the third's namespace condition,
-    // and once more for the message; the values parsed (6 replaces and a split each, the
-    // container's, its annotation's, the pod's), each name's '-' read as '_'.
+    // and once more for the message; the values parsed (2 contains to tell a list from
+    // entries, then 6 replaces and a split each, the container's, its annotation's, the
+    // pod's), each name's '-' read as '_'.
     expect(meter.calls).toEqual({
       matches: 64 + 64 * 5 + 5,
       replace: 3 * 6 + 64 + 1,
       split: 3,
-      contains: 1,
+      contains: 3 * 2 + 1,
     });
     expect(meter.cost).toBeGreaterThan(50_000);
     expect(meter.cost).toBeLessThan(admissionCostBound(policy));

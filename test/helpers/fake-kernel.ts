@@ -1,11 +1,13 @@
 // A Kernel that records every call and answers from a table: live and coming modules,
 // injected errors per module (EEXIST, ENODEV, EPERM, ENOEXEC, ENOSYS ...), races, the list of
-// in-kernel decompressors (passed to every insert), refcounts and holders, slow inserts. Insert and delete change its state like the
-// real kernel would, so a run can be followed by another.
+// in-kernel decompressors (passed to every insert), refcounts and holders, slow inserts, and
+// /sys/module/NAME/parameters. Insert and delete change its state like the real kernel would,
+// so a run can be followed by another.
 
 import * as fs from 'node:fs';
 
 import { errnoNumber } from '../../src/errno';
+import { kernelParams, paramKey } from '../../src/params';
 import { nameSystemError, systemErrorReason } from '../../src/native/system-error';
 import {
   InsertError,
@@ -70,6 +72,10 @@ export class FakeKernel implements Kernel {
   private readonly racers = new Set<string>();
   private readonly dependencyMap = new Map<string, string[]>();
   private readonly pauses = new Map<string, { reached: () => void; resumed: Promise<void> }>();
+  /** What /sys/module/NAME/parameters shows, by module and parameter. */
+  private readonly shown = new Map<string, Map<string, string>>();
+  /** Parameters sysfs shows once the module is inserted (declared with a mode other than 0). */
+  private readonly exposed = new Map<string, Set<string>>();
   compressionList: string[] = [];
 
   /** Inserting a module makes it a holder of its live dependencies (one reference each), as
@@ -116,6 +122,22 @@ export class FakeKernel implements Kernel {
     return { reached: reachedPromise, resume };
   }
 
+  /** What /sys/module/NAME/parameters/PARAM shows now (undefined: no such file). */
+  setParameter(name: string, param: string, shown: string | undefined): this {
+    const params = this.shown.get(name) ?? new Map<string, string>();
+    if (shown === undefined) params.delete(param);
+    else params.set(param, shown);
+    this.shown.set(name, params);
+    return this;
+  }
+
+  /** Parameters an insert of `name` shows in sysfs, with the value it was given as it is
+   *  written (the others are declared with mode 0: sysfs has no file for them). */
+  exposeParameters(name: string, params: string[]): this {
+    this.exposed.set(name, new Set(params));
+    return this;
+  }
+
   setRefcount(name: string, refcount: number): this {
     this.refcounts.set(name, refcount);
     return this;
@@ -149,7 +171,7 @@ export class FakeKernel implements Kernel {
     return fault.code;
   }
 
-  private insert(name: string): void {
+  private insert(name: string, params: string): void {
     // Errors say finit_module, as the kernel's answers to an insert do.
     const refused = (code: string) => insertFailure('kernel', code, 'finit_module', name);
     if (this.racers.has(name)) {
@@ -162,6 +184,10 @@ export class FakeKernel implements Kernel {
     if (this.states.get(name) === 'live') throw refused('EEXIST');
     this.states.set(name, 'live');
     this.refcounts.set(name, this.refcounts.get(name) ?? 0);
+    for (const setting of kernelParams(params)) {
+      const param = paramKey(setting.name);
+      if (this.exposed.get(name)?.has(param)) this.setParameter(name, param, setting.value ?? 'Y');
+    }
     for (const dep of this.dependencyMap.get(name) ?? []) {
       if (this.states.get(dep) !== 'live') continue;
       this.holderMap.set(dep, [...(this.holderMap.get(dep) ?? []), name]);
@@ -187,7 +213,7 @@ export class FakeKernel implements Kernel {
     const flags = options.flags ?? 0;
     const kernelFormats = [...options.kernelFormats];
     this.calls.push({ op: 'insertModule', name, path, params, flags, kernelFormats });
-    this.insert(name);
+    this.insert(name, params);
   }
 
   async deleteModule(name: string, flags: number): Promise<void> {
@@ -198,6 +224,7 @@ export class FakeKernel implements Kernel {
     if ((this.refcounts.get(name) ?? 0) > 0) throw systemError('EAGAIN', 'delete_module', name);
     this.states.delete(name);
     this.refcounts.delete(name);
+    this.shown.delete(name);
     // What it held lets go, as the kernel drops the references on removal.
     for (const [held, holders] of this.holderMap) {
       if (holders.includes(name)) {
@@ -224,6 +251,11 @@ export class FakeKernel implements Kernel {
   async holders(name: string): Promise<string[]> {
     this.reads.push(`holders ${name}`);
     return [...(this.holderMap.get(name) ?? [])];
+  }
+
+  async parameter(name: string, param: string): Promise<string | undefined> {
+    this.reads.push(`parameter ${name} ${param}`);
+    return this.shown.get(name)?.get(param);
   }
 
   async compression(): Promise<string[]> {

@@ -178,9 +178,12 @@ describe('handleHook', () => {
       dryRun: false,
       strictConfig: true,
     });
+    // A module live with other parameters than a container asks refuses it; modprobe.d's
+    // options that differ only warn.
+    const conflicts = JSON.stringify({ paramConflict: { caller: 'refuse', host: 'warn' } });
     expect(loader.calls).toEqual([
       `resolve ip_vs,ip_vs_wrr ${options}`,
-      `loadPlan ip_vs,ip_vs_wrr ${options} verdict ok`,
+      `loadPlan ip_vs,ip_vs_wrr ${options.slice(0, -1)},${conflicts.slice(1)} verdict ok`,
     ]);
   });
 
@@ -198,7 +201,7 @@ describe('handleHook', () => {
     expect(result.action).toBe('would-load');
     expect(result.stage).toBe('createRuntime');
     expect(loader.calls[1]).toBe(
-      'loadPlan ip_vs {"useBlacklist":true,"allowInstallCommands":false,"dryRun":true,"strictConfig":true,"root":"/t","kernelVersion":"6.1.0-56-amd64","configDirs":["/etc/x.d"]} verdict ok',
+      'loadPlan ip_vs {"useBlacklist":true,"allowInstallCommands":false,"dryRun":true,"strictConfig":true,"root":"/t","kernelVersion":"6.1.0-56-amd64","configDirs":["/etc/x.d"],"paramConflict":{"caller":"refuse","host":"warn"}} verdict ok',
     );
   });
 
@@ -309,7 +312,7 @@ describe('handleHook', () => {
   });
 
   it('an invalid name refuses the request before the loader is touched', async () => {
-    for (const request of ['ip_vs;reboot', 'ip_vs,../x', `ip_vs,${'a'.repeat(300)}`]) {
+    for (const request of ['ip_vs,$(reboot)', 'ip_vs,../x', `ip_vs,${'a'.repeat(300)}`]) {
       const dir = bundle([`KERNEL_MODULES=${request}`]);
       const result = await handleHook(stateJson(dir), { loader: untouchable });
       expect(result.exitStatus).toBe(EXIT.refused);

@@ -142,8 +142,8 @@ describe('kmodload nri over the container core', () => {
         ],
         [
           pod('e'),
-          container('e1', 'e', { env: ['KERNEL_MODULES=ip_vs;reboot'] }),
-          /^kmodload: cannot load "ip_vs;reboot": invalid module name in KERNEL_MODULES/,
+          container('e1', 'e', { env: ['KERNEL_MODULES=ip_vs,$(reboot)'] }),
+          /^kmodload: cannot load "\$\(reboot\)": invalid module name in KERNEL_MODULES/,
         ],
         [
           pod('f'),

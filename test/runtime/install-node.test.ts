@@ -130,7 +130,7 @@ describe('kmodload install-node', () => {
     const run = cli(['install-node', '--root', root, '--policy', policy]);
     expect(run.status).toBe(EXIT.environment);
     expect(run.stderr).toBe(
-      `kmodload: invalid policy: ${policy}:2: unknown directive "alow" (expected default, max-modules, allow or deny)\n`,
+      `kmodload: invalid policy: ${policy}:2: unknown directive "alow" (expected default, max-modules, allow, deny, params or on-param-conflict)\n`,
     );
     expect(fs.existsSync(root)).toBe(false);
   });

@@ -178,8 +178,8 @@ describe('kmodload hook under runc', () => {
     }> = [
       {
         label: 'shell metacharacters',
-        request: 'ip_vs;reboot',
-        reason: /^cannot load "ip_vs;reboot": invalid module name in KERNEL_MODULES/,
+        request: 'ip_vs,$(reboot)',
+        reason: /^cannot load "\$\(reboot\)": invalid module name in KERNEL_MODULES/,
       },
       {
         label: 'a path',
@@ -546,7 +546,7 @@ describe('the installed hook outside a runtime', () => {
         ['poststop', 0],
       ]);
       expect(records[0]?.error).toBe(
-        `cannot load ip_vs: invalid policy: ${policy}:2: unknown directive "alow" (expected default, max-modules, allow or deny)`,
+        `cannot load ip_vs: invalid policy: ${policy}:2: unknown directive "alow" (expected default, max-modules, allow, deny, params or on-param-conflict)`,
       );
       expect(runcMessage(run.stderr)).toContain(
         `exit status 4, stdout: , stderr: kmodload: ${records[0]?.error}\n`,

@@ -492,6 +492,64 @@ describe('kmodload policy: malformed policy files', () => {
     });
   });
 
+  it('params rules: lint counts and checks them, check takes a request with parameters', () => {
+    inScratch('params', (dir) => {
+      const file = path.join(dir, 'params.conf');
+      fs.writeFileSync(
+        file,
+        'default deny\nallow dummy\nparams dummy numdummies=[1-8]\nparams fs-xfs x=*\non-param-conflict warn\n',
+      );
+      expect(kmodload(['policy', 'lint', '--policy', file]).stdout).toBe(`ok: ${file} (3 rules)\n`);
+      const lint = kmodload(['policy', 'lint', '--policy', file, ...tree61()]);
+      expect(lint.status).toBe(EXIT.environment);
+      expect(lint.stdout).toMatch(
+        new RegExp(`^${file}:4: "fs-xfs" matches no module of .*, only an alias \\(of xfs\\)`),
+      );
+      const allowed = kmodload([
+        'policy',
+        'check',
+        '--policy',
+        file,
+        ...tree61(),
+        'dummy numdummies=3',
+      ]);
+      expect(allowed.status).toBe(0);
+      expect(allowed.stdout).toBe(
+        `allow dummy (dummy): ${file}:2 (allow dummy)\n` +
+          `allow dummy numdummies=3 (dummy): ${file}:3 (params dummy numdummies=[1-8])\n` +
+          `policy: ${file}; modules in the plan: 1, max-modules 64\n` +
+          'the request would be allowed\n',
+      );
+      const refused = kmodload([
+        'policy',
+        'check',
+        '--policy',
+        file,
+        ...tree61(),
+        '--json',
+        'dummy numdummies=9',
+      ]);
+      expect(refused.status).toBe(EXIT.refused);
+      const json = JSON.parse(refused.stdout) as { refusal: string; decisions: unknown[] };
+      expect(json.refusal).toBe(
+        `cannot load dummy: parameter numdummies=9 is not allowed for this container (${file}:3 (params dummy numdummies=[1-8]) allows other values; needed: params dummy numdummies=9)`,
+      );
+      expect(json.decisions).toContainEqual({
+        request: 'dummy',
+        module: 'dummy',
+        role: 'target',
+        param: 'numdummies=9',
+        verdict: 'deny',
+        rule: `${file}:3 (params dummy numdummies=[1-8]) allows other values`,
+      });
+      const hostile = kmodload(['policy', 'check', '--policy', file, ...tree61(), 'dummy x=$(id)']);
+      expect(hostile.status).toBe(EXIT.refused);
+      expect(expectOneErrorLine(hostile.stderr)).toMatch(
+        /^kmodload: cannot load dummy: invalid parameter "x=\$\(id\)" in the argument entry/,
+      );
+    });
+  });
+
   it('lint -d/-S: a pattern that matches no module of the tree is a problem, saying why', () => {
     inScratch('deadrules', (dir) => {
       const file = path.join(dir, 'dead.conf');

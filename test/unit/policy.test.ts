@@ -111,7 +111,7 @@ describe('policy parser', () => {
       'allow ok \\',
     ].join('\n');
     expect(problemsOf(text)).toEqual([
-      'p.conf:1: unknown directive "bogus" (expected default, max-modules, allow or deny)',
+      'p.conf:1: unknown directive "bogus" (expected default, max-modules, allow, deny, params or on-param-conflict)',
       "p.conf:2: 'allow' needs at least one module pattern",
       "p.conf:3: 'when' needs at least one condition",
       "p.conf:4: 'annotation x' needs KEY=GLOB (no '=')",
@@ -137,7 +137,7 @@ describe('policy parser', () => {
     const error = thrown(() => parsePolicy('allow ip_vs\nnonsense\ndeny\n', '/p.conf'));
     expect(error.exitStatus).toBe(EXIT.environment);
     expect(error.message).toBe(
-      'invalid policy: /p.conf:2: unknown directive "nonsense" (expected default, max-modules, allow or deny) (and 1 more: kmodload policy lint)',
+      'invalid policy: /p.conf:2: unknown directive "nonsense" (expected default, max-modules, allow, deny, params or on-param-conflict) (and 1 more: kmodload policy lint)',
     );
   });
 
@@ -191,6 +191,91 @@ describe('policy parser', () => {
 
 // Real plans: the Debian 6.1 tree, planned as the hook plans (blacklist on names, no install
 // commands, strict modprobe.d), with a modprobe.d of the test's own.
+describe('params rules and on-param-conflict', () => {
+  it('reads params rules: one module pattern, PARAM=VALUE-GLOB words, conditions', () => {
+    const policy = parsePolicy(
+      [
+        'params dummy numdummies=[1-8]',
+        'params ip-vs conn-tab-bits=1? conn_tab_bits=20 when annotation team=net* source env',
+        'params nf_conntrack hashsize=* ',
+        'on-param-conflict warn',
+      ].join('\n'),
+      'p.conf',
+    );
+    expect(policy.rules).toEqual([]);
+    expect(policy.paramRules).toEqual([
+      {
+        pattern: 'dummy',
+        params: [{ name: 'numdummies', value: '[1-8]' }],
+        conditions: [],
+        origin: 'p.conf:1',
+        text: 'params dummy numdummies=[1-8]',
+      },
+      {
+        pattern: 'ip_vs',
+        params: [
+          { name: 'conn_tab_bits', value: '1?' },
+          { name: 'conn_tab_bits', value: '20' },
+        ],
+        conditions: [
+          { kind: 'annotation', key: 'team', value: 'net*' },
+          { kind: 'source', source: 'env' },
+        ],
+        origin: 'p.conf:2',
+        text: 'params ip-vs conn-tab-bits=1? conn_tab_bits=20 when annotation team=net* source env',
+      },
+      {
+        pattern: 'nf_conntrack',
+        params: [{ name: 'hashsize', value: '*' }],
+        conditions: [],
+        origin: 'p.conf:3',
+        text: 'params nf_conntrack hashsize=*',
+      },
+    ]);
+    expect(policy.paramConflict).toEqual({ value: 'warn', origin: 'p.conf:4' });
+    expect(emptyPolicy().paramConflict).toBeUndefined();
+  });
+
+  it('reports every problem of a params rule with FILE:LINE', () => {
+    expect(
+      problemsOf(
+        [
+          'params dummy',
+          'params numdummies=3',
+          'params dummy ip_vs x=1',
+          'params dummy =3',
+          'params dummy 1x=3',
+          'params dummy numdummies=',
+          'params dummy numdummies=$(reboot)',
+          'params dummy numdummies=[1-',
+          'params dummy numdummies=!3',
+          'params du;mmy numdummies=3',
+          'params dummy x=1 when',
+          'on-param-conflict',
+          'on-param-conflict ignore',
+          'on-param-conflict warn',
+          'on-param-conflict refuse',
+        ].join('\n'),
+      ),
+    ).toEqual([
+      "p.conf:1: 'params' takes one module pattern, then PARAM=VALUE-GLOB words",
+      "p.conf:2: 'params' takes one module pattern, then PARAM=VALUE-GLOB words",
+      `p.conf:3: 'params' takes one module pattern, then PARAM=VALUE-GLOB words, not "ip_vs"`,
+      `p.conf:4: "=3": no parameter name before '='`,
+      'p.conf:5: "1x=3": a parameter name is a letter or "_", then letters, digits, "_" or "-"',
+      `p.conf:6: "numdummies=" needs a value pattern ('*' for any value)`,
+      `p.conf:7: "numdummies=$(reboot)": a value pattern uses letters, digits and . , : + - / @ % _ and fnmatch's * ? [ ] (a container's values use no other)`,
+      `p.conf:8: bad pattern "[1-": '[' without its ']'`,
+      `p.conf:9: bad pattern "!3": '!' outside '[...]' matches itself, and no module name has one: the pattern never matches ('[!x]' is one character other than x)`,
+      `p.conf:10: "du;mmy" is not a module name pattern (";" is not allowed; module names use letters, digits, "_" and "-")`,
+      "p.conf:11: 'when' needs at least one condition",
+      "p.conf:12: 'on-param-conflict' takes one word: refuse or warn",
+      "p.conf:13: 'on-param-conflict' takes one word: refuse or warn",
+      "p.conf:15: 'on-param-conflict' is set twice (first at p.conf:14)",
+    ]);
+  });
+});
+
 describe('policy verdicts on the Debian 6.1 tree', () => {
   const tree = kernelTree('6.1');
   let configCount = 0;
@@ -451,6 +536,113 @@ describe('policy verdicts on the Debian 6.1 tree', () => {
       violations: [
         { request: 'dummy', reason: 'dummy is denied by /etc/kmodload/policy.conf:1 (deny dummy)' },
       ],
+    });
+  });
+
+  describe('parameters', () => {
+    const rules = [
+      'allow dummy ip_vs nf_conntrack fs-xfs xfs',
+      'params dummy numdummies=[1-8]',
+      'params ip_vs conn_tab_bits=1? when source env',
+      'params x* nodiscard=1',
+      'params nf_conntrack hashsize=65536',
+      'params nf_conntrack hashsize=131072 when annotation team=net',
+    ].join('\n');
+
+    async function paramVerdict(
+      names: string[],
+      extraOptions: Record<string, string>,
+      requester: Requester = {},
+      text: string | null = rules,
+    ) {
+      const checked = await resolve(names, {
+        root: tree.root,
+        kernelVersion: tree.version,
+        configDirs: [modprobeDir('options dummy numdummies=2\n')],
+        kernelCommandLine: '',
+        useBlacklist: true,
+        strictConfig: true,
+        extraOptions,
+        policy: text === null ? null : policy(text),
+        requester,
+      });
+      let refusal: string | undefined;
+      try {
+        assertPlanRunnable(checked.plan, { verdict: checked.verdict });
+      } catch (error) {
+        refusal = (error as Error).message;
+      }
+      const params = checked.verdict.decisions.filter((d) => d.param !== undefined);
+      return { verdict: checked.verdict, refusal, params, plan: checked.plan };
+    }
+
+    it("a parameter a params rule names with a matching value is allowed; modprobe.d's go first", async () => {
+      const { refusal, params, plan } = await paramVerdict(['dummy'], { dummy: 'numdummies=3' });
+      expect(refusal).toBeUndefined();
+      expect(params).toEqual([
+        {
+          request: 'dummy',
+          module: 'dummy',
+          role: 'target',
+          param: 'numdummies=3',
+          verdict: 'allow',
+          rule: '/etc/kmodload/policy.conf:2 (params dummy numdummies=[1-8])',
+        },
+      ]);
+      // Appended after the host's options, as modprobe appends its command line's.
+      expect(plan.requests[0]?.probes[0]?.steps[0]).toMatchObject({
+        options: 'numdummies=2 numdummies=3',
+        extraOptions: 'numdummies=3',
+      });
+    });
+
+    it('a value the rule does not match, or a parameter no rule names: refused, with the rule needed', async () => {
+      const other = await paramVerdict(['dummy'], { dummy: 'numdummies=9' });
+      expect(other.refusal).toBe(
+        'cannot load dummy: parameter numdummies=9 is not allowed for this container (/etc/kmodload/policy.conf:2 (params dummy numdummies=[1-8]) allows other values; needed: params dummy numdummies=9)',
+      );
+      const unnamed = await paramVerdict(['dummy'], { dummy: 'numdummies=3 "label=a b"' });
+      expect(unnamed.refusal).toBe(
+        'cannot load dummy: parameter label="a b" is not allowed for this container (no params rule names it; needed: params dummy label=a?b)',
+      );
+      expect(unnamed.params.map((d) => `${d.verdict} ${d.param}`)).toEqual([
+        'allow numdummies=3',
+        'deny label="a b"',
+      ]);
+    });
+
+    it('no policy file: no parameter may be passed', async () => {
+      const { refusal } = await paramVerdict(['dummy'], { dummy: 'numdummies=3' }, {}, null);
+      expect(refusal).toBe(
+        'cannot load dummy: parameter numdummies=3 is not allowed for this container (no params rule names it; needed: params dummy numdummies=3)',
+      );
+    });
+
+    it('an alias: the rule names the module, the message both', async () => {
+      const { refusal, params } = await paramVerdict(['fs-xfs'], { 'fs-xfs': 'nodiscard=1 x=1' });
+      expect(params.map((d) => `${d.verdict} ${d.module} ${d.param}`)).toEqual([
+        'allow xfs nodiscard=1',
+        'deny xfs x=1',
+      ]);
+      expect(refusal).toBe(
+        'cannot load fs-xfs: parameter x=1 of xfs is not allowed for this container (no params rule names it; needed: params xfs x=1)',
+      );
+    });
+
+    it("conditions: source and annotation, as an allow's", async () => {
+      const asked = { ip_vs: 'conn_tab_bits=12' };
+      expect((await paramVerdict(['ip_vs'], asked, { source: 'env' })).refusal).toBeUndefined();
+      expect((await paramVerdict(['ip_vs'], asked, { source: 'annotation' })).refusal).toMatch(
+        /parameter conn_tab_bits=12 is not allowed for this container \(no params rule names it/,
+      );
+      const both = { source: { ip_vs: ['env', 'annotation'] as const } };
+      expect((await paramVerdict(['ip_vs'], asked, both)).refusal).toMatch(/not allowed/);
+      const hash = { nf_conntrack: 'hashsize=131072' };
+      expect((await paramVerdict(['nf_conntrack'], hash)).refusal).toMatch(
+        /\(\/etc\/kmodload\/policy.conf:5 \(params nf_conntrack hashsize=65536\) allows other values;/,
+      );
+      const team = { annotations: { team: 'net' } };
+      expect((await paramVerdict(['nf_conntrack'], hash, team)).refusal).toBeUndefined();
     });
   });
 
