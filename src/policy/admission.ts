@@ -344,6 +344,14 @@ export function admissionCostBound(policy: Policy, names = 64, length = 55): num
   return 3 * parse + 40 * 12 + count + 2 * names * perName;
 }
 
+/** True for a create, and for an update that changes the annotations or the containers. */
+const UNCHANGED_ON_UPDATE = [
+  "request.operation != 'UPDATE'",
+  '|| (has(object.metadata.annotations) ? object.metadata.annotations : {})',
+  '  != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})',
+  '|| object.spec != oldObject.spec',
+].join('\n');
+
 export interface AdmissionOptions {
   /** metadata.name of the policy and its binding. */
   name: string;
@@ -387,7 +395,8 @@ export function exportAdmissionPolicy(policy: Policy, options: AdmissionOptions)
   const lines = [
     '# Written by kmodload policy export --format validating-admission-policy: the host policy',
     `# (${files}) as a ValidatingAdmissionPolicy (Kubernetes 1.30 and later). The API server`,
-    '# refuses a pod (create, update) whose containers, init or ephemeral ones, ask for a module',
+    '# refuses a pod (create; update when its annotations or spec change) whose containers, init',
+    '# or ephemeral ones, ask for a module',
     '# this policy would not allow as a request: KERNEL_MODULES, the annotation',
     `# ${KERNEL_MODULES_ANNOTATION} and ${CONTAINER_ANNOTATION_PREFIX}NAME.`,
     '# Admission cannot see, and the node still enforces (it checks the whole plan):',
@@ -414,6 +423,12 @@ export function exportAdmissionPolicy(policy: Policy, options: AdmissionOptions)
     "        apiVersions: ['v1']",
     "        operations: ['CREATE', 'UPDATE']",
     "        resources: ['pods', 'pods/ephemeralcontainers']",
+    // An update that leaves the request as it was (a finalizer removed, a label added) is not
+    // judged again: a pod admitted under an older policy must still be able to terminate.
+    '  matchConditions:',
+    '    - name: request-written-or-changed',
+    '      expression: |-',
+    block(UNCHANGED_ON_UPDATE, 8),
     '  variables:',
   ];
   for (const [name, expression] of variables) {

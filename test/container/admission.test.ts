@@ -317,6 +317,20 @@ describe('the exported admission policy decides as the node', () => {
     );
   });
 
+  it('an update is judged again only when it changes the annotations or the containers', () => {
+    // Admitted before the policy denied xfs: removing its finalizer must not be refused.
+    const old = podObject({ containers: [{ name: 'c', env: modulesEnv('xfs') }] });
+    const meta = old.metadata as Record<string, unknown>;
+    const finalized = { ...old, metadata: { ...meta, finalizers: ['x/y'] } };
+    expect(admitPod(exported, old, 'default', finalized)).toEqual({ allowed: true });
+    const annotated = {
+      ...old,
+      metadata: { ...meta, annotations: { 'org.kmodload.kernel-modules': 'xfs' } },
+    };
+    expect(admitPod(exported, annotated, 'default', old).allowed).toBe(false);
+    expect(admitPod(exported, old, 'default').allowed).toBe(false);
+  });
+
   it('what admission cannot see, the node still refuses', async () => {
     // A denied dependency (the tree), an alias, a value from elsewhere: admitted here.
     const text = 'deny libcrc32c\nallow *\n';

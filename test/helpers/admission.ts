@@ -18,6 +18,7 @@ export interface AdmissionResult {
 interface PolicyDocument {
   kind: string;
   spec: {
+    matchConditions?: Array<{ name: string; expression: string }>;
     variables: Array<{ name: string; expression: string }>;
     validations: Array<{ expression: string; messageExpression: string; message: string }>;
   };
@@ -109,14 +110,27 @@ export function policyDocuments(yamlText: string): PolicyDocument[] {
   return parseAllDocuments(yamlText).map((doc) => doc.toJS() as PolicyDocument);
 }
 
-/** The policy's verdict on creating `pod` in `namespace`. */
-export function admitPod(yamlText: string, pod: Pod, namespace: string): AdmissionResult {
+/** The policy's verdict on creating `pod` in `namespace`, or on updating `oldPod` to it. A
+ *  request that no match condition selects is allowed without its validations. */
+export function admitPod(
+  yamlText: string,
+  pod: Pod,
+  namespace: string,
+  oldPod?: Pod,
+): AdmissionResult {
   const policy = policyDocuments(yamlText).find((d) => d.kind === 'ValidatingAdmissionPolicy');
   if (!policy) throw new Error('no ValidatingAdmissionPolicy');
-  const object = celInput({ ...pod, metadata: { ...(pod.metadata as object), namespace } });
-  const request = celInput({ namespace, operation: 'CREATE', kind: { kind: 'Pod' } });
+  const inNamespace = (p: Pod): unknown =>
+    celInput({ ...p, metadata: { ...(p.metadata as object), namespace } });
+  const object = inNamespace(pod);
+  const oldObject = oldPod === undefined ? null : inNamespace(oldPod);
+  const operation = oldPod === undefined ? 'CREATE' : 'UPDATE';
+  const request = celInput({ namespace, operation, kind: { kind: 'Pod' } });
   const variables = new Map<string, unknown>();
-  const bindings = { object, request, variables, namespaceObject: null, oldObject: null };
+  const bindings = { object, request, variables, namespaceObject: null, oldObject };
+  for (const condition of policy.spec.matchConditions ?? []) {
+    if (evaluate(condition.expression, bindings) !== true) return { allowed: true };
+  }
   for (const variable of policy.spec.variables) {
     variables.set(variable.name, evaluate(variable.expression, bindings));
   }
