@@ -952,6 +952,24 @@ describe(`Debian ${CRI_FLAVOUR} kernel under qemu: containerd 1.7 through CRI, w
       's14.b.down',
       's14.restart.err',
     );
+    // D: the seed's request by the pod annotation alone, with nothing loaded before it.
+    const d = main.get('s14.d.up');
+    p.check(
+      d.rc === 0 &&
+        criOutput(d)['state'] === 'RUNNING' &&
+        sameModules(d, main.get('s2.0.modprobe')),
+      'pod D (the annotation alone): runs, with the same modules as modprobe -a ip_vs ip_vs_wrr',
+      's14.b.down',
+      's14.d.up',
+      's2.0.modprobe',
+      LOG,
+    );
+    const dDown = main.get('s14.d.down');
+    p.check(
+      dDown.rc === 0 && sameModules(dDown, start),
+      'D stopped and removed: /proc/modules is what it was before pod A',
+      's14.d.down',
+    );
 
     // One JSON line per decision, naming the containers.
     const log = main.get('s14.log');

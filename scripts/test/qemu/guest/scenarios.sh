@@ -374,6 +374,9 @@ s14() {
   run s14.a.down cri down s14-a
   run s14.b.down cri down s14-b
   snapshot s14.end
+  # (e2) the seed by the pod annotation alone, from nothing loaded
+  run s14.d.up cri up s14-d --pod-annotation org.kmodload.kernel-modules=ip_vs,ip_vs_wrr
+  run s14.d.down cri down s14-d
   # (f) the plugin's decisions, then everything stopped
   run s14.log cat $NRI_LOG
   stop_process $S14/nri.pid
