@@ -4,8 +4,8 @@
 // 5, 6, 7, 8, 10, 12, 13, 15, on 6.12 also 14: Debian 13's containerd driven through CRI, with
 // kmodload as its NRI plugin, and 17: Debian 13's crun running the hook from config.json and from
 // containerd's CDI edits, and on 6.1 also 16: the start/stop race of holds with real
-// containers, set `main_race`) and `qemu64` (no SSE4.2: scenario 9, plus 3, 4 and 11, which do
-// not depend on the CPU). All four guests run at once; the guest scripts are
+// containers, set `main_race`) and `qemu64` (no SSE4.2: scenario 9, plus 3, 4, 11 and 18,
+// which do not depend on the CPU). All four guests run at once; the guest scripts are
 // scripts/test/qemu/guest/, the checks are here.
 
 import { execFileSync } from 'node:child_process';
@@ -51,6 +51,9 @@ const SEED_MODULES = [
   'nf_defrag_ipv6',
   'libcrc32c',
 ];
+
+/** ip_vs and its dependencies (a crc32c implementation besides). */
+const IP_VS_MODULES = SEED_MODULES.filter((m) => m !== 'ip_vs_wrr');
 
 /** A module option on the kernel command line (scenario 4): only a loader passes it on,
  *  since loop is a module, not builtin. */
@@ -739,6 +742,177 @@ describe.each(FLAVOURS)('Debian %s kernel under qemu', (flavour) => {
         key,
       );
     }
+    p.assertNone();
+  });
+
+  it('18: containers pass the parameters the policy names; a live or held module with other values refuses them; --unload-on-stop unloads', () => {
+    const { qemu64 } = kernelRuns(flavour);
+    const p = new Problems(qemu64);
+    const record = (key: string) => qemu64.get(`s18.${key}`);
+    const dummies = (key: string) =>
+      record(key)
+        .out.split('\n')
+        .filter((name) => name.startsWith('dummy'));
+    p.check(record('before').mods.length === 0, 'starts with no module', 's18.before');
+    p.check(record('hooks').rc === 0, 'hook-config --policy --unload-on-stop', 's18.hooks');
+
+    // A: dummy numdummies=3 makes three interfaces (the module's default is one).
+    const a = record('a.start');
+    p.check(
+      a.rc === 0 && a.mods.join(' ') === 'dummy',
+      'A (dummy numdummies=3) starts; the hook loaded dummy',
+      's18.a.start',
+    );
+    p.check(
+      dummies('net.before').length === 0 && dummies('a.net').join(' ') === 'dummy0 dummy1 dummy2',
+      '/sys/class/net has exactly dummy0 dummy1 dummy2',
+      's18.net.before',
+      's18.a.net',
+    );
+    // B: ip_vs conn_tab_bits=11, not the kernel's default 12: sysfs shows the container's value.
+    const b = record('b.start');
+    const bAdded = difference(a.mods, b.mods);
+    p.check(
+      b.rc === 0 &&
+        IP_VS_MODULES.every((m) => bAdded.added.includes(m)) &&
+        bAdded.removed.length === 0,
+      'B (ip_vs conn_tab_bits=11) starts; ip_vs and its dependencies loaded',
+      's18.a.start',
+      's18.b.start',
+    );
+    p.check(
+      record('b.param').out === '11\n',
+      '/sys/module/ip_vs/parameters/conn_tab_bits reads 11',
+      's18.b.param',
+    );
+
+    // Refused: runc shows the hook's line, the log has it, nothing is loaded.
+    const logged = hookLog(record('hooklog'));
+    const refusals: Array<[string, string, string]> = [
+      [
+        'c.start',
+        'e2e-s18c',
+        'cannot load ip_vs: live with conn_tab_bits=11, asked 14 (container e2e-s18b holds it with that value: wait until it stops, or ask for the same)',
+      ],
+      [
+        'd.start',
+        'e2e-s18d',
+        'cannot load dummy: live with numdummies=3, asked 5 (container e2e-s18a holds it with that value: wait until it stops, or ask for the same)',
+      ],
+      [
+        'e.start',
+        'e2e-s18e',
+        'cannot load dummy: parameter foo=1 is not allowed for this container (no params rule names it; needed: params dummy foo=1)',
+      ],
+      [
+        'f.start',
+        'e2e-s18f',
+        'cannot load dummy: live, and /sys/module/dummy/parameters does not show numdummies: cannot verify numdummies=5 (unload it first, or ask without it)',
+      ],
+      [
+        'g.start',
+        'e2e-s18g',
+        'cannot load ip_vs: live with conn_tab_bits=13, asked 14 (unload it first, or ask for the live value)',
+      ],
+    ];
+    const before: Record<string, string> = {
+      'c.start': 'b.start',
+      'd.start': 'b.start',
+      'e.start': 'b.start',
+      'f.start': 'dummy',
+      'g.start': 'ipvs',
+    };
+    for (const [key, id, line] of refusals) {
+      const refused = record(key);
+      p.check(
+        refused.rc !== 0 && refused.err.includes(`stderr: kmodload: ${line}\\n`),
+        `${id} does not start; runc shows "kmodload: ${line}"`,
+        `s18.${key}`,
+      );
+      p.check(
+        sameModules(refused, record(before[key]!)),
+        `${id}: nothing loaded`,
+        `s18.${before[key]}`,
+        `s18.${key}`,
+      );
+      p.check(
+        logged.some(
+          (r) => r.id === id && r.stage === 'prestart' && r.exitStatus === 3 && r.error === line,
+        ),
+        `${id}: the log has the refusal, exit 3`,
+        's18.hooklog',
+      );
+    }
+
+    // status: who asked which values.
+    const status = record('status').out;
+    p.check(
+      /^dummy: live, refcnt \d+; inserted by kmodload with numdummies=3 \(asked by e2e-s18a\); held by e2e-s18a \(since [^,]+, for dummy, with numdummies=3\)$/m.test(
+        status,
+      ) &&
+        /^ip_vs: live, refcnt \d+; inserted by kmodload with conn_tab_bits=11 \(asked by e2e-s18b\); held by e2e-s18b \(since [^,]+, for ip_vs, with conn_tab_bits=11\)$/m.test(
+          status,
+        ),
+      'status: dummy inserted with numdummies=3 asked by A, ip_vs with conn_tab_bits=11 asked by B',
+      's18.status',
+    );
+
+    // A and B deleted: what they loaded goes.
+    const aStop = record('a.stop');
+    const aGone = difference(b.mods, aStop.mods);
+    p.check(
+      aStop.rc === 0 && aGone.removed.join(' ') === 'dummy' && aGone.added.length === 0,
+      'A deleted: dummy unloaded, ip_vs (held by B) stays',
+      's18.b.start',
+      's18.a.stop',
+    );
+    const bStop = record('b.stop');
+    p.check(
+      bStop.rc === 0 && sameModules(bStop, record('before')),
+      'B deleted: /proc/modules as at the start',
+      's18.before',
+      's18.b.stop',
+    );
+
+    // Loaded by modprobe (no hold): F above is refused as unverifiable; ip_vs at 13 runs H.
+    p.check(
+      record('dummy').rc === 0 && record('dummy').mods.includes('dummy'),
+      'modprobe dummy',
+      's18.dummy',
+    );
+    p.check(record('dummy.remove').rc === 0, 'rmmod dummy', 's18.dummy.remove');
+    const ipvs = record('ipvs');
+    p.check(
+      ipvs.rc === 0 && ipvs.mods.includes('ip_vs'),
+      'modprobe ip_vs conn_tab_bits=13',
+      's18.ipvs',
+    );
+    const h = record('h.start');
+    p.check(
+      h.rc === 0 && sameModules(h, ipvs),
+      'H (conn_tab_bits=13, the live value) starts; nothing loaded',
+      's18.ipvs',
+      's18.h.start',
+    );
+    p.check(
+      record('h.stop').rc === 0 && sameModules(record('h.stop'), ipvs),
+      "H deleted: ip_vs stays (modprobe's, not kmodload's)",
+      's18.ipvs',
+      's18.h.stop',
+    );
+    const cli = record('cli');
+    p.check(
+      cli.rc === 0 &&
+        cli.out === 'already live ip_vs\n' &&
+        cli.err ===
+          'kmodload: warning: ip_vs: live with conn_tab_bits=13, asked 14: the kernel keeps the live value\n' &&
+        record('cli.param').out === '13\n',
+      'kmodload load -o ip_vs=conn_tab_bits=14 ip_vs: exit 0, one warning line; sysfs still 13',
+      's18.cli',
+      's18.cli.param',
+    );
+    const seconds = Number(/ms=(\d+)/.exec(record('time').out)?.[1]) / 1000;
+    console.log(`${qemu64.name}: scenario 18 took ${seconds.toFixed(1)} s of the boot`);
     p.assertNone();
   });
 });

@@ -555,9 +555,68 @@ s17() {
   unload_all s17.clean
 }
 
+# 18. Module parameters from containers, under runc with the hook's --unload-on-stop and a
+# policy that names them (a state directory of its own, as scenario 16's). A asks for
+# dummy numdummies=3 and gets three interfaces; B asks for ip_vs conn_tab_bits=11 (not the
+# kernel's default 12, so that sysfs shows the container's value arrived); while they run, C
+# (conn_tab_bits=14) and D (numdummies=5) are refused by A's and B's holds, E (a parameter no
+# rule names) by the policy, and `status` tells who asked what; deleting A and B unloads what
+# they loaded. Then, with modules modprobe loaded (no hold): dummy's numdummies (sysfs mode 0)
+# cannot be verified (F refused); ip_vs conn_tab_bits=13 refuses 14 (G), runs 13 (H), and
+# `kmodload load -o` only warns.
+S18=/run/s18
+s18_start() { # ID KERNEL_MODULES: a container that sleeps; runc's output on stderr
+  mkdir -p "$S18/$1"
+  sed "s/KERNEL_MODULES=REQUEST/KERNEL_MODULES=$2/" $S18/template/config.json > "$S18/$1/config.json"
+  runc run -d --no-pivot --bundle "$S18/$1" "$1" > "$S18/$1.out" 2>&1
+  _rc=$?
+  cat "$S18/$1.out" >&2
+  return $_rc
+}
+s18_refused() { # KEY ID KERNEL_MODULES: a container expected not to start; runc's leftovers go
+  run "$1" s18_start "$2" "$3"
+  runc delete -f "$2" > /dev/null 2>&1
+}
+s18() {
+  unload_all s18.before
+  _s18_t0=$(uptime_ms)
+  mkdir -p $S18
+  printf '%s\n' 'default deny' 'allow dummy ip_vs' 'params dummy numdummies=[0-9]' \
+    'params ip_vs conn_tab_bits=1[0-9]' > $S18/policy.conf
+  run s18.hooks $KMODLOAD hook-config --format isulad --wrapper $HOOK --log $S18/hook.log \
+    --unload-on-stop --timeout 600 --policy $S18/policy.conf --state-dir $S18/state
+  cp /tmp/run.out $S18/hooks.json
+  node /opt/e2e/make-bundle.js /opt/e2e/config.template.json $S18/hooks.json isulad REQUEST \
+    $S18/template /bin/busybox sleep 600
+  run s18.net.before ls /sys/class/net
+  run s18.a.start s18_start e2e-s18a 'dummy numdummies=3'
+  run s18.a.net ls /sys/class/net
+  run s18.b.start s18_start e2e-s18b 'ip_vs conn_tab_bits=11'
+  run s18.b.param cat /sys/module/ip_vs/parameters/conn_tab_bits
+  s18_refused s18.c.start e2e-s18c 'ip_vs conn_tab_bits=14'
+  s18_refused s18.d.start e2e-s18d 'dummy numdummies=5'
+  s18_refused s18.e.start e2e-s18e 'dummy foo=1'
+  run s18.status $KMODLOAD status --state-dir $S18/state
+  run s18.a.stop runc delete -f e2e-s18a
+  run s18.b.stop runc delete -f e2e-s18b
+  # Loaded by kmod's modprobe: no hold, and dummy's numdummies is not in sysfs.
+  run s18.dummy $MODPROBE dummy
+  s18_refused s18.f.start e2e-s18f 'dummy numdummies=5'
+  run s18.dummy.remove $RMMOD dummy
+  run s18.ipvs $MODPROBE ip_vs conn_tab_bits=13
+  s18_refused s18.g.start e2e-s18g 'ip_vs conn_tab_bits=14'
+  run s18.h.start s18_start e2e-s18h 'ip_vs conn_tab_bits=13'
+  run s18.h.stop runc delete -f e2e-s18h
+  run s18.cli $KMODLOAD load -o ip_vs=conn_tab_bits=14 ip_vs
+  run s18.cli.param cat /sys/module/ip_vs/parameters/conn_tab_bits
+  run s18.hooklog cat $S18/hook.log
+  outcome s18.time 0 "ms=$(($(uptime_ms) - _s18_t0))"
+  unload_all s18.clean
+}
+
 # 9. On a CPU without SSE4.2 crc32c_intel's init fails (ENODEV): do what modprobe does.
-# This boot also carries scenarios 3 and 4, which do not depend on the CPU, so that the two
-# boots of a kernel take about as long as each other.
+# This boot also carries scenarios 3, 4, 11 and 18, which do not depend on the CPU, so that
+# the two boots of a kernel take about as long as each other.
 set_qemu64() {
   install_hook
   run s9.modprobe $MODPROBE ip_vs
@@ -573,6 +632,7 @@ set_qemu64() {
   s3
   s4
   s11
+  s18
 }
 
 set_main() {
@@ -631,6 +691,12 @@ set_race() {
 set_crun() {
   install_hook
   s17
+}
+
+# Scenario 18 alone: a quick manual check of parameters (not used by the test suite).
+set_params() {
+  install_hook
+  s18
 }
 
 # Scenario 1 alone: a quick manual check of an image (not used by the test suite).
