@@ -2,6 +2,10 @@
 // `npm run bench`: how fast kmodload resolves a request, as ratios against baselines measured
 // in the same run on the same tree. Not a test: it prints figures, it asserts nothing.
 //
+//   node bench/resolve.js [--rounds N] [--process-only]
+//     --rounds N       rounds of every whole-process row (default 31); a busy machine needs more
+//     --process-only   only the whole-process rows (start-up against node -e 0)
+//
 //   in-process resolution (a Node service with the database open) vs spawning
 //   `modprobe -a --show-depends` for the same names; cold resolution (open + plan, what one
 //   hook process pays) vs the same spawn; .bin index lookups vs the text-file fallback.
@@ -17,8 +21,18 @@ const { planRequests, formatShowDepends } = require('../dist/planner');
 const { openModuleDatabase } = require('../dist/system');
 
 const SEED = ['ip_vs', 'ip_vs_wrr'];
-/** Rounds of every whole-process row (each side runs once per round). */
-const PROCESS_ROUNDS = 31;
+
+/** The command line: `--rounds N`, `--process-only`. */
+function benchOptions(argv) {
+  const options = { rounds: 31, processOnly: false };
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--process-only') options.processOnly = true;
+    else if (argv[i] === '--rounds' && /^[1-9][0-9]*$/.test(argv[i + 1] ?? '')) {
+      options.rounds = Number(argv[++i]);
+    } else throw new Error(`unknown argument ${argv[i]} (expected --rounds N, --process-only)`);
+  }
+  return options;
+}
 
 function fixture() {
   const fetchKernels = path.join(__dirname, '..', 'scripts', 'test', 'fetch-kernels.sh');
@@ -176,19 +190,28 @@ async function policyRows(root, version, all) {
 }
 
 const STDIN_FIFO = path.join(os.tmpdir(), `kmodload-bench-stdin-${process.pid}`);
+const STDIN_FILE = path.join(os.tmpdir(), `kmodload-bench-state-${process.pid}.json`);
 
-/** Spawns `argv` with `input` on stdin as runc gives a hook its state: in a pipe (Go's
- *  os/exec makes one for a reader and closes it once written), not the socket pair that
- *  spawnSync's `input` makes. */
-function spawnWithInput(argv, input, options = {}) {
+/** Spawns `argv` with `input` on stdin as a runtime gives a hook its state: by default in a
+ *  pipe (runc: Go's os/exec makes one for a reader and closes it once written), not the
+ *  socket pair that spawnSync's `input` makes; with `stdinKind` 'file', a regular file opened
+ *  for reading (a runtime or a script that redirects a saved state). */
+function spawnWithInput(argv, input, options = {}, stdinKind = 'pipe') {
   if (input === undefined) return spawnSync(argv[0], argv.slice(1), options);
-  const fifo = STDIN_FIFO;
-  if (!fs.existsSync(fifo)) execFileSync('mkfifo', ['-m', '600', fifo]);
-  const reader = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  let reader;
+  if (stdinKind === 'file') {
+    fs.writeFileSync(STDIN_FILE, input, { mode: 0o600 });
+    reader = fs.openSync(STDIN_FILE, fs.constants.O_RDONLY);
+  } else {
+    if (!fs.existsSync(STDIN_FIFO)) execFileSync('mkfifo', ['-m', '600', STDIN_FIFO]);
+    reader = fs.openSync(STDIN_FIFO, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  }
   try {
-    const writer = fs.openSync(fifo, fs.constants.O_WRONLY);
-    fs.writeSync(writer, input);
-    fs.closeSync(writer);
+    if (stdinKind !== 'file') {
+      const writer = fs.openSync(STDIN_FIFO, fs.constants.O_WRONLY);
+      fs.writeSync(writer, input);
+      fs.closeSync(writer);
+    }
     return spawnSync(argv[0], argv.slice(1), { ...options, stdio: [reader, 'pipe', 'pipe'] });
   } finally {
     fs.closeSync(reader);
@@ -198,7 +221,7 @@ function spawnWithInput(argv, input, options = {}) {
 /** Peak RSS (KiB) of one run of `command ARGS`: the child reports its own maxRSS at exit
  *  through a file preloaded with NODE_OPTIONS (which the single executable honours too), so
  *  no external tool is needed and every side pays the same preload. */
-function peakRss(command, args, input, wrap = (argv) => argv) {
+function peakRss(command, args, input, wrap = (argv) => argv, env = process.env, stdinKind) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-rss-'));
   try {
     const preload = path.join(dir, 'rss.js');
@@ -207,9 +230,12 @@ function peakRss(command, args, input, wrap = (argv) => argv) {
       preload,
       `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, String(process.resourceUsage().maxRSS)));`,
     );
-    spawnWithInput(wrap([command, ...args]), input, {
-      env: { ...process.env, NODE_OPTIONS: `--require ${preload}` },
-    });
+    spawnWithInput(
+      wrap([command, ...args]),
+      input,
+      { env: { ...env, NODE_OPTIONS: `--require ${preload}` } },
+      stdinKind,
+    );
     return Number(fs.readFileSync(out, 'utf8'));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -256,14 +282,33 @@ function liveSysModule(dir, names) {
   ];
 }
 
+/** The command as `npm install -g` or `npm link` installs it: PREFIX/bin/kmodload, a symlink to
+ *  the package's bin/kmodload.js (PREFIX/lib/node_modules/kmodload, here a symlink to this
+ *  checkout), run through its `#!/usr/bin/env node` line with this node first on PATH. */
+function binLink(dir) {
+  const prefix = path.join(dir, 'prefix');
+  const modules = path.join(prefix, 'lib', 'node_modules');
+  fs.mkdirSync(modules, { recursive: true });
+  fs.mkdirSync(path.join(prefix, 'bin'));
+  fs.symlinkSync(path.join(__dirname, '..'), path.join(modules, 'kmodload'));
+  const link = path.join(prefix, 'bin', 'kmodload');
+  fs.symlinkSync('../lib/node_modules/kmodload/bin/kmodload.js', link);
+  const env = {
+    ...process.env,
+    PATH: [path.join(prefix, 'bin'), path.dirname(process.execPath), process.env.PATH].join(':'),
+  };
+  return { link, env };
+}
+
 /** Whole processes against `node -e 0` in the same run: what a runtime pays per hook. The
- *  installed CLI (node bin/kmodload.js) and, when built, the single executable (build/kmodload)
- *  run in the same rounds as the baseline. */
-async function processRows(root, version) {
+ *  installed command (its npm bin link), the CLI run as `node bin/kmodload.js` and, when
+ *  built, the single executable (build/kmodload) run in the same rounds as the baseline. */
+async function processRows(root, version, rounds) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-bench-process-'));
   try {
     const cli = path.join(__dirname, '..', 'bin', 'kmodload.js');
     const binary = path.join(__dirname, '..', 'build', 'kmodload');
+    const { link, env } = binLink(dir);
     const conf = path.join(dir, 'modprobe.d');
     fs.mkdirSync(conf);
     const bundleOf = (env) => {
@@ -273,6 +318,7 @@ async function processRows(root, version) {
     };
     const tree = ['-d', root, '-S', version, '-C', conf];
     const hook = ['hook', '--state', 'prestart', '--log', path.join(dir, 'hook.log')];
+    const nothingState = bundleOf(['PATH=/bin']);
     const seedState = bundleOf([`KERNEL_MODULES=${SEED.join(',')}`]);
     const seedModules = formatShowDepends(
       planRequests(await openModuleDatabase({ root, kernelVersion: version }), SEED),
@@ -287,53 +333,67 @@ async function processRows(root, version) {
       );
     const live = liveSysModule(dir, seedModules);
     const direct = (argv) => argv;
+    const seedPlanned = [...hook, '-n', ...tree];
+    // [label, arguments, stdin's content, wrapper, stdin's kind]
     const rows = [
-      ['hook, nothing asked', hook, bundleOf(['PATH=/bin']), direct],
-      ['hook, seed planned (dry run)', [...hook, '-n', ...tree], seedState, direct],
-      ['hook, seed already live (dry run)*', [...hook, '-n', ...tree], seedState, live],
+      ['hook, nothing asked', hook, nothingState, direct, 'pipe'],
+      ['hook, nothing asked, state in a file', hook, nothingState, direct, 'file'],
+      ['hook, seed planned (dry run)', seedPlanned, seedState, direct, 'pipe'],
+      ['hook, seed planned (dry run), state in a file', seedPlanned, seedState, direct, 'file'],
+      ['hook, seed already live (dry run)*', seedPlanned, seedState, live, 'pipe'],
       [
         'load --show-depends (seed)',
         ['load', '--show-depends', ...tree, ...SEED],
         undefined,
         direct,
+        'pipe',
       ],
-      ['--help', ['--help'], undefined, direct],
+      ['--help', ['--help'], undefined, direct, 'pipe'],
     ];
-    const sides = [['node bin/kmodload.js', process.execPath, [cli]]];
+    const sides = [
+      ['kmodload (npm bin link)', link, []],
+      ['node bin/kmodload.js', process.execPath, [cli]],
+    ];
     if (fs.existsSync(binary)) sides.push(['build/kmodload', binary, []]);
-    const run = (argv, input) => () => {
-      const r = spawnWithInput(argv, input);
+    const run = (argv, input, stdinKind) => () => {
+      const r = spawnWithInput(argv, input, { env }, stdinKind);
       if (r.status !== 0) throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.stderr}`);
     };
     const range = (x) => `${x.median.toFixed(1)} (${x.min.toFixed(1)}-${x.max.toFixed(1)})`;
     const mib = (kib) => `${(kib / 1024).toFixed(1)} MiB`;
-    for (const [label, args, input, wrap] of rows) {
+    for (const [label, args, input, wrap, stdinKind] of rows) {
       const baselineArgv = wrap([process.execPath, '-e', '0']);
       const fns = [run(baselineArgv, undefined)];
-      for (const [, command, pre] of sides) fns.push(run(wrap([command, ...pre, ...args]), input));
-      const times = await alternateAll(PROCESS_ROUNDS, fns);
+      for (const [, command, pre] of sides) {
+        fns.push(run(wrap([command, ...pre, ...args]), input, stdinKind));
+      }
+      const times = await alternateAll(rounds, fns);
       const baseline = stats(times[0]);
-      const baselineRss = peakRss(process.execPath, ['-e', '0'], undefined, wrap);
+      const baselineRss = peakRss(process.execPath, ['-e', '0'], undefined, wrap, env);
       console.log(`${label}: node -e 0 ${range(baseline)} ms, RSS ${mib(baselineRss)}`);
       sides.forEach(([name, command, pre], k) => {
         const o = stats(times[k + 1]);
         // Each round runs both back to back: the ratio within a round cancels the machine's
         // drift between rounds, which the ratio of the two medians does not.
         const ratio = stats(times[k + 1].map((t, round) => t / times[0][round]));
-        const rss = peakRss(command, [...pre, ...args], input, wrap);
+        const rss = peakRss(command, [...pre, ...args], input, wrap, env, stdinKind);
         console.log(
-          `  ${name.padEnd(22)} ${range(o).padStart(22)} ms  x${ratio.median.toFixed(2)} (${ratio.min.toFixed(2)}-${ratio.max.toFixed(2)})  RSS ${mib(rss)} (+${((rss - baselineRss) / 1024).toFixed(1)})`,
+          `  ${name.padEnd(24)} ${range(o).padStart(22)} ms  x${ratio.median.toFixed(2)} (${ratio.min.toFixed(2)}-${ratio.max.toFixed(2)})  RSS ${mib(rss)} (+${((rss - baselineRss) / 1024).toFixed(1)})`,
         );
       });
     }
-    if (sides.length === 1)
+    if (!sides.some(([, command]) => command === binary)) {
       console.log('(npm run build:binary adds the single executable to these rows)');
+    }
     console.log(
       "* in a mount namespace where /sys/module is a fake tree with the seed's modules live; node -e 0 runs under the same unshare/mount wrapper",
     );
-    console.log('(the hook rows get their state on stdin in a pipe, as runc gives it)');
+    console.log(
+      '(the hook rows get their state on stdin in a pipe, as runc gives it, or in a regular file where the row says so; the npm bin link is PREFIX/bin/kmodload -> ../lib/node_modules/kmodload/bin/kmodload.js, run through its #!/usr/bin/env node)',
+    );
   } finally {
     fs.rmSync(STDIN_FIFO, { force: true });
+    fs.rmSync(STDIN_FILE, { force: true });
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -342,7 +402,7 @@ async function processRows(root, version) {
  *  in-process (decision + dry-run plan, what a resident plugin does per container) and a hook
  *  process doing the same, alternating in one run; then the plugin's RSS after 100 and 1,000
  *  create/stop cycles in a process of its own. */
-async function nriRows(root, version) {
+async function nriRows(root, version, rounds) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-bench-nri-'));
   try {
     const { nriHandlers } = require('../dist/nri/service');
@@ -364,7 +424,7 @@ async function nriRows(root, version) {
       const r = spawnWithInput(hookArgv, state);
       if (r.status !== 0) throw new Error(`hook: exit ${r.status}: ${r.stderr}`);
     };
-    const [plugin, process_] = await alternateAll(PROCESS_ROUNDS, [create, hook]);
+    const [plugin, process_] = await alternateAll(rounds, [create, hook]);
     const p = stats(plugin);
     const h = stats(process_);
     const ratio = stats(process_.map((t, round) => t / plugin[round]));
@@ -486,8 +546,22 @@ function row(label, ours, baseline, baselineLabel) {
   );
 }
 
+/** The whole-process rows' heading and rows. */
+async function startupRows(root, version, rounds) {
+  console.log(
+    `\nwhole processes: medians (min-max) of ${rounds} alternating rounds, x: median (min-max) of the ratios to node -e 0 within a round; peak RSS`,
+  );
+  await processRows(root, version, rounds);
+}
+
 async function main() {
+  const { rounds, processOnly } = benchOptions(process.argv.slice(2));
   const { root, version } = fixture();
+  if (processOnly) {
+    console.log(`kernel tree: ${root} (${version}); node ${process.version}`);
+    await startupRows(root, version, rounds);
+    return;
+  }
   const opts = { root, kernelVersion: version };
   const depLines = fs.readFileSync(path.join(root, 'lib/modules', version, 'modules.dep'), 'utf8');
   const all = depLines
@@ -562,15 +636,12 @@ async function main() {
   );
   db.close();
 
-  console.log(
-    `\nwhole processes: medians (min-max) of ${PROCESS_ROUNDS} alternating rounds, x: median (min-max) of the ratios to node -e 0 within a round; peak RSS`,
-  );
-  await processRows(root, version);
+  await startupRows(root, version, rounds);
 
   console.log(
-    `\nNRI plugin (in-process) against the hook (a process), medians (min-max) of ${PROCESS_ROUNDS} alternating rounds`,
+    `\nNRI plugin (in-process) against the hook (a process), medians (min-max) of ${rounds} alternating rounds`,
   );
-  await nriRows(root, version);
+  await nriRows(root, version, rounds);
 
   console.log(
     `\n${'host policy: medians (min-max) of alternating runs'.padEnd(44)} ${'with policy'.padStart(26)}      ${'baseline'.padEnd(18)} ${'time'.padStart(26)}      extra`,
