@@ -218,28 +218,17 @@ function spawnWithInput(argv, input, options = {}, stdinKind = 'pipe') {
   }
 }
 
-/** Peak RSS (KiB) of one run of `command ARGS`: the child reports its own maxRSS at exit
- *  through a file preloaded with NODE_OPTIONS (which the single executable honours too), so
- *  no external tool is needed and every side pays the same preload. */
-function peakRss(command, args, input, wrap = (argv) => argv, env = process.env, stdinKind) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-rss-'));
-  try {
-    const preload = path.join(dir, 'rss.js');
-    const out = path.join(dir, 'rss');
-    fs.writeFileSync(
-      preload,
-      `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, String(process.resourceUsage().maxRSS)));`,
-    );
-    spawnWithInput(
-      wrap([command, ...args]),
-      input,
-      { env: { ...env, NODE_OPTIONS: `--require ${preload}` } },
-      stdinKind,
-    );
-    return Number(fs.readFileSync(out, 'utf8'));
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+/** A preload for NODE_OPTIONS=--require (which the single executable honours too) that writes
+ *  the process's peak RSS (KiB) and the CPU time it used (user + system, µs: an exec before
+ *  node's, /usr/bin/env's, included) to `out` at exit: no external tool is needed, and every
+ *  side pays the same preload. Returns its path. */
+function usageProbe(dir, out) {
+  const preload = path.join(dir, 'usage-probe.js');
+  fs.writeFileSync(
+    preload,
+    `process.on('exit', () => { const u = process.resourceUsage(); require('fs').writeFileSync(${JSON.stringify(out)}, u.maxRSS + ' ' + (u.userCPUTime + u.systemCPUTime)); });`,
+  );
+  return preload;
 }
 
 /** Runs each of `fns` once per round, `rounds` times (after one warm-up each), in an order
@@ -355,30 +344,49 @@ async function processRows(root, version, rounds) {
       ['node bin/kmodload.js', process.execPath, [cli]],
     ];
     if (fs.existsSync(binary)) sides.push(['build/kmodload', binary, []]);
-    const run = (argv, input, stdinKind) => () => {
-      const r = spawnWithInput(argv, input, { env }, stdinKind);
-      if (r.status !== 0) throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.stderr}`);
+    const run =
+      (argv, input, stdinKind, runEnv = env) =>
+      () => {
+        const r = spawnWithInput(argv, input, { env: runEnv }, stdinKind);
+        if (r.status !== 0) throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.stderr}`);
+      };
+    // Runs with the usage probe, in the same rounds as the timed ones (not timed themselves):
+    // CPU time moves far less than wall time on a machine that other work keeps busy.
+    const usageOut = path.join(dir, 'usage');
+    const probeEnv = { ...env, NODE_OPTIONS: `--require ${usageProbe(dir, usageOut)}` };
+    const probed = (argv, input, stdinKind, usages) => {
+      const once = run(argv, input, stdinKind, probeEnv);
+      return () => {
+        once();
+        const [rss, cpu] = fs.readFileSync(usageOut, 'utf8').split(' ').map(Number);
+        usages.push({ rss, cpu });
+      };
     };
     const range = (x) => `${x.median.toFixed(1)} (${x.min.toFixed(1)}-${x.max.toFixed(1)})`;
+    const ratioText = (x) => `x${x.median.toFixed(2)} (${x.min.toFixed(2)}-${x.max.toFixed(2)})`;
     const mib = (kib) => `${(kib / 1024).toFixed(1)} MiB`;
     for (const [label, args, input, wrap, stdinKind] of rows) {
-      const baselineArgv = wrap([process.execPath, '-e', '0']);
-      const fns = [run(baselineArgv, undefined)];
-      for (const [, command, pre] of sides) {
-        fns.push(run(wrap([command, ...pre, ...args]), input, stdinKind));
-      }
+      const argvs = [wrap([process.execPath, '-e', '0'])];
+      for (const [, command, pre] of sides) argvs.push(wrap([command, ...pre, ...args]));
+      const usages = argvs.map(() => []);
+      const fns = argvs.map((argv, k) => run(argv, k === 0 ? undefined : input, stdinKind));
+      argvs.forEach((argv, k) =>
+        fns.push(probed(argv, k === 0 ? undefined : input, stdinKind, usages[k])),
+      );
       const times = await alternateAll(rounds, fns);
-      const baseline = stats(times[0]);
-      const baselineRss = peakRss(process.execPath, ['-e', '0'], undefined, wrap, env);
-      console.log(`${label}: node -e 0 ${range(baseline)} ms, RSS ${mib(baselineRss)}`);
-      sides.forEach(([name, command, pre], k) => {
-        const o = stats(times[k + 1]);
+      // The warm-up runs are not counted.
+      for (const list of usages) list.shift();
+      const cpu = usages.map((list) => list.map((u) => u.cpu));
+      const rss = usages.map((list) => stats(list.map((u) => u.rss)).median);
+      console.log(`${label}: node -e 0 ${range(stats(times[0]))} ms, RSS ${mib(rss[0])}`);
+      sides.forEach(([name], side) => {
+        const k = side + 1;
         // Each round runs both back to back: the ratio within a round cancels the machine's
         // drift between rounds, which the ratio of the two medians does not.
-        const ratio = stats(times[k + 1].map((t, round) => t / times[0][round]));
-        const rss = peakRss(command, [...pre, ...args], input, wrap, env, stdinKind);
+        const ratio = stats(times[k].map((t, round) => t / times[0][round]));
+        const cpuRatio = stats(cpu[k].map((t, round) => t / cpu[0][round]));
         console.log(
-          `  ${name.padEnd(24)} ${range(o).padStart(22)} ms  x${ratio.median.toFixed(2)} (${ratio.min.toFixed(2)}-${ratio.max.toFixed(2)})  RSS ${mib(rss)} (+${((rss - baselineRss) / 1024).toFixed(1)})`,
+          `  ${name.padEnd(24)} ${range(stats(times[k])).padStart(22)} ms  ${ratioText(ratio)}  CPU ${ratioText(cpuRatio)}  RSS ${mib(rss[k])} (+${((rss[k] - rss[0]) / 1024).toFixed(1)})`,
         );
       });
     }
@@ -389,7 +397,7 @@ async function processRows(root, version, rounds) {
       "* in a mount namespace where /sys/module is a fake tree with the seed's modules live; node -e 0 runs under the same unshare/mount wrapper",
     );
     console.log(
-      '(the hook rows get their state on stdin in a pipe, as runc gives it, or in a regular file where the row says so; the npm bin link is PREFIX/bin/kmodload -> ../lib/node_modules/kmodload/bin/kmodload.js, run through its #!/usr/bin/env node)',
+      '(the hook rows get their state on stdin in a pipe, as runc gives it, or in a regular file where the row says so; the npm bin link is PREFIX/bin/kmodload -> ../lib/node_modules/kmodload/bin/kmodload.js, run through its #!/usr/bin/env node; CPU: the ratio of user + system time within a round, and RSS the median peak, from runs with a preloaded probe in the same rounds)',
     );
   } finally {
     fs.rmSync(STDIN_FIFO, { force: true });
@@ -549,7 +557,7 @@ function row(label, ours, baseline, baselineLabel) {
 /** The whole-process rows' heading and rows. */
 async function startupRows(root, version, rounds) {
   console.log(
-    `\nwhole processes: medians (min-max) of ${rounds} alternating rounds, x: median (min-max) of the ratios to node -e 0 within a round; peak RSS`,
+    `\nwhole processes: medians (min-max) of ${rounds} alternating rounds, x: median (min-max) of the ratios to node -e 0 within a round, of wall time and (CPU) of user + system time; peak RSS`,
   );
   await processRows(root, version, rounds);
 }
