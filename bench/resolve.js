@@ -2,9 +2,10 @@
 // `npm run bench`: how fast kmodload resolves a request, as ratios against baselines measured
 // in the same run on the same tree. Not a test: it prints figures, it asserts nothing.
 //
-//   node bench/resolve.js [--rounds N] [--process-only]
+//   node bench/resolve.js [--rounds N] [--process-only | --nri-only]
 //     --rounds N       rounds of every whole-process row (default 31); a busy machine needs more
 //     --process-only   only the whole-process rows (start-up against node -e 0)
+//     --nri-only       only the NRI plugin's rows
 //
 //   in-process resolution (a Node service with the database open) vs spawning
 //   `modprobe -a --show-depends` for the same names; cold resolution (open + plan, what one
@@ -22,14 +23,22 @@ const { openModuleDatabase } = require('../dist/system');
 
 const SEED = ['ip_vs', 'ip_vs_wrr'];
 
-/** The command line: `--rounds N`, `--process-only`. */
+/** The command line: `--rounds N`, `--process-only`, `--nri-only`. */
 function benchOptions(argv) {
-  const options = { rounds: 31, processOnly: false };
+  const options = { rounds: 31, processOnly: false, nriOnly: false };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--process-only') options.processOnly = true;
+    else if (argv[i] === '--nri-only') options.nriOnly = true;
     else if (argv[i] === '--rounds' && /^[1-9][0-9]*$/.test(argv[i + 1] ?? '')) {
       options.rounds = Number(argv[++i]);
-    } else throw new Error(`unknown argument ${argv[i]} (expected --rounds N, --process-only)`);
+    } else {
+      throw new Error(
+        `unknown argument ${argv[i]} (expected --rounds N, --process-only, --nri-only)`,
+      );
+    }
+  }
+  if (options.processOnly && options.nriOnly) {
+    throw new Error('--process-only and --nri-only exclude each other');
   }
   return options;
 }
@@ -563,7 +572,7 @@ async function startupRows(root, version, rounds) {
 }
 
 async function main() {
-  const { rounds, processOnly } = benchOptions(process.argv.slice(2));
+  const { rounds, processOnly, nriOnly } = benchOptions(process.argv.slice(2));
   const { root, version } = fixture();
   if (processOnly) {
     console.log(`kernel tree: ${root} (${version}); node ${process.version}`);
@@ -578,12 +587,12 @@ async function main() {
     .map((l) => path.basename(l.slice(0, l.indexOf(':'))).replace(/\.ko(\..*)?$/, ''));
   const random = sample(all, 200);
 
-  if (process.argv.includes('--nri-only')) {
+  if (nriOnly) {
     console.log(`kernel tree: ${root} (${version}); node ${process.version}`);
     console.log(
-      `NRI plugin (in-process) against the hook (a process), medians (min-max) of ${PROCESS_ROUNDS} alternating rounds`,
+      `NRI plugin (in-process) against the hook (a process), medians (min-max) of ${rounds} alternating rounds`,
     );
-    await nriRows(root, version);
+    await nriRows(root, version, rounds);
     return;
   }
 
