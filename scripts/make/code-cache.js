@@ -1,15 +1,16 @@
 #!/usr/bin/env node
-// V8's code cache for a bundle of the CLI, made after the bundle has run the commands that
-// matter at start-up. A code cache holds the functions compiled when it is made: made right
-// after the top level has run, it holds the top level and little else, and every function a
-// command calls is compiled when first called (a few ms for the hook planning a request).
-// Made here, in a separate process of this node, after the bundle has run, against a small
+// V8's code caches for the files of the bundled CLI, made after they have run the commands
+// that matter at start-up. A code cache holds the functions compiled when it is made: made
+// right after the top level has run, it holds the top level and little else, and every
+// function a command calls is compiled when first called (a few ms for the hook planning a
+// request). Made here, in a separate process of this node, after the first file (which loads
+// the others as the commands need them, as bin/kmodload.js does) has run, against a small
 // module tree written for it: the hook with nothing asked, the hook planning a request as a
 // dry run, and `load --show-depends`. Nothing is loaded and nothing outside a temporary
 // directory is written; what the commands read of the host (/proc/cmdline, /sys/module)
 // changes nothing in the cache but which functions ran.
 //
-//   node scripts/make/code-cache.js BUNDLE OUTFILE     (the child: used by trainedCodeCache())
+//   node scripts/make/code-cache.js OUTDIR FILE...    (the child: used by trainedCodeCaches())
 'use strict';
 
 const { spawnSync } = require('node:child_process');
@@ -23,21 +24,28 @@ function wrap(source) {
   return `(function (exports, require, module, __filename, __dirname) { ${source}\n})`;
 }
 
-/** Compiles the bundle `file` and runs its top level, as bin/kmodload.js does. */
-function compileBundle(file, source) {
+/** Compiles the bundle `file` and runs its top level, as bin/kmodload.js does: a relative
+ *  require (`./kmodload-load.js`, say) is the bundle of that name beside it, compiled and run
+ *  the same way, once. `bundles` maps each file compiled to its `{ script, module }`. */
+function compileBundle(file, source, bundles = new Map()) {
   const Module = require('node:module');
   const script = new vm.Script(wrap(source), { filename: file });
   const mod = new Module(file, module);
   mod.filename = file;
-  script
-    .runInThisContext()
-    .call(mod.exports, mod.exports, Module.createRequire(file), mod, file, path.dirname(file));
-  return { script, exports: mod.exports };
+  bundles.set(file, { script, module: mod });
+  const sibling = (id) => {
+    if (!id.startsWith('./')) return require(id);
+    const other = path.join(path.dirname(file), id);
+    if (!bundles.has(other)) compileBundle(other, fs.readFileSync(other, 'utf8'), bundles);
+    return bundles.get(other).module.exports;
+  };
+  script.runInThisContext().call(mod.exports, mod.exports, sibling, mod, file, path.dirname(file));
+  return bundles;
 }
 
-/** The code cache of the top level alone, made in this process (the fallback). */
-function topLevelCodeCache(file, source) {
-  return compileBundle(file, source).script.createCachedData();
+/** The code cache of `bundle`'s top level alone, made in this process (the fallback). */
+function topLevelCodeCache(bundle) {
+  return compileBundle(bundle.file, bundle.text).get(bundle.file).script.createCachedData();
 }
 
 const VERSION = '0.0.0-kmodload';
@@ -70,10 +78,11 @@ function writeTree(root) {
   }
 }
 
-/** The child: runs the bundle's commands one after the other, then writes the cache. */
-function child(file, outfile) {
-  const source = fs.readFileSync(file, 'utf8');
-  const { script, exports } = compileBundle(file, source);
+/** The child: runs the commands one after the other with the first bundle, which loads the
+ *  others on its way, then writes each one's cache to OUTDIR/0, 1, ... */
+function child(outdir, files) {
+  const bundles = compileBundle(files[0], fs.readFileSync(files[0], 'utf8'));
+  const { exports } = bundles.get(files[0]).module;
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-code-cache-'));
   const root = path.join(work, 'root');
   writeTree(root);
@@ -119,7 +128,11 @@ function child(file, outfile) {
       return;
     }
     if (next === commands.length + 1) {
-      fs.writeFileSync(outfile, script.createCachedData());
+      files.forEach((file, k) => {
+        const compiled = bundles.get(file);
+        if (!compiled) throw new Error(`the commands did not load ${path.basename(file)}`);
+        fs.writeFileSync(path.join(outdir, String(k)), compiled.script.createCachedData());
+      });
       fs.rmSync(work, { recursive: true, force: true });
       process.exitCode = 0;
     }
@@ -127,29 +140,35 @@ function child(file, outfile) {
 }
 
 /**
- * The code cache for the bundle `file` (whose text is `source`), made by a process of this
- * node after running the commands above; the top level's alone if that fails (a build must
- * not fail over a slower start-up).
+ * The code caches for `bundles` (`[{ file, text }]`, the first requiring the others), made by a
+ * process of this node after running the commands above, in the same order; each top level's
+ * alone if that fails (a build must not fail over a slower start-up).
  */
-function trainedCodeCache(file, source) {
+function trainedCodeCaches(bundles) {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-code-cache-'));
   try {
-    const out = path.join(work, 'cache');
-    const r = spawnSync(process.execPath, [path.join(__dirname, 'code-cache.js'), file, out], {
+    const files = bundles.map((bundle) => bundle.file);
+    const r = spawnSync(process.execPath, [path.join(__dirname, 'code-cache.js'), work, ...files], {
       stdio: ['ignore', 'ignore', 'pipe'],
       encoding: 'utf8',
     });
-    if (r.status === 0 && fs.existsSync(out)) return fs.readFileSync(out);
+    const outs = files.map((_, k) => path.join(work, String(k)));
+    if (r.status === 0 && outs.every((out) => fs.existsSync(out))) {
+      return outs.map((out) => fs.readFileSync(out));
+    }
     const why = String(r.stderr || r.error || `exit status ${r.status}`)
       .trim()
       .split('\n')[0];
-    process.stderr.write(`code-cache: the top level's alone (the commands failed: ${why})\n`);
-    return topLevelCodeCache(file, source);
+    process.stderr.write(`code-cache: the top levels' alone (the commands failed: ${why})\n`);
+    return bundles.map(topLevelCodeCache);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
 }
 
-if (require.main === module) child(path.resolve(process.argv[2]), path.resolve(process.argv[3]));
+if (require.main === module) {
+  const [outdir, ...files] = process.argv.slice(2).map((arg) => path.resolve(arg));
+  child(outdir, files);
+}
 
-module.exports = { trainedCodeCache, wrap };
+module.exports = { trainedCodeCaches };

@@ -1,9 +1,10 @@
-// The single executable's main script (scripts/make/build-binary.js): the CLI's bundle and its code
-// cache are assets of the executable; the bundle is compiled with the cache as bin/kmodload.js
-// compiles dist/kmodload.js. Node's own `useCodeCache` holds only the top level; this cache was
-// made after the bundle had run the hook and load --show-depends (scripts/make/code-cache.js), by the
-// node this executable is a copy of. The executable is node itself, so process.argv is
-// [executable, executable, ARGS...].
+// The single executable's main script (scripts/make/build-binary.js): the CLI's bundled files
+// and their code caches are assets of the executable; each file is compiled with its cache as
+// bin/kmodload.js compiles dist/kmodload.js and the files it loads (a file's
+// `require("./kmodload-load.js")`, say, is the asset of that name). Node's own `useCodeCache`
+// holds only the top level; these caches were made after the files had run the hook and
+// load --show-depends (scripts/make/code-cache.js), by the node this executable is a copy of.
+// The executable is node itself, so process.argv is [executable, executable, ARGS...].
 'use strict';
 
 const path = require('node:path');
@@ -11,20 +12,32 @@ const sea = require('node:sea');
 const vm = require('node:vm');
 const { Buffer } = require('node:buffer');
 
-const source = sea.getAsset('kmodload.js', 'utf8');
-const script = new vm.Script(
-  `(function (exports, require, module, __filename, __dirname) { ${source}\n})`,
-  { filename: 'kmodload.js', cachedData: Buffer.from(sea.getRawAsset('kmodload.js.cache')) },
-);
-const bundle = { exports: {} };
-script
-  .runInThisContext()
-  .call(
-    bundle.exports,
-    bundle.exports,
-    require,
-    bundle,
-    process.execPath,
-    path.dirname(process.execPath),
+const loaded = new Map();
+
+/** Runs the bundle asset `name` with its code cache (the asset NAME.cache, whose first 16
+ *  bytes are the hash that the bundle's last line names), once. */
+function loadBundle(name) {
+  if (loaded.has(name)) return loaded.get(name).exports;
+  const source = sea.getAsset(name, 'utf8');
+  const cache = Buffer.from(sea.getRawAsset(`${name}.cache`));
+  const script = new vm.Script(
+    `(function (exports, require, module, __filename, __dirname) { ${source}\n})`,
+    { filename: name, cachedData: cache.subarray(16) },
   );
-bundle.exports.run(process.argv.slice(2));
+  const bundle = { exports: {} };
+  loaded.set(name, bundle);
+  const sibling = (id) => (id.startsWith('./') ? loadBundle(id.slice(2)) : require(id));
+  script
+    .runInThisContext()
+    .call(
+      bundle.exports,
+      bundle.exports,
+      sibling,
+      bundle,
+      process.execPath,
+      path.dirname(process.execPath),
+    );
+  return bundle.exports;
+}
+
+loadBundle('kmodload.js').run(process.argv.slice(2));
