@@ -5,7 +5,8 @@
 //                              import statically: all that the hook with nothing asked runs;
 //   dist/kmodload-load.js      what the hook loads when a container asks (the first file's
 //                              `import()`s, but the command dispatch's, and all they import):
-//                              the policy, the planner, the loader, the holds, the addon;
+//                              the policy, the planner, the loader, the holds, the addon; and
+//                              the load and unload commands;
 //   dist/kmodload-commands.js  the rest: the other commands and the NRI plugin.
 // bin/kmodload.js runs the first; a file asks for another one the first time it needs one of
 // its modules, through `require("./kmodload-load.js")` (say), which bin/kmodload.js and the
@@ -37,8 +38,10 @@ const root = path.resolve(__dirname, '..', '..');
 const ENTRY = 'src/cli/entry.ts';
 /** The modules whose static imports make the first file: the CLI's entry and the hook. */
 const FIRST_ROOTS = [ENTRY, 'src/cli/hook-command.ts'];
-/** The command dispatch: its `import()`s (the other commands) go to the last file. */
+/** The command dispatch: its `import()`s (the other commands) go to the last file, but those
+ *  of the commands that load and unload, which need the second file anyway. */
 const DISPATCH = 'src/cli/main.ts';
+const LOADING_COMMANDS = ['src/cli/load-command.ts', 'src/cli/unload-command.ts'];
 /** The files' names, in the order above; the first is OUTFILE's. */
 const SECOND_FILE = 'kmodload-load.js';
 const LAST_FILE = 'kmodload-commands.js';
@@ -118,7 +121,8 @@ function split(esbuild, firstName) {
   const loadRoots = [...first]
     .filter((file) => file !== DISPATCH)
     .flatMap((file) => edges(file).filter((edge) => edge.kind === 'dynamic-import'))
-    .map((edge) => edge.path);
+    .map((edge) => edge.path)
+    .concat(LOADING_COMMANDS);
   const second = closure(loadRoots, () => true, first);
   const last = new Set(
     Object.keys(metafile.inputs).filter((file) => !first.has(file) && !second.has(file)),

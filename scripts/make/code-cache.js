@@ -79,7 +79,7 @@ function writeTree(root) {
 }
 
 /** The child: runs the commands one after the other with the first bundle, which loads the
- *  others on its way, then writes each one's cache to OUTDIR/0, 1, ... */
+ *  others it needs on its way, then writes each one's cache to OUTDIR/0, 1, ... */
 function child(outdir, files) {
   const bundles = compileBundle(files[0], fs.readFileSync(files[0], 'utf8'));
   const { exports } = bundles.get(files[0]).module;
@@ -129,9 +129,10 @@ function child(outdir, files) {
     }
     if (next === commands.length + 1) {
       files.forEach((file, k) => {
-        const compiled = bundles.get(file);
-        if (!compiled) throw new Error(`the commands did not load ${path.basename(file)}`);
-        fs.writeFileSync(path.join(outdir, String(k)), compiled.script.createCachedData());
+        // A file that none of the commands loaded: its top level's cache.
+        if (!bundles.has(file)) compileBundle(file, fs.readFileSync(file, 'utf8'), bundles);
+        const { script } = bundles.get(file);
+        fs.writeFileSync(path.join(outdir, String(k)), script.createCachedData());
       });
       fs.rmSync(work, { recursive: true, force: true });
       process.exitCode = 0;
