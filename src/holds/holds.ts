@@ -12,6 +12,7 @@ import type { ModuleResult } from '../loader/types';
 import { processLiveness, processStartTime } from './process';
 import type { Hold, HeldModule, InsertedModule, StoreOptions } from './store';
 import { DEFAULT_STATE_DIR, STATE_VERSION, StateStore, withStateLock } from './store';
+import { isoTime } from '../text';
 
 async function exists(file: string): Promise<boolean> {
   try {
@@ -70,7 +71,7 @@ export async function recordLoad(
   const pid = container.pid !== undefined && container.pid > 0 ? container.pid : null;
   const pidStart = pid === null ? null : (processStartTime(pid, options.procRoot) ?? null);
   return withStateLock(options, async (store) => {
-    const now = new Date().toISOString();
+    const now = isoTime();
     const inserted = store.readInserted();
     let changed = false;
     for (const result of results) {
@@ -151,8 +152,7 @@ export async function takeProvisionalHold(
   const pid = container.pid !== undefined && container.pid > 0 ? container.pid : null;
   const pidStart = pid === null ? null : (processStartTime(pid, options.procRoot) ?? null);
   return withStateLock(options, async (store) => {
-    const hold =
-      store.readHold(container.id) ?? newHold(container, pid, pidStart, new Date().toISOString());
+    const hold = store.readHold(container.id) ?? newHold(container, pid, pidStart, isoTime());
     hold.provisional = [...new Set([...(hold.provisional ?? []), ...modules])];
     store.writeHold(hold);
     store.step('hold-written');
