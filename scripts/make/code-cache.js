@@ -5,10 +5,12 @@
 // function a command calls is compiled when first called (a few ms for the hook planning a
 // request). Made here, in a separate process of this node, after the first file (which loads
 // the others as the commands need them, as bin/kmodload.js does) has run, against a small
-// module tree written for it: the hook with nothing asked, the hook planning a request as a
-// dry run, and `load --show-depends`. Nothing is loaded and nothing outside a temporary
-// directory is written; what the commands read of the host (/proc/cmdline, /sys/module)
-// changes nothing in the cache but which functions ran.
+// module tree (the seed's, with binary indexes, in a checkout; else one written for it): the
+// hook with nothing asked, the hook planning a request as a dry run (also once with the trust
+// checks and the default policy location, as on a host), and `load --show-depends`. Nothing
+// is loaded and nothing outside a temporary directory is written; what the commands read of
+// the host (/proc/cmdline, /sys/module, its policy and file owners) changes nothing in the
+// cache but which functions ran.
 //
 //   node scripts/make/code-cache.js OUTDIR FILE...    (the child: used by trainedCodeCaches())
 'use strict';
@@ -78,14 +80,30 @@ function writeTree(root) {
   }
 }
 
+/** The seed's tree in miniature with depmod's binary indexes, which a host's tree has and the
+ *  tree above has not (test/fixtures/trees/ipvs, in a checkout): ip_vs and ip_vs_wrr, their
+ *  dependencies, and libcrc32c's softdep on the alias crc32c. */
+const FIXTURE = {
+  root: path.join(__dirname, '..', '..', 'test', 'fixtures', 'trees', 'ipvs'),
+  version: '6.1.0-fixture',
+  names: ['ip_vs', 'ip_vs_wrr'],
+};
+
+/** The tree the commands plan against: the fixture, else one written for the purpose. */
+function trainingTree(work) {
+  const { root, version } = FIXTURE;
+  if (fs.existsSync(path.join(root, 'lib', 'modules', version, 'modules.dep.bin'))) return FIXTURE;
+  writeTree(path.join(work, 'root'));
+  return { root: path.join(work, 'root'), version: VERSION, names: ['kmt_d', 'kmt-crc'] };
+}
+
 /** The child: runs the commands one after the other with the first bundle, which loads the
  *  others it needs on its way, then writes each one's cache to OUTDIR/0, 1, ... */
 function child(outdir, files) {
   const bundles = compileBundle(files[0], fs.readFileSync(files[0], 'utf8'));
   const { exports } = bundles.get(files[0]).module;
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-code-cache-'));
-  const root = path.join(work, 'root');
-  writeTree(root);
+  const { root, version, names } = trainingTree(work);
   const conf = path.join(work, 'modprobe.d');
   fs.mkdirSync(conf);
   const policy = path.join(work, 'policy.conf');
@@ -96,21 +114,18 @@ function child(outdir, files) {
   fs.writeFileSync(state, JSON.stringify({ id: 'kmt', status: 'creating', bundle }));
   const asking = (env) => () =>
     fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify({ process: { env } }));
-  const tree = ['-d', root, '-S', VERSION, '-C', conf];
-  // --insecure-files: the work tree is a temporary directory, and the run is about the
-  // code the commands compile, not about this machine's files.
-  const hook = [
-    'hook',
-    '--state',
-    'prestart',
-    '--log',
-    path.join(work, 'hook.log'),
-    '--insecure-files',
-  ];
+  const tree = ['-d', root, '-S', version, '-C', conf];
+  const hook = ['hook', '--state', 'prestart', '--log', path.join(work, 'hook.log')];
+  const seed = asking([`KERNEL_MODULES=${names.join(',')}`]);
+  // [before, arguments, whether its failure fails the training]. --insecure-files: the work
+  // tree is a temporary directory, and the runs are about the code the commands compile, not
+  // about this machine's files; the last run does check them, and reads the policy where a
+  // host keeps it, as a host runs the hook: that code is compiled whether they pass or not.
   const commands = [
-    [asking(['PATH=/bin']), hook],
-    [asking(['KERNEL_MODULES=kmt_d,kmt-crc']), [...hook, '--policy', policy, '-n', ...tree]],
-    [() => undefined, ['load', '--show-depends', ...tree, 'kmt_d', 'kmt-crc']],
+    [asking(['PATH=/bin']), [...hook, '--insecure-files'], true],
+    [seed, [...hook, '--insecure-files', '--policy', policy, '-n', ...tree], true],
+    [() => undefined, ['load', '--show-depends', ...tree, ...names], true],
+    [seed, [...hook, '-n', ...tree], false],
   ];
   // The hook reads its state from stdin (this process's stdin is opened on `state`, which
   // the hook opens again each time through /proc/self/fd/0). Each command runs once the
@@ -120,7 +135,10 @@ function child(outdir, files) {
   let next = 0;
   process.on('beforeExit', () => {
     // A command that failed: no cache (the caller falls back), its status says so.
-    if (process.exitCode) return;
+    if (process.exitCode) {
+      if (commands[next - 1]?.[2] !== false) return;
+      process.exitCode = 0;
+    }
     const command = commands[next++];
     if (command) {
       command[0]();
