@@ -201,7 +201,7 @@ async function softdepsOf(
   moduleDir: string,
 ): Promise<(name: string) => boolean> {
   const tree = treeOptions(parsed);
-  const config = await loadModprobeConfig({
+  const config = loadModprobeConfig({
     moduleDir,
     strictConfig: true,
     ...(tree.configDirs ? { configDirs: tree.configDirs } : {}),

@@ -8,7 +8,6 @@ import { loadModprobeConfig, type ConfigSource } from '../config';
 import { aliasNormalize, modnameNormalize, pathToModname } from '../config/normalize';
 import type { CommandRule, ModprobeConfig } from '../config/types';
 import { EXIT, KmodloadError } from '../errors';
-import { fsAsync } from '../files';
 import type { NativeBinding } from '../native/binding';
 import { fnmatch as jsFnmatch, type Matcher } from './fnmatch';
 import { INDEX_KINDS, ModuleIndexes, type IndexKind } from './indexes';
@@ -88,8 +87,6 @@ export class ModuleDatabase {
   private readonly optionsCache = new Map<string, string | undefined>();
   private readonly installCache = new Map<string, CommandRule | undefined>();
   private readonly fileExists = new Map<string, boolean>();
-  /** While settle() plans ahead: the files whose existence was assumed. */
-  private unchecked: Set<string> | undefined;
   /** While settle() plans ahead: the indexes asked for that were not read yet. */
   private unread: Set<IndexKind> | undefined;
   private closed = false;
@@ -104,8 +101,9 @@ export class ModuleDatabase {
 
   /**
    * Reads the configuration and the indexes of the tree `opts` names. `binding` (the addon, or
-   * undefined for the text files) may still be loading: the configuration is read and the
-   * directory looked at meanwhile. Failures are reported in that order: the addon, the
+   * undefined for the text files) may still be loading. The indexes, large, are read on the
+   * thread pool as soon as it is there; the directory and the configuration, small, are looked
+   * at meanwhile on this thread. Failures are reported in that order: the addon, the
    * directory, the configuration, the indexes.
    */
   static async open(
@@ -114,8 +112,6 @@ export class ModuleDatabase {
     reading: IndexReading = 'all',
   ): Promise<ModuleDatabase> {
     const moduleDir = moduleDirectory(opts.root, opts.kernelVersion);
-    const directory = outcome(fsAsync.stat(moduleDir));
-    const configRead = outcome(loadModprobeConfig({ ...opts, moduleDir }));
     const addon = await binding;
     const match: Matcher = addon ? (p, s) => addon.fnmatch(p, s) : jsFnmatch;
     const indexesRead = outcome(
@@ -127,17 +123,16 @@ export class ModuleDatabase {
       ),
     );
     try {
-      if (!(await directory).ok) {
+      if (!fs.statSync(moduleDir, { throwIfNoEntry: false })) {
         throw new KmodloadError(`module directory ${moduleDir} does not exist`, EXIT.environment);
       }
-      const config = await configRead;
-      if (!config.ok) throw config.error;
+      const config = loadModprobeConfig({ ...opts, moduleDir });
       const indexes = await indexesRead;
       if (!indexes.ok) throw indexes.error;
       return new ModuleDatabase(
         moduleDir,
         opts.kernelVersion ?? os.release(),
-        config.value,
+        config,
         indexes.value,
         match,
       );
@@ -248,16 +243,10 @@ export class ModuleDatabase {
     return { path: absolute(line.slice(0, colon)), dependencies };
   }
 
+  /** Whether a module file is there: one access(2) per file (microseconds), remembered. */
   private exists(path: string): boolean {
     let known = this.fileExists.get(path);
-    if (known === undefined && this.unchecked) {
-      // Planning ahead (settle()): assume it is there, and have it checked before the plan
-      // counts.
-      this.unchecked.add(path);
-      return true;
-    }
     if (known === undefined) {
-      // The synchronous planner of an open ModuleTree: a stat once per file, cached.
       known = fs.existsSync(path);
       this.fileExists.set(path, known);
     }
@@ -265,56 +254,27 @@ export class ModuleDatabase {
   }
 
   /**
-   * Runs a synchronous plan with no file I/O on the event loop: a first pass notes the module
-   * files whose existence it needed (kmod drops the dependencies of a module whose dependency
-   * files are missing) and the indexes it asked that were not read yet (a database opened
-   * `as-needed`). Those indexes are read and the plan is made again; the files are checked
-   * asynchronously, and only when one is missing is the plan made again with the answers (a
-   * pass that meets new files or indexes goes round again).
+   * Runs a synchronous plan with the indexes it needs: a first pass notes those it asked that
+   * were not read yet (a database opened `as-needed`); they are read on the thread pool and the
+   * plan is made again (a pass that meets new ones goes round again).
    */
   async settle<T>(plan: () => T): Promise<T> {
     for (;;) {
-      const unchecked = new Set<string>();
       const unread = new Set<IndexKind>();
-      this.unchecked = unchecked;
       this.unread = unread;
       let result: T;
       try {
         result = plan();
       } finally {
-        this.unchecked = undefined;
         this.unread = undefined;
       }
-      if (unread.size > 0) {
-        // Answers given without these indexes are asked again; the files are checked
-        // meanwhile (the next pass mostly needs the same ones).
-        await Promise.all([this.indexes.add([...unread]), this.check(unchecked)]);
-        this.lookupCache.clear();
-        this.softdepCache.clear();
-        this.depCache.clear();
-        continue;
-      }
-      if (unchecked.size === 0) return result;
-      const answers = await this.check(unchecked);
-      // Every assumed file is there (the usual case): the plan stands as made.
-      if (answers.every(Boolean)) return result;
-      // Entries read with a wrong assumption are read again.
+      if (unread.size === 0) return result;
+      // Answers given without these indexes are asked again.
+      await this.indexes.add([...unread]);
+      this.lookupCache.clear();
+      this.softdepCache.clear();
       this.depCache.clear();
     }
-  }
-
-  /** Whether each file is there, asked asynchronously and remembered. */
-  private async check(files: Set<string>): Promise<boolean[]> {
-    return Promise.all(
-      [...files].map(async (file) => {
-        const there = await fsAsync.access(file).then(
-          () => true,
-          () => false,
-        );
-        this.fileExists.set(file, there);
-        return there;
-      }),
-    );
   }
 
   /** In modules.builtin: compiled into the kernel. */
