@@ -50,10 +50,11 @@ export interface DepEntry {
   dependencies: Array<{ name: string; path: string }>;
 }
 
-/** Which indexes open() reads: all five, or (`as-needed`) those that a lookup of a module
- *  name or an alias may ask, leaving modules.symbols (only `symbol:` names ask it, and it is
- *  the second largest) to settle(), which reads it when a planning pass turns out to need it.
- *  A database opened `as-needed` answers only inside settle(). */
+/** How open() reads the indexes: all five, whole (a service that plans many times: planning
+ *  then never reads the disk), or (`as-needed`, one plan) those that a lookup of a module name
+ *  or an alias may ask, the `.bin` ones block by block as lookups reach them, leaving
+ *  modules.symbols (only `symbol:` names ask it) to settle(), which opens it when a planning
+ *  pass turns out to need it. A database opened `as-needed` answers only inside settle(). */
 export type IndexReading = 'all' | 'as-needed';
 
 const AS_NEEDED_AT_OPEN: readonly IndexKind[] = ['dep', 'alias', 'builtin', 'builtinAlias'];
@@ -101,10 +102,10 @@ export class ModuleDatabase {
 
   /**
    * Reads the configuration and the indexes of the tree `opts` names. `binding` (the addon, or
-   * undefined for the text files) may still be loading. The indexes, large, are read on the
-   * thread pool as soon as it is there; the directory and the configuration, small, are looked
-   * at meanwhile on this thread. Failures are reported in that order: the addon, the
-   * directory, the configuration, the indexes.
+   * undefined for the text files) may still be loading. The indexes are opened as soon as it
+   * is there (`reading`), those read whole on the thread pool while the directory and the
+   * configuration, small, are looked at on this thread. Failures are reported in that order:
+   * the addon, the directory, the configuration, the indexes.
    */
   static async open(
     opts: ResolverOptions,
@@ -120,6 +121,7 @@ export class ModuleDatabase {
         match,
         addon,
         reading === 'all' ? INDEX_KINDS : AS_NEEDED_AT_OPEN,
+        reading === 'as-needed',
       ),
     );
     try {
