@@ -19,6 +19,7 @@ const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { setImmediate } = require('node:timers');
 const vm = require('node:vm');
 
 /** The function bin/kmodload.js compiles around the bundle (CommonJS's own wrapper). */
@@ -129,7 +130,9 @@ function child(outdir, files) {
   ];
   // The hook reads its state from stdin (this process's stdin is opened on `state`, which
   // the hook opens again each time through /proc/self/fd/0). Each command runs once the
-  // one before it has left nothing for the event loop to do.
+  // one before it has left nothing for the event loop to do, from an immediate: a command
+  // that does no I/O (all it reads is read at once) ends in promise callbacks, which do not
+  // keep the loop alive for the next beforeExit.
   fs.closeSync(0);
   if (fs.openSync(state, 'r') !== 0) throw new Error('stdin was not reopened');
   let next = 0;
@@ -141,8 +144,10 @@ function child(outdir, files) {
     }
     const command = commands[next++];
     if (command) {
-      command[0]();
-      exports.run(command[1]);
+      setImmediate(() => {
+        command[0]();
+        exports.run(command[1]);
+      });
       return;
     }
     if (next === commands.length + 1) {
@@ -175,9 +180,12 @@ function trainedCodeCaches(bundles) {
     if (r.status === 0 && outs.every((out) => fs.existsSync(out))) {
       return outs.map((out) => fs.readFileSync(out));
     }
-    const why = String(r.stderr || r.error || `exit status ${r.status}`)
-      .trim()
-      .split('\n')[0];
+    const why =
+      r.status === 0
+        ? 'they ended without writing the caches'
+        : String(r.error || `exit status ${r.status}: ${r.stderr}`)
+            .trim()
+            .split('\n')[0];
     process.stderr.write(`code-cache: the top levels' alone (the commands failed: ${why})\n`);
     return bundles.map(topLevelCodeCache);
   } finally {
