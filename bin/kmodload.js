@@ -23,9 +23,9 @@ function bundleSource(bundle) {
 }
 
 /** The code cache made with a bundle (scripts/make/bundle.js): its first 16 bytes are the hash
- *  that the bundle's last line names. */
+ *  that the bundle's last line but one names. */
 function codeCache(bundle, source) {
-  const hash = source.slice(source.lastIndexOf('=') + 1, -1);
+  const hash = source.slice(source.lastIndexOf('=') + 1, source.lastIndexOf('\n'));
   try {
     const data = fs.readFileSync(`${bundle}.cache`);
     return data.subarray(0, 16).toString() === hash ? data.subarray(16) : undefined;
@@ -35,16 +35,15 @@ function codeCache(bundle, source) {
 }
 
 /** Runs a bundle as CommonJS would, but compiled with its code cache (CommonJS's loader
- *  takes none in Node 20). Its relative requires are the bundles beside it
- *  (`./kmodload-load.js`, say), run the same way, once. */
+ *  takes none in Node 20): the file is the function CommonJS would wrap it in. Its relative
+ *  requires are the bundles beside it (`./kmodload-load.js`, say), run the same way, once. */
 function loadBundle(bundle, source) {
   const vm = require('node:vm');
   // CommonJS's Module class, without require('node:module') (which loads the ES module
   // loader's modules, a few hundred µs of start-up).
   const Module = module.constructor;
-  const wrapper = `(function (exports, require, module, __filename, __dirname) { ${source}\n})`;
   const cachedData = codeCache(bundle, source);
-  const script = new vm.Script(wrapper, { filename: bundle, ...(cachedData && { cachedData }) });
+  const script = new vm.Script(source, { filename: bundle, ...(cachedData && { cachedData }) });
   const mod = new Module(bundle, module);
   mod.filename = bundle;
   mod.loaded = true;

@@ -278,15 +278,20 @@ async function bundleTexts(outfile) {
   );
 }
 
+/** The function CommonJS wraps a module in, around each file's text: the file is compiled as
+ *  it is, not copied into a wrapper at every start (V8 would copy the text once more). */
+const WRAPPER_HEAD = '(function (exports, require, module, __filename, __dirname) {\n';
+
 /** Writes the CLI's files (the first, src/cli/entry.ts's exports: run(), at `outfile`), each
- *  with its code cache at FILE.cache. Each file's last line names its content's hash; its
- *  cache starts with the same hash, so a cache never meets another file. */
+ *  the function CommonJS would wrap its text in, with its code cache at FILE.cache. Each
+ *  file's last line but one names its text's hash; its cache starts with the same hash, so a
+ *  cache never meets another file. */
 async function bundleEntry(outfile = path.join(root, 'dist', 'kmodload.js')) {
   const bundles = await bundleTexts(outfile);
   fs.mkdirSync(path.dirname(outfile), { recursive: true });
   for (const bundle of bundles) {
     bundle.hash = crypto.createHash('sha256').update(bundle.text).digest('hex').slice(0, 16);
-    bundle.text += `//# kmodload-bundle=${bundle.hash}\n`;
+    bundle.text = `${WRAPPER_HEAD}${bundle.text}//# kmodload-bundle=${bundle.hash}\n})`;
     fs.writeFileSync(bundle.file, bundle.text);
   }
   const caches = trainedCodeCaches(bundles);

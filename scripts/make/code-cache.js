@@ -22,17 +22,13 @@ const path = require('node:path');
 const { setImmediate } = require('node:timers');
 const vm = require('node:vm');
 
-/** The function bin/kmodload.js compiles around the bundle (CommonJS's own wrapper). */
-function wrap(source) {
-  return `(function (exports, require, module, __filename, __dirname) { ${source}\n})`;
-}
-
-/** Compiles the bundle `file` and runs its top level, as bin/kmodload.js does: a relative
- *  require (`./kmodload-load.js`, say) is the bundle of that name beside it, compiled and run
- *  the same way, once. `bundles` maps each file compiled to its `{ script, module }`. */
+/** Compiles the bundle `file` (the function CommonJS would wrap it in) and runs its top level,
+ *  as bin/kmodload.js does: a relative require (`./kmodload-load.js`, say) is the bundle of
+ *  that name beside it, compiled and run the same way, once. `bundles` maps each file
+ *  compiled to its `{ script, module }`. */
 function compileBundle(file, source, bundles = new Map()) {
   const Module = require('node:module');
-  const script = new vm.Script(wrap(source), { filename: file });
+  const script = new vm.Script(source, { filename: file });
   const mod = new Module(file, module);
   mod.filename = file;
   bundles.set(file, { script, module: mod });

@@ -10,20 +10,17 @@
 const path = require('node:path');
 const sea = require('node:sea');
 const vm = require('node:vm');
-const { Buffer } = require('node:buffer');
 
 const loaded = new Map();
 
-/** Runs the bundle asset `name` with its code cache (the asset NAME.cache, whose first 16
- *  bytes are the hash that the bundle's last line names), once. */
+/** Runs the bundle asset `name` (the function CommonJS would wrap it in) with its code cache
+ *  (the asset NAME.cache, after the 16 bytes of the hash that the bundle names), once. */
 function loadBundle(name) {
   if (loaded.has(name)) return loaded.get(name).exports;
   const source = sea.getAsset(name, 'utf8');
-  const cache = Buffer.from(sea.getRawAsset(`${name}.cache`));
-  const script = new vm.Script(
-    `(function (exports, require, module, __filename, __dirname) { ${source}\n})`,
-    { filename: name, cachedData: cache.subarray(16) },
-  );
+  // The asset's own bytes, not a copy.
+  const cachedData = new Uint8Array(sea.getRawAsset(`${name}.cache`), 16);
+  const script = new vm.Script(source, { filename: name, cachedData });
   const bundle = { exports: {} };
   loaded.set(name, bundle);
   const sibling = (id) => (id.startsWith('./') ? loadBundle(id.slice(2)) : require(id));
