@@ -254,8 +254,20 @@ async function fileText(esbuild, layout, name, outfile) {
   return finish(result.outputFiles[0].text);
 }
 
-/** The text with builtin imports made cheap, and the helpers that do it. */
+/** The text with builtin imports made cheap, and the helpers that do it; a module of another
+ *  file is that file's namespace object of it, read through one getter per export, not copies
+ *  of it with getters over getters made at each import (esbuild's __toCommonJS where the
+ *  other file hands it out, __toESM where this one imports what it takes for CommonJS). */
 function finish(text) {
+  text = text.replace(
+    /^( {2}"src\/[^"]+": \(\) => \(init_[\w$]+\(\), )__toCommonJS\(([\w$]+_exports)\)\)/gm,
+    '$1$2)',
+  );
+  for (const [, proxy] of text.matchAll(
+    /^var (require_[\w$]+) = __commonJS\(\{\n {2}"kmodload-other:/gm,
+  )) {
+    text = text.replaceAll(`__toESM(${proxy}())`, `${proxy}()`);
+  }
   text = text.replace(BUILTIN_IMPORT, '__builtin(require("$1"))');
   text = text.replace(LAZY_IMPORT, (whole, id) =>
     whole.startsWith('__builtin(') === whole.endsWith('))') ? `__lazy("${id}")` : whole,
