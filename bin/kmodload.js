@@ -74,4 +74,4 @@ try {
   process.exitCode = 4;
 }
 
-if (cli) cli.run(process.argv.slice(2));
+if (cli) cli.run(process.argv.slice(2)).then(cli.exitWhenWritten);

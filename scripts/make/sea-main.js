@@ -37,4 +37,5 @@ function loadBundle(name) {
   return bundle.exports;
 }
 
-loadBundle('kmodload.js').run(process.argv.slice(2));
+const cli = loadBundle('kmodload.js');
+cli.run(process.argv.slice(2)).then(cli.exitWhenWritten);

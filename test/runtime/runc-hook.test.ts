@@ -352,7 +352,8 @@ function runWrapper(
 describe('the installed hook outside a runtime', () => {
   it('no request: neither the addon nor the planner nor the indexes are loaded', () => {
     // A preload that records every file node loaded, CommonJS and ES modules alike, every
-    // file opened under the module tree and every Node module loaded ("builtin NAME").
+    // addon dlopen()ed, every file opened under the module tree and every Node module loaded
+    // ("builtin NAME").
     const probe = path.join(scratch, 'probe.js');
     fs.writeFileSync(
       probe,
@@ -364,6 +365,11 @@ describe('the installed hook outside a runtime', () => {
         'Module._load = function (request, parent, isMain) {',
         '  try { seen.add(Module._resolveFilename(request, parent, isMain)); } catch {}',
         '  return original.apply(this, arguments);',
+        '};',
+        'const dlopen = process.dlopen;',
+        'process.dlopen = function (module, file) {',
+        '  seen.add(file);',
+        '  return dlopen.apply(this, arguments);',
         '};',
         'for (const name of ["openSync", "open", "readFileSync", "readFile", "existsSync"]) {',
         '  const fn = fs[name];',
