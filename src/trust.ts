@@ -66,11 +66,10 @@ export function untrustedReason(
     if (!leaf && safe?.has(current)) break;
     let stat: fs.Stats | undefined;
     try {
-      stat = fs.lstatSync(current);
+      // A missing path is no error (nor the cost of making one).
+      stat = fs.lstatSync(current, { throwIfNoEntry: false });
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-        return `${what} ${current} cannot be checked: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
-      }
+      return `${what} ${current} cannot be checked: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
     }
     if (stat) {
       if (stat.isSymbolicLink()) {
@@ -104,12 +103,13 @@ export function untrustedReason(
 export function untrustedEntries(what: string, files: readonly string[]): string | undefined {
   const uid = owner();
   for (const file of files) {
-    let stat: fs.Stats;
+    let stat: fs.Stats | undefined;
     try {
-      stat = fs.lstatSync(file);
+      stat = fs.lstatSync(file, { throwIfNoEntry: false });
     } catch {
       continue;
     }
+    if (!stat) continue;
     if (stat.isSymbolicLink()) return `${what} ${file} is a symlink (remove it)`;
     if (stat.uid !== 0 && stat.uid !== uid) {
       return fix(`${what} ${file} is owned by uid ${stat.uid}, not root`, file);

@@ -67,6 +67,16 @@ export class LinuxKernel implements Kernel {
 
   async initState(name: string): Promise<InitState> {
     const dir = this.moduleDir(name);
+    // The module's directory first: most modules asked about are not in the kernel, and a
+    // missing one is then one stat(2) that makes no error.
+    let stat: fs.Stats | undefined;
+    try {
+      stat = fs.statSync(dir, { throwIfNoEntry: false });
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+    if (!stat?.isDirectory()) return undefined;
     try {
       const text = fs.readFileSync(path.join(dir, 'initstate'), 'utf8').trim();
       if (text === 'live' || text === 'coming' || text === 'going') return text;
@@ -76,13 +86,7 @@ export class LinuxKernel implements Kernel {
     }
     // A module directory without initstate is a module still being set up (or a builtin with
     // parameters, which callers rule out first through modules.builtin).
-    try {
-      const stat = fs.statSync(dir);
-      return stat.isDirectory() ? 'coming' : undefined;
-    } catch (error) {
-      if (isMissing(error)) return undefined;
-      throw error;
-    }
+    return 'coming';
   }
 
   async refcount(name: string): Promise<number | undefined> {

@@ -22,10 +22,9 @@ function defaultPolicyFiles(problems: PolicyProblem[], skipped: string[], root: 
   const main = path.join(root, DEFAULT_POLICY_FILE);
   const dir = path.join(root, DEFAULT_POLICY_DIR);
   try {
-    fs.lstatSync(main);
-    files.push(main);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') files.push(main); // read fails below
+    if (fs.lstatSync(main, { throwIfNoEntry: false })) files.push(main);
+  } catch {
+    files.push(main); // the read fails below, and says why
   }
   let names: string[] = [];
   try {
