@@ -18,13 +18,6 @@ import type { IndexValue, NativeBinding, NativeIndex } from '../native/binding';
 import { systemErrorReason } from '../native/system-error';
 import { errorText, oneLine } from '../text';
 import type { Matcher } from './fnmatch';
-import {
-  aliasIndexBuild,
-  builtinAliasIndexBuild,
-  builtinIndexBuild,
-  depIndexBuild,
-  paced,
-} from './text-indexes';
 import type { KeyIndex } from './trie';
 
 export type IndexKind = 'dep' | 'alias' | 'symbols' | 'builtin' | 'builtinAlias';
@@ -166,8 +159,11 @@ export class ModuleIndexes {
     if (failure) throw failure.reason;
   }
 
-  /** Reads the text files at once, then builds their tries one after the other, in slices. */
+  /** Reads the text files at once, then builds their tries one after the other, in slices.
+   *  (The trie code is imported here: a tree with its `.bin` files never runs it.) */
   private async openText(kinds: IndexKind[]): Promise<void> {
+    const { aliasIndexBuild, builtinAliasIndexBuild, builtinIndexBuild, depIndexBuild, paced } =
+      await import('./text-indexes.js');
     // Alias and symbol priorities are module positions in modules.dep.
     const needDep =
       kinds.includes('dep') ||
