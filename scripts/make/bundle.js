@@ -36,8 +36,10 @@ const { trainedCodeCaches } = require('./code-cache.js');
 const root = path.resolve(__dirname, '..', '..');
 
 const ENTRY = 'src/cli/entry.ts';
-/** The modules whose static imports make the first file: the CLI's entry and the hook. */
-const FIRST_ROOTS = [ENTRY, 'src/cli/hook-command.ts'];
+/** The modules whose static imports make the first file: the CLI's entry and the hook; and the
+ *  help texts, which the dispatch imports when it prints one (in the first file for --help,
+ *  made only then). */
+const FIRST_ROOTS = [ENTRY, 'src/cli/hook-command.ts', 'src/cli/help.ts'];
 /** The command dispatch: its `import()`s (the other commands) go to the last file, but those
  *  of the commands that load and unload, which need the second file anyway. */
 const DISPATCH = 'src/cli/main.ts';

@@ -7,7 +7,8 @@
 // the others as the commands need them, as bin/kmodload.js does) has run, against a small
 // module tree (the seed's, with binary indexes, in a checkout; else one written for it): the
 // hook with nothing asked, the hook planning a request as a dry run (also once with the trust
-// checks and the default policy location, as on a host), and `load --show-depends`. Nothing
+// checks and the default policy location, as on a host), and `load --show-depends` (the first
+// file's cache is made before that one: a hook never runs what it adds there). Nothing
 // is loaded and nothing outside a temporary directory is written; what the commands read of
 // the host (/proc/cmdline, /sys/module, its policy and file owners) changes nothing in the
 // cache but which functions ran.
@@ -116,14 +117,18 @@ function child(outdir, files) {
   const seed = asking([`KERNEL_MODULES=${names.join(',')}`]);
   // [before, arguments, whether its failure fails the training]. --insecure-files: the work
   // tree is a temporary directory, and the runs are about the code the commands compile, not
-  // about this machine's files; the last run does check them, and reads the policy where a
+  // about this machine's files; the third run does check them, and reads the policy where a
   // host keeps it, as a host runs the hook: that code is compiled whether they pass or not.
   const commands = [
     [asking(['PATH=/bin']), [...hook, '--insecure-files'], true],
     [seed, [...hook, '--insecure-files', '--policy', policy, '-n', ...tree], true],
-    [() => undefined, ['load', '--show-depends', ...tree, ...names], true],
     [seed, [...hook, '-n', ...tree], false],
+    [() => undefined, ['load', '--show-depends', ...tree, ...names], true],
   ];
+  // The first file's cache is made once the hook's runs are done: what the other commands
+  // compile in it (the help texts, which `load` imports) a hook never runs.
+  const firstFileAfter = 3;
+  let firstCache;
   // The hook reads its state from stdin (this process's stdin is opened on `state`, which
   // the hook opens again each time through /proc/self/fd/0). Each command runs once the
   // one before it has left nothing for the event loop to do, from an immediate: a command
@@ -138,6 +143,7 @@ function child(outdir, files) {
       if (commands[next - 1]?.[2] !== false) return;
       process.exitCode = 0;
     }
+    if (next === firstFileAfter) firstCache = bundles.get(files[0]).script.createCachedData();
     const command = commands[next++];
     if (command) {
       setImmediate(() => {
@@ -151,7 +157,8 @@ function child(outdir, files) {
         // A file that none of the commands loaded: its top level's cache.
         if (!bundles.has(file)) compileBundle(file, fs.readFileSync(file, 'utf8'), bundles);
         const { script } = bundles.get(file);
-        fs.writeFileSync(path.join(outdir, String(k)), script.createCachedData());
+        const cache = k === 0 ? firstCache : script.createCachedData();
+        fs.writeFileSync(path.join(outdir, String(k)), cache);
       });
       fs.rmSync(work, { recursive: true, force: true });
       process.exitCode = 0;
