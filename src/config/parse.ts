@@ -2,7 +2,7 @@
 // only at the very start of a logical line, words are separated by spaces and tabs, and a
 // line kmod would reject (unknown directive, missing word, unbalanced bracket, `weakdep`,
 // which kmod 30 does not know) is recorded as a warning and otherwise ignored.
-import { forEachLogicalLine } from './lines';
+import { forEachLogicalLine, words } from './lines';
 import { aliasNormalize } from './normalize';
 import { noteOrigin, type ModprobeConfig } from './types';
 
@@ -32,25 +32,13 @@ class LineWords {
   }
 }
 
-/** isspace() in the C locale: what separates a softdep rule's words. */
-function isSpace(ch: string): boolean {
-  return ch === ' ' || ch === '\t' || ch === '\n' || ch === '\v' || ch === '\f' || ch === '\r';
-}
-
-/** Words of a softdep rule after the module name: `pre:` and `post:` switch the list. (A scan,
- *  not a split on a regular expression: that makes a new RegExp object at each call, about a
- *  kilobyte of the young generation for each of modules.softdep's lines.) */
+/** Words of a softdep rule after the module name, separated by any white space (isspace() in
+ *  the C locale): `pre:` and `post:` switch the list. */
 function parseSoftdepLists(text: string): { pre: string[]; post: string[] } {
   const pre: string[] = [];
   const post: string[] = [];
   let target: string[] | undefined;
-  for (let end = 0; end < text.length;) {
-    let start = end;
-    while (start < text.length && isSpace(text[start] as string)) start++;
-    end = start;
-    while (end < text.length && !isSpace(text[end] as string)) end++;
-    if (end === start) break;
-    const word = text.slice(start, end);
+  for (const word of words(text, ' \t\n\v\f\r')) {
     if (word === 'pre:') target = pre;
     else if (word === 'post:') target = post;
     else target?.push(word);

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 
 import { loadModprobeConfig, type ConfigSource } from '../config';
+import { words } from '../config/lines';
 import { aliasNormalize, modnameNormalize, pathToModname } from '../config/normalize';
 import type { CommandRule, ModprobeConfig } from '../config/types';
 import { EXIT, KmodloadError } from '../errors';
@@ -236,8 +237,7 @@ export class ModuleDatabase {
     const base = `${this.moduleDir}/`;
     const absolute = (p: string): string => (p.startsWith('/') ? p : base + p);
     const dependencies: DepEntry['dependencies'] = [];
-    for (const word of line.slice(colon + 1).split(/[ \t]+/)) {
-      if (word === '') continue;
+    for (const word of words(line.slice(colon + 1))) {
       const path = absolute(word);
       if (!this.exists(path)) return { path: absolute(line.slice(0, colon)), dependencies: [] };
       dependencies.push({ name: pathToModname(path), path });
