@@ -2,6 +2,11 @@
 // `npm run bench`: how fast kmodload resolves a request, as ratios against baselines measured
 // in the same run on the same tree. Not a test: it prints figures, it asserts nothing.
 //
+//   node bench/resolve.js [--rounds N] [--process-only | --nri-only]
+//     --rounds N       rounds of every whole-process row (default 31); a busy machine needs more
+//     --process-only   only the whole-process rows (start-up against node -e 0)
+//     --nri-only       only the NRI plugin's rows
+//
 //   in-process resolution (a Node service with the database open) vs spawning
 //   `modprobe -a --show-depends` for the same names; cold resolution (open + plan, what one
 //   hook process pays) vs the same spawn; .bin index lookups vs the text-file fallback.
@@ -17,10 +22,28 @@ const { planRequests, formatShowDepends } = require('../dist/planner');
 const { openModuleDatabase } = require('../dist/system');
 
 const SEED = ['ip_vs', 'ip_vs_wrr'];
-/** Rounds of every whole-process row (each side runs once per round). */
-const PROCESS_ROUNDS = 31;
 /** Runs of the NRI plugin's create/stop cycles (each side a process of its own per run). */
 const CYCLE_ROUNDS = 5;
+
+/** The command line: `--rounds N`, `--process-only`, `--nri-only`. */
+function benchOptions(argv) {
+  const options = { rounds: 31, processOnly: false, nriOnly: false };
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--process-only') options.processOnly = true;
+    else if (argv[i] === '--nri-only') options.nriOnly = true;
+    else if (argv[i] === '--rounds' && /^[1-9][0-9]*$/.test(argv[i + 1] ?? '')) {
+      options.rounds = Number(argv[++i]);
+    } else {
+      throw new Error(
+        `unknown argument ${argv[i]} (expected --rounds N, --process-only, --nri-only)`,
+      );
+    }
+  }
+  if (options.processOnly && options.nriOnly) {
+    throw new Error('--process-only and --nri-only exclude each other');
+  }
+  return options;
+}
 
 function fixture() {
   const fetchKernels = path.join(__dirname, '..', 'scripts', 'test', 'fetch-kernels.sh');
@@ -178,44 +201,45 @@ async function policyRows(root, version, all) {
 }
 
 const STDIN_FIFO = path.join(os.tmpdir(), `kmodload-bench-stdin-${process.pid}`);
+const STDIN_FILE = path.join(os.tmpdir(), `kmodload-bench-state-${process.pid}.json`);
 
-/** Spawns `argv` with `input` on stdin as runc gives a hook its state: in a pipe (Go's
- *  os/exec makes one for a reader and closes it once written), not the socket pair that
- *  spawnSync's `input` makes. */
-function spawnWithInput(argv, input, options = {}) {
+/** Spawns `argv` with `input` on stdin as a runtime gives a hook its state: by default in a
+ *  pipe (runc: Go's os/exec makes one for a reader and closes it once written), not the
+ *  socket pair that spawnSync's `input` makes; with `stdinKind` 'file', a regular file opened
+ *  for reading (a runtime or a script that redirects a saved state). */
+function spawnWithInput(argv, input, options = {}, stdinKind = 'pipe') {
   if (input === undefined) return spawnSync(argv[0], argv.slice(1), options);
-  const fifo = STDIN_FIFO;
-  if (!fs.existsSync(fifo)) execFileSync('mkfifo', ['-m', '600', fifo]);
-  const reader = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  let reader;
+  if (stdinKind === 'file') {
+    fs.writeFileSync(STDIN_FILE, input, { mode: 0o600 });
+    reader = fs.openSync(STDIN_FILE, fs.constants.O_RDONLY);
+  } else {
+    if (!fs.existsSync(STDIN_FIFO)) execFileSync('mkfifo', ['-m', '600', STDIN_FIFO]);
+    reader = fs.openSync(STDIN_FIFO, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  }
   try {
-    const writer = fs.openSync(fifo, fs.constants.O_WRONLY);
-    fs.writeSync(writer, input);
-    fs.closeSync(writer);
+    if (stdinKind !== 'file') {
+      const writer = fs.openSync(STDIN_FIFO, fs.constants.O_WRONLY);
+      fs.writeSync(writer, input);
+      fs.closeSync(writer);
+    }
     return spawnSync(argv[0], argv.slice(1), { ...options, stdio: [reader, 'pipe', 'pipe'] });
   } finally {
     fs.closeSync(reader);
   }
 }
 
-/** Peak RSS (KiB) of one run of `command ARGS`: the child reports its own maxRSS at exit
- *  through a file preloaded with NODE_OPTIONS (which the single executable honours too), so
- *  no external tool is needed and every side pays the same preload. */
-function peakRss(command, args, input, wrap = (argv) => argv) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-rss-'));
-  try {
-    const preload = path.join(dir, 'rss.js');
-    const out = path.join(dir, 'rss');
-    fs.writeFileSync(
-      preload,
-      `process.on('exit', () => require('fs').writeFileSync(${JSON.stringify(out)}, String(process.resourceUsage().maxRSS)));`,
-    );
-    spawnWithInput(wrap([command, ...args]), input, {
-      env: { ...process.env, NODE_OPTIONS: `--require ${preload}` },
-    });
-    return Number(fs.readFileSync(out, 'utf8'));
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+/** A preload for NODE_OPTIONS=--require (which the single executable honours too) that writes
+ *  the process's peak RSS (KiB) and the CPU time it used (user + system, µs: an exec before
+ *  node's, /usr/bin/env's, included) to `out` at exit: no external tool is needed, and every
+ *  side pays the same preload. Returns its path. */
+function usageProbe(dir, out) {
+  const preload = path.join(dir, 'usage-probe.js');
+  fs.writeFileSync(
+    preload,
+    `process.on('exit', () => { const u = process.resourceUsage(); require('fs').writeFileSync(${JSON.stringify(out)}, u.maxRSS + ' ' + (u.userCPUTime + u.systemCPUTime)); });`,
+  );
+  return preload;
 }
 
 /** Runs each of `fns` once per round, `rounds` times (after one warm-up each), in an order
@@ -258,14 +282,33 @@ function liveSysModule(dir, names) {
   ];
 }
 
+/** The command as `npm install -g` or `npm link` installs it: PREFIX/bin/kmodload, a symlink to
+ *  the package's bin/kmodload.js (PREFIX/lib/node_modules/kmodload, here a symlink to this
+ *  checkout), run through its `#!/usr/bin/env node` line with this node first on PATH. */
+function binLink(dir) {
+  const prefix = path.join(dir, 'prefix');
+  const modules = path.join(prefix, 'lib', 'node_modules');
+  fs.mkdirSync(modules, { recursive: true });
+  fs.mkdirSync(path.join(prefix, 'bin'));
+  fs.symlinkSync(path.join(__dirname, '..'), path.join(modules, 'kmodload'));
+  const link = path.join(prefix, 'bin', 'kmodload');
+  fs.symlinkSync('../lib/node_modules/kmodload/bin/kmodload.js', link);
+  const env = {
+    ...process.env,
+    PATH: [path.join(prefix, 'bin'), path.dirname(process.execPath), process.env.PATH].join(':'),
+  };
+  return { link, env };
+}
+
 /** Whole processes against `node -e 0` in the same run: what a runtime pays per hook. The
- *  installed CLI (node bin/kmodload.js) and, when built, the single executable (build/kmodload)
- *  run in the same rounds as the baseline. */
-async function processRows(root, version) {
+ *  installed command (its npm bin link), the CLI run as `node bin/kmodload.js` and, when
+ *  built, the single executable (build/kmodload) run in the same rounds as the baseline. */
+async function processRows(root, version, rounds) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-bench-process-'));
   try {
     const cli = path.join(__dirname, '..', 'bin', 'kmodload.js');
     const binary = path.join(__dirname, '..', 'build', 'kmodload');
+    const { link, env } = binLink(dir);
     const conf = path.join(dir, 'modprobe.d');
     fs.mkdirSync(conf);
     const bundleOf = (env) => {
@@ -275,6 +318,7 @@ async function processRows(root, version) {
     };
     const tree = ['-d', root, '-S', version, '-C', conf];
     const hook = ['hook', '--state', 'prestart', '--log', path.join(dir, 'hook.log')];
+    const nothingState = bundleOf(['PATH=/bin']);
     const seedState = bundleOf([`KERNEL_MODULES=${SEED.join(',')}`]);
     const seedModules = formatShowDepends(
       planRequests(await openModuleDatabase({ root, kernelVersion: version }), SEED),
@@ -289,53 +333,86 @@ async function processRows(root, version) {
       );
     const live = liveSysModule(dir, seedModules);
     const direct = (argv) => argv;
+    const seedPlanned = [...hook, '-n', ...tree];
+    // [label, arguments, stdin's content, wrapper, stdin's kind]
     const rows = [
-      ['hook, nothing asked', hook, bundleOf(['PATH=/bin']), direct],
-      ['hook, seed planned (dry run)', [...hook, '-n', ...tree], seedState, direct],
-      ['hook, seed already live (dry run)*', [...hook, '-n', ...tree], seedState, live],
+      ['hook, nothing asked', hook, nothingState, direct, 'pipe'],
+      ['hook, nothing asked, state in a file', hook, nothingState, direct, 'file'],
+      ['hook, seed planned (dry run)', seedPlanned, seedState, direct, 'pipe'],
+      ['hook, seed planned (dry run), state in a file', seedPlanned, seedState, direct, 'file'],
+      ['hook, seed already live (dry run)*', seedPlanned, seedState, live, 'pipe'],
       [
         'load --show-depends (seed)',
         ['load', '--show-depends', ...tree, ...SEED],
         undefined,
         direct,
+        'pipe',
       ],
-      ['--help', ['--help'], undefined, direct],
+      ['--help', ['--help'], undefined, direct, 'pipe'],
     ];
-    const sides = [['node bin/kmodload.js', process.execPath, [cli]]];
+    const sides = [
+      ['kmodload (npm bin link)', link, []],
+      ['node bin/kmodload.js', process.execPath, [cli]],
+    ];
     if (fs.existsSync(binary)) sides.push(['build/kmodload', binary, []]);
-    const run = (argv, input) => () => {
-      const r = spawnWithInput(argv, input);
-      if (r.status !== 0) throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.stderr}`);
+    const run =
+      (argv, input, stdinKind, runEnv = env) =>
+      () => {
+        const r = spawnWithInput(argv, input, { env: runEnv }, stdinKind);
+        if (r.status !== 0) throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.stderr}`);
+      };
+    // Runs with the usage probe, in the same rounds as the timed ones (not timed themselves):
+    // CPU time moves far less than wall time on a machine that other work keeps busy.
+    const usageOut = path.join(dir, 'usage');
+    const probeEnv = { ...env, NODE_OPTIONS: `--require ${usageProbe(dir, usageOut)}` };
+    const probed = (argv, input, stdinKind, usages) => {
+      const once = run(argv, input, stdinKind, probeEnv);
+      return () => {
+        once();
+        const [rss, cpu] = fs.readFileSync(usageOut, 'utf8').split(' ').map(Number);
+        usages.push({ rss, cpu });
+      };
     };
     const range = (x) => `${x.median.toFixed(1)} (${x.min.toFixed(1)}-${x.max.toFixed(1)})`;
+    const ratioText = (x) => `x${x.median.toFixed(2)} (${x.min.toFixed(2)}-${x.max.toFixed(2)})`;
     const mib = (kib) => `${(kib / 1024).toFixed(1)} MiB`;
-    for (const [label, args, input, wrap] of rows) {
-      const baselineArgv = wrap([process.execPath, '-e', '0']);
-      const fns = [run(baselineArgv, undefined)];
-      for (const [, command, pre] of sides) fns.push(run(wrap([command, ...pre, ...args]), input));
-      const times = await alternateAll(PROCESS_ROUNDS, fns);
-      const baseline = stats(times[0]);
-      const baselineRss = peakRss(process.execPath, ['-e', '0'], undefined, wrap);
-      console.log(`${label}: node -e 0 ${range(baseline)} ms, RSS ${mib(baselineRss)}`);
-      sides.forEach(([name, command, pre], k) => {
-        const o = stats(times[k + 1]);
+    for (const [label, args, input, wrap, stdinKind] of rows) {
+      const argvs = [wrap([process.execPath, '-e', '0'])];
+      for (const [, command, pre] of sides) argvs.push(wrap([command, ...pre, ...args]));
+      const usages = argvs.map(() => []);
+      const fns = argvs.map((argv, k) => run(argv, k === 0 ? undefined : input, stdinKind));
+      argvs.forEach((argv, k) =>
+        fns.push(probed(argv, k === 0 ? undefined : input, stdinKind, usages[k])),
+      );
+      const times = await alternateAll(rounds, fns);
+      // The warm-up runs are not counted.
+      for (const list of usages) list.shift();
+      const cpu = usages.map((list) => list.map((u) => u.cpu));
+      const rss = usages.map((list) => stats(list.map((u) => u.rss)).median);
+      console.log(`${label}: node -e 0 ${range(stats(times[0]))} ms, RSS ${mib(rss[0])}`);
+      sides.forEach(([name], side) => {
+        const k = side + 1;
         // Each round runs both back to back: the ratio within a round cancels the machine's
         // drift between rounds, which the ratio of the two medians does not.
-        const ratio = stats(times[k + 1].map((t, round) => t / times[0][round]));
-        const rss = peakRss(command, [...pre, ...args], input, wrap);
+        const ratio = stats(times[k].map((t, round) => t / times[0][round]));
+        const cpuRatio = stats(cpu[k].map((t, round) => t / cpu[0][round]));
         console.log(
-          `  ${name.padEnd(22)} ${range(o).padStart(22)} ms  x${ratio.median.toFixed(2)} (${ratio.min.toFixed(2)}-${ratio.max.toFixed(2)})  RSS ${mib(rss)} (+${((rss - baselineRss) / 1024).toFixed(1)})`,
+          `  ${name.padEnd(24)} ${range(stats(times[k])).padStart(22)} ms  ${ratioText(ratio)}  CPU ${ratioText(cpuRatio)}  RSS ${mib(rss[k])} (+${((rss[k] - rss[0]) / 1024).toFixed(1)})`,
         );
       });
     }
-    if (sides.length === 1)
+    if (!sides.some(([, command]) => command === binary)) {
       console.log('(npm run build:binary adds the single executable to these rows)');
+    }
     console.log(
       "* in a mount namespace where /sys/module is a fake tree with the seed's modules live; node -e 0 runs under the same unshare/mount wrapper",
     );
-    console.log('(the hook rows get their state on stdin in a pipe, as runc gives it)');
+    console.log(
+      '(the hook rows get their state on stdin in a pipe, as runc gives it, or in a regular file where the row says so; the npm bin link is PREFIX/bin/kmodload -> ../lib/node_modules/kmodload/bin/kmodload.js, run through its #!/usr/bin/env node; CPU: the ratio of user + system time within a round, and RSS the median peak, from runs with a preloaded probe in the same rounds)',
+    );
   } finally {
     fs.rmSync(STDIN_FIFO, { force: true });
+    fs.rmSync(STDIN_FILE, { force: true });
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -344,7 +421,7 @@ async function processRows(root, version) {
  *  in-process (decision + dry-run plan, what a resident plugin does per container) and a hook
  *  process doing the same, alternating in one run; then the plugin's RSS after 100 and 1,000
  *  create/stop cycles in a process of its own. */
-async function nriRows(root, version) {
+async function nriRows(root, version, rounds) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmodload-bench-nri-'));
   try {
     const { nriHandlers } = require('../dist/nri/service');
@@ -366,7 +443,7 @@ async function nriRows(root, version) {
       const r = spawnWithInput(hookArgv, state);
       if (r.status !== 0) throw new Error(`hook: exit ${r.status}: ${r.stderr}`);
     };
-    const [plugin, process_] = await alternateAll(PROCESS_ROUNDS, [create, hook]);
+    const [plugin, process_] = await alternateAll(rounds, [create, hook]);
     const p = stats(plugin);
     const h = stats(process_);
     const ratio = stats(process_.map((t, round) => t / plugin[round]));
@@ -513,8 +590,22 @@ function row(label, ours, baseline, baselineLabel) {
   );
 }
 
+/** The whole-process rows' heading and rows. */
+async function startupRows(root, version, rounds) {
+  console.log(
+    `\nwhole processes: medians (min-max) of ${rounds} alternating rounds, x: median (min-max) of the ratios to node -e 0 within a round, of wall time and (CPU) of user + system time; peak RSS`,
+  );
+  await processRows(root, version, rounds);
+}
+
 async function main() {
+  const { rounds, processOnly, nriOnly } = benchOptions(process.argv.slice(2));
   const { root, version } = fixture();
+  if (processOnly) {
+    console.log(`kernel tree: ${root} (${version}); node ${process.version}`);
+    await startupRows(root, version, rounds);
+    return;
+  }
   const opts = { root, kernelVersion: version };
   const depLines = fs.readFileSync(path.join(root, 'lib/modules', version, 'modules.dep'), 'utf8');
   const all = depLines
@@ -523,12 +614,12 @@ async function main() {
     .map((l) => path.basename(l.slice(0, l.indexOf(':'))).replace(/\.ko(\..*)?$/, ''));
   const random = sample(all, 200);
 
-  if (process.argv.includes('--nri-only')) {
+  if (nriOnly) {
     console.log(`kernel tree: ${root} (${version}); node ${process.version}`);
     console.log(
-      `NRI plugin (in-process) against the hook (a process), medians (min-max) of ${PROCESS_ROUNDS} alternating rounds`,
+      `NRI plugin (in-process) against the hook (a process), medians (min-max) of ${rounds} alternating rounds`,
     );
-    await nriRows(root, version);
+    await nriRows(root, version, rounds);
     return;
   }
 
@@ -589,15 +680,12 @@ async function main() {
   );
   db.close();
 
-  console.log(
-    `\nwhole processes: medians (min-max) of ${PROCESS_ROUNDS} alternating rounds, x: median (min-max) of the ratios to node -e 0 within a round; peak RSS`,
-  );
-  await processRows(root, version);
+  await startupRows(root, version, rounds);
 
   console.log(
-    `\nNRI plugin (in-process) against the hook (a process), medians (min-max) of ${PROCESS_ROUNDS} alternating rounds`,
+    `\nNRI plugin (in-process) against the hook (a process), medians (min-max) of ${rounds} alternating rounds`,
   );
-  await nriRows(root, version);
+  await nriRows(root, version, rounds);
 
   console.log(
     `\n${'host policy: medians (min-max) of alternating runs'.padEnd(44)} ${'with policy'.padStart(26)}      ${'baseline'.padEnd(18)} ${'time'.padStart(26)}      extra`,

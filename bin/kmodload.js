@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The installed command: runs the CLI bundled into one file (dist/kmodload.js, made by
-// npm run build) with V8's code cache for it, or, where only tsc has run since, from dist/'s
+// The installed command: runs the CLI bundled into dist/kmodload.js (made by npm run build),
+// which loads dist/kmodload-load.js and dist/kmodload-commands.js when a command needs them,
+// each compiled with V8's code cache for it; or, where only tsc has run since, dist/'s
 // per-file output.
 'use strict';
 
@@ -21,10 +22,10 @@ function bundleSource(bundle) {
   }
 }
 
-/** The code cache made with the bundle (scripts/make/bundle.js): its first 16 bytes are the hash
- *  that the bundle's last line names. */
+/** The code cache made with a bundle (scripts/make/bundle.js): its first 16 bytes are the hash
+ *  that the bundle's last line but one names. */
 function codeCache(bundle, source) {
-  const hash = source.slice(source.lastIndexOf('=') + 1, -1);
+  const hash = source.slice(source.lastIndexOf('=') + 1, source.lastIndexOf('\n'));
   try {
     const data = fs.readFileSync(`${bundle}.cache`);
     return data.subarray(0, 16).toString() === hash ? data.subarray(16) : undefined;
@@ -33,20 +34,30 @@ function codeCache(bundle, source) {
   }
 }
 
-/** Runs the bundle as CommonJS would, but compiled with its code cache (CommonJS's loader
- *  takes none in Node 20). */
+/** Runs a bundle as CommonJS would, but compiled with its code cache (CommonJS's loader
+ *  takes none in Node 20): the file is the function CommonJS would wrap it in. Its relative
+ *  requires are the bundles beside it (`./kmodload-load.js`, say), run the same way, once. */
 function loadBundle(bundle, source) {
   const vm = require('node:vm');
-  const Module = require('node:module');
-  const wrapper = `(function (exports, require, module, __filename, __dirname) { ${source}\n})`;
+  // CommonJS's Module class, without require('node:module') (which loads the ES module
+  // loader's modules, a few hundred µs of start-up).
+  const Module = module.constructor;
   const cachedData = codeCache(bundle, source);
-  const script = new vm.Script(wrapper, { filename: bundle, ...(cachedData && { cachedData }) });
+  const script = new vm.Script(source, { filename: bundle, ...(cachedData && { cachedData }) });
   const mod = new Module(bundle, module);
   mod.filename = bundle;
   mod.loaded = true;
   require.cache[bundle] = mod;
+  // The bundles require only builtins, absolute paths and each other: this file's own
+  // require() answers the first two as the bundle's would (createRequire() costs start-up).
+  const sibling = (id) => {
+    if (!id.startsWith('./')) return require(id);
+    const file = path.join(dist, id);
+    const loaded = require.cache[file];
+    return loaded ? loaded.exports : loadBundle(file, fs.readFileSync(file, 'utf8'));
+  };
   const fn = script.runInThisContext();
-  fn.call(mod.exports, mod.exports, Module.createRequire(bundle), mod, bundle, dist);
+  fn.call(mod.exports, mod.exports, sibling, mod, bundle, dist);
   return mod.exports;
 }
 
@@ -63,4 +74,4 @@ try {
   process.exitCode = 4;
 }
 
-if (cli) cli.run(process.argv.slice(2));
+if (cli) cli.run(process.argv.slice(2)).then(cli.exitWhenWritten);

@@ -1,7 +1,8 @@
 // The programmatic API: resolve names to a plan, load it, unload, ask a module's state, drop
 // the holds of containers that are gone. (The container core, src/container, plans and loads
 // through resolve() and loadPlan().)
-// The planner and the addon are imported on first use, so requiring the package is cheap.
+// The planner, the addon, the unloader and the holds are imported on first use, so requiring
+// the package, or planning and loading, is cheap.
 
 import { EXIT, KmodloadError } from './errors';
 import type { Kernel } from './kernel/kernel';
@@ -10,16 +11,8 @@ import { executePlan } from './loader/load';
 import type { HeldParameters, ParamConflictPolicy } from './loader/live-params';
 import type { LoadResult, ModuleResult, UnloadResult } from './loader/types';
 import type { UnloadTarget } from './loader/unload';
-import { executeUnload } from './loader/unload';
 import type { Plan } from './planner/plan';
-import {
-  collectGarbage,
-  heldModules,
-  holdStatus,
-  type ReleaseResult,
-  type StatusReport,
-} from './holds/holds';
-import { removeRuleKeeper } from './holds/keep';
+import type { ReleaseResult, StatusReport } from './holds/holds';
 import { checkPolicy } from './policy/check';
 import { readPolicy } from './policy/read';
 import type { Policy, PolicyVerdict, Requester } from './policy/types';
@@ -279,6 +272,8 @@ export async function unload(names: string[], options: UnloadOptions = {}): Prom
       planner.planRequests(db, names, { allowInstallCommands: true }),
     );
     const targets = unloadTargets(plan);
+    const { heldModules } = await import('./holds/holds.js');
+    const { executeUnload } = await import('./loader/unload.js');
     const held = options.ignoreHolds ? undefined : await heldModules(options);
     return executeUnload(targets, db, {
       kernel: options.kernel ?? new LinuxKernel(),
@@ -299,6 +294,7 @@ export type StatusOptions = { stateDir?: string; procRoot?: string; kernel?: Ker
  * holding it; then the holds of containers that are gone.
  */
 export async function status(options: StatusOptions = {}): Promise<StatusReport> {
+  const { holdStatus } = await import('./holds/holds.js');
   return holdStatus(options, options.kernel ?? new LinuxKernel());
 }
 
@@ -336,6 +332,8 @@ export type GcOptions = ResolverOptions &
  * inserted, unless a modprobe.d remove rule keeps it.
  */
 export async function gc(options: GcOptions = {}): Promise<ReleaseResult> {
+  const { collectGarbage } = await import('./holds/holds.js');
+  const { removeRuleKeeper } = await import('./holds/keep.js');
   return collectGarbage(options, {
     unload: options.unload === true,
     kernel: options.kernel ?? new LinuxKernel(),

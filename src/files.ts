@@ -94,9 +94,10 @@ function tooLarge(file: string, limit: number): FileReadError {
 }
 
 /**
- * readRegularFile() without the thread pool, for the few small files read while a lock is
- * held (the state directory): there every await would hand the lock's hold time to the
- * scheduler. The same checks and errors; never use it for anything large.
+ * readRegularFile() without the thread pool: the same checks and errors, for the small files
+ * (config.json, modprobe.d, the policy, /proc and /sys, the state directory's), where a read
+ * is a few system calls of microseconds and each thread-pool round trip of the asynchronous
+ * one costs more than that. Never use it for anything large (the indexes).
  */
 export function readRegularFileSync(file: string, limit: number): Buffer {
   let fd: number;
@@ -107,16 +108,24 @@ export function readRegularFileSync(file: string, limit: number): Buffer {
     throw new FileReadError(file, code, reason);
   }
   try {
-    assertRegular(file, fsSync.fstatSync(fd));
-    const buffer = Buffer.allocUnsafe(limit + 1);
+    const stat = fsSync.fstatSync(fd);
+    assertRegular(file, stat);
+    // Sized by what the file says, one byte over to see its end; read to EOF all the same
+    // (/proc and /sys files say 0 or a page), growing up to one byte over the cap.
+    let buffer = Buffer.allocUnsafe(Math.min(Math.max(stat.size + 1, 4096), limit + 1));
     let length = 0;
     for (;;) {
+      if (length === buffer.length) {
+        const grown = Buffer.allocUnsafe(Math.min(length * 2, limit + 1));
+        buffer.copy(grown, 0, 0, length);
+        buffer = grown;
+      }
       const bytesRead = fsSync.readSync(fd, buffer, length, buffer.length - length, null);
       if (bytesRead === 0) break;
       length += bytesRead;
       if (length > limit) throw tooLarge(file, limit);
     }
-    return Buffer.from(buffer.subarray(0, length));
+    return buffer.subarray(0, length);
   } catch (error) {
     if (error instanceof FileReadError) throw error;
     const { code, reason } = describe(error);

@@ -20,7 +20,7 @@ export async function addon(): Promise<NativeBinding> {
  *  installation until a load needs the addon anyway. */
 async function indexAddon(): Promise<NativeBinding | undefined> {
   const { addonPresent, loadBinding } = await import('./native/addon.js');
-  return (await addonPresent()) ? loadBinding() : undefined;
+  return addonPresent() ? loadBinding() : undefined;
 }
 
 /**

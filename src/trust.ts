@@ -29,12 +29,13 @@ function fix(what: string, file: string): string {
 }
 
 /** The real path of `file`, or, when it does not exist, of its nearest existing directory with
- *  the rest appended (a missing /lib/modprobe.d is judged where /lib leads: /usr/lib). */
+ *  the rest appended (a missing /lib/modprobe.d is judged where /lib leads: /usr/lib). One
+ *  realpath(3) each (fs.realpathSync's own walk is an lstat per component, in JavaScript). */
 function realPathAsFarAsItGoes(file: string): string {
   const rest: string[] = [];
   for (let head = file; ;) {
     try {
-      return path.join(fs.realpathSync(head), ...rest);
+      return path.join(fs.realpathSync.native(head), ...rest);
     } catch {
       const parent = path.dirname(head);
       if (parent === head) return file;
@@ -47,24 +48,28 @@ function realPathAsFarAsItGoes(file: string): string {
 /**
  * Why `file` cannot be trusted, as one line naming the path and the fix, or undefined.
  * A path that does not exist is trusted as far as it goes: its nearest existing directory is
- * checked (whoever can write there could create it).
+ * checked (whoever can write there could create it). `safe`, shared by the checks of one
+ * decision, holds the directories found safe to be under so far: the walk up stops at one
+ * (node, the package and modprobe.d share most of theirs), and adds those it passed.
  */
 export function untrustedReason(
   what: string,
   file: string,
   options: TrustOptions = {},
+  safe?: Set<string>,
 ): string | undefined {
   let current = path.resolve(file);
   if (!options.noSymlink) current = realPathAsFarAsItGoes(current);
   const uid = owner();
+  const passed: string[] = [];
   for (let leaf = true; ; leaf = false) {
+    if (!leaf && safe?.has(current)) break;
     let stat: fs.Stats | undefined;
     try {
-      stat = fs.lstatSync(current);
+      // A missing path is no error (nor the cost of making one).
+      stat = fs.lstatSync(current, { throwIfNoEntry: false });
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-        return `${what} ${current} cannot be checked: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
-      }
+      return `${what} ${current} cannot be checked: ${(error as NodeJS.ErrnoException).code ?? String(error)}`;
     }
     if (stat) {
       if (stat.isSymbolicLink()) {
@@ -75,16 +80,22 @@ export function untrustedReason(
       }
       const stickyShared = stat.isDirectory() && (stat.mode & 0o1000) !== 0 && stat.uid === 0;
       // /tmp and its kind: safe to be under, never safe to be.
-      if (stickyShared && !leaf) return undefined;
+      if (stickyShared && !leaf) {
+        passed.push(current);
+        break;
+      }
       if ((stat.mode & 0o022) !== 0) {
         const by = (stat.mode & 0o002) !== 0 ? 'others' : 'its group';
         return fix(`${what} ${current} is writable by ${by}`, current);
       }
+      passed.push(current);
     }
     const parent = path.dirname(current);
-    if (parent === current) return undefined;
+    if (parent === current) break;
     current = parent;
   }
+  for (const dir of passed) safe?.add(dir);
+  return undefined;
 }
 
 /** Why the entries of a directory already checked cannot be trusted: each must be no
@@ -92,12 +103,13 @@ export function untrustedReason(
 export function untrustedEntries(what: string, files: readonly string[]): string | undefined {
   const uid = owner();
   for (const file of files) {
-    let stat: fs.Stats;
+    let stat: fs.Stats | undefined;
     try {
-      stat = fs.lstatSync(file);
+      stat = fs.lstatSync(file, { throwIfNoEntry: false });
     } catch {
       continue;
     }
+    if (!stat) continue;
     if (stat.isSymbolicLink()) return `${what} ${file} is a symlink (remove it)`;
     if (stat.uid !== 0 && stat.uid !== uid) {
       return fix(`${what} ${file} is owned by uid ${stat.uid}, not root`, file);

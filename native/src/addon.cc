@@ -255,9 +255,10 @@ class ReadModuleImageWorker : public PromiseWorker {
   Decompressed image_{nullptr, 0};
 };
 
-// The JS object behind NativeIndex. Lookups are synchronous: the file is in memory, every node
-// is reached at most once per lookup and a wildcard lookup's fnmatch() work is capped, so each
-// call is bounded by the (capped) file size.
+// The JS object behind NativeIndex. Lookups are synchronous: the file is in memory (or its
+// blocks are read as a lookup reaches them: openIndexOnDemand), every node is reached at most
+// once per lookup and a wildcard lookup's fnmatch() work is capped, so each call is bounded by
+// the (capped) file size.
 class IndexObject : public Napi::ObjectWrap<IndexObject> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -342,36 +343,53 @@ struct AddonData {
   Napi::FunctionReference index_class;
 };
 
+// Opens an index (`open`, IndexReader::Open or OpenOnDemand); a failure as the syscall it
+// names ("open", "fstat", "read") or, for the file's format, "open_index" with a description.
+struct IndexOpening {
+  std::unique_ptr<IndexReader> reader;
+  int err = 0;
+  std::string syscall;
+  std::string detail;
+
+  template <typename Open>
+  void Run(Open&& open) {
+    try {
+      reader = std::make_unique<IndexReader>(open());
+    } catch (const IndexError& e) {
+      std::string what = e.what();
+      err = e.err();
+      if (what == "open" || what == "fstat" || what == "read") {
+        syscall = what;
+      } else {
+        syscall = "open_index";
+        detail = what;
+      }
+    } catch (const std::bad_alloc&) {
+      err = ENOMEM;
+      syscall = "open_index";
+    }
+  }
+
+  Napi::Object Index(Napi::Env env, const std::string& path) {
+    Napi::Object object = env.GetInstanceData<AddonData>()->index_class.New({});
+    IndexObject::Unwrap(object)->Attach(std::move(reader), path);
+    return object;
+  }
+};
+
 class OpenIndexWorker : public PromiseWorker {
  public:
   OpenIndexWorker(Napi::Env env, std::string path) : PromiseWorker(env) { path_ = std::move(path); }
 
   void Execute() override {
-    try {
-      reader_ = std::make_unique<IndexReader>(IndexReader::Open(path_));
-    } catch (const IndexError& e) {
-      // Syscall failures carry the syscall's name; format problems a description.
-      std::string what = e.what();
-      if (what == "open" || what == "fstat" || what == "read") {
-        syscall_name_ = what;
-        Fail(e.err(), syscall_name_.c_str());
-      } else {
-        Fail(e.err(), "open_index", what);
-      }
-    } catch (const std::bad_alloc&) {
-      Fail(ENOMEM, "open_index");
-    }
+    opening_.Run([this] { return IndexReader::Open(path_); });
+    if (opening_.err != 0) Fail(opening_.err, opening_.syscall.c_str(), opening_.detail);
   }
 
-  Napi::Value Result(Napi::Env env) override {
-    Napi::Object object = env.GetInstanceData<AddonData>()->index_class.New({});
-    IndexObject::Unwrap(object)->Attach(std::move(reader_), path_);
-    return object;
-  }
+  Napi::Value Result(Napi::Env env) override { return opening_.Index(env, path_); }
 
  private:
-  std::unique_ptr<IndexReader> reader_;
-  std::string syscall_name_;
+  IndexOpening opening_;
 };
 
 std::vector<std::string> Strings(const Napi::CallbackInfo& info, size_t i, const char* what) {
@@ -418,6 +436,17 @@ Napi::Value OpenIndex(const Napi::CallbackInfo& info) {
   });
 }
 
+// The index whose blocks are read as lookups reach them: only the header is read here, at
+// once (a few microseconds: no thread-pool round trip).
+Napi::Value OpenIndexOnDemand(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = CString(info, 0, "path");
+  IndexOpening opening;
+  opening.Run([&] { return IndexReader::OpenOnDemand(path); });
+  if (opening.err != 0) throw SystemError(env, opening.err, opening.syscall, path, opening.detail);
+  return opening.Index(env, path);
+}
+
 Napi::Value Fnmatch(const Napi::CallbackInfo& info) {
   std::string pattern = CString(info, 0, "pattern");
   std::string string = CString(info, 1, "string");
@@ -456,6 +485,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readModuleImage", Napi::Function::New<ReadModuleImage>(env, "readModuleImage"));
   exports.Set("deleteModule", Napi::Function::New<DeleteModule>(env, "deleteModule"));
   exports.Set("openIndex", Napi::Function::New<OpenIndex>(env, "openIndex"));
+  exports.Set("openIndexOnDemand",
+              Napi::Function::New<OpenIndexOnDemand>(env, "openIndexOnDemand"));
   exports.Set("fnmatch", Napi::Function::New<Fnmatch>(env, "fnmatch"));
   exports.Set("flock", Napi::Function::New<Flock>(env, "flock"));
   exports.Set("probeModuleSupport",

@@ -86,6 +86,62 @@ std::vector<IndexValue> KmodOrder(std::vector<Found>* found) {
 
 }  // namespace
 
+// The file of an index read on demand, and which of its blocks have been read into memory
+// reserved for the whole file (anonymous: only the blocks read take pages).
+struct IndexReader::Blocks {
+  // A lookup reaches a node's bytes and, mostly, its children's nearby (depmod writes each
+  // subtree in one run): four pages at a time read a seed's plan in a few dozen reads.
+  static constexpr size_t kSize = 16u << 10;
+
+  int fd = -1;
+  uint8_t* base = nullptr;
+  size_t reserved = 0;
+  std::vector<bool> read;
+
+  ~Blocks() {
+    if (base != nullptr) munmap(base, reserved);
+    if (fd >= 0) close(fd);
+  }
+};
+
+IndexReader::IndexReader() = default;
+IndexReader::IndexReader(IndexReader&& other) noexcept = default;
+IndexReader& IndexReader::operator=(IndexReader&& other) noexcept = default;
+IndexReader::~IndexReader() = default;
+
+const uint8_t* IndexReader::At(size_t pos, size_t len) const {
+  if (blocks_ && len > 0) {
+    Blocks& blocks = *blocks_;
+    for (size_t b = pos / Blocks::kSize; b <= (pos + len - 1) / Blocks::kSize; b++) {
+      if (blocks.read[b]) continue;
+      const size_t start = b * Blocks::kSize;
+      const size_t want = std::min(Blocks::kSize, size_ - start);
+      for (size_t done = 0; done < want;) {
+        ssize_t n = pread(blocks.fd, blocks.base + start + done, want - done,
+                          static_cast<off_t>(start + done));
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          throw IndexError(errno, "read");
+        }
+        if (n == 0) Corrupt("file shorter than when it was opened");
+        done += static_cast<size_t>(n);
+      }
+      blocks.read[b] = true;
+    }
+  }
+  return base_ + pos;
+}
+
+const uint8_t* IndexReader::Nul(size_t pos) const {
+  while (pos < size_) {
+    const size_t end = blocks_ ? std::min(size_, (pos / Blocks::kSize + 1) * Blocks::kSize) : size_;
+    const void* nul = memchr(At(pos, end - pos), '\0', end - pos);
+    if (nul != nullptr) return static_cast<const uint8_t*>(nul);
+    pos = end;
+  }
+  return nullptr;
+}
+
 struct IndexReader::Node {
   size_t offset = 0;
   const char* prefix = "";
@@ -104,7 +160,7 @@ struct IndexReader::Node {
 class IndexReader::Walk {
  public:
   explicit Walk(const IndexReader& reader)
-      : data_(reader.data_.data()), size_(reader.data_.size()), root_(reader.root_) {
+      : reader_(reader), data_(reader.base_), size_(reader.size_), root_(reader.root_) {
     if (reader.closed_) throw IndexError(EBADF, "index is closed");
   }
 
@@ -127,29 +183,31 @@ class IndexReader::Walk {
     *node = Node();
     node->offset = pos;
     if (raw & kFlagPrefix) {
-      const void* nul = memchr(data_ + pos, '\0', size_ - pos);
+      const uint8_t* nul = reader_.Nul(pos);
       if (nul == nullptr) Corrupt("unterminated prefix at " + Hex(pos));
       node->prefix = reinterpret_cast<const char*>(data_ + pos);
-      node->prefix_len = static_cast<const uint8_t*>(nul) - (data_ + pos);
+      node->prefix_len = nul - (data_ + pos);
       if (node->prefix_len > kMaxKeyLength) Corrupt("prefix longer than a key at " + Hex(pos));
       pos += node->prefix_len + 1;
     }
     if (raw & kFlagChildren) {
       if (size_ - pos < 2) Corrupt("truncated child range at " + Hex(pos));
-      node->first = data_[pos];
-      node->last = data_[pos + 1];
+      const uint8_t* range = reader_.At(pos, 2);
+      node->first = range[0];
+      node->last = range[1];
       if (node->first > node->last || node->last >= kChildMax) {
         Corrupt("bad child range at " + Hex(pos));
       }
       pos += 2;
       size_t count = static_cast<size_t>(node->last - node->first + 1);
       if ((size_ - pos) / 4 < count) Corrupt("truncated child table at " + Hex(pos));
+      reader_.At(pos, 4 * count);
       node->children_pos = pos;
       pos += 4 * count;
     }
     if (raw & kFlagValues) {
       if (size_ - pos < 4) Corrupt("truncated value count at " + Hex(pos));
-      node->value_count = ReadBe32(data_ + pos);
+      node->value_count = ReadBe32(reader_.At(pos, 4));
       pos += 4;
       if ((size_ - pos) / kMinValueSize < node->value_count) {
         Corrupt("value count beyond end of file at " + Hex(pos));
@@ -171,11 +229,11 @@ class IndexReader::Walk {
     size_t pos = node.values_pos;
     for (uint32_t i = 0; i < node.value_count; i++) {
       if (size_ - pos < kMinValueSize) Corrupt("truncated value at " + Hex(pos));
-      uint32_t priority = ReadBe32(data_ + pos);
+      uint32_t priority = ReadBe32(reader_.At(pos, 4));
       pos += 4;
-      const void* nul = memchr(data_ + pos, '\0', size_ - pos);
+      const uint8_t* nul = reader_.Nul(pos);
       if (nul == nullptr) Corrupt("unterminated value at " + Hex(pos));
-      size_t len = static_cast<const uint8_t*>(nul) - (data_ + pos);
+      size_t len = nul - (data_ + pos);
       fn(IndexValue{std::string(reinterpret_cast<const char*>(data_ + pos), len), priority});
       pos += len + 1;
     }
@@ -265,6 +323,7 @@ class IndexReader::Walk {
   }
 
  private:
+  const IndexReader& reader_;
   const uint8_t* data_;
   size_t size_;
   uint32_t root_;
@@ -278,19 +337,27 @@ class IndexReader::Walk {
 
 void IndexReader::Close() {
   std::vector<uint8_t>().swap(data_);
+  blocks_.reset();
+  base_ = nullptr;
+  size_ = 0;
   closed_ = true;
 }
 
 void IndexReader::Load() {
-  if (data_.empty()) return;  // depmod's empty index: no header, no nodes
-  if (data_.size() < kHeaderSize) Corrupt("file shorter than the 12-byte header");
-  uint32_t magic = ReadBe32(data_.data());
+  if (!blocks_) {
+    base_ = data_.data();
+    size_ = data_.size();
+  }
+  if (size_ == 0) return;  // depmod's empty index: no header, no nodes
+  if (size_ < kHeaderSize) Corrupt("file shorter than the 12-byte header");
+  const uint8_t* header = At(0, kHeaderSize);
+  uint32_t magic = ReadBe32(header);
   if (magic != kMagic) Corrupt("bad magic " + Hex(magic));
-  uint32_t version = ReadBe32(data_.data() + 4);
+  uint32_t version = ReadBe32(header + 4);
   if ((version >> 16) != kMajorVersion) {
     Corrupt("unsupported format version " + std::to_string(version >> 16));
   }
-  root_ = ReadBe32(data_.data() + 8);
+  root_ = ReadBe32(header + 8);
 }
 
 IndexReader IndexReader::FromBuffer(const uint8_t* data, size_t size) {
@@ -357,6 +424,34 @@ IndexReader IndexReader::Open(const std::string& path) {
   // A file read whole at its size leaves one spare byte: copying it all to give that back would
   // touch every page a second time. Only a file that shrank while it was read is copied.
   if (reader.data_.capacity() - length > 65536) reader.data_.shrink_to_fit();
+  reader.Load();
+  return reader;
+}
+
+IndexReader IndexReader::OpenOnDemand(const std::string& path) {
+  auto blocks = std::make_unique<Blocks>();
+  blocks->fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (blocks->fd < 0) throw IndexError(errno, "open");
+  struct stat st;
+  if (fstat(blocks->fd, &st) < 0) throw IndexError(errno, "fstat");
+  if (S_ISDIR(st.st_mode)) throw IndexError(EISDIR, "read");
+  if (!S_ISREG(st.st_mode)) Corrupt("not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > kMaxFileSize) {
+    throw IndexError(EFBIG, "larger than " + std::to_string(kMaxFileSize) + " bytes");
+  }
+  IndexReader reader;
+  reader.size_ = static_cast<size_t>(st.st_size);
+  if (reader.size_ > 0) {
+    const size_t count = (reader.size_ + Blocks::kSize - 1) / Blocks::kSize;
+    blocks->reserved = count * Blocks::kSize;
+    void* base = mmap(nullptr, blocks->reserved, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED) throw std::bad_alloc();
+    blocks->base = static_cast<uint8_t*>(base);
+    blocks->read.assign(count, false);
+  }
+  reader.base_ = blocks->base;
+  reader.blocks_ = std::move(blocks);
   reader.Load();
   return reader;
 }

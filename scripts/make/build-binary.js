@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // `npm run build:binary [OUTPUT]`: build/kmodload (or OUTPUT), one self-contained executable (Node's single
 // executable applications) that runs every kmodload command on a host without Node:
-//   1. esbuild bundles the CLI (src/cli/entry.ts) into one CommonJS file, and this node makes
-//      V8's code cache for it after running a few commands (scripts/make/code-cache.js);
-//   2. node --experimental-sea-config turns scripts/make/sea-main.js into a blob, with the bundle,
-//      its code cache and the compiled addon (build/Release/kmodload.node) as assets
-//      ("kmodload.js", "kmodload.js.cache", "kmodload.node"); sea-main.js compiles the bundle
-//      with the cache;
+//   1. scripts/make/bundle.js bundles the CLI (src/cli/entry.ts) into kmodload.js and the
+//      files it loads on demand (kmodload-load.js, kmodload-commands.js), each with V8's code
+//      cache for it, made by this node after running a few commands
+//      (scripts/make/code-cache.js);
+//   2. node --experimental-sea-config turns scripts/make/sea-main.js into a blob, with those
+//      files, their code caches (each FILE.cache) and the compiled addon
+//      (build/Release/kmodload.node, "kmodload.node") as assets named as the files;
+//      sea-main.js compiles each file with its cache;
 //   3. a copy of this node, without its symbols, gets the blob injected (postject).
 // At run time src/native/embedded.ts loads the asset through an unnamed file, never a named one.
 'use strict';
@@ -24,12 +26,10 @@ function fail(message) {
   process.exit(1);
 }
 
-/** The bundled CLI (src/cli/entry.ts with everything it imports) at `outfile`, and its code
- *  cache at `outfile`.cache. */
-function bundle(outfile) {
-  const text = require('./bundle.js').bundleText('src/cli/entry.ts', outfile);
-  fs.writeFileSync(outfile, text);
-  fs.writeFileSync(`${outfile}.cache`, require('./code-cache.js').trainedCodeCache(outfile, text));
+/** The bundled CLI at `outfile` and the files it loads beside it, each with its code cache
+ *  at FILE.cache (scripts/make/bundle.js, run as `npm run build` runs it). */
+function bundle(outfile, quiet) {
+  execFileSync(process.execPath, [path.join(__dirname, 'bundle.js'), outfile], quiet);
 }
 
 /** Builds the single executable at `output` (default build/kmodload); returns `output`.
@@ -44,16 +44,18 @@ function buildBinary(output = path.join(root, 'build', 'kmodload')) {
   const temporary = `${output}.${process.pid}.tmp`;
   const quiet = { stdio: ['ignore', 'ignore', 'pipe'] };
   try {
-    bundle(script);
+    bundle(script, quiet);
+    // The bundle's files (kmodload.js and those it loads) and their caches, by their names.
+    const assets = { 'kmodload.node': addon };
+    for (const name of fs.readdirSync(work).filter((file) => /^kmodload.*\.js$/.test(file))) {
+      assets[name] = path.join(work, name);
+      assets[`${name}.cache`] = path.join(work, `${name}.cache`);
+    }
     const seaConfig = {
       main: path.join(__dirname, 'sea-main.js'),
       output: blob,
       disableExperimentalSEAWarning: true,
-      assets: {
-        'kmodload.js': script,
-        'kmodload.js.cache': `${script}.cache`,
-        'kmodload.node': addon,
-      },
+      assets,
     };
     fs.writeFileSync(config, `${JSON.stringify(seaConfig, null, 2)}\n`);
     execFileSync(process.execPath, ['--experimental-sea-config', config], quiet);
@@ -91,4 +93,4 @@ function main() {
 
 if (require.main === module) main();
 
-module.exports = { bundle, buildBinary };
+module.exports = { buildBinary };

@@ -20,7 +20,6 @@ import { oneLine, quote } from '../text';
 import type { OptionSpec, ParsedArgs } from './args';
 import { allValues, flag, lastValue, parseArgs, usageError } from './args';
 import { NODE_SPECS, nodeOptions } from './common';
-import { CDI_HELP } from './help';
 import { hookEntryArguments, hookExecutable, noteMissingExecutable, seconds } from './hook-command';
 import type { CliIO } from './io';
 
@@ -122,7 +121,7 @@ export async function runCdiCommand(argv: string[], io: CliIO): Promise<number> 
   const [sub, ...rest] = argv;
   if (sub === undefined) throw usageError('missing subcommand: generate', COMMAND);
   if (sub === '-h' || sub === '--help' || sub === 'help') {
-    io.stdout.write(CDI_HELP);
+    io.stdout.write((await import('./help.js')).CDI_HELP);
     return EXIT.ok;
   }
   if (sub !== 'generate') {
@@ -130,7 +129,7 @@ export async function runCdiCommand(argv: string[], io: CliIO): Promise<number> 
   }
   const parsed = parseArgs(rest, GENERATE_SPECS, GENERATE);
   if (flag(parsed, 'help')) {
-    io.stdout.write(CDI_HELP);
+    io.stdout.write((await import('./help.js')).CDI_HELP);
     return EXIT.ok;
   }
   return generate(parsed, io);

@@ -6,7 +6,6 @@ import { oneLine } from '../text';
 import type { OptionSpec } from './args';
 import { allValues, flag, lastValue, parseArgs, usageError } from './args';
 import { TREE_SPECS, treeOptions, writeJson } from './common';
-import { DOCTOR_HELP } from './help';
 import type { CliIO } from './io';
 
 const SPECS: OptionSpec[] = [
@@ -24,7 +23,7 @@ const SPECS: OptionSpec[] = [
 export async function runDoctorCommand(argv: string[], io: CliIO): Promise<number> {
   const parsed = parseArgs(argv, SPECS, 'doctor');
   if (flag(parsed, 'help')) {
-    io.stdout.write(DOCTOR_HELP);
+    io.stdout.write((await import('./help.js')).DOCTOR_HELP);
     return EXIT.ok;
   }
   const extra = parsed.operands[0];

@@ -9,7 +9,6 @@ import { oneLine } from '../text';
 import type { OptionSpec } from './args';
 import { flag, lastValue, parseArgs, usageError } from './args';
 import { TREE_SPECS, treeOptions, writeJson } from './common';
-import { GC_HELP, STATUS_HELP } from './help';
 import type { CliIO } from './io';
 
 const STATE_SPECS: OptionSpec[] = [
@@ -26,7 +25,7 @@ function noOperands(operands: string[], command: string): void {
 export async function runStatusCommand(argv: string[], io: CliIO): Promise<number> {
   const parsed = parseArgs(argv, STATE_SPECS, 'status');
   if (flag(parsed, 'help')) {
-    io.stdout.write(STATUS_HELP);
+    io.stdout.write((await import('./help.js')).STATUS_HELP);
     return EXIT.ok;
   }
   noOperands(parsed.operands, 'status');
@@ -86,7 +85,7 @@ export async function runGcCommand(argv: string[], io: CliIO): Promise<number> {
     'gc',
   );
   if (flag(parsed, 'help')) {
-    io.stdout.write(GC_HELP);
+    io.stdout.write((await import('./help.js')).GC_HELP);
     return EXIT.ok;
   }
   noOperands(parsed.operands, 'gc');

@@ -31,7 +31,6 @@ import { DEFAULT_POLICY_FILE } from '../policy/types';
 import { errorText, oneLine } from '../text';
 import type { OptionSpec, ParsedArgs } from './args';
 import { allValues, flag, lastValue, parseArgs, usageError } from './args';
-import { INSTALL_NODE_HELP } from './help';
 import { TREE_SPECS } from './common';
 import type { CliIO } from './io';
 import {
@@ -168,7 +167,7 @@ function absolute(option: string, value: string): string {
 export async function runInstallNodeCommand(argv: string[], io: CliIO): Promise<number> {
   const parsed = parseArgs(argv, SPECS, COMMAND);
   if (flag(parsed, 'help')) {
-    io.stdout.write(INSTALL_NODE_HELP);
+    io.stdout.write((await import('./help.js')).INSTALL_NODE_HELP);
     return EXIT.ok;
   }
   const extra = parsed.operands[0];

@@ -1,6 +1,8 @@
 // The streams and environment a command runs with: process's own for the real CLI, buffers in
 // tests, and the runtime's (stdin = OCI state) for the hook.
 
+import type { Writable } from 'node:stream';
+
 export interface CliIO {
   stdin: NodeJS.ReadableStream;
   stdout: NodeJS.WritableStream;
@@ -11,12 +13,19 @@ export interface CliIO {
   stdinFd?: number;
 }
 
-const guarded = new WeakSet<NodeJS.WritableStream>();
+/** The process's own output streams, once made (processIO() makes them on first use). */
+const made: NodeJS.WritableStream[] = [];
+
+/** Whether the process's output is still being written: a pipe whose reader is slow takes
+ *  it in parts, after the command is done. */
+export function outputPending(): boolean {
+  return made.some((stream) => (stream as NodeJS.WritableStream & Writable).writableLength > 0);
+}
 
 /** A reader that goes away (`kmodload ... | head`) must not turn into a stack trace. */
 function guard(stream: NodeJS.WritableStream): NodeJS.WritableStream {
-  if (!guarded.has(stream)) {
-    guarded.add(stream);
+  if (!made.includes(stream)) {
+    made.push(stream);
     stream.on('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'EPIPE') return;
       process.exitCode = 70;

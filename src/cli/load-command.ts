@@ -9,7 +9,6 @@ import { oneLine } from '../text';
 import type { OptionSpec } from './args';
 import { allValues, flag, parseArgs, usageError } from './args';
 import { OUTPUT_SPECS, TREE_SPECS, treeOptions, writeJson } from './common';
-import { LOAD_HELP } from './help';
 import type { CliIO } from './io';
 
 const COMMAND = 'load';
@@ -87,7 +86,7 @@ function resultJson(result: LoadResult): unknown {
 export async function runLoadCommand(argv: string[], io: CliIO): Promise<number> {
   const parsed = parseArgs(argv, LOAD_SPECS, COMMAND);
   if (flag(parsed, 'help')) {
-    io.stdout.write(LOAD_HELP);
+    io.stdout.write((await import('./help.js')).LOAD_HELP);
     return EXIT.ok;
   }
   const names = parsed.operands;

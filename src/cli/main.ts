@@ -8,19 +8,7 @@ import { EXIT, KmodloadError } from '../errors';
 import { packageRoot } from '../package-root';
 import { oneLine } from '../text';
 import { usageError } from './args';
-import {
-  CDI_HELP,
-  NFD_HELP,
-  DOCTOR_HELP,
-  GC_HELP,
-  GLOBAL_HELP,
-  INSTALL_NODE_HELP,
-  LOAD_HELP,
-  NRI_HELP,
-  POLICY_HELP,
-  STATUS_HELP,
-  UNLOAD_HELP,
-} from './help';
+import type * as Help from './help';
 import type { CliIO } from './io';
 
 export type { CliIO } from './io';
@@ -46,6 +34,11 @@ function write(stream: NodeJS.WritableStream, text: string): void {
   stream.write(text);
 }
 
+/** The help texts, made when one is printed: a hook at work prints none. */
+async function helpTexts(): Promise<typeof Help> {
+  return import('./help.js');
+}
+
 async function hookCommands(): Promise<{
   runHookCommand: CommandRunner;
   runHookConfigCommand: CommandRunner;
@@ -64,21 +57,22 @@ async function dispatch(argv: string[], io: CliIO): Promise<number> {
       throw usageError('missing command');
     case '-h':
     case '--help':
-      write(io.stdout, GLOBAL_HELP);
+      write(io.stdout, (await helpTexts()).GLOBAL_HELP);
       return 0;
     case 'help': {
       const topic = rest[0];
-      if (topic === undefined) write(io.stdout, GLOBAL_HELP);
-      else if (topic === 'load') write(io.stdout, LOAD_HELP);
-      else if (topic === 'unload') write(io.stdout, UNLOAD_HELP);
-      else if (topic === 'policy') write(io.stdout, POLICY_HELP);
-      else if (topic === 'status') write(io.stdout, STATUS_HELP);
-      else if (topic === 'gc') write(io.stdout, GC_HELP);
-      else if (topic === 'doctor') write(io.stdout, DOCTOR_HELP);
-      else if (topic === 'install-node') write(io.stdout, INSTALL_NODE_HELP);
-      else if (topic === 'nri') write(io.stdout, NRI_HELP);
-      else if (topic === 'cdi') write(io.stdout, CDI_HELP);
-      else if (topic === 'nfd') write(io.stdout, NFD_HELP);
+      const help = await helpTexts();
+      if (topic === undefined) write(io.stdout, help.GLOBAL_HELP);
+      else if (topic === 'load') write(io.stdout, help.LOAD_HELP);
+      else if (topic === 'unload') write(io.stdout, help.UNLOAD_HELP);
+      else if (topic === 'policy') write(io.stdout, help.POLICY_HELP);
+      else if (topic === 'status') write(io.stdout, help.STATUS_HELP);
+      else if (topic === 'gc') write(io.stdout, help.GC_HELP);
+      else if (topic === 'doctor') write(io.stdout, help.DOCTOR_HELP);
+      else if (topic === 'install-node') write(io.stdout, help.INSTALL_NODE_HELP);
+      else if (topic === 'nri') write(io.stdout, help.NRI_HELP);
+      else if (topic === 'cdi') write(io.stdout, help.CDI_HELP);
+      else if (topic === 'nfd') write(io.stdout, help.NFD_HELP);
       else if (topic === 'hook' || topic === 'hook-config') {
         return (await hookCommands())[topic === 'hook' ? 'runHookCommand' : 'runHookConfigCommand'](
           ['--help'],

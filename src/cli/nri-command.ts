@@ -5,7 +5,6 @@ import { EXIT, KmodloadError } from '../errors';
 import { oneLine } from '../text';
 import { flag, lastValue, parseArgs, usageError } from './args';
 import { INSECURE_FILES_SPEC, NODE_SPECS, nodeOptions } from './common';
-import { NRI_HELP } from './help';
 import type { CliIO } from './io';
 import type { NodeOptions } from '../container/options';
 
@@ -65,7 +64,7 @@ export async function runNriCommand(
 ): Promise<number> {
   const parsed = parseArgs(argv, NRI_SPECS, COMMAND);
   if (flag(parsed, 'help')) {
-    io.stdout.write(NRI_HELP);
+    io.stdout.write((await import('./help.js')).NRI_HELP);
     return EXIT.ok;
   }
   const extra = parsed.operands[0];

@@ -32,7 +32,6 @@ import {
 import type { OptionSpec } from './args';
 import { allValues, flag, lastValue, parseArgs, usageError } from './args';
 import { TREE_SPECS, treeOptions, writeJson } from './common';
-import { POLICY_HELP } from './help';
 import type { CliIO } from './io';
 
 const COMMAND = 'policy';
@@ -240,7 +239,7 @@ async function softdepsOf(
   moduleDir: string,
 ): Promise<(name: string) => boolean> {
   const tree = treeOptions(parsed);
-  const config = await loadModprobeConfig({
+  const config = loadModprobeConfig({
     moduleDir,
     strictConfig: true,
     ...(tree.configDirs ? { configDirs: tree.configDirs } : {}),
@@ -314,12 +313,12 @@ export async function runPolicyCommand(argv: string[], io: CliIO): Promise<numbe
   const [sub, ...rest] = argv;
   if (sub === undefined || sub === '-h' || sub === '--help' || sub === 'help') {
     if (sub === undefined) throw usageError('missing subcommand: check, lint or export', COMMAND);
-    io.stdout.write(POLICY_HELP);
+    io.stdout.write((await import('./help.js')).POLICY_HELP);
     return EXIT.ok;
   }
   const parsed = parseArgs(rest, POLICY_SPECS, COMMAND);
   if (flag(parsed, 'help')) {
-    io.stdout.write(POLICY_HELP);
+    io.stdout.write((await import('./help.js')).POLICY_HELP);
     return EXIT.ok;
   }
   if (sub === 'check') return check(parsed.operands, parsed, io);

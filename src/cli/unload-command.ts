@@ -7,7 +7,6 @@ import type { UnloadModuleResult } from '../loader/types';
 import type { OptionSpec } from './args';
 import { flag, lastValue, parseArgs, usageError } from './args';
 import { OUTPUT_SPECS, TREE_SPECS, treeOptions, writeJson } from './common';
-import { UNLOAD_HELP } from './help';
 import type { CliIO } from './io';
 
 const COMMAND = 'unload';
@@ -41,7 +40,7 @@ function moduleLine(module: UnloadModuleResult): string {
 export async function runUnloadCommand(argv: string[], io: CliIO): Promise<number> {
   const parsed = parseArgs(argv, UNLOAD_SPECS, COMMAND);
   if (flag(parsed, 'help')) {
-    io.stdout.write(UNLOAD_HELP);
+    io.stdout.write((await import('./help.js')).UNLOAD_HELP);
     return EXIT.ok;
   }
   const names = parsed.operands;

@@ -2,10 +2,9 @@
 // `*.conf` files; a file name already seen in an earlier directory (or earlier -C path) hides
 // later ones; then all files are parsed in byte order of their NAME, whatever directory they
 // come from. The tree's modules.softdep takes part under its own name.
-import type { Stats } from 'node:fs';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EXIT, KmodloadError } from '../errors';
-import { fsAsync as fs } from '../files';
 
 /** Debian 12's kmod 30 (strace of `modprobe`): /usr/lib/modprobe.d is not read by this version. */
 export const DEFAULT_CONFIG_DIRS: readonly string[] = [
@@ -28,24 +27,23 @@ export interface ConfigFile {
  * (the caller named them: -C), not something to skip as kmod does. With `strict`, a `*.conf`
  * entry that is a dangling symlink (or a loop) is an error too: kmod skips it silently, so a
  * blacklist whose link lost its target would protect nothing without anyone hearing of it.
+ * Synchronous: a listing and a stat per file, microseconds each.
  */
-export async function listConfigFiles(
+export function listConfigFiles(
   configPaths: readonly string[],
   moduleDir: string,
   mustExist = false,
   strict = false,
-): Promise<ConfigFile[]> {
+): ConfigFile[] {
   const byName = new Map<string, ConfigFile>();
   const add = (name: string, file: string): void => {
     if (!byName.has(name)) byName.set(name, { name, file });
   };
 
   add('modules.softdep', `${moduleDir}/modules.softdep`);
-  // Every path and directory is looked at concurrently; shadowing follows the given order.
-  const listed = await Promise.allSettled(configPaths.map((p) => listPath(p, mustExist, strict)));
-  for (const result of listed) {
-    if (result.status === 'rejected') throw result.reason; // the first bad path given
-    for (const { name, file } of result.value) add(name, file);
+  // Shadowing follows the given order; the first bad path given fails.
+  for (const configPath of configPaths) {
+    for (const { name, file } of listPath(configPath, mustExist, strict)) add(name, file);
   }
   return [...byName.values()].sort((a, b) =>
     Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)),
@@ -53,20 +51,15 @@ export async function listConfigFiles(
 }
 
 /** The candidate files of one -C path or directory, in directory order. */
-async function listPath(
-  configPath: string,
-  mustExist: boolean,
-  strict: boolean,
-): Promise<ConfigFile[]> {
-  // Listed first (one round trip where there is a directory, the usual case); what cannot be
-  // listed is looked at.
+function listPath(configPath: string, mustExist: boolean, strict: boolean): ConfigFile[] {
+  // Listed first (the usual case is a directory); what cannot be listed is looked at.
   let entries: string[];
   try {
-    entries = await fs.readdir(configPath);
+    entries = fs.readdirSync(configPath);
   } catch (listing) {
-    let stat: Stats;
+    let stat: fs.Stats;
     try {
-      stat = await fs.stat(configPath);
+      stat = fs.statSync(configPath);
     } catch (error) {
       if (mustExist) throw unreadable(configPath, error);
       return []; // a missing directory is normal (/run/modprobe.d)
@@ -77,26 +70,24 @@ async function listPath(
     if (mustExist) throw unreadable(configPath, listing);
     return [];
   }
-  const candidates = entries
-    .filter((name) => !name.startsWith('.') && name.length >= 6 && name.endsWith('.conf'))
-    .map((name) => ({ name, file: `${configPath}/${name}` }));
-  const kept = await Promise.all(
-    candidates.map(async (candidate) => {
-      try {
-        return (await fs.stat(candidate.file)).isDirectory() ? undefined : candidate;
-      } catch (error) {
-        // A dangling symlink (or a loop): kmod skips it.
-        if (!strict) return undefined;
-        const reason = String((error as Error).message).split(', ')[0] ?? '';
-        throw new KmodloadError(
-          `a symlink to nothing (${reason}); modprobe skips it, here it is an error: fix or remove the link`,
-          EXIT.environment,
-          { subject: `cannot read modprobe configuration ${candidate.file}` },
-        );
-      }
-    }),
-  );
-  return kept.filter((c): c is ConfigFile => c !== undefined);
+  const kept: ConfigFile[] = [];
+  for (const name of entries) {
+    if (name.startsWith('.') || name.length < 6 || !name.endsWith('.conf')) continue;
+    const file = `${configPath}/${name}`;
+    try {
+      if (!fs.statSync(file).isDirectory()) kept.push({ name, file });
+    } catch (error) {
+      // A dangling symlink (or a loop): kmod skips it.
+      if (!strict) continue;
+      const reason = String((error as Error).message).split(', ')[0] ?? '';
+      throw new KmodloadError(
+        `a symlink to nothing (${reason}); modprobe skips it, here it is an error: fix or remove the link`,
+        EXIT.environment,
+        { subject: `cannot read modprobe configuration ${file}` },
+      );
+    }
+  }
+  return kept;
 }
 
 function unreadable(configPath: string, error: unknown): KmodloadError {

@@ -1,6 +1,6 @@
 // modprobe.d configuration, read once per module database.
 import { EXIT, KmodloadError } from '../errors';
-import { FileReadError, readRegularFile } from '../files';
+import { FileReadError, readRegularFileSync } from '../files';
 import { DEFAULT_CONFIG_DIRS, listConfigFiles } from './files';
 import { parseKernelCommandLine } from './kcmdline';
 import { parseConfigFile } from './parse';
@@ -34,39 +34,36 @@ export interface LoadConfigOptions extends ConfigSource {
 }
 
 /**
- * Reads modprobe.d (and modules.softdep and the kernel command line) as kmod 30 does.
+ * Reads modprobe.d (and modules.softdep and the kernel command line) as kmod 30 does, at once:
+ * a few small files, each read in fewer microseconds than a thread-pool round trip takes.
  * @throws KmodloadError (EXIT.environment): a file that is not a regular file or is over
  *   MAX_CONFIG_FILE_BYTES (kmod would block on a FIFO or read /dev/zero forever); with
  *   `strict`, also an unreadable file or a missing -C path.
  */
-export async function loadModprobeConfig(opts: LoadConfigOptions): Promise<ModprobeConfig> {
+export function loadModprobeConfig(opts: LoadConfigOptions): ModprobeConfig {
   const config = emptyConfig();
   const strict = opts.strictConfig === true;
-  const files = await listConfigFiles(
+  const files = listConfigFiles(
     opts.configDirs ?? DEFAULT_CONFIG_DIRS,
     opts.moduleDir,
     strict && opts.configDirs !== undefined,
     strict,
   );
-  // Read at once (each read is a few thread-pool round trips), parsed in kmod's order.
-  const [contents, cmdline] = await Promise.all([
-    Promise.all(files.map(({ file }) => readConfigFile(file, strict))),
-    opts.kernelCommandLine ?? readProcCmdline(),
-  ]);
-  files.forEach(({ file }, index) => {
-    const content = contents[index];
-    if (content === undefined) return;
+  for (const { file } of files) {
+    const content = readConfigFile(file, strict);
+    if (content === undefined) continue;
     config.files.push(file);
     parseConfigFile(content.toString('utf8'), file, config);
-  });
+  }
+  const cmdline = opts.kernelCommandLine ?? readProcCmdline();
   if (cmdline !== undefined) parseKernelCommandLine(cmdline, config);
   return config;
 }
 
 /** One configuration file, or undefined where kmod would skip it. */
-async function readConfigFile(file: string, strict: boolean): Promise<Buffer | undefined> {
+function readConfigFile(file: string, strict: boolean): Buffer | undefined {
   try {
-    return await readRegularFile(file, MAX_CONFIG_FILE_BYTES);
+    return readRegularFileSync(file, MAX_CONFIG_FILE_BYTES);
   } catch (error) {
     if (!(error instanceof FileReadError)) throw error;
     // kmod skips files it cannot open (modules.softdep may be absent from any tree); a FIFO
@@ -81,9 +78,9 @@ async function readConfigFile(file: string, strict: boolean): Promise<Buffer | u
 }
 
 /** The running kernel's command line; it is never large (the kernel caps it at a page or so). */
-async function readProcCmdline(): Promise<string | undefined> {
+function readProcCmdline(): string | undefined {
   try {
-    return (await readRegularFile('/proc/cmdline', 64 * 1024)).toString('utf8');
+    return readRegularFileSync('/proc/cmdline', 64 * 1024).toString('utf8');
   } catch {
     return undefined;
   }

@@ -66,3 +66,18 @@ export function logicalLines(content: string): LogicalLine[] {
   });
   return lines;
 }
+
+/** The words of `text` between runs of the `separators` characters (default space and tab),
+ *  empty ones left out: split() on a regular expression, without the new RegExp object that
+ *  makes at each call (about a kilobyte). */
+export function words(text: string, separators = ' \t'): string[] {
+  const found: string[] = [];
+  for (let end = 0; end < text.length;) {
+    let start = end;
+    while (start < text.length && separators.includes(text[start] as string)) start++;
+    end = start;
+    while (end < text.length && !separators.includes(text[end] as string)) end++;
+    if (end > start) found.push(text.slice(start, end));
+  }
+  return found;
+}

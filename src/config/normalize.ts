@@ -4,17 +4,16 @@
 /** kmod reads names into PATH_MAX buffers: longer names are cut, not refused. */
 const NAME_MAX_LENGTH = 4095;
 
-const NEEDS_ALIAS_WORK = /[-[\]]/;
-const NEEDS_MODNAME_WORK = /[-.]/;
-
 /**
  * A config or index key with `-` turned into `_` outside `[...]`. Returns undefined for an
  * unbalanced bracket, which kmod treats as a bad name (config line ignored, lookup refused).
  */
 export function aliasNormalize(name: string): string | undefined {
   const text = name.length > NAME_MAX_LENGTH ? name.slice(0, NAME_MAX_LENGTH) : name;
-  // Most names need nothing done: no string is built for them.
-  if (!NEEDS_ALIAS_WORK.test(text)) return text;
+  // Most names have no bracket: one string is built for them, none when they have no `-`.
+  if (!text.includes('[') && !text.includes(']')) {
+    return text.includes('-') ? text.replaceAll('-', '_') : text;
+  }
   let out = '';
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
@@ -32,14 +31,10 @@ export function aliasNormalize(name: string): string | undefined {
 
 /** A module name from a file name or request: `-` -> `_`, cut at the first `.`. */
 export function modnameNormalize(name: string): string {
-  if (name.length <= NAME_MAX_LENGTH && !NEEDS_MODNAME_WORK.test(name)) return name;
-  let out = '';
-  for (let i = 0; i < name.length && i < NAME_MAX_LENGTH; i++) {
-    const c = name[i];
-    if (c === '.') break;
-    out += c === '-' ? '_' : c;
-  }
-  return out;
+  const dot = name.indexOf('.');
+  const end = Math.min(dot < 0 ? name.length : dot, NAME_MAX_LENGTH);
+  const text = end < name.length ? name.slice(0, end) : name;
+  return text.includes('-') ? text.replaceAll('-', '_') : text;
 }
 
 /** The module name a path stands for: its base name, normalised (`crc32c-intel.ko` -> `crc32c_intel`). */

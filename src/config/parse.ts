@@ -2,7 +2,7 @@
 // only at the very start of a logical line, words are separated by spaces and tabs, and a
 // line kmod would reject (unknown directive, missing word, unbalanced bracket, `weakdep`,
 // which kmod 30 does not know) is recorded as a warning and otherwise ignored.
-import { forEachLogicalLine } from './lines';
+import { forEachLogicalLine, words } from './lines';
 import { aliasNormalize } from './normalize';
 import { noteOrigin, type ModprobeConfig } from './types';
 
@@ -32,13 +32,13 @@ class LineWords {
   }
 }
 
-/** Words of a softdep rule after the module name: `pre:` and `post:` switch the list. */
+/** Words of a softdep rule after the module name, separated by any white space (isspace() in
+ *  the C locale): `pre:` and `post:` switch the list. */
 function parseSoftdepLists(text: string): { pre: string[]; post: string[] } {
   const pre: string[] = [];
   const post: string[] = [];
   let target: string[] | undefined;
-  for (const word of text.split(/[ \t\n\v\f\r]+/)) {
-    if (word === '') continue;
+  for (const word of words(text, ' \t\n\v\f\r')) {
     if (word === 'pre:') target = pre;
     else if (word === 'post:') target = post;
     else target?.push(word);
@@ -87,7 +87,7 @@ function applyDirective(
       const module = normalized(words.next());
       const options = words.rest();
       if (module === undefined || options === undefined) return false;
-      config.options.push({ module, options: options.replace(/\t/g, ' ') });
+      config.options.push({ module, options: options.replaceAll('\t', ' ') });
       return true;
     }
     case 'install':
@@ -103,7 +103,8 @@ function applyDirective(
       const module = normalized(words.next());
       const lists = words.rest();
       if (module === undefined || lists === undefined) return false;
-      config.softdeps.push({ module, ...parseSoftdepLists(lists) });
+      const { pre, post } = parseSoftdepLists(lists);
+      config.softdeps.push({ module, pre, post });
       return true;
     }
     case 'include':

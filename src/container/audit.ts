@@ -11,7 +11,7 @@ import type { ReleasedModule } from '../holds/holds';
 import type { ModuleResult } from '../loader/types';
 import type { Plan } from '../planner/plan';
 import type { PolicyDecision, PolicyVerdict, RequestSource } from '../policy/types';
-import { oneLine } from '../text';
+import { isoTime, oneLine } from '../text';
 
 export interface AuditStep {
   request: string;
@@ -201,7 +201,7 @@ export function elapsedMs(started: bigint): number {
 /** The record of one decision. */
 export function auditRecord(facts: AuditFacts): AuditRecord {
   const record: AuditRecord = {
-    time: new Date().toISOString(),
+    time: isoTime(),
     id: facts.id ?? null,
     stage: facts.stage ?? null,
     status: facts.status ?? null,

@@ -45,9 +45,9 @@ function nodeFiles(options: NodeOptions): Check[] {
   return checks;
 }
 
-function firstReason(checks: readonly Check[]): string | undefined {
+function firstReason(checks: readonly Check[], safe = new Set<string>()): string | undefined {
   for (const [what, file, options] of checks) {
-    const reason = untrustedReason(what, file, options);
+    const reason = untrustedReason(what, file, options, safe);
     if (reason !== undefined) return reason;
   }
   return undefined;
@@ -59,25 +59,27 @@ function firstReason(checks: readonly Check[]): string | undefined {
  * log; undefined when all can be trusted.
  */
 export function untrustedNodeFiles(options: NodeOptions): string | undefined {
-  const reason = firstReason(nodeFiles(options));
+  const safe = new Set<string>();
+  const reason = firstReason(nodeFiles(options), safe);
   if (reason !== undefined) return reason;
   for (const dir of options.configDirs ?? DEFAULT_CONFIG_DIRS) {
     const files = directoryEntries(dir).filter((f) => f.endsWith('.conf'));
+    const links = files.filter(isSymlink);
     const entries = untrustedEntries(
       'modprobe.d file',
-      files.filter((f) => !isSymlink(f)),
+      files.filter((f) => !links.includes(f)),
     );
     if (entries !== undefined) return entries;
     // A link is judged by what it points to, and the way there (a dangling one is
     // modprobe.d's own error, reported when it is read).
-    for (const link of files.filter(isSymlink)) {
+    for (const link of links) {
       let target: string;
       try {
-        target = fs.realpathSync(link);
+        target = fs.realpathSync.native(link);
       } catch {
         continue;
       }
-      const reason = untrustedReason(`modprobe.d file ${link} ->`, target);
+      const reason = untrustedReason(`modprobe.d file ${link} ->`, target, {}, safe);
       if (reason !== undefined) return reason;
     }
   }
@@ -86,7 +88,7 @@ export function untrustedNodeFiles(options: NodeOptions): string | undefined {
     // A symlink at the log's path is the log's own warning (never followed), not a refusal.
     if (log !== undefined && !log.endsWith('is a symlink (remove it)')) return log;
   }
-  return untrustedState(options.stateDir ?? DEFAULT_STATE_DIR);
+  return untrustedState(options.stateDir ?? DEFAULT_STATE_DIR, safe);
 }
 
 /** Why the policy files read (and policy.d, when the default is used) cannot be trusted. */

@@ -5,10 +5,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 
 import { loadModprobeConfig, type ConfigSource } from '../config';
+import { words } from '../config/lines';
 import { aliasNormalize, modnameNormalize, pathToModname } from '../config/normalize';
 import type { CommandRule, ModprobeConfig } from '../config/types';
 import { EXIT, KmodloadError } from '../errors';
-import { fsAsync } from '../files';
 import type { NativeBinding } from '../native/binding';
 import { fnmatch as jsFnmatch, type Matcher } from './fnmatch';
 import { INDEX_KINDS, ModuleIndexes, type IndexKind } from './indexes';
@@ -51,10 +51,11 @@ export interface DepEntry {
   dependencies: Array<{ name: string; path: string }>;
 }
 
-/** Which indexes open() reads: all five, or (`as-needed`) those that a lookup of a module
- *  name or an alias may ask, leaving modules.symbols (only `symbol:` names ask it, and it is
- *  the second largest) to settle(), which reads it when a planning pass turns out to need it.
- *  A database opened `as-needed` answers only inside settle(). */
+/** How open() reads the indexes: all five, whole (a service that plans many times: planning
+ *  then never reads the disk), or (`as-needed`, one plan) those that a lookup of a module name
+ *  or an alias may ask, the `.bin` ones block by block as lookups reach them, leaving
+ *  modules.symbols (only `symbol:` names ask it) to settle(), which opens it when a planning
+ *  pass turns out to need it. A database opened `as-needed` answers only inside settle(). */
 export type IndexReading = 'all' | 'as-needed';
 
 const AS_NEEDED_AT_OPEN: readonly IndexKind[] = ['dep', 'alias', 'builtin', 'builtinAlias'];
@@ -88,8 +89,6 @@ export class ModuleDatabase {
   private readonly optionsCache = new Map<string, string | undefined>();
   private readonly installCache = new Map<string, CommandRule | undefined>();
   private readonly fileExists = new Map<string, boolean>();
-  /** While settle() plans ahead: the files whose existence was assumed. */
-  private unchecked: Set<string> | undefined;
   /** While settle() plans ahead: the indexes asked for that were not read yet. */
   private unread: Set<IndexKind> | undefined;
   private closed = false;
@@ -104,9 +103,10 @@ export class ModuleDatabase {
 
   /**
    * Reads the configuration and the indexes of the tree `opts` names. `binding` (the addon, or
-   * undefined for the text files) may still be loading: the configuration is read and the
-   * directory looked at meanwhile. Failures are reported in that order: the addon, the
-   * directory, the configuration, the indexes.
+   * undefined for the text files) may still be loading. The indexes are opened as soon as it
+   * is there (`reading`), those read whole on the thread pool while the directory and the
+   * configuration, small, are looked at on this thread. Failures are reported in that order:
+   * the addon, the directory, the configuration, the indexes.
    */
   static async open(
     opts: ResolverOptions,
@@ -114,8 +114,6 @@ export class ModuleDatabase {
     reading: IndexReading = 'all',
   ): Promise<ModuleDatabase> {
     const moduleDir = moduleDirectory(opts.root, opts.kernelVersion);
-    const directory = outcome(fsAsync.stat(moduleDir));
-    const configRead = outcome(loadModprobeConfig({ ...opts, moduleDir }));
     const addon = await binding;
     const match: Matcher = addon ? (p, s) => addon.fnmatch(p, s) : jsFnmatch;
     const indexesRead = outcome(
@@ -124,20 +122,20 @@ export class ModuleDatabase {
         match,
         addon,
         reading === 'all' ? INDEX_KINDS : AS_NEEDED_AT_OPEN,
+        reading === 'as-needed',
       ),
     );
     try {
-      if (!(await directory).ok) {
+      if (!fs.statSync(moduleDir, { throwIfNoEntry: false })) {
         throw new KmodloadError(`module directory ${moduleDir} does not exist`, EXIT.environment);
       }
-      const config = await configRead;
-      if (!config.ok) throw config.error;
+      const config = loadModprobeConfig({ ...opts, moduleDir });
       const indexes = await indexesRead;
       if (!indexes.ok) throw indexes.error;
       return new ModuleDatabase(
         moduleDir,
         opts.kernelVersion ?? os.release(),
-        config.value,
+        config,
         indexes.value,
         match,
       );
@@ -239,8 +237,7 @@ export class ModuleDatabase {
     const base = `${this.moduleDir}/`;
     const absolute = (p: string): string => (p.startsWith('/') ? p : base + p);
     const dependencies: DepEntry['dependencies'] = [];
-    for (const word of line.slice(colon + 1).split(/[ \t]+/)) {
-      if (word === '') continue;
+    for (const word of words(line.slice(colon + 1))) {
       const path = absolute(word);
       if (!this.exists(path)) return { path: absolute(line.slice(0, colon)), dependencies: [] };
       dependencies.push({ name: pathToModname(path), path });
@@ -248,16 +245,10 @@ export class ModuleDatabase {
     return { path: absolute(line.slice(0, colon)), dependencies };
   }
 
+  /** Whether a module file is there: one access(2) per file (microseconds), remembered. */
   private exists(path: string): boolean {
     let known = this.fileExists.get(path);
-    if (known === undefined && this.unchecked) {
-      // Planning ahead (settle()): assume it is there, and have it checked before the plan
-      // counts.
-      this.unchecked.add(path);
-      return true;
-    }
     if (known === undefined) {
-      // The synchronous planner of an open ModuleTree: a stat once per file, cached.
       known = fs.existsSync(path);
       this.fileExists.set(path, known);
     }
@@ -265,56 +256,27 @@ export class ModuleDatabase {
   }
 
   /**
-   * Runs a synchronous plan with no file I/O on the event loop: a first pass notes the module
-   * files whose existence it needed (kmod drops the dependencies of a module whose dependency
-   * files are missing) and the indexes it asked that were not read yet (a database opened
-   * `as-needed`). Those indexes are read and the plan is made again; the files are checked
-   * asynchronously, and only when one is missing is the plan made again with the answers (a
-   * pass that meets new files or indexes goes round again).
+   * Runs a synchronous plan with the indexes it needs: a first pass notes those it asked that
+   * were not read yet (a database opened `as-needed`); they are read on the thread pool and the
+   * plan is made again (a pass that meets new ones goes round again).
    */
   async settle<T>(plan: () => T): Promise<T> {
     for (;;) {
-      const unchecked = new Set<string>();
       const unread = new Set<IndexKind>();
-      this.unchecked = unchecked;
       this.unread = unread;
       let result: T;
       try {
         result = plan();
       } finally {
-        this.unchecked = undefined;
         this.unread = undefined;
       }
-      if (unread.size > 0) {
-        // Answers given without these indexes are asked again; the files are checked
-        // meanwhile (the next pass mostly needs the same ones).
-        await Promise.all([this.indexes.add([...unread]), this.check(unchecked)]);
-        this.lookupCache.clear();
-        this.softdepCache.clear();
-        this.depCache.clear();
-        continue;
-      }
-      if (unchecked.size === 0) return result;
-      const answers = await this.check(unchecked);
-      // Every assumed file is there (the usual case): the plan stands as made.
-      if (answers.every(Boolean)) return result;
-      // Entries read with a wrong assumption are read again.
+      if (unread.size === 0) return result;
+      // Answers given without these indexes are asked again.
+      await this.indexes.add([...unread]);
+      this.lookupCache.clear();
+      this.softdepCache.clear();
       this.depCache.clear();
     }
-  }
-
-  /** Whether each file is there, asked asynchronously and remembered. */
-  private async check(files: Set<string>): Promise<boolean[]> {
-    return Promise.all(
-      [...files].map(async (file) => {
-        const there = await fsAsync.access(file).then(
-          () => true,
-          () => false,
-        );
-        this.fileExists.set(file, there);
-        return there;
-      }),
-    );
   }
 
   /** In modules.builtin: compiled into the kernel. */

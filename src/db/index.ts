@@ -10,4 +10,4 @@ export {
 export { fnmatch, type Matcher } from './fnmatch';
 export { TEXT_FILES, type IndexKind } from './indexes';
 export { moduleDirectory } from './module-dir';
-export { TextIndex, type KeyIndex } from './trie';
+export type { KeyIndex } from './trie';

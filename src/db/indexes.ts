@@ -3,6 +3,8 @@
 // there is none (no addon, or a tree without binary indexes) the text file is read
 // asynchronously and built into a trie in slices (text-indexes.ts), so planning, which is
 // synchronous, never touches the disk for an index. Both answer identically (see trie.ts).
+// For a process that plans once (the hook), a `.bin` file is rather read block by block as
+// its lookups reach them: a few dozen reads of microseconds, not megabytes.
 // Every index is read when the database opens, or (ModuleDatabase.settle()) only those that a
 // planning pass turned out to need: a name found in modules.dep never consults modules.alias
 // or modules.symbols, the two largest.
@@ -16,13 +18,6 @@ import type { IndexValue, NativeBinding, NativeIndex } from '../native/binding';
 import { systemErrorReason } from '../native/system-error';
 import { errorText, oneLine } from '../text';
 import type { Matcher } from './fnmatch';
-import {
-  aliasIndexBuild,
-  builtinAliasIndexBuild,
-  builtinIndexBuild,
-  depIndexBuild,
-  paced,
-} from './text-indexes';
 import type { KeyIndex } from './trie';
 
 export type IndexKind = 'dep' | 'alias' | 'symbols' | 'builtin' | 'builtinAlias';
@@ -106,11 +101,14 @@ export class ModuleIndexes {
     private readonly moduleDir: string,
     private readonly fnmatch: Matcher,
     private readonly binding: NativeBinding | undefined,
+    private readonly onDemand: boolean,
   ) {}
 
   /**
    * Reads the indexes of `kinds` (default: all five): the `.bin` files through the addon when
-   * there is one, the text files for the rest. add() reads more later.
+   * there is one, the text files for the rest. add() reads more later. `onDemand`: a `.bin`
+   * file is opened at once and its blocks read as lookups reach them (the addon's
+   * openIndexOnDemand), for a process that plans once; else read whole, off the event loop.
    * @throws KmodloadError (EXIT.environment) naming the file: corrupt, unreadable, not a
    *   regular file, or over the size cap.
    */
@@ -119,8 +117,9 @@ export class ModuleIndexes {
     fnmatch: Matcher,
     binding: NativeBinding | undefined,
     kinds: readonly IndexKind[] = INDEX_KINDS,
+    onDemand = false,
   ): Promise<ModuleIndexes> {
-    const indexes = new ModuleIndexes(moduleDir, fnmatch, binding);
+    const indexes = new ModuleIndexes(moduleDir, fnmatch, binding, onDemand);
     try {
       await indexes.add(kinds);
     } catch (error) {
@@ -146,7 +145,10 @@ export class ModuleIndexes {
       kinds.map(async (kind) => {
         const file = `${this.moduleDir}/${BIN_FILES[kind]}`;
         try {
-          this.open.set(kind, new BinaryIndex(await binding.openIndex(file), file));
+          const index = this.onDemand
+            ? binding.openIndexOnDemand(file)
+            : await binding.openIndex(file);
+          this.open.set(kind, new BinaryIndex(index, file));
         } catch (error) {
           if ((error as NodeJS.ErrnoException).code === 'ENOENT') return; // text stands in
           throw indexError(file, error);
@@ -157,8 +159,11 @@ export class ModuleIndexes {
     if (failure) throw failure.reason;
   }
 
-  /** Reads the text files at once, then builds their tries one after the other, in slices. */
+  /** Reads the text files at once, then builds their tries one after the other, in slices.
+   *  (The trie code is imported here: a tree with its `.bin` files never runs it.) */
   private async openText(kinds: IndexKind[]): Promise<void> {
+    const { aliasIndexBuild, builtinAliasIndexBuild, builtinIndexBuild, depIndexBuild, paced } =
+      await import('./text-indexes.js');
     // Alias and symbol priorities are module positions in modules.dep.
     const needDep =
       kinds.includes('dep') ||

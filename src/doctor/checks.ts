@@ -132,7 +132,7 @@ async function modprobeConfig(moduleDir: string, configDirs: string[] | undefine
   const name = 'modprobe.d';
   const { loadModprobeConfig } = await import('../config/index.js');
   try {
-    const config = await loadModprobeConfig({ moduleDir, strictConfig: true, configDirs });
+    const config = loadModprobeConfig({ moduleDir, strictConfig: true, configDirs });
     if (config.warnings.length > 0) {
       return {
         name,
@@ -181,7 +181,7 @@ async function kernelAutoload(
   const { loadModprobeConfig } = await import('../config/index.js');
   try {
     const tree = await readTreeNames(root, kernelVersion);
-    const config = await loadModprobeConfig({
+    const config = loadModprobeConfig({
       moduleDir: tree.moduleDir,
       strictConfig: true,
       configDirs,

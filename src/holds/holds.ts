@@ -14,6 +14,7 @@ import { effectiveParams, kernelParams, sameSetting, settingText, valueText } fr
 import { processLiveness, processStartTime } from './process';
 import type { Hold, HeldModule, InsertedModule, StoreOptions } from './store';
 import { DEFAULT_STATE_DIR, STATE_VERSION, StateStore, withStateLock } from './store';
+import { isoTime } from '../text';
 
 async function exists(file: string): Promise<boolean> {
   try {
@@ -73,7 +74,7 @@ export async function recordLoad(
   const pid = container.pid !== undefined && container.pid > 0 ? container.pid : null;
   const pidStart = pid === null ? null : (processStartTime(pid, options.procRoot) ?? null);
   return withStateLock(options, async (store) => {
-    const now = new Date().toISOString();
+    const now = isoTime();
     const inserted = store.readInserted();
     let changed = false;
     for (const result of results) {
@@ -244,8 +245,7 @@ export async function takeProvisionalHold(
         }
       }
     }
-    const hold =
-      store.readHold(container.id) ?? newHold(container, pid, pidStart, new Date().toISOString());
+    const hold = store.readHold(container.id) ?? newHold(container, pid, pidStart, isoTime());
     hold.provisional = [...new Set([...(hold.provisional ?? []), ...modules])];
     keepHeldParams(hold, params);
     store.writeHold(hold);

@@ -10,7 +10,7 @@ import type { ResolverOptions } from '../db/database';
 export async function removeRuleKeeper(
   options: ResolverOptions = {},
 ): Promise<(name: string) => string | undefined> {
-  const config = await loadModprobeConfig({
+  const config = loadModprobeConfig({
     moduleDir: moduleDirectory(options.root, options.kernelVersion),
     configDirs: options.configDirs,
   });

@@ -153,8 +153,8 @@ export interface StoreOptions {
 
 /** Why the state directory cannot be trusted: a user who can write it names the modules root
  *  unloads (inserted.json) or drops holds (a lock that is a symlink). */
-export function untrustedState(dir: string): string | undefined {
-  const state = untrustedReason('the state directory', dir, { noSymlink: true });
+export function untrustedState(dir: string, safe?: Set<string>): string | undefined {
+  const state = untrustedReason('the state directory', dir, { noSymlink: true }, safe);
   if (state !== undefined) return state;
   const holds = path.join(dir, 'holds');
   return untrustedEntries('the state file', [

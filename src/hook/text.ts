@@ -22,7 +22,9 @@ export async function readBounded(
 }
 
 /** Decodes UTF-8 the way Go's encoding/json (runc, iSulad, CRI-O) does: invalid bytes become
- *  U+FFFD instead of failing, so we see the same strings the runtime saw. */
+ *  U+FFFD instead of failing, so we see the same strings the runtime saw. Buffer's decoder
+ *  replaces them as TextDecoder does and keeps a BOM, without TextDecoder's set-up (a tenth of
+ *  a millisecond at its first use in a process). */
 export function decodeUtf8(bytes: Uint8Array): string {
-  return new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }).decode(bytes);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
 }

@@ -4,7 +4,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { EXIT, KmodloadError } from '../errors';
-import { fsAsync } from '../files';
 import { packageRoot } from '../package-root';
 import type { NativeBinding } from './binding';
 import { wrapBinding } from './system-error';
@@ -41,10 +40,10 @@ export function addonPath(env: NodeJS.ProcessEnv = process.env): string {
 
 /** Whether there is an addon to load: the one embedded in the single executable, or a file
  *  (one that exists but cannot be read counts: loading it then says why). */
-export async function addonPresent(): Promise<boolean> {
+export function addonPresent(): boolean {
   if (!process.env.KMODLOAD_ADDON && runningAsSingleExecutable()) return true;
   try {
-    await fsAsync.access(addonPath());
+    fs.accessSync(addonPath());
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code !== 'ENOENT';
@@ -70,8 +69,11 @@ export function loadBinding(): NativeBinding {
     );
   }
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    cached = wrapBinding(require(file) as NativeBinding);
+    // dlopen() itself, as require() would do it after resolving the path (a stat and a real
+    // path per directory) and looking for a package.json: the path is absolute and known.
+    const addon = { exports: {} as NativeBinding };
+    process.dlopen(addon, file);
+    cached = wrapBinding(addon.exports);
   } catch (error) {
     const reason = error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error);
     throw new KmodloadError(reason, EXIT.environment, {

@@ -57,6 +57,11 @@ export interface NativeBinding {
   /** Reads a kmod index file (regular file, at most 32 MiB) into memory; rejects (code
    *  EBADMSG / ENOENT / EFBIG ...) on a bad file. A 0-byte file is an empty index. */
   openIndex(path: string): Promise<NativeIndex>;
+  /** As openIndex, at once: only the header is read now, and each 16 KiB block of the file
+   *  when a lookup first reaches it (a read of microseconds, on the calling thread), into
+   *  memory reserved for the file; the file stays open until close(). For a process that
+   *  asks a few keys; a lookup meeting a file shorter than it was throws EBADMSG. */
+  openIndexOnDemand(path: string): NativeIndex;
   /** libc fnmatch(pattern, string, 0), the matcher kmod uses for aliases. */
   fnmatch(pattern: string, string: string): boolean;
   /** flock(2) on an open fd. Synchronous: `operation` must include LOCK_NB (or be LOCK_UN);

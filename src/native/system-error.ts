@@ -76,6 +76,7 @@ export function wrapBinding(raw: NativeBinding): NativeBinding {
     readModuleImage: namedAsync(raw.readModuleImage.bind(raw)),
     deleteModule: namedAsync(raw.deleteModule.bind(raw)),
     openIndex: namedAsync(async (path: string) => wrapIndex(await raw.openIndex(path))),
+    openIndexOnDemand: namedSync((path: string) => wrapIndex(raw.openIndexOnDemand(path))),
     fnmatch: namedSync(raw.fnmatch.bind(raw)),
     flock: namedSync(raw.flock.bind(raw)),
     probeModuleSupport: namedSync(raw.probeModuleSupport.bind(raw)),

@@ -12,7 +12,7 @@
 //
 // `#` at the start of a word begins a comment that runs to the end of the line.
 
-import { logicalLines } from '../config/lines';
+import { logicalLines, words } from '../config/lines';
 import { paramKey, paramNameProblem, VALUE_CHARS_TEXT } from '../params';
 import { DEFAULT_MAX_MODULES, REQUEST_SOURCES, REQUEST_SOURCES_TEXT } from './types';
 import type {
@@ -246,14 +246,14 @@ function parseLine(policy: Policy, text: string, origin: string): void {
   }
   const problem = characterProblem(text);
   if (problem) throw new LineError(problem);
-  const words: string[] = [];
-  for (const word of text.split(/[ \t]+/)) {
+  const found: string[] = [];
+  for (const word of words(text)) {
     if (word.startsWith('#')) break;
-    if (word !== '') words.push(word);
+    found.push(word);
   }
-  const [directive, ...args] = words;
+  const [directive, ...args] = found;
   if (directive === undefined) return;
-  const written = words.join(' ');
+  const written = found.join(' ');
   switch (directive) {
     case 'default': {
       const [value, ...extra] = args;

@@ -18,6 +18,7 @@ import {
   type ContainerRequest,
 } from '../../src/container/index';
 import { EXIT, KmodloadError } from '../../src/errors';
+import { isoTime } from '../../src/text';
 import { installSources } from '../helpers/build';
 import { writeBundle } from '../helpers/bundle';
 
@@ -137,6 +138,20 @@ describe('the audit log', () => {
     // A small record is left as it is.
     const small = record({ request: ['ip_vs'] });
     expect(auditLine(small).toString('utf8')).toBe(`${JSON.stringify(small)}\n`);
+  });
+});
+
+describe("the record's time", () => {
+  it('is written as toISOString() writes it, without it', () => {
+    for (const ms of [0, 951868799999, 1e12 + 7, 253402300799999, Date.now()]) {
+      const date = new Date(ms);
+      expect(isoTime(date)).toBe(date.toISOString());
+    }
+    const before = Date.now();
+    const { time } = record();
+    expect(time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(Date.parse(time)).toBeGreaterThanOrEqual(before);
+    expect(Date.parse(time)).toBeLessThanOrEqual(Date.now());
   });
 });
 

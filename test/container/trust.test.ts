@@ -116,6 +116,36 @@ describe('untrustedReason', () => {
   });
 });
 
+describe('untrustedReason with the directories found safe so far', () => {
+  it('skips those, and still finds what lies below them', () => {
+    const base = dir('shared');
+    const sub = path.join(base, 'sub');
+    fs.mkdirSync(sub);
+    fs.writeFileSync(path.join(base, 'a'), '');
+    fs.writeFileSync(path.join(sub, 'b'), '');
+    const safe = new Set<string>();
+    expect(untrustedReason('the policy', path.join(base, 'a'), {}, safe)).toBeUndefined();
+    expect(safe.has(base)).toBe(true);
+    expect(safe.has(sub)).toBe(false);
+    // A directory below a safe one, writable, and a file writable by others: both found.
+    fs.chmodSync(sub, 0o777);
+    expect(untrustedReason('the policy', path.join(sub, 'b'), {}, safe)).toMatch(
+      new RegExp(`${sub} is writable by others`),
+    );
+    fs.chmodSync(sub, 0o755);
+    fs.chmodSync(path.join(sub, 'b'), 0o646);
+    expect(untrustedReason('the policy', path.join(sub, 'b'), {}, safe)).toMatch(
+      /b is writable by others/,
+    );
+    // A refused walk adds nothing: the next check of the same path refuses it again.
+    expect(safe.has(sub)).toBe(false);
+    // A safe directory is still refused as the file checked itself.
+    fs.chmodSync(base, 0o1777);
+    expect(untrustedReason('the state directory', base, {}, safe)).toMatch(/writable by others/);
+    fs.chmodSync(base, 0o755);
+  });
+});
+
 describe('load stages refuse untrusted files (exit 4); --insecure-files is logged', () => {
   const refused = async (options: ReturnType<typeof node>, pattern: RegExp) => {
     const decision = await admit(request, options);

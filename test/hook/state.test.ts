@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { EXIT, type KmodloadError } from '../../src/errors';
 import { inferStage, isLoadStage, parseStage } from '../../src/hook/stage';
 import { MAX_STATE_BYTES, parseContainerState } from '../../src/hook/state';
-import { readBounded } from '../../src/hook/text';
+import { decodeUtf8, readBounded } from '../../src/hook/text';
 import { thrown } from '../helpers/errors';
 
 describe('parseContainerState', () => {
@@ -56,6 +56,33 @@ describe('parseContainerState', () => {
   it('reads bytes with invalid UTF-8 as the runtimes do', () => {
     const bytes = Buffer.from('{"id":"c\xff","bundle":"/b"}', 'latin1');
     expect(parseContainerState(bytes).id).toBe('c\ufffd');
+    // As the Encoding Standard's decoder replaces them (TextDecoder), a BOM kept: overlong
+    // forms, surrogates, truncated sequences, bytes that never start one, in a subarray.
+    const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
+    const samples = [
+      'efbbbf41',
+      'c0af',
+      'e080af',
+      'eda080',
+      'f4908080',
+      'f5',
+      'ff',
+      'e282',
+      'e2',
+      'f09f98',
+      'c328',
+      'e228a1',
+      '80bf',
+      'f09f9880f0',
+      '41c2a9e282ace2',
+      '00',
+      '',
+    ];
+    for (const hex of samples) {
+      const framed = Buffer.from(`aa${hex}bb`, 'hex');
+      const bytes = new Uint8Array(framed.buffer, framed.byteOffset + 1, framed.length - 2);
+      expect(decodeUtf8(bytes), hex).toBe(decoder.decode(bytes));
+    }
   });
 
   it('refuses malformed states with one line', () => {

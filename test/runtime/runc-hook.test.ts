@@ -3,7 +3,7 @@
 // prestart/createRuntime hook fails. This machine's kernel has no module support, so real
 // mode fails with ENOSYS; dry-run against a Debian tree shows the plan kmod would make.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -350,9 +350,10 @@ function runWrapper(
 }
 
 describe('the installed hook outside a runtime', () => {
-  it('no request: neither the addon nor the planner nor the indexes are loaded', async () => {
-    // A preload that records every file node loaded, CommonJS and ES modules alike, and every
-    // file opened under the module tree.
+  it('no request: neither the addon nor the planner nor the indexes are loaded', () => {
+    // A preload that records every file node loaded, CommonJS and ES modules alike, every
+    // addon dlopen()ed, every file opened under the module tree and every Node module loaded
+    // ("builtin NAME").
     const probe = path.join(scratch, 'probe.js');
     fs.writeFileSync(
       probe,
@@ -365,6 +366,11 @@ describe('the installed hook outside a runtime', () => {
         '  try { seen.add(Module._resolveFilename(request, parent, isMain)); } catch {}',
         '  return original.apply(this, arguments);',
         '};',
+        'const dlopen = process.dlopen;',
+        'process.dlopen = function (module, file) {',
+        '  seen.add(file);',
+        '  return dlopen.apply(this, arguments);',
+        '};',
         'for (const name of ["openSync", "open", "readFileSync", "readFile", "existsSync"]) {',
         '  const fn = fs[name];',
         '  fs[name] = function (file) {',
@@ -374,24 +380,53 @@ describe('the installed hook outside a runtime', () => {
         '}',
         "process.on('exit', () => {",
         '  for (const file of Object.keys(require.cache)) seen.add(file);',
+        '  for (const entry of process.moduleLoadList) {',
+        "    if (entry.startsWith('NativeModule ')) seen.add(`builtin ${entry.slice(13)}`);",
+        '  }',
         '  fs.writeFileSync(process.env.PROBE_OUT, JSON.stringify([...seen]));',
         '});',
       ].join('\n'),
     );
-    const loadedFiles = async (env: string[]): Promise<string[]> => {
+    // The state on stdin in a regular file: like runc's pipe, and unlike the socket that
+    // spawn()'s 'pipe' makes, the hook reads it without making process.stdin.
+    const loadedFiles = (env: string[]): string[] => {
       const bundle = makeBundle(scratch, { env, hooks: {} });
       const out = path.join(scratch, `probe-${logCount++}.json`);
-      const state = JSON.stringify({ ociVersion: '1.0.2', id: 'p', status: 'creating', bundle });
-      const result = await runWrapper(['hook', '--state', 'prestart', ...treeArgs(['-n'])], state, {
-        NODE_OPTIONS: `--require ${probe}`,
-        PROBE_OUT: out,
-      });
+      const stateFile = path.join(scratch, `state-${logCount++}.json`);
+      fs.writeFileSync(
+        stateFile,
+        JSON.stringify({ ociVersion: '1.0.2', id: 'p', status: 'creating', bundle }),
+      );
+      const stdin = fs.openSync(stateFile, 'r');
+      let result;
+      try {
+        result = spawnSync(kmodload.wrapper, ['hook', '--state', 'prestart', ...treeArgs(['-n'])], {
+          env: { NODE_OPTIONS: `--require ${probe}`, PROBE_OUT: out },
+          stdio: [stdin, 'ignore', 'pipe'],
+          encoding: 'utf8',
+        });
+      } finally {
+        fs.closeSync(stdin);
+      }
       expect(result.stderr).toBe('');
       expect(result.status).toBe(0);
-      return (JSON.parse(fs.readFileSync(out, 'utf8')) as string[]).map((file) =>
-        file.startsWith('open ') ? file : path.relative(kmodload.dir, file),
-      );
+      return probed(out);
     };
+    const probed = (out: string): string[] =>
+      (JSON.parse(fs.readFileSync(out, 'utf8')) as string[]).map((file) =>
+        /^(open|builtin) /.test(file) ? file : path.relative(kmodload.dir, file),
+      );
+    // The Node modules that node itself loads to run a script (an empty one).
+    const empty = path.join(scratch, 'empty.js');
+    fs.writeFileSync(empty, '');
+    const nodeOut = path.join(scratch, `probe-${logCount++}.json`);
+    const node = spawnSync(process.execPath, [empty], {
+      env: { NODE_OPTIONS: `--require ${probe}`, PROBE_OUT: nodeOut },
+    });
+    expect(node.status).toBe(0);
+    const nodeBuiltins = new Set(probed(nodeOut).filter((file) => file.startsWith('builtin ')));
+    const builtinsBeyondNode = (files: string[]) =>
+      files.filter((file) => file.startsWith('builtin ') && !nodeBuiltins.has(file));
     const heavy = (files: string[]) =>
       files.filter(
         (file) =>
@@ -401,16 +436,25 @@ describe('the installed hook outside a runtime', () => {
           file.startsWith('open '),
       );
 
-    // The installed CLI is one file (dist/kmodload.js): its modules are functions in it,
-    // run on first use, so what a request needs shows as the addon and the tree's files.
-    const idle = await loadedFiles(['PATH=/bin']);
+    // The installed CLI is bundled (scripts/make/bundle.js): its modules are functions in
+    // dist/kmodload.js, which has all that the hook with nothing asked runs, and in the files
+    // it loads when a command needs them, so what a request needs shows as
+    // dist/kmodload-load.js, the addon and the tree's files. With nothing asked, the hook
+    // loads no Node module that node does not load to run a script but vm (for the code
+    // cache): no streams (process.stdin), no thread pool's fs.promises.
+    const idle = loadedFiles(['PATH=/bin']);
     expect(idle.filter((file) => file.startsWith('dist/'))).toEqual(['dist/kmodload.js']);
     expect(heavy(idle)).toEqual([]);
-    // The same probe sees them when a container does ask: the check above can fail.
-    const busy = await loadedFiles(['KERNEL_MODULES=ip_vs']);
-    expect(busy.filter((file) => file.startsWith('dist/'))).toEqual(['dist/kmodload.js']);
+    expect(builtinsBeyondNode(idle)).toEqual(['builtin vm']);
+    // The same probe sees them when a container does ask: the checks above can fail.
+    const busy = loadedFiles(['KERNEL_MODULES=ip_vs']);
+    expect(busy.filter((file) => file.startsWith('dist/')).sort()).toEqual([
+      'dist/kmodload-load.js',
+      'dist/kmodload.js',
+    ]);
     expect(heavy(busy).some((file) => file.endsWith('.node'))).toBe(true);
     expect(heavy(busy).some((file) => /^open .*\/modules\.softdep$/.test(file))).toBe(true);
+    expect(builtinsBeyondNode(busy).length).toBeGreaterThan(1);
   });
 
   it('many hooks appending to one log at once leave whole lines', async () => {

@@ -164,6 +164,26 @@ describe('kmodload load --show-depends against modprobe', () => {
     expect(ours.stderr).toBe('');
   });
 
+  it('a long answer into a pipe whose reader is slow comes whole', () => {
+    // Far more than a pipe holds: the process exits once the last of it is written.
+    const names = fs
+      .readFileSync(path.join(tree.moduleDir, 'modules.dep'), 'utf8')
+      .split('\n')
+      .slice(0, 2000)
+      .map((line) => path.basename(line.slice(0, line.indexOf(':'))).replace(/\.ko.*$/, ''));
+    const args = ['load', '--show-depends', ...tree61(), ...names];
+    const whole = kmodload(args);
+    expect(whole.status).toBe(0);
+    expect(whole.stdout.length).toBeGreaterThan(256 * 1024);
+    const command = [process.execPath, path.join(buildDir, 'bin', 'kmodload.js'), ...args];
+    const slow = spawnSync('sh', ['-c', '"$@" | (sleep 1; cat)', 'sh', ...command], {
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+      timeout: 30_000,
+    });
+    expect(slow.stdout).toBe(whole.stdout);
+  });
+
   it('a name with a newline is still one stderr line', () => {
     const ours = kmodload(['load', '--show-depends', ...tree61(), 'a\nb']);
     expect(ours.status).toBe(EXIT.failed);

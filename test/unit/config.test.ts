@@ -40,6 +40,20 @@ describe('names', () => {
 
   it('cuts module names at the first dot', () => {
     expect(modnameNormalize('crc32c-intel.ko.xz')).toBe('crc32c_intel');
+    expect(modnameNormalize('ip_vs')).toBe('ip_vs');
+    expect(modnameNormalize('.ko')).toBe('');
+  });
+
+  it('cuts names at 4095 characters, as kmod reads them into PATH_MAX buffers', () => {
+    expect(aliasNormalize(`${'a-'.repeat(3000)}`)).toBe('a_'.repeat(3000).slice(0, 4095));
+    expect(modnameNormalize(`${'a-'.repeat(3000)}.ko`)).toBe('a_'.repeat(3000).slice(0, 4095));
+    // A bracket cut off by the limit is unbalanced.
+    expect(aliasNormalize(`${'x'.repeat(4094)}[0-9]`)).toBeUndefined();
+  });
+
+  it('modprobe.d softdep rules: words split on any white space, pre: and post: lists', () => {
+    const config = parse('softdep a-b pre: x\v y post:\fz\r\nsoftdep c\n');
+    expect(config.softdeps).toEqual([{ module: 'a_b', pre: ['x', 'y'], post: ['z'] }]);
   });
 });
 

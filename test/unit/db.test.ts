@@ -5,7 +5,8 @@ import * as path from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { fnmatch, ModuleDatabase, moduleDirectory, TextIndex } from '../../src/db';
+import { fnmatch, ModuleDatabase, moduleDirectory } from '../../src/db';
+import { TextIndex } from '../../src/db/trie';
 import {
   aliasIndexFromText,
   builtinAliasIndexFromModinfo,

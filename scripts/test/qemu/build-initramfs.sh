@@ -342,7 +342,7 @@ if [ "$with_project" = 1 ]; then
     || [ -f "$pkg/dist/cli/main.js" ] \
     || { echo "build-initramfs: TypeScript build failed" >&2; exit 1; }
   [ -f "$pkg/dist/cli/main.js" ] || { echo "build-initramfs: dist/cli/main.js not built" >&2; exit 1; }
-  # The CLI in one file with its code cache, as npm run build makes it.
+  # The CLI's bundled files with their code caches, as npm run build makes them.
   node "$project/scripts/make/bundle.js" "$pkg/dist/kmodload.js" \
     || { echo "build-initramfs: scripts/make/bundle.js failed" >&2; exit 1; }
   find "$pkg/dist" -name '*.map' -delete
