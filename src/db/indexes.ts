@@ -1,10 +1,11 @@
 // The five kmod indexes of a module directory, read off the event loop before planning asks
 // them anything: a `.bin` file is read into memory by the addon on libuv's thread pool; where
 // there is none (no addon, or a tree without binary indexes) the text file is read
-// asynchronously and built into a trie in slices (text-indexes.ts), so planning, which is
-// synchronous, never touches the disk for an index. Both answer identically (see trie.ts).
-// For a process that plans once (the hook), a `.bin` file is rather read block by block as
-// its lookups reach them: a few dozen reads of microseconds, not megabytes.
+// asynchronously and built into a trie in slices (text-indexes.ts), so planning on a tree kept
+// open, which is synchronous, never touches the disk for an index. Both answer identically
+// (see trie.ts). For a process that plans once (the hook, resolve()), a `.bin` file is rather
+// read block by block on the calling thread as its lookups reach them: a few dozen reads of
+// microseconds, not megabytes.
 // Every index is read when the database opens, or (ModuleDatabase.settle()) only those that a
 // planning pass turned out to need: a name found in modules.dep never consults modules.alias
 // or modules.symbols, the two largest.
